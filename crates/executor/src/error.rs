@@ -1,0 +1,197 @@
+//! The executor's error type.
+
+use std::path::PathBuf;
+
+use deltalake::DeltaTableError;
+use deltalake::datafusion::error::DataFusionError;
+use url::Url;
+
+/// Errors from declaring or running a pipeline.
+///
+/// The variants fall into classes that the CLI maps to exit codes, see
+/// [`Error::class`]: the caller's configuration or arguments, the data, and broken
+/// invariants (bugs).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A partition date is not a calendar date written `YYYY-MM-DD`.
+    #[error("invalid date {value:?}: expected a calendar date written YYYY-MM-DD, e.g. 2024-01-03")]
+    InvalidDate {
+        /// The value as given.
+        value: String,
+    },
+
+    /// The pipeline file cannot be read.
+    #[error("cannot read pipeline file {}: {source}; create one with `latefill init`", path.display())]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The pipeline file is not a valid declaration.
+    #[error("invalid pipeline file {}: {message}", path.display())]
+    ConfigInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+
+    /// A table location in the pipeline is not a path or URL.
+    #[error("invalid {role} table location {location:?}: {reason}")]
+    InvalidLocation {
+        /// `source`, `target` or `state`.
+        role: &'static str,
+        /// The location as given.
+        location: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// There is no Delta table at the source location.
+    #[error("no Delta table at source {table}: {reason}; check `source.table` in the pipeline file")]
+    SourceNotFound {
+        /// The source URL.
+        table: Url,
+        /// What the storage said.
+        reason: String,
+    },
+
+    /// The requested source version does not exist.
+    #[error("source {table} has no version {requested}: the latest is {latest}")]
+    SourceVersionNotFound {
+        /// The source URL.
+        table: Url,
+        /// The version asked for.
+        requested: i64,
+        /// The latest version.
+        latest: i64,
+    },
+
+    /// The source is not partitioned by the pipeline's partition column.
+    #[error(
+        "source {table} is not partitioned by {column:?} (its partition columns: {actual:?}); \
+         set `source.partition_column` to one of them"
+    )]
+    NotPartitionedBy {
+        /// The source URL.
+        table: Url,
+        /// The pipeline's partition column.
+        column: String,
+        /// The table's partition columns.
+        actual: Vec<String>,
+    },
+
+    /// The partition has no data files at the pinned version.
+    #[error(
+        "source {table} has no data in partition {partition} at version {version}; \
+         pass --allow-empty to write an empty partition"
+    )]
+    PartitionEmpty {
+        /// The source URL.
+        table: Url,
+        /// The partition, e.g. `event_time=2024-01-09`.
+        partition: String,
+        /// The pinned source version.
+        version: i64,
+    },
+
+    /// The transform SQL does not parse or does not plan against the source.
+    #[error("the transform SQL is invalid: {source}\nSQL: {sql}")]
+    InvalidSql {
+        /// The SQL as declared.
+        sql: String,
+        /// DataFusion's explanation.
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// The transform's result lacks the partition column.
+    #[error(
+        "the transform's result has no column {column:?} (it has {columns:?}); \
+         select the partition column so each row lands in its partition"
+    )]
+    MissingPartitionColumn {
+        /// The partition column.
+        column: String,
+        /// The result's columns.
+        columns: Vec<String>,
+    },
+
+    /// The transform's result does not fit the existing target table.
+    #[error(
+        "the transform's result does not match target {table}: {difference}; \
+         change the SQL or write to a new target table"
+    )]
+    SchemaMismatch {
+        /// The target URL.
+        table: Url,
+        /// The first difference, e.g. `column "devices": target has Int64, result has Utf8`.
+        difference: String,
+    },
+
+    /// Running the transform failed on the data.
+    #[error("processing {partition} failed: {source}")]
+    Execution {
+        /// The partition.
+        partition: String,
+        /// DataFusion's error.
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// Reading or writing a Delta table failed.
+    #[error("{action} {table}: {source}")]
+    Delta {
+        /// What was being done, e.g. `writing target`.
+        action: &'static str,
+        /// The table URL.
+        table: Url,
+        /// The underlying error.
+        #[source]
+        source: DeltaTableError,
+    },
+
+    /// A broken invariant: a bug in latefill, not in the input.
+    #[error("internal error (a bug in latefill, please report it): {0}")]
+    Internal(String),
+}
+
+/// `Result` with the executor's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whose fault an error is, which decides the CLI's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// Bad arguments or configuration: fix the command or the pipeline file.
+    Usage,
+    /// The data (tables, SQL against them) cannot be processed as asked.
+    Data,
+    /// Storage or an unexpected failure.
+    Internal,
+}
+
+impl Error {
+    /// The class of this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::InvalidDate { .. }
+            | Error::ConfigRead { .. }
+            | Error::ConfigInvalid { .. }
+            | Error::InvalidLocation { .. } => ErrorClass::Usage,
+            Error::SourceNotFound { .. }
+            | Error::SourceVersionNotFound { .. }
+            | Error::NotPartitionedBy { .. }
+            | Error::PartitionEmpty { .. }
+            | Error::InvalidSql { .. }
+            | Error::MissingPartitionColumn { .. }
+            | Error::SchemaMismatch { .. }
+            | Error::Execution { .. } => ErrorClass::Data,
+            Error::Delta { .. } | Error::Internal(_) => ErrorClass::Internal,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! latefill's executor: processes one partition of a source Delta table into a target
+//! Delta table with a DataFusion SQL transform.
+//!
+//! ```text
+//!   source (Delta)                        target (Delta)
+//!   version V pinned ──► files of D ──►  SQL over `source` ──► replace partition D
+//!                      (from the log,     (DataFusion)          in one commit carrying
+//!                       never a scan)                           txn(appId, V)
+//! ```
+//!
+//! - [`Pipeline`] is the declaration: source, partition column, target, state table
+//!   and the transform SQL, read from a TOML file ([`DEFAULT_PIPELINE_TOML`]).
+//! - [`run_partition`] builds a [`RunPartition`]; awaiting it reads the partition at a
+//!   pinned source version, runs the SQL and overwrites exactly that partition of the
+//!   target. The commit carries a Delta application transaction (`txn`) whose app id
+//!   is [`Pipeline::app_id`] and whose version is the source version, so the target's
+//!   own log records which source version each partition reflects.
+//!
+//! ```no_run
+//! # async fn example() -> latefill_executor::Result<()> {
+//! use latefill_executor::{PartitionDate, Pipeline, run_partition};
+//!
+//! let pipeline = Pipeline::from_file("latefill.toml")?;
+//! let report = run_partition(&pipeline, PartitionDate::parse("2024-01-03")?).await?;
+//! println!("{} rows in, {} rows out", report.rows_read, report.rows_written);
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod partition;
+mod pipeline;
+mod run;
+
+pub use error::{Error, ErrorClass, Result};
+pub use partition::PartitionDate;
+pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, resolve_location};
+pub use run::{RunPartition, RunReport, run_partition};

@@ -1,0 +1,276 @@
+//! The pipeline declaration: which source, which transform, which target.
+//!
+//! A pipeline is a TOML file:
+//!
+//! ```toml
+//! name = "devices_daily"
+//!
+//! [source]
+//! table = "devices"              # path (relative to this file) or URL
+//! partition_column = "event_time"
+//!
+//! [target]
+//! table = "devices_daily"
+//!
+//! [state]
+//! table = "latefill_state"
+//!
+//! [transform]
+//! # The rows of the partition being processed are the table `source`.
+//! sql = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP BY type, version, event_time"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// The default pipeline's file, as `latefill init` writes it.
+pub const DEFAULT_PIPELINE_TOML: &str = r#"# latefill pipeline: reprocesses one partition of `source` into `target` with SQL.
+# Relative table paths are resolved against the directory of this file.
+
+# Names the pipeline; it is part of the Delta application-transaction id written to
+# the target, so keep it stable once data has been written.
+name = "devices_daily"
+
+[source]
+# The Delta table to read, a path or a URL (file:///...).
+table = "latefill-demo/devices"
+# The column the source is partitioned by; `--date` picks one of its values.
+partition_column = "event_time"
+
+[target]
+# The Delta table to write, partitioned by the same column. Created on first run.
+table = "latefill-demo/devices_daily"
+
+[state]
+# The Delta table where latefill records what it processed.
+table = "latefill-demo/latefill_state"
+
+[transform]
+# DataFusion SQL. The partition's rows are the table `source`; the result must carry
+# the partition column. It replaces exactly that partition of the target.
+sql = """
+SELECT type, version, count(*) AS devices, event_time
+FROM source
+GROUP BY type, version, event_time
+"""
+"#;
+
+/// A validated pipeline declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    /// The pipeline's name: letters, digits, `_` and `-`.
+    pub name: String,
+    /// The source table.
+    pub source: Url,
+    /// The source's (and target's) partition column.
+    pub partition_column: String,
+    /// The target table.
+    pub target: Url,
+    /// The state table.
+    pub state: Url,
+    /// The transform; the partition's rows are the table `source`.
+    pub sql: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: String,
+    source: RawSource,
+    target: RawTable,
+    state: RawTable,
+    transform: RawTransform,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    table: String,
+    partition_column: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    table: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransform {
+    sql: String,
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file; relative table paths are resolved against
+    /// the file's directory.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dir = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_toml(&text, &dir).map_err(|e| match e {
+            Error::ConfigInvalid { message, .. } => Error::ConfigInvalid {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses a pipeline from TOML text; relative table paths are resolved against
+    /// `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Self> {
+        let invalid = |message: String| Error::ConfigInvalid {
+            path: PathBuf::from("<text>"),
+            message,
+        };
+        let raw: RawPipeline = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if raw.name.is_empty()
+            || !raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(format!(
+                "name {:?} must be non-empty and use only letters, digits, '_' and '-'",
+                raw.name
+            )));
+        }
+        if raw.source.partition_column.trim().is_empty() {
+            return Err(invalid("source.partition_column is empty".into()));
+        }
+        if raw.transform.sql.trim().is_empty() {
+            return Err(invalid("transform.sql is empty".into()));
+        }
+        let pipeline = Pipeline {
+            name: raw.name,
+            source: resolve_location("source", &raw.source.table, base_dir)?,
+            partition_column: raw.source.partition_column,
+            target: resolve_location("target", &raw.target.table, base_dir)?,
+            state: resolve_location("state", &raw.state.table, base_dir)?,
+            sql: raw.transform.sql,
+        };
+        if pipeline.source == pipeline.target {
+            return Err(invalid(format!(
+                "source and target are the same table ({}); a pipeline must write elsewhere",
+                pipeline.source
+            )));
+        }
+        Ok(pipeline)
+    }
+
+    /// The default devices pipeline, with its tables under `base_dir`.
+    pub fn default_devices(base_dir: &Path) -> Result<Self> {
+        Self::from_toml(DEFAULT_PIPELINE_TOML, base_dir)
+    }
+
+    /// The Delta application-transaction id that the target's commits carry for
+    /// `partition`, e.g. `latefill/devices_daily/event_time=2024-01-03`.
+    pub fn app_id(&self, partition: &str) -> String {
+        format!("latefill/{}/{}", self.name, partition)
+    }
+}
+
+/// Resolves a table location: a URL as is, a path against `base_dir`.
+pub fn resolve_location(role: &'static str, location: &str, base_dir: &Path) -> Result<Url> {
+    let invalid = |reason: &str| Error::InvalidLocation {
+        role,
+        location: location.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if location.trim().is_empty() {
+        return Err(invalid("the location is empty"));
+    }
+    // A one-letter "scheme" is a Windows drive, not a URL.
+    if let Ok(url) = Url::parse(location)
+        && url.scheme().len() > 1
+    {
+        return Ok(url);
+    }
+    let path = Path::new(location);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let base = if base_dir.is_absolute() {
+            base_dir.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|_| invalid("cannot read the current directory"))?
+                .join(base_dir)
+        };
+        base.join(path)
+    };
+    Url::from_directory_path(normalize(&absolute)).map_err(|()| invalid("not a directory path"))
+}
+
+/// Removes `.` and `..` components without touching the file system (the table may
+/// not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pipeline_parses_and_resolves_relative_paths() {
+        let p = Pipeline::default_devices(Path::new("/data/x")).unwrap();
+        assert_eq!(p.name, "devices_daily");
+        assert_eq!(p.source.as_str(), "file:///data/x/latefill-demo/devices/");
+        assert_eq!(p.target.as_str(), "file:///data/x/latefill-demo/devices_daily/");
+        assert_eq!(p.partition_column, "event_time");
+        assert_eq!(
+            p.app_id("event_time=2024-01-03"),
+            "latefill/devices_daily/event_time=2024-01-03"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_names_are_rejected_with_the_reason() {
+        let typo = DEFAULT_PIPELINE_TOML.replace("partition_column", "partition_col");
+        let err = Pipeline::from_toml(&typo, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("partition_col"), "{err}");
+
+        let bad_name = DEFAULT_PIPELINE_TOML.replace("\"devices_daily\"", "\"a b\"");
+        let err = Pipeline::from_toml(&bad_name, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("\"a b\""), "{err}");
+    }
+
+    #[test]
+    fn source_and_target_must_differ() {
+        let same = DEFAULT_PIPELINE_TOML.replace("latefill-demo/devices_daily", "latefill-demo/devices");
+        let err = Pipeline::from_toml(&same, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("same table"), "{err}");
+    }
+
+    #[test]
+    fn urls_are_kept_and_dot_segments_removed() {
+        let u = resolve_location("source", "s3://bucket/t", Path::new("/x")).unwrap();
+        assert_eq!(u.as_str(), "s3://bucket/t");
+        let u = resolve_location("source", "../t", Path::new("/x/y")).unwrap();
+        assert_eq!(u.as_str(), "file:///x/t/");
+    }
+}

@@ -1,0 +1,454 @@
+//! Processing one partition: read it at a pinned source version, transform it with
+//! DataFusion, and replace it in the target in one Delta commit.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deltalake::arrow::datatypes::{DataType, Schema};
+use deltalake::datafusion::common::Column;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::logical_expr::{Expr, lit};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{LogicalFileView, Transaction};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, FilterOp, FilterValue};
+use futures::TryStreamExt;
+use serde::Serialize;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::partition::PartitionDate;
+use crate::pipeline::Pipeline;
+
+/// What one partition run did. Serialises to the `--output json` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// The partition, e.g. `event_time=2024-01-03`.
+    pub partition: String,
+    /// The source version the partition was read at.
+    pub source_version: i64,
+    /// Data files of the partition that were read.
+    pub files_read: usize,
+    /// Source rows in the partition at that version.
+    pub rows_read: u64,
+    /// Rows written to the target partition.
+    pub rows_written: u64,
+    /// The target's version after the commit that replaced the partition.
+    pub target_version: i64,
+    /// Wall time of the whole run.
+    pub duration_ms: u64,
+}
+
+/// Processes one partition of a pipeline; build it with [`run_partition`] and await it.
+///
+/// ```no_run
+/// # async fn example() -> latefill_executor::Result<()> {
+/// use latefill_executor::{Pipeline, PartitionDate, run_partition};
+///
+/// let pipeline = Pipeline::from_file("latefill.toml")?;
+/// let report = run_partition(&pipeline, PartitionDate::parse("2024-01-03")?)
+///     .with_source_version(12)
+///     .await?;
+/// assert_eq!(report.source_version, 12);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a RunPartition does nothing until it is awaited"]
+pub struct RunPartition {
+    pipeline: Pipeline,
+    date: PartitionDate,
+    source_version: Option<i64>,
+    allow_empty: bool,
+}
+
+/// Starts building the run of `date` through `pipeline`.
+pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
+    RunPartition {
+        pipeline: pipeline.clone(),
+        date,
+        source_version: None,
+        allow_empty: false,
+    }
+}
+
+impl RunPartition {
+    /// Reads the source at this version instead of the latest.
+    pub fn with_source_version(mut self, version: impl Into<Option<i64>>) -> Self {
+        self.source_version = version.into();
+        self
+    }
+
+    /// Writes an empty partition instead of failing when the source has no data in it.
+    pub fn with_allow_empty(mut self, allow_empty: bool) -> Self {
+        self.allow_empty = allow_empty;
+        self
+    }
+
+    async fn execute(self) -> Result<RunReport> {
+        let started = Instant::now();
+        let pipeline = &self.pipeline;
+        let column = pipeline.partition_column.as_str();
+        let value = self.date.to_string();
+        let partition = self.date.partition_name(column);
+
+        // 1. Pin the source version and list the partition's files from the log.
+        let source = open_source(&pipeline.source, self.source_version).await?;
+        let source_version = source.version().ok_or_else(|| {
+            Error::Internal(format!("source {} loaded without a version", pipeline.source))
+        })?;
+        check_partitioned_by(&source, &pipeline.source, column)?;
+        let files = partition_files(&source, &pipeline.source, column, &value).await?;
+        if files.is_empty() && !self.allow_empty {
+            return Err(Error::PartitionEmpty {
+                table: pipeline.source.clone(),
+                partition,
+                version: source_version,
+            });
+        }
+
+        // 2. Plan the transform over exactly that partition.
+        let ctx = SessionContext::new();
+        register_source(&ctx, &source, &pipeline.source, column, &value, files.is_empty()).await?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let invalid_sql = |source| Error::InvalidSql {
+            sql: pipeline.sql.trim().to_owned(),
+            source,
+        };
+        let result = ctx
+            .sql_with_options(&pipeline.sql, options)
+            .await
+            .map_err(invalid_sql)?;
+        let result_schema: Schema = result.schema().as_arrow().clone();
+        if result_schema.field_with_name(column).is_err() {
+            return Err(Error::MissingPartitionColumn {
+                column: column.to_owned(),
+                columns: result_schema.fields().iter().map(|f| f.name().clone()).collect(),
+            });
+        }
+
+        // 3. Check the result against the target before anything is written.
+        let target = open_target(&pipeline.target).await?;
+        if let Some(target) = &target {
+            check_target_schema(target, &pipeline.target, &result_schema)?;
+        }
+        let rows_read = match rows_from_stats(&files) {
+            Some(rows) => rows,
+            None => count_rows(&ctx, &partition).await?,
+        };
+
+        // 4. Replace the partition, recording the source version as an app transaction.
+        let target = match target {
+            Some(table) => table,
+            None => create_target_handle(&pipeline.target).await?,
+        };
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(pipeline.app_id(&partition), source_version));
+        let predicate = Expr::Column(Column::from_name(column)).eq(lit(value.clone()));
+        let written = target
+            .write(Vec::new())
+            .with_input_plan(result.into_unoptimized_plan())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate)
+            .with_partition_columns([column])
+            .with_commit_properties(commit)
+            .await
+            .map_err(|source| write_error(&pipeline.target, &partition, source))?;
+        let target_version = written.version().ok_or_else(|| {
+            Error::Internal(format!("target {} has no version after a write", pipeline.target))
+        })?;
+        let rows_written = rows_added_by_last_commit(&written, &pipeline.target).await?;
+
+        Ok(RunReport {
+            partition,
+            source_version,
+            files_read: files.len(),
+            rows_read,
+            rows_written,
+            target_version,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+impl IntoFuture for RunPartition {
+    type Output = Result<RunReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}
+
+/// Opens the source at `version`, or at its latest version.
+async fn open_source(url: &Url, version: Option<i64>) -> Result<DeltaTable> {
+    let not_found = |reason: String| Error::SourceNotFound {
+        table: url.clone(),
+        reason,
+    };
+    if let Ok(path) = url.to_file_path()
+        && !path.join("_delta_log").is_dir()
+    {
+        return Err(not_found(format!("{} has no _delta_log directory", path.display())));
+    }
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .and_then(DeltaTableBuilder::build)
+        .map_err(|e| not_found(e.to_string()))?;
+    let latest = table.get_latest_version().await.map_err(|e| match e {
+        DeltaTableError::NotATable(reason) => not_found(reason),
+        source => Error::Delta {
+            action: "reading the log of source",
+            table: url.clone(),
+            source,
+        },
+    })?;
+    let version = version.unwrap_or(latest);
+    if version < 0 || version > latest {
+        return Err(Error::SourceVersionNotFound {
+            table: url.clone(),
+            requested: version,
+            latest,
+        });
+    }
+    table.load_version(version).await.map_err(|source| Error::Delta {
+        action: "loading source",
+        table: url.clone(),
+        source,
+    })?;
+    Ok(table)
+}
+
+fn check_partitioned_by(table: &DeltaTable, url: &Url, column: &str) -> Result<()> {
+    let actual = table
+        .snapshot()
+        .map_err(|source| Error::Delta {
+            action: "reading the metadata of source",
+            table: url.clone(),
+            source,
+        })?
+        .metadata()
+        .partition_columns()
+        .clone();
+    if actual.iter().any(|c| c == column) {
+        Ok(())
+    } else {
+        Err(Error::NotPartitionedBy {
+            table: url.clone(),
+            column: column.to_owned(),
+            actual,
+        })
+    }
+}
+
+/// The active files of one partition, selected from the log without reading data.
+async fn partition_files(
+    table: &DeltaTable,
+    url: &Url,
+    column: &str,
+    value: &str,
+) -> Result<Vec<LogicalFileView>> {
+    table
+        .get_active_add_actions_by_partitions(&[(column, FilterOp::Eq, FilterValue::Scalar(value))])
+        .try_collect()
+        .await
+        .map_err(|source| Error::Delta {
+            action: "listing partition files of source",
+            table: url.clone(),
+            source,
+        })
+}
+
+/// Registers the partition's rows as the table `source`.
+///
+/// The Delta provider gets the partition predicate pushed down and prunes files from
+/// the log, so files of other partitions are never opened.
+async fn register_source(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    url: &Url,
+    column: &str,
+    value: &str,
+    empty: bool,
+) -> Result<()> {
+    let internal = |e: DataFusionError| Error::Internal(format!("registering source {url}: {e}"));
+    if empty {
+        let schema = table
+            .snapshot()
+            .map_err(|source| Error::Delta {
+                action: "reading the schema of source",
+                table: url.clone(),
+                source,
+            })?
+            .snapshot()
+            .arrow_schema();
+        let empty = MemTable::try_new(schema, vec![vec![]]).map_err(internal)?;
+        ctx.register_table("source", Arc::new(empty)).map_err(internal)?;
+        return Ok(());
+    }
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|source| Error::Delta {
+            action: "registering the storage of source",
+            table: url.clone(),
+            source,
+        })?;
+    let provider = table.table_provider().await.map_err(internal)?;
+    let rows = ctx
+        .read_table(provider)
+        .and_then(|df| df.filter(Expr::Column(Column::from_name(column)).eq(lit(value))))
+        .map_err(internal)?;
+    ctx.register_table("source", rows.into_view()).map_err(internal)?;
+    Ok(())
+}
+
+/// Rows in the files according to their log statistics, less deleted rows; `None`
+/// when a file has no row count.
+fn rows_from_stats(files: &[LogicalFileView]) -> Option<u64> {
+    files.iter().try_fold(0u64, |total, file| {
+        let records = file.num_records()? as u64;
+        let deleted = file
+            .deletion_vector_descriptor()
+            .map_or(0, |dv| dv.cardinality.max(0) as u64);
+        Some(total + records.saturating_sub(deleted))
+    })
+}
+
+async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<u64> {
+    let execution = |source| Error::Execution {
+        partition: partition.to_owned(),
+        source,
+    };
+    let count = ctx
+        .table("source")
+        .await
+        .map_err(execution)?
+        .count()
+        .await
+        .map_err(execution)?;
+    Ok(count as u64)
+}
+
+/// Opens the target, or `None` when no table exists there yet.
+async fn open_target(url: &Url) -> Result<Option<DeltaTable>> {
+    if let Ok(path) = url.to_file_path()
+        && !path.join("_delta_log").is_dir()
+    {
+        return Ok(None);
+    }
+    match deltalake::open_table(url.clone()).await {
+        Ok(table) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(source) => Err(Error::Delta {
+            action: "opening target",
+            table: url.clone(),
+            source,
+        }),
+    }
+}
+
+/// A handle on a target that does not exist yet; the first write creates it.
+async fn create_target_handle(url: &Url) -> Result<DeltaTable> {
+    let delta = |source| Error::Delta {
+        action: "creating target",
+        table: url.clone(),
+        source,
+    };
+    if let Ok(path) = url.to_file_path() {
+        std::fs::create_dir_all(&path).map_err(|e| delta(DeltaTableError::from(e)))?;
+    }
+    DeltaTable::try_from_url(url.clone()).await.map_err(delta)
+}
+
+/// Compares the result's columns with the target's: same names, same order, types
+/// that Delta stores alike.
+fn check_target_schema(target: &DeltaTable, url: &Url, result: &Schema) -> Result<()> {
+    let expected = target
+        .snapshot()
+        .map_err(|source| Error::Delta {
+            action: "reading the schema of target",
+            table: url.clone(),
+            source,
+        })?
+        .snapshot()
+        .arrow_schema();
+    let mismatch = |difference: String| Error::SchemaMismatch {
+        table: url.clone(),
+        difference,
+    };
+    let names = |s: &Schema| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+    if names(&expected) != names(result) {
+        let mut target_sorted = names(&expected);
+        let mut result_sorted = names(result);
+        target_sorted.sort();
+        result_sorted.sort();
+        if target_sorted != result_sorted {
+            return Err(mismatch(format!(
+                "target has columns {:?}, result has {:?}",
+                names(&expected),
+                names(result)
+            )));
+        }
+    }
+    for field in expected.fields() {
+        let found = result
+            .field_with_name(field.name())
+            .expect("names compared above");
+        if delta_type(field.data_type()) != delta_type(found.data_type()) {
+            return Err(mismatch(format!(
+                "column {:?}: target has {}, result has {}",
+                field.name(),
+                field.data_type(),
+                found.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Arrow types that Delta stores as the same logical type compare equal.
+fn delta_type(t: &DataType) -> DataType {
+    match t {
+        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
+        DataType::Dictionary(_, value) => delta_type(value),
+        other => other.clone(),
+    }
+}
+
+fn write_error(url: &Url, partition: &str, source: DeltaTableError) -> Error {
+    match source {
+        DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. } => Error::Delta {
+            action: "writing target",
+            table: url.clone(),
+            source,
+        },
+        // Anything else failed while computing or validating the partition's rows.
+        other => Error::Execution {
+            partition: partition.to_owned(),
+            source: DataFusionError::External(Box::new(other)),
+        },
+    }
+}
+
+/// Reads `num_added_rows` from the operation metrics of the table's last commit.
+async fn rows_added_by_last_commit(table: &DeltaTable, url: &Url) -> Result<u64> {
+    let info = table.history(Some(1)).try_collect::<Vec<_>>().await.map_err(|source| Error::Delta {
+        action: "reading the last commit of target",
+        table: url.clone(),
+        source,
+    })?;
+    info.first()
+        .and_then(|c| c.info.get("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(|n| n.as_u64())
+        .ok_or_else(|| Error::Internal(format!("target {url}: last commit has no num_added_rows")))
+}

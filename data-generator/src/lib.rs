@@ -1,0 +1,411 @@
+//! Deterministic device datasets for latefill's demos, tests and benchmarks.
+//!
+//! Each call appends one batch of device rows (`type`, `full_name`, `version`, all
+//! strings) for one day to a Delta table partitioned by `event_time` (`YYYY-MM-DD`),
+//! creating the table on first use. One call is one Delta commit, so "late data" is
+//! simply another call for a past date.
+//!
+//! ```text
+//!  GenerateOptions ──► generate_batch() ──► RecordBatch ──► write() ──► Delta commit
+//!  (date, rows, seed,      (pure, seeded)                       (append, partitioned
+//!   dirty-data shares)                                            by event_time)
+//! ```
+//!
+//! The same options always give the same rows: the generator is a ChaCha8 stream
+//! seeded from `seed`, mixed with the date so that different days differ.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), latefill_datagen::Error> {
+//! use latefill_datagen::GenerateOptions;
+//!
+//! let report = GenerateOptions::new("./devices", "2024-01-02")?
+//!     .with_rows(10_000)
+//!     .with_seed(7)
+//!     .with_duplicates_pct(5.0)
+//!     .write()
+//!     .await?;
+//! println!("wrote {} rows as version {}", report.rows, report.table_version);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use deltalake::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use url::Url;
+
+pub mod cli;
+
+/// The partition column of every generated table.
+pub const PARTITION_COLUMN: &str = "event_time";
+
+/// Errors from generating or writing device data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The date is not a calendar date written `YYYY-MM-DD`.
+    #[error("invalid date {value:?}: expected a calendar date written YYYY-MM-DD, e.g. 2024-01-03")]
+    InvalidDate {
+        /// The value as given.
+        value: String,
+    },
+    /// A percentage option is outside 0..=100.
+    #[error("invalid {option} {value}: expected a percentage from 0 to 100")]
+    InvalidPercentage {
+        /// The option's name, e.g. `--duplicates-pct`.
+        option: &'static str,
+        /// The value as given.
+        value: f64,
+    },
+    /// The table location cannot be turned into a URL.
+    #[error("invalid table location {location:?}: {reason}")]
+    InvalidLocation {
+        /// The location as given.
+        location: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The Delta table could not be opened, created or written.
+    #[error("writing device data to {table}: {source}")]
+    Delta {
+        /// The table's URL.
+        table: Url,
+        /// The underlying error.
+        #[source]
+        source: DeltaTableError,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The devices the generator draws from: `(type, full name, versions)`.
+const DEVICES: &[(&str, &str, &[&str])] = &[
+    ("galaxy", "Galaxy S24", &["14.0", "14.1", "15.0"]),
+    ("galaxy", "Galaxy S23", &["13.0", "14.0", "14.1"]),
+    ("galaxy", "Galaxy A54", &["13.0", "14.0"]),
+    ("iphone", "iPhone 15", &["17.0", "17.1", "17.2"]),
+    ("iphone", "iPhone 14", &["16.6", "17.0", "17.1"]),
+    ("iphone", "iPhone SE", &["16.6", "17.2"]),
+    ("pixel", "Pixel 8", &["14.0", "14.1"]),
+    ("pixel", "Pixel 7a", &["13.0", "14.0"]),
+    ("xperia", "Xperia 1 V", &["13.0", "14.0"]),
+    ("oneplus", "OnePlus 12", &["14.0"]),
+    ("htc", "HTC U23", &["13.0"]),
+];
+
+/// Version strings that no parser accepts: the "unprocessable" share of dirty data.
+const MALFORMED_VERSIONS: &[&str] = &["14..1", "v?", "NaN", "", "1.2.3.4.5", "latest"];
+
+/// The Arrow schema of generated rows; `event_time` is the partition column.
+pub fn device_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("type", DataType::Utf8, true),
+        Field::new("full_name", DataType::Utf8, true),
+        Field::new("version", DataType::Utf8, true),
+        Field::new(PARTITION_COLUMN, DataType::Utf8, false),
+    ]))
+}
+
+/// What to generate and where to write it. Built with [`GenerateOptions::new`] and the
+/// `with_*` setters; [`GenerateOptions::write`] appends the rows.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    table: Url,
+    date: NaiveDate,
+    rows: usize,
+    seed: u64,
+    duplicates_pct: f64,
+    missing_fields_pct: f64,
+    unprocessable_pct: f64,
+}
+
+/// What one [`GenerateOptions::write`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateReport {
+    /// The table written to.
+    pub table: Url,
+    /// The partition written, e.g. `event_time=2024-01-02`.
+    pub partition: String,
+    /// Rows appended.
+    pub rows: usize,
+    /// The table version of the append commit.
+    pub table_version: i64,
+}
+
+impl GenerateOptions {
+    /// Options for `date` (`YYYY-MM-DD`) in the table at `table` (a path or URL),
+    /// with 1,000 clean rows and seed 0.
+    pub fn new(table: &str, date: &str) -> Result<Self> {
+        Ok(Self {
+            table: table_url(table)?,
+            date: parse_date(date)?,
+            rows: 1_000,
+            seed: 0,
+            duplicates_pct: 0.0,
+            missing_fields_pct: 0.0,
+            unprocessable_pct: 0.0,
+        })
+    }
+
+    /// Number of rows to append.
+    pub fn with_rows(mut self, rows: usize) -> Self {
+        self.rows = rows;
+        self
+    }
+
+    /// Seed of the random stream: same seed and options, same rows.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Share (0..=100) of rows that repeat an earlier row of the same batch.
+    pub fn with_duplicates_pct(mut self, pct: f64) -> Self {
+        self.duplicates_pct = pct;
+        self
+    }
+
+    /// Share (0..=100) of rows with one field set to null.
+    pub fn with_missing_fields_pct(mut self, pct: f64) -> Self {
+        self.missing_fields_pct = pct;
+        self
+    }
+
+    /// Share (0..=100) of rows whose version is a malformed string.
+    pub fn with_unprocessable_pct(mut self, pct: f64) -> Self {
+        self.unprocessable_pct = pct;
+        self
+    }
+
+    /// The table these options write to.
+    pub fn table(&self) -> &Url {
+        &self.table
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (option, value) in [
+            ("--duplicates-pct", self.duplicates_pct),
+            ("--missing-fields-pct", self.missing_fields_pct),
+            ("--unprocessable-pct", self.unprocessable_pct),
+        ] {
+            if !(0.0..=100.0).contains(&value) {
+                return Err(Error::InvalidPercentage { option, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// Generates the rows in memory, without touching storage.
+    pub fn generate_batch(&self) -> Result<RecordBatch> {
+        self.validate()?;
+        // Mix the date into the seed so that two days with the same seed differ.
+        let day = self.date.signed_duration_since(NaiveDate::MIN).num_days() as u64;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ day.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+
+        let duplicate_p = self.duplicates_pct / 100.0;
+        let missing_p = self.missing_fields_pct / 100.0;
+        let unprocessable_p = self.unprocessable_pct / 100.0;
+
+        // Rows are kept as indices into the catalogue so duplicates are cheap copies.
+        #[derive(Clone, Copy)]
+        struct Row {
+            device: u16,
+            version: u16,
+            malformed: Option<u16>,
+            null_field: Option<u8>,
+        }
+        let mut rows: Vec<Row> = Vec::with_capacity(self.rows);
+        for i in 0..self.rows {
+            if i > 0 && rng.random_bool(duplicate_p) {
+                let earlier = rows[rng.random_range(0..i)];
+                rows.push(earlier);
+                continue;
+            }
+            let device = rng.random_range(0..DEVICES.len());
+            let version = rng.random_range(0..DEVICES[device].2.len());
+            let malformed = rng
+                .random_bool(unprocessable_p)
+                .then(|| rng.random_range(0..MALFORMED_VERSIONS.len()) as u16);
+            let null_field = rng
+                .random_bool(missing_p)
+                .then(|| rng.random_range(0..3u8));
+            rows.push(Row {
+                device: device as u16,
+                version: version as u16,
+                malformed,
+                null_field,
+            });
+        }
+
+        let date = self.date.format("%Y-%m-%d").to_string();
+        let mut types = StringBuilder::with_capacity(self.rows, self.rows * 6);
+        let mut names = StringBuilder::with_capacity(self.rows, self.rows * 10);
+        let mut versions = StringBuilder::with_capacity(self.rows, self.rows * 4);
+        let mut event_times = StringBuilder::with_capacity(self.rows, self.rows * 10);
+        for row in &rows {
+            let (kind, name, known_versions) = DEVICES[row.device as usize];
+            let version = match row.malformed {
+                Some(m) => MALFORMED_VERSIONS[m as usize],
+                None => known_versions[row.version as usize],
+            };
+            let null = row.null_field;
+            types.append_option((null != Some(0)).then_some(kind));
+            names.append_option((null != Some(1)).then_some(name));
+            versions.append_option((null != Some(2)).then_some(version));
+            event_times.append_value(&date);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(types.finish()),
+            Arc::new(names.finish()),
+            Arc::new(versions.finish()),
+            Arc::new(event_times.finish()),
+        ];
+        RecordBatch::try_new(device_schema(), columns).map_err(|e| Error::Delta {
+            table: self.table.clone(),
+            source: e.into(),
+        })
+    }
+
+    /// Generates the rows and appends them to the table in one commit, creating the
+    /// table (partitioned by `event_time`) if it does not exist.
+    pub async fn write(self) -> Result<GenerateReport> {
+        let batch = self.generate_batch()?;
+        let rows = batch.num_rows();
+        let delta_err = |source| Error::Delta {
+            table: self.table.clone(),
+            source,
+        };
+        if self.table.scheme() == "file" {
+            let path = self.table.to_file_path().expect("file URL has a path");
+            std::fs::create_dir_all(&path).map_err(|e| delta_err(DeltaTableError::from(e)))?;
+        }
+        let table = DeltaTable::try_from_url(self.table.clone())
+            .await
+            .map_err(delta_err)?;
+        let table = table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns([PARTITION_COLUMN])
+            .await
+            .map_err(delta_err)?;
+        Ok(GenerateReport {
+            partition: format!("{PARTITION_COLUMN}={}", self.date.format("%Y-%m-%d")),
+            table: self.table,
+            rows,
+            table_version: table.version().unwrap_or_default(),
+        })
+    }
+}
+
+/// Parses a strict `YYYY-MM-DD` calendar date.
+pub fn parse_date(value: &str) -> Result<NaiveDate> {
+    let invalid = || Error::InvalidDate {
+        value: value.to_owned(),
+    };
+    // chrono accepts "2024-1-3"; partition names must be exactly ten characters.
+    if value.len() != 10 {
+        return Err(invalid());
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| invalid())
+}
+
+/// Turns a path or URL into a table URL; relative paths are made absolute.
+pub fn table_url(location: &str) -> Result<Url> {
+    let invalid = |reason: String| Error::InvalidLocation {
+        location: location.to_owned(),
+        reason,
+    };
+    if location.is_empty() {
+        return Err(invalid("the location is empty".into()));
+    }
+    if let Ok(url) = Url::parse(location)
+        && url.scheme().len() > 1
+    {
+        return Ok(url);
+    }
+    let path = std::path::Path::new(location);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| invalid(format!("cannot read the current directory: {e}")))?
+            .join(path)
+    };
+    Url::from_directory_path(&absolute)
+        .map_err(|()| invalid("not a valid directory path".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::array::{Array, AsArray};
+
+    fn options(date: &str) -> GenerateOptions {
+        GenerateOptions::new("/tmp/unused", date).unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_rows_other_seed_other_rows() {
+        let a = options("2024-01-02").with_rows(500).with_seed(3);
+        let b = options("2024-01-02").with_rows(500).with_seed(3);
+        let c = options("2024-01-02").with_rows(500).with_seed(4);
+        assert_eq!(a.generate_batch().unwrap(), b.generate_batch().unwrap());
+        assert_ne!(a.generate_batch().unwrap(), c.generate_batch().unwrap());
+    }
+
+    #[test]
+    fn dirty_data_shares_are_roughly_honoured() {
+        let batch = options("2024-01-02")
+            .with_rows(20_000)
+            .with_missing_fields_pct(30.0)
+            .with_unprocessable_pct(10.0)
+            .generate_batch()
+            .unwrap();
+        let nulls: usize = (0..3).map(|c| batch.column(c).null_count()).sum();
+        let share = nulls as f64 / 20_000.0;
+        assert!((0.27..0.33).contains(&share), "null share {share}");
+        let versions = batch.column(2).as_string::<i32>();
+        let malformed = versions
+            .iter()
+            .flatten()
+            .filter(|v| MALFORMED_VERSIONS.contains(v))
+            .count() as f64
+            / 20_000.0;
+        assert!((0.08..0.12).contains(&malformed), "malformed share {malformed}");
+    }
+
+    #[test]
+    fn clean_data_has_no_nulls_and_known_versions() {
+        let batch = options("2024-01-05").with_rows(2_000).generate_batch().unwrap();
+        for c in 0..4 {
+            assert_eq!(batch.column(c).null_count(), 0);
+        }
+        let dates = batch.column(3).as_string::<i32>();
+        assert!(dates.iter().all(|d| d == Some("2024-01-05")));
+    }
+
+    #[test]
+    fn rejects_bad_dates_and_percentages() {
+        for bad in ["2024-1-3", "2024-02-30", "yesterday", "2024/01/03", ""] {
+            assert!(
+                matches!(
+                    GenerateOptions::new("/tmp/x", bad),
+                    Err(Error::InvalidDate { .. })
+                ),
+                "{bad} accepted"
+            );
+        }
+        let err = options("2024-01-02")
+            .with_duplicates_pct(120.0)
+            .generate_batch()
+            .unwrap_err();
+        assert!(err.to_string().contains("--duplicates-pct 120"), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! latefill's integration tests: one binary, one module per area.
+//!
+//! Every test works on real Delta tables in temporary directories, runs real
+//! DataFusion, and drives the real `latefill` binary where the CLI is the subject.
+
+mod common;
+mod generate;
+mod run_cli;
+mod run_partition;

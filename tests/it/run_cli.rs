@@ -1,0 +1,182 @@
+//! `latefill run` through the binary: JSON output, exit codes, and bad input that
+//! writes nothing.
+
+use crate::common::*;
+
+#[tokio::test]
+async fn json_output_is_one_object_with_the_run_figures() {
+    let ws = Workspace::new();
+    let version = ws.generate("2024-01-03", 2_500, 9).await;
+    let out = ws.run_cli(&["--date", "2024-01-03", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(json["partition"], "event_time=2024-01-03");
+    assert_eq!(json["source_version"], version);
+    assert_eq!(json["rows_read"], 2_500);
+    let groups = expected_counts("2024-01-03", &[(2_500, 9)]).len();
+    assert_eq!(json["rows_written"], groups);
+    assert_eq!(json["target_version"], table_version(&ws.target_path()).await.unwrap());
+    assert!(json["duration_ms"].is_u64());
+}
+
+/// Runs `latefill run` with `args`, asserting the exit code, a message naming the
+/// problem, and that the target did not change.
+async fn assert_rejected(ws: &Workspace, args: &[&str], code: i32, needles: &[&str]) {
+    let before = table_version(&ws.target_path()).await;
+    let out = ws.run_cli(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "args {args:?}: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "args {args:?}: {needle:?} not in {err}");
+    }
+    assert_eq!(table_version(&ws.target_path()).await, before, "args {args:?} wrote");
+}
+
+#[tokio::test]
+async fn a_malformed_date_is_a_usage_error() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    for bad in ["2024-1-3", "2024-02-30", "tomorrow"] {
+        assert_rejected(&ws, &["--date", bad], 2, &[bad, "YYYY-MM-DD"]).await;
+    }
+}
+
+#[tokio::test]
+async fn a_missing_config_file_is_a_usage_error() {
+    let ws = Workspace::new();
+    let out = ws.latefill(&["run", "--config", "nope.toml", "--date", "2024-01-03"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nope.toml"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("latefill init"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_missing_source_table_is_a_data_error() {
+    let ws = Workspace::new();
+    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["no Delta table at source", "devices"]).await;
+    assert!(!ws.target_path().exists());
+}
+
+#[tokio::test]
+async fn a_partition_without_data_is_a_data_error_unless_allowed() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    assert!(ws.run_cli(&["--date", "2024-01-03"]).status.success());
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-04"],
+        3,
+        &["no data in partition event_time=2024-01-04", "--allow-empty"],
+    )
+    .await;
+    let before = table_version(&ws.target_path()).await.unwrap();
+    let out = ws.run_cli(&["--date", "2024-01-04", "--allow-empty"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(table_version(&ws.target_path()).await, Some(before + 1));
+}
+
+#[tokio::test]
+async fn a_source_version_that_does_not_exist_is_a_data_error() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03", "--source-version", "7"],
+        3,
+        &["no version 7", "latest is 0"],
+    )
+    .await;
+    assert_rejected(&ws, &["--date", "2024-01-03", "--source-version", "-1"], 2, &["-1"]).await;
+}
+
+#[tokio::test]
+async fn sql_that_does_not_parse_is_a_data_error() {
+    let ws = Workspace::with_sql("SELEC type FROM source");
+    ws.generate("2024-01-03", 100, 1).await;
+    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["transform SQL is invalid", "SELEC"]).await;
+}
+
+#[tokio::test]
+async fn sql_naming_an_unknown_column_is_a_data_error() {
+    let ws = Workspace::with_sql("SELECT colour, count(*) AS n, event_time FROM source GROUP BY colour, event_time");
+    ws.generate("2024-01-03", 100, 1).await;
+    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["transform SQL is invalid", "colour"]).await;
+}
+
+#[tokio::test]
+async fn sql_that_drops_the_partition_column_is_a_data_error() {
+    let ws = Workspace::with_sql("SELECT type, count(*) AS n FROM source GROUP BY type");
+    ws.generate("2024-01-03", 100, 1).await;
+    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["no column \"event_time\""]).await;
+}
+
+#[tokio::test]
+async fn a_result_that_does_not_match_the_target_is_a_data_error() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    assert!(ws.run_cli(&["--date", "2024-01-03"]).status.success());
+    // Same target, other result shape: `devices` becomes a string.
+    let text = std::fs::read_to_string(&ws.config).unwrap().replace(
+        "count(*) AS devices",
+        "CAST(count(*) AS VARCHAR) AS devices",
+    );
+    std::fs::write(&ws.config, text).unwrap();
+    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["does not match target", "devices"]).await;
+
+    // And a missing column.
+    let text = std::fs::read_to_string(&ws.config)
+        .unwrap()
+        .replace("CAST(count(*) AS VARCHAR) AS devices", "count(*) AS n");
+    std::fs::write(&ws.config, text).unwrap();
+    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["does not match target", "\"n\""]).await;
+}
+
+#[tokio::test]
+async fn json_errors_carry_the_kind_and_exit_code() {
+    let ws = Workspace::new();
+    let out = ws.run_cli(&["--date", "2024-01-03", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(json["error"]["kind"], "data");
+    assert_eq!(json["error"]["exit_code"], 3);
+}
+
+#[test]
+fn init_writes_a_pipeline_that_run_accepts_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = latefill_in(dir.path(), &["init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(dir.path().join("latefill.toml")).unwrap();
+    assert_eq!(written, latefill::executor::DEFAULT_PIPELINE_TOML);
+    let again = latefill_in(dir.path(), &["init"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("--force"));
+}
+
+#[test]
+fn demo_runs_the_week_on_a_fresh_directory_and_again_over_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = latefill_in(dir.path(), &["demo", "--output", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        let steps = json["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 7);
+        for (i, step) in steps.iter().enumerate() {
+            assert_eq!(step["date"], format!("2024-01-0{}", i + 1));
+            assert_eq!(step["run"]["source_version"], i);
+            assert_eq!(step["run"]["rows_read"], latefill::demo::DEMO_ROWS_PER_DAY);
+        }
+    }
+    // After the demo, `run` with no --config works on the demo's tables.
+    let out = latefill_in(dir.path(), &["run", "--date", "2024-01-03", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A directory the demo did not make is left alone.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir(other.path().join("latefill-demo")).unwrap();
+    std::fs::write(other.path().join("latefill-demo/keep.txt"), "mine").unwrap();
+    let out = latefill_in(other.path(), &["demo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(other.path().join("latefill-demo/keep.txt").exists());
+}

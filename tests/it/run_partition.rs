@@ -1,0 +1,170 @@
+//! `run_partition`: one partition, pinned version, partition overwrite, txn.
+
+use latefill::executor::{Error, PartitionDate, run_partition};
+
+use crate::common::*;
+
+fn date(s: &str) -> PartitionDate {
+    PartitionDate::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn processes_exactly_one_partition_and_leaves_the_others_untouched() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    for (i, d) in ["2024-01-01", "2024-01-02", "2024-01-03"].iter().enumerate() {
+        ws.generate(d, 2_000, i as u64).await;
+    }
+    for d in ["2024-01-01", "2024-01-03"] {
+        run_partition(&pipeline, date(d)).await.unwrap();
+    }
+    let before = files_by_partition(&ws.target_path()).await;
+
+    let report = run_partition(&pipeline, date("2024-01-02")).await.unwrap();
+    assert_eq!(report.partition, "event_time=2024-01-02");
+    assert_eq!(report.rows_read, 2_000);
+
+    let after = files_by_partition(&ws.target_path()).await;
+    assert_eq!(after["2024-01-01"], before["2024-01-01"]);
+    assert_eq!(after["2024-01-03"], before["2024-01-03"]);
+    assert!(after.contains_key("2024-01-02"));
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-02").await,
+        expected_counts("2024-01-02", &[(2_000, 1)])
+    );
+    assert_eq!(
+        report.rows_written as usize,
+        expected_counts("2024-01-02", &[(2_000, 1)]).len()
+    );
+}
+
+#[tokio::test]
+async fn running_a_date_twice_leaves_the_same_rows() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 3_000, 7).await;
+    let first = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    let rows_first = target_partition_text(&ws.target_path(), "2024-01-01").await;
+    let second = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    let rows_second = target_partition_text(&ws.target_path(), "2024-01-01").await;
+
+    assert_eq!(rows_first, rows_second);
+    assert_eq!(first.rows_written, second.rows_written);
+    assert_eq!(second.target_version, first.target_version + 1);
+    // One file set replaced the other: the partition holds only the second run's rows.
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        expected_counts("2024-01-01", &[(3_000, 7)])
+    );
+}
+
+#[tokio::test]
+async fn a_rerun_after_a_late_append_reflects_the_new_rows() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 1_000, 1).await;
+    ws.generate("2024-01-02", 1_000, 2).await;
+    run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    let other_before = target_partition_text(&ws.target_path(), "2024-01-02").await;
+
+    let late_version = ws.generate("2024-01-01", 500, 3).await;
+    let report = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+
+    assert_eq!(report.source_version, late_version);
+    assert_eq!(report.rows_read, 1_500);
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        expected_counts("2024-01-01", &[(1_000, 1), (500, 3)])
+    );
+    assert_eq!(
+        target_partition_text(&ws.target_path(), "2024-01-02").await,
+        other_before
+    );
+}
+
+#[tokio::test]
+async fn the_commit_records_the_pinned_source_version_as_a_txn() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    let v0 = ws.generate("2024-01-01", 1_000, 1).await;
+    let v1 = ws.generate("2024-01-01", 400, 2).await;
+    ws.generate("2024-01-02", 100, 3).await;
+    let app_id = pipeline.app_id("event_time=2024-01-01");
+
+    // Latest: the version when the run starts.
+    let latest = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    assert_eq!(latest.source_version, v1 + 1);
+    let target = open(&ws.target_path()).await;
+    let txn = target
+        .snapshot()
+        .unwrap()
+        .transaction_version(target.log_store().as_ref(), &app_id)
+        .await
+        .unwrap();
+    assert_eq!(txn, Some(latest.source_version));
+
+    // Pinned: the rows and the txn are those of version v0.
+    let pinned = run_partition(&pipeline, date("2024-01-01"))
+        .with_source_version(v0)
+        .await
+        .unwrap();
+    assert_eq!(pinned.source_version, v0);
+    assert_eq!(pinned.rows_read, 1_000);
+    let target = open(&ws.target_path()).await;
+    let txn = target
+        .snapshot()
+        .unwrap()
+        .transaction_version(target.log_store().as_ref(), &app_id)
+        .await
+        .unwrap();
+    assert_eq!(txn, Some(v0));
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        expected_counts("2024-01-01", &[(1_000, 1)])
+    );
+}
+
+#[tokio::test]
+async fn files_of_other_partitions_are_never_opened() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 1_000, 1).await;
+    ws.generate("2024-01-02", 1_000, 2).await;
+    // Corrupt every data file of 2024-01-01: reading one would fail the run.
+    let day1 = ws.source_path().join("event_time=2024-01-01");
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(&day1).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::write(&path, b"not parquet").unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted > 0);
+
+    let report = run_partition(&pipeline, date("2024-01-02")).await.unwrap();
+    assert_eq!(report.rows_read, 1_000);
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-02").await,
+        expected_counts("2024-01-02", &[(1_000, 2)])
+    );
+    // The corruption is real: the corrupted day does fail.
+    let err = run_partition(&pipeline, date("2024-01-01")).await.unwrap_err();
+    assert!(matches!(err, Error::Execution { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn allow_empty_writes_an_empty_partition() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 1_000, 1).await;
+    run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    // A date with no source data replaces its target partition with nothing.
+    let report = run_partition(&pipeline, date("2024-01-05"))
+        .with_allow_empty(true)
+        .await
+        .unwrap();
+    assert_eq!((report.rows_read, report.rows_written, report.files_read), (0, 0, 0));
+    assert!(target_counts(&ws.target_path(), "2024-01-05").await.is_empty());
+    assert!(!target_counts(&ws.target_path(), "2024-01-01").await.is_empty());
+}
