@@ -90,8 +90,25 @@ enum Command {
         #[arg(long)]
         allow_empty: bool,
         /// Output format: `json` prints one JSON object on stdout.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Print, per partition of a Delta table, the last version whose commit changed its
+    /// data, read from the table's log.
+    ///
+    /// Only add and remove actions with dataChange=true count: compaction does not,
+    /// appends, deletes, updates and deletion-vector changes do. Where log cleanup
+    /// removed commits the answer needs, it says so and answers conservatively.
+    Changes {
+        /// The Delta table, a path or URL.
+        #[arg(long, value_name = "PATH")]
+        table: String,
+        /// Only report changes in commits after this version.
+        #[arg(long, value_name = "N")]
+        since_version: Option<i64>,
+        /// Output format: `json` prints one JSON object on stdout.
+        #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
+        format: Output,
     },
 }
 
@@ -130,7 +147,9 @@ enum Output {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let output = match &cli.command {
-        Command::Demo { output, .. } | Command::Run { output, .. } => *output,
+        Command::Demo { output, .. }
+        | Command::Run { output, .. }
+        | Command::Changes { format: output, .. } => *output,
         _ => Output::Text,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -184,6 +203,13 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 latefill::demo::DemoError::Generate(_) | latefill::demo::DemoError::Run(_) => {
                     continue;
                 }
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<latefill::detector::Error>() {
+            use latefill::detector::Error as D;
+            return match e {
+                D::Storage { .. } | D::Delta { .. } => exit::FAILURE,
+                _ => exit::DATA,
             };
         }
         if cause.downcast_ref::<UsageError>().is_some() {
@@ -241,7 +267,58 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Changes {
+            table,
+            since_version,
+            format,
+        } => changes(&table, since_version, format).await,
     }
+}
+
+async fn changes(table: &str, since_version: Option<i64>, format: Output) -> anyhow::Result<()> {
+    if let Some(v) = since_version
+        && v < 0
+    {
+        return Err(UsageError(format!(
+            "invalid --since-version {v}: Delta table versions start at 0"
+        ))
+        .into());
+    }
+    let url = executor::resolve_location("source", table, Path::new("."))?;
+    let changes = latefill::detector::detect_changes(&url)
+        .with_since_version(since_version)
+        .await?;
+    match format {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
+        Output::Text => {
+            println!(
+                "{url} at version {}: {} partitions{}",
+                changes.table_version,
+                changes.partitions.len(),
+                since_version.map_or(String::new(), |v| format!(" changed after version {v}"))
+            );
+            if let Some(reason) = &changes.inexact_reason {
+                println!("not exact: {reason}");
+            }
+            let width = changes
+                .partitions
+                .iter()
+                .map(|p| p.partition.len())
+                .max()
+                .unwrap_or(9)
+                .max(9);
+            println!("  {:<width$}  {:>11}  exact", "partition", "last change");
+            for p in &changes.partitions {
+                println!(
+                    "  {:<width$}  {:>11}  {}",
+                    p.partition,
+                    p.last_change_version,
+                    if p.exact { "yes" } else { "no (conservative)" }
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn describe_run(r: &RunReport) -> String {

@@ -1,0 +1,573 @@
+//! Change detection: the last version at which each partition's data changed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::log::{Commit, LogReader, PartitionValues};
+use crate::naming::{MetadataAction, PartitionNaming};
+
+/// One partition's last data change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    /// `col=value[/col=value...]`.
+    pub partition: String,
+    /// The last table version whose commit changed the partition's data.
+    pub last_change_version: i64,
+    /// `false` when the log that would say exactly was cleaned up: the partition may
+    /// have changed at any version up to `last_change_version`, and is reported at
+    /// that version so that nothing is missed.
+    pub exact: bool,
+}
+
+/// The detector's memory between runs: the last version scanned and what it knew.
+/// Stored by the caller (latefill keeps it in the state table) and handed back with
+/// [`DetectChanges::with_cursor`], so a detection reads only newer commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The table the cursor belongs to.
+    pub table: Url,
+    /// The last version scanned.
+    pub version: i64,
+    /// How partitions are named at that version.
+    pub naming: PartitionNaming,
+    /// Every partition seen, with its last change.
+    pub partitions: BTreeMap<String, (i64, bool)>,
+}
+
+/// What a detection found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    /// The table's version the answer holds for.
+    pub table_version: i64,
+    /// The partition columns, logical names, in order.
+    pub partition_columns: Vec<String>,
+    /// The partitions, sorted by name. With `since_version`, only those that changed
+    /// after it; otherwise every partition whose data ever changed.
+    pub partitions: Vec<PartitionChange>,
+    /// `false` when commits the answer needs were removed by log cleanup.
+    pub exact: bool,
+    /// Why the answer is not exact, and how it was made conservative.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inexact_reason: Option<String>,
+    /// How the log was read.
+    pub scan: ScanStats,
+    #[serde(skip)]
+    cursor: Option<Cursor>,
+}
+
+/// How much of the log a detection read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanStats {
+    /// `cursor` (only new commits), `since` or `full`.
+    pub mode: &'static str,
+    /// Commit files read.
+    pub commits_read: usize,
+    /// The checkpoint read, if any.
+    pub checkpoint_read: Option<i64>,
+}
+
+impl Changes {
+    /// The cursor to hand to the next detection; `None` after a `since_version`
+    /// detection, which does not see every partition.
+    pub fn cursor(&self) -> Option<&Cursor> {
+        self.cursor.as_ref()
+    }
+
+    /// The change of one partition.
+    pub fn partition(&self, name: &str) -> Option<&PartitionChange> {
+        self.partitions
+            .binary_search_by(|p| p.partition.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.partitions[i])
+    }
+}
+
+/// A detection; build it with [`detect_changes`] and await it.
+///
+/// ```no_run
+/// # async fn example() -> latefill_detector::Result<()> {
+/// use latefill_detector::detect_changes;
+///
+/// let table = url::Url::parse("file:///data/devices/").unwrap();
+/// let first = detect_changes(&table).await?;
+/// // Later: only commits after the first detection are read.
+/// let next = detect_changes(&table)
+///     .with_cursor(first.cursor().cloned())
+///     .await?;
+/// for p in &next.partitions {
+///     println!("{} last changed at {}", p.partition, p.last_change_version);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a DetectChanges does nothing until it is awaited"]
+pub struct DetectChanges {
+    table: Url,
+    cursor: Option<Cursor>,
+    since: Option<i64>,
+    partition_column: Option<String>,
+}
+
+/// Starts building a detection over the table at `table`.
+pub fn detect_changes(table: &Url) -> DetectChanges {
+    DetectChanges {
+        table: table.clone(),
+        cursor: None,
+        since: None,
+        partition_column: None,
+    }
+}
+
+impl DetectChanges {
+    /// Continues from an earlier detection: reads only commits after its version.
+    /// A cursor of another table is ignored.
+    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
+        self.cursor = cursor.filter(|c| c.table == self.table);
+        self
+    }
+
+    /// Reports only changes in commits after `version`.
+    pub fn with_since_version(mut self, version: Option<i64>) -> Self {
+        self.since = version;
+        self
+    }
+
+    /// Fails unless the table is partitioned by `column`.
+    pub fn with_partition_column(mut self, column: impl Into<String>) -> Self {
+        self.partition_column = Some(column.into());
+        self
+    }
+
+    async fn execute(self) -> Result<Changes> {
+        let reader = LogReader::open(&self.table)?;
+        let changes = match (&self.cursor, self.since) {
+            (Some(cursor), None) => match incremental(&reader, cursor).await? {
+                Incremental::Done(changes) => changes,
+                // The commits after the cursor were cleaned up: resume from the oldest
+                // checkpoint, with what the cursor knew.
+                Incremental::LogCleaned => full(&reader, None, Some(cursor)).await?,
+                // Partition naming changed: the cursor's names are stale.
+                Incremental::NamingChanged => full(&reader, None, None).await?,
+            },
+            _ => full(&reader, self.since, None).await?,
+        };
+        if let Some(column) = &self.partition_column
+            && !changes.partition_columns.contains(column)
+        {
+            return Err(Error::NotPartitionedBy {
+                table: self.table.clone(),
+                column: column.clone(),
+                actual: changes.partition_columns.clone(),
+            });
+        }
+        Ok(changes)
+    }
+}
+
+impl IntoFuture for DetectChanges {
+    type Output = Result<Changes>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}
+
+/// Accumulates last change versions over commits in version order.
+struct Fold {
+    table: Url,
+    naming: Option<PartitionNaming>,
+    /// Raw partition values of the live files this fold has seen added, by path.
+    paths: HashMap<String, PartitionValues>,
+    /// Last change per partition, keyed by raw values so that the final naming
+    /// (the latest metadata's) applies to every version.
+    changes: HashMap<Vec<(String, Option<String>)>, i64>,
+    /// Commits whose removes lack partition values and whose adds are unknown.
+    unresolved: Vec<(i64, String)>,
+    version: Option<i64>,
+    commits_read: usize,
+}
+
+fn raw_key(values: &PartitionValues) -> Vec<(String, Option<String>)> {
+    let mut key: Vec<_> = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    key.sort();
+    key
+}
+
+impl Fold {
+    fn new(table: &Url, naming: Option<PartitionNaming>) -> Self {
+        Fold {
+            table: table.clone(),
+            naming,
+            paths: HashMap::new(),
+            changes: HashMap::new(),
+            unresolved: Vec::new(),
+            version: None,
+            commits_read: 0,
+        }
+    }
+
+    fn apply(&mut self, version: i64, commit: Commit) {
+        self.commits_read += 1;
+        self.version = Some(version);
+        if let Some(metadata) = &commit.metadata {
+            self.naming = Some(PartitionNaming::from_metadata(metadata));
+        }
+        for file in commit.files {
+            let values = match (&file.partition_values, file.is_add) {
+                (Some(v), _) => Some(v.clone()),
+                (None, false) => self.paths.get(&file.path).cloned(),
+                (None, true) => Some(PartitionValues::new()),
+            };
+            if file.is_add {
+                if let Some(v) = &values {
+                    self.paths.insert(file.path.clone(), v.clone());
+                }
+            } else {
+                self.paths.remove(&file.path);
+            }
+            if !file.data_change {
+                continue;
+            }
+            match values {
+                Some(v) => {
+                    self.changes.insert(raw_key(&v), version);
+                }
+                None => self.unresolved.push((version, file.path)),
+            }
+        }
+    }
+
+    fn naming(&self, version: i64) -> Result<PartitionNaming> {
+        self.naming.clone().ok_or_else(|| Error::NoMetadata {
+            table: self.table.clone(),
+            version,
+        })
+    }
+
+    /// Named last changes; later versions win where names collide.
+    fn named(&self, naming: &PartitionNaming) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for (key, &version) in &self.changes {
+            let values: PartitionValues = key.iter().cloned().collect();
+            if let Some(name) = naming.name(&values) {
+                let entry = out.entry(name).or_insert(version);
+                *entry = (*entry).max(version);
+            }
+        }
+        out
+    }
+}
+
+/// Resolves removes without partition values from the table's snapshot just before
+/// them; an old writer's habit, so rare, and costly only then.
+async fn resolve_removes(fold: &mut Fold) -> Result<()> {
+    use deltalake::DeltaTableBuilder;
+    use futures::TryStreamExt;
+    let unresolved = std::mem::take(&mut fold.unresolved);
+    for (version, path) in unresolved {
+        let delta = |source| Error::Delta {
+            table: fold.table.clone(),
+            source,
+        };
+        let table = DeltaTableBuilder::from_url(fold.table.clone())
+            .map_err(delta)?
+            .with_version(version - 1)
+            .load()
+            .await
+            .map_err(delta)?;
+        let files: Vec<_> = table
+            .get_active_add_actions_by_predicate(None)
+            .try_collect()
+            .await
+            .map_err(delta)?;
+        let wanted = percent_decode(&path);
+        let found = files
+            .iter()
+            .find(|f| f.path() == wanted.as_str())
+            .map(|f| f.partition_values_map());
+        match found {
+            Some(values) => {
+                fold.changes
+                    .entry(raw_key(&values))
+                    .and_modify(|v| *v = (*v).max(version))
+                    .or_insert(version);
+            }
+            None => {
+                return Err(Error::UnresolvedRemove {
+                    table: fold.table.clone(),
+                    version,
+                    path,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        if bytes[i] == b'%'
+            && let Some(b) = hex
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+enum Incremental {
+    Done(Changes),
+    LogCleaned,
+    NamingChanged,
+}
+
+/// Reads only the commits after the cursor.
+async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental> {
+    let commits = reader.read_commits_after(cursor.version).await?;
+    if commits.is_empty() {
+        // Either nothing is new, or the next commit was cleaned up: a checkpoint newer
+        // than the cursor tells the two apart without listing the log.
+        if reader
+            .last_checkpoint_hint()
+            .await?
+            .is_some_and(|v| v > cursor.version)
+        {
+            return Ok(Incremental::LogCleaned);
+        }
+    }
+    let mut fold = Fold::new(reader.table(), Some(cursor.naming.clone()));
+    for (version, commit) in commits {
+        fold.apply(version, commit);
+    }
+    resolve_removes(&mut fold).await?;
+    let naming = fold.naming(cursor.version)?;
+    if naming != cursor.naming {
+        return Ok(Incremental::NamingChanged);
+    }
+    let mut partitions = cursor.partitions.clone();
+    for (name, version) in fold.named(&naming) {
+        partitions.insert(name, (version, true));
+    }
+    let version = fold.version.unwrap_or(cursor.version);
+    let stats = ScanStats {
+        mode: "cursor",
+        commits_read: fold.commits_read,
+        checkpoint_read: None,
+    };
+    Ok(Incremental::Done(finish(
+        reader, version, naming, partitions, None, stats, None,
+    )))
+}
+
+/// Reads the log from `since + 1` (or from the start), falling back to the oldest
+/// usable checkpoint and a conservative answer where commits were cleaned up.
+/// `resume` is a cursor whose next commits were cleaned up: its knowledge is kept.
+async fn full(reader: &LogReader, since: Option<i64>, resume: Option<&Cursor>) -> Result<Changes> {
+    let listing = reader.list().await?;
+    let latest = listing.latest().expect("a listing holds a version");
+    let start = since.or(resume.map(|c| c.version)).map_or(0, |s| s + 1);
+    if since.is_some_and(|s| s > latest) {
+        return Err(Error::VersionNotFound {
+            table: reader.table().clone(),
+            requested: since.unwrap_or_default(),
+            latest,
+        });
+    }
+    // The run of contiguous commits that ends at the latest version.
+    let mut first = latest;
+    while first > 0 && listing.commits.contains(&(first - 1)) {
+        first -= 1;
+    }
+    if !listing.commits.contains(&latest) {
+        first = latest + 1;
+    }
+    if let Some(&older) = listing.commits.range(..first).next_back()
+        && start <= older
+    {
+        // Log cleanup removes the oldest commits only: a hole above an older commit
+        // is damage, not cleanup.
+        return Err(Error::MissingCommit {
+            table: reader.table().clone(),
+            version: older + 1,
+            later: first,
+        });
+    }
+
+    let mut stats = ScanStats {
+        mode: if since.is_some() { "since" } else { "full" },
+        ..ScanStats::default()
+    };
+    let mut base_naming: Option<PartitionNaming> = None;
+    let mut checkpoint_partitions: Option<BTreeSet<Vec<(String, Option<String>)>>> = None;
+    let mut seed_paths = HashMap::new();
+    let read_from;
+    if start >= first {
+        // Every commit needed exists: an exact answer.
+        read_from = start;
+        if start > 0 {
+            base_naming = Some(naming_before(reader, &listing, start, &mut stats).await?);
+        }
+    } else {
+        // Commits start..first-1 are gone. The oldest checkpoint at or after first-1
+        // says which partitions existed; commits after it are exact.
+        let Some((&cp, parts)) = listing.checkpoints.range(first - 1..).next() else {
+            return Err(Error::MissingCommit {
+                table: reader.table().clone(),
+                version: first - 1,
+                later: first,
+            });
+        };
+        let checkpoint = reader.read_checkpoint(cp, parts).await?;
+        stats.checkpoint_read = Some(cp);
+        base_naming = checkpoint.metadata.as_ref().map(PartitionNaming::from_metadata);
+        checkpoint_partitions = Some(checkpoint.files.iter().map(|(_, v)| raw_key(v)).collect());
+        seed_paths = checkpoint.files.into_iter().collect();
+        read_from = first;
+    }
+
+    let commits = reader.read_commits(read_from..=latest).await?;
+    let mut fold = Fold::new(reader.table(), base_naming);
+    fold.paths = seed_paths;
+    for (version, commit) in commits {
+        fold.apply(version, commit);
+    }
+    resolve_removes(&mut fold).await?;
+    stats.commits_read = fold.commits_read;
+    let naming = fold.naming(latest)?;
+
+    let mut partitions: BTreeMap<String, (i64, bool)> = fold
+        .named(&naming)
+        .into_iter()
+        .map(|(n, v)| (n, (v, true)))
+        .collect();
+    let mut reason = None;
+    if let (None, Some(cursor)) = (&checkpoint_partitions, resume) {
+        // Nothing was lost after all: what the cursor knew still holds.
+        for (name, &change) in &cursor.partitions {
+            partitions.entry(name.clone()).or_insert(change);
+        }
+    }
+    if let Some(existing) = checkpoint_partitions {
+        let unknown_until = first - 1;
+        for key in existing {
+            let values: PartitionValues = key.into_iter().collect();
+            if let Some(name) = naming.name(&values) {
+                partitions.entry(name).or_insert((unknown_until, false));
+            }
+        }
+        // Partitions a cursor knew that have no live file now lost them in the gap.
+        if let Some(cursor) = resume {
+            for name in cursor.partitions.keys() {
+                partitions
+                    .entry(name.clone())
+                    .or_insert((unknown_until, false));
+            }
+        }
+        reason = Some(format!(
+            "commits {start}..={unknown_until} were removed by log cleanup (the oldest commit \
+             kept is {first}); partitions that may have changed only in them are reported \
+             at version {unknown_until} with exact=false, and a partition whose files were \
+             all removed in them cannot be seen"
+        ));
+    }
+    let mut changes = finish(reader, latest, naming, partitions, reason, stats, since);
+    if since.is_some() {
+        // A detection of recent changes only does not know every partition.
+        changes.cursor = None;
+    }
+    Ok(changes)
+}
+
+/// The partition naming in force just before `start`: the newest checkpoint before
+/// it, plus any metadata in the commits between.
+async fn naming_before(
+    reader: &LogReader,
+    listing: &crate::log::Listing,
+    start: i64,
+    stats: &mut ScanStats,
+) -> Result<PartitionNaming> {
+    let mut metadata: Option<MetadataAction> = None;
+    let mut from = 0;
+    if let Some((&cp, parts)) = listing.checkpoints.range(..start).next_back() {
+        metadata = reader.read_checkpoint(cp, parts).await?.metadata;
+        stats.checkpoint_read = Some(cp);
+        from = cp + 1;
+    }
+    for (_, commit) in reader.read_commits(from..start).await? {
+        stats.commits_read += 1;
+        if commit.metadata.is_some() {
+            metadata = commit.metadata;
+        }
+    }
+    metadata
+        .as_ref()
+        .map(PartitionNaming::from_metadata)
+        .ok_or_else(|| Error::NoMetadata {
+            table: reader.table().clone(),
+            version: start - 1,
+        })
+}
+
+fn finish(
+    reader: &LogReader,
+    version: i64,
+    naming: PartitionNaming,
+    partitions: BTreeMap<String, (i64, bool)>,
+    inexact_reason: Option<String>,
+    scan: ScanStats,
+    since: Option<i64>,
+) -> Changes {
+    let listed = partitions
+        .iter()
+        .filter(|(_, (v, _))| since.is_none_or(|s| *v > s))
+        .map(|(name, &(v, exact))| PartitionChange {
+            partition: name.clone(),
+            last_change_version: v,
+            exact,
+        })
+        .collect();
+    Changes {
+        table_version: version,
+        partition_columns: naming.column_names(),
+        partitions: listed,
+        exact: inexact_reason.is_none(),
+        inexact_reason,
+        scan,
+        cursor: Some(Cursor {
+            table: reader.table().clone(),
+            version,
+            naming,
+            partitions,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_matches_delta_paths() {
+        assert_eq!(percent_decode("x=A%252FA/p.parquet"), "x=A%2FA/p.parquet");
+        assert_eq!(percent_decode("x=B%20B/p"), "x=B B/p");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

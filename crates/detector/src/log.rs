@@ -1,0 +1,382 @@
+//! Reading a Delta log: listing it, commits (JSON lines) and checkpoints (Parquet).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, AsArray, MapArray, RecordBatch, StructArray};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType;
+use deltalake::logstore::LogStore;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::{DeltaTableBuilder, ObjectStore, ObjectStoreError, Path};
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::naming::MetadataAction;
+
+/// How many log files are fetched at once.
+const CONCURRENT_READS: usize = 32;
+
+/// Partition values as the log writes them: key -> value (`None` is null).
+pub(crate) type PartitionValues = HashMap<String, Option<String>>;
+
+/// An `add` or `remove` action, reduced to what change detection needs.
+#[derive(Debug, Clone)]
+pub(crate) struct FileAction {
+    pub is_add: bool,
+    pub path: String,
+    pub partition_values: Option<PartitionValues>,
+    pub data_change: bool,
+}
+
+/// One commit's actions that matter here.
+#[derive(Debug, Default)]
+pub(crate) struct Commit {
+    pub files: Vec<FileAction>,
+    pub metadata: Option<MetadataAction>,
+}
+
+/// A checkpoint's live files and metadata.
+#[derive(Debug, Default)]
+pub(crate) struct Checkpoint {
+    pub files: Vec<(String, PartitionValues)>,
+    pub metadata: Option<MetadataAction>,
+}
+
+/// What a listing of `_delta_log` found.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub commits: BTreeSet<i64>,
+    /// Checkpoint version -> its part files (one for a classic checkpoint).
+    pub checkpoints: BTreeMap<i64, Vec<Path>>,
+}
+
+impl Listing {
+    pub fn latest(&self) -> Option<i64> {
+        let c = self.commits.last().copied();
+        let k = self.checkpoints.keys().last().copied();
+        c.max(k)
+    }
+}
+
+#[derive(Deserialize)]
+struct LineJson {
+    add: Option<FileJson>,
+    remove: Option<FileJson>,
+    #[serde(rename = "metaData")]
+    meta_data: Option<MetadataAction>,
+}
+
+#[derive(Deserialize)]
+struct FileJson {
+    path: String,
+    #[serde(rename = "partitionValues")]
+    partition_values: Option<PartitionValues>,
+    // Missing means "changed": the conservative reading.
+    #[serde(rename = "dataChange", default = "yes")]
+    data_change: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads one table's `_delta_log` through its object store.
+#[derive(Debug, Clone)]
+pub(crate) struct LogReader {
+    table: Url,
+    store: Arc<dyn ObjectStore>,
+}
+
+fn commit_path(version: i64) -> Path {
+    Path::from(format!("_delta_log/{version:020}.json"))
+}
+
+impl LogReader {
+    pub fn open(table: &Url) -> Result<Self> {
+        let delta = |source| Error::Delta {
+            table: table.clone(),
+            source,
+        };
+        let log_store = DeltaTableBuilder::from_url(table.clone())
+            .map_err(delta)?
+            .build_storage()
+            .map_err(delta)?;
+        Ok(LogReader {
+            table: table.clone(),
+            store: log_store.object_store(None),
+        })
+    }
+
+    pub fn table(&self) -> &Url {
+        &self.table
+    }
+
+    fn storage(&self, source: ObjectStoreError) -> Error {
+        Error::Storage {
+            table: self.table.clone(),
+            source,
+        }
+    }
+
+    /// Lists the commits and checkpoints in `_delta_log`.
+    pub async fn list(&self) -> Result<Listing> {
+        let prefix = Path::from("_delta_log");
+        let mut listing = Listing::default();
+        let mut entries = self.store.list(Some(&prefix));
+        while let Some(meta) = entries.next().await {
+            let meta = meta.map_err(|e| self.storage(e))?;
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let Some((digits, rest)) = name.split_once('.') else {
+                continue;
+            };
+            if digits.len() != 20 {
+                continue;
+            }
+            let Ok(version) = digits.parse::<i64>() else {
+                continue;
+            };
+            if rest == "json" {
+                listing.commits.insert(version);
+            } else if rest == "checkpoint.parquet"
+                || (rest.starts_with("checkpoint.") && rest.ends_with(".parquet"))
+            {
+                listing
+                    .checkpoints
+                    .entry(version)
+                    .or_default()
+                    .push(meta.location.clone());
+            }
+        }
+        for parts in listing.checkpoints.values_mut() {
+            parts.sort();
+        }
+        if listing.commits.is_empty() && listing.checkpoints.is_empty() {
+            return Err(Error::NotATable {
+                table: self.table.clone(),
+                reason: "_delta_log holds no commit".into(),
+            });
+        }
+        Ok(listing)
+    }
+
+    /// Reads one commit; `None` when it does not exist.
+    pub async fn read_commit(&self, version: i64) -> Result<Option<Commit>> {
+        let bytes = match self.store.get(&commit_path(version)).await {
+            Ok(r) => r.bytes().await.map_err(|e| self.storage(e))?,
+            Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.storage(e)),
+        };
+        self.parse_commit(version, &bytes).map(Some)
+    }
+
+    fn parse_commit(&self, version: i64, bytes: &[u8]) -> Result<Commit> {
+        let mut commit = Commit::default();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed: LineJson =
+                serde_json::from_slice(line).map_err(|e| Error::CorruptCommit {
+                    table: self.table.clone(),
+                    version,
+                    line: i + 1,
+                    reason: e.to_string(),
+                })?;
+            for (is_add, file) in [(true, parsed.add), (false, parsed.remove)] {
+                if let Some(f) = file {
+                    commit.files.push(FileAction {
+                        is_add,
+                        path: f.path,
+                        partition_values: f.partition_values,
+                        data_change: f.data_change,
+                    });
+                }
+            }
+            if parsed.meta_data.is_some() {
+                commit.metadata = parsed.meta_data;
+            }
+        }
+        Ok(commit)
+    }
+
+    /// Reads commits that must exist, in version order, many at a time.
+    pub async fn read_commits(
+        &self,
+        versions: impl IntoIterator<Item = i64>,
+    ) -> Result<Vec<(i64, Commit)>> {
+        let versions: Vec<i64> = versions.into_iter().collect();
+        let later = versions.last().copied().unwrap_or_default();
+        futures::stream::iter(versions)
+            .map(|v| async move {
+                match self.read_commit(v).await? {
+                    Some(c) => Ok((v, c)),
+                    None => Err(Error::MissingCommit {
+                        table: self.table.clone(),
+                        version: v,
+                        later,
+                    }),
+                }
+            })
+            .buffered(CONCURRENT_READS)
+            .try_collect()
+            .await
+    }
+
+    /// Reads the commits after `version` without listing the log: probes
+    /// `version+1, version+2, ...` a batch at a time until one does not exist. Its cost
+    /// grows with the number of new commits, not with the log's length.
+    pub async fn read_commits_after(&self, version: i64) -> Result<Vec<(i64, Commit)>> {
+        let mut out = Vec::new();
+        let mut next = version + 1;
+        let mut batch = 4usize;
+        loop {
+            let found: Vec<Option<Commit>> = futures::stream::iter(next..next + batch as i64)
+                .map(|v| self.read_commit(v))
+                .buffered(batch)
+                .try_collect()
+                .await?;
+            for commit in found {
+                match commit {
+                    Some(c) => {
+                        out.push((next, c));
+                        next += 1;
+                    }
+                    None => return Ok(out),
+                }
+            }
+            batch = (batch * 2).min(CONCURRENT_READS);
+        }
+    }
+
+    /// The checkpoint version `_last_checkpoint` names, if the file exists.
+    pub async fn last_checkpoint_hint(&self) -> Result<Option<i64>> {
+        #[derive(Deserialize)]
+        struct Hint {
+            version: i64,
+        }
+        let path = Path::from("_delta_log/_last_checkpoint");
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|e| self.storage(e))?,
+            Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.storage(e)),
+        };
+        Ok(serde_json::from_slice::<Hint>(&bytes).ok().map(|h| h.version))
+    }
+
+    /// Reads a checkpoint's live files and metadata.
+    pub async fn read_checkpoint(&self, version: i64, parts: &[Path]) -> Result<Checkpoint> {
+        let corrupt = |reason: String| Error::CorruptCheckpoint {
+            table: self.table.clone(),
+            version,
+            reason,
+        };
+        let mut checkpoint = Checkpoint::default();
+        for part in parts {
+            let bytes = self
+                .store
+                .get(part)
+                .await
+                .map_err(|e| self.storage(e))?
+                .bytes()
+                .await
+                .map_err(|e| self.storage(e))?;
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| corrupt(e.to_string()))?;
+            let roots: Vec<usize> = builder
+                .parquet_schema()
+                .root_schema()
+                .get_fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| matches!(f.name(), "add" | "metaData"))
+                .map(|(i, _)| i)
+                .collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            let reader = builder
+                .with_projection(mask)
+                .build()
+                .map_err(|e| corrupt(e.to_string()))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+                read_checkpoint_batch(&batch, &mut checkpoint).map_err(corrupt)?;
+            }
+        }
+        Ok(checkpoint)
+    }
+}
+
+fn strings(array: &dyn Array) -> std::result::Result<Arc<dyn Array>, String> {
+    cast(array, &DataType::Utf8).map_err(|e| e.to_string())
+}
+
+fn struct_field<'a>(s: &'a StructArray, name: &str) -> std::result::Result<&'a Arc<dyn Array>, String> {
+    s.column_by_name(name)
+        .ok_or_else(|| format!("column {name} is missing"))
+}
+
+fn map_row(map: &MapArray, row: usize) -> std::result::Result<PartitionValues, String> {
+    let entries = map.value(row);
+    let keys = strings(entries.column(0))?;
+    let values = strings(entries.column(1))?;
+    let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
+    Ok((0..keys.len())
+        .map(|i| {
+            let v = values.is_valid(i).then(|| values.value(i).to_owned());
+            (keys.value(i).to_owned(), v)
+        })
+        .collect())
+}
+
+fn read_checkpoint_batch(
+    batch: &RecordBatch,
+    out: &mut Checkpoint,
+) -> std::result::Result<(), String> {
+    if let Some(add) = batch.column_by_name("add") {
+        let add = add.as_struct();
+        let paths = strings(struct_field(add, "path")?)?;
+        let paths = paths.as_string::<i32>();
+        let values = struct_field(add, "partitionValues")?.as_map();
+        for row in 0..add.len() {
+            if add.is_valid(row) {
+                let pv = if values.is_valid(row) {
+                    map_row(values, row)?
+                } else {
+                    PartitionValues::new()
+                };
+                out.files.push((paths.value(row).to_owned(), pv));
+            }
+        }
+    }
+    if let Some(meta) = batch.column_by_name("metaData") {
+        let meta = meta.as_struct();
+        for row in 0..meta.len() {
+            if !meta.is_valid(row) {
+                continue;
+            }
+            let columns = struct_field(meta, "partitionColumns")?.as_list::<i32>();
+            let columns = strings(columns.value(row).as_ref())?;
+            let schema = strings(struct_field(meta, "schemaString")?)?;
+            let configuration = match meta.column_by_name("configuration") {
+                Some(c) if c.is_valid(row) => map_row(c.as_map(), row)?,
+                _ => PartitionValues::new(),
+            };
+            out.metadata = Some(MetadataAction {
+                partition_columns: columns
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect(),
+                schema_string: schema.as_string::<i32>().value(row).to_owned(),
+                configuration,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Every fixture's expected per-partition change versions.
+
+use std::path::{Path, PathBuf};
+
+use latefill_detector::{Error, detect_changes};
+use serde::Deserialize;
+use url::Url;
+
+/// `../shared/fixtures` beside the repository, or `$LATEFILL_FIXTURES`.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("LATEFILL_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    });
+    assert!(
+        dir.join("tables").is_dir(),
+        "fixtures not found at {}: set LATEFILL_FIXTURES to the shared/fixtures directory",
+        dir.display()
+    );
+    dir
+}
+
+/// Copies a fixture table into a temporary directory (fixtures are never modified).
+pub fn copy_fixture(name: &str) -> (tempfile::TempDir, Url) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join(name);
+    copy_dir(&fixtures_dir().join("tables").join(name), &dest);
+    let url = Url::from_directory_path(&dest).unwrap();
+    (tmp, url)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let mut perms = std::fs::metadata(&target).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&target, perms).unwrap();
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    table_version: i64,
+    partitions: Vec<ExpectedPartition>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct ExpectedPartition {
+    partition: String,
+    last_change_version: i64,
+}
+
+#[tokio::test]
+async fn every_fixture_matches_its_expected_changes() {
+    let expected_dir = fixtures_dir().join("expected");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&expected_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let expected: Expected =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let (_tmp, url) = copy_fixture(&name);
+        let changes = detect_changes(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(changes.table_version, expected.table_version, "{name}");
+        let got: Vec<ExpectedPartition> = changes
+            .partitions
+            .iter()
+            .map(|p| ExpectedPartition {
+                partition: p.partition.clone(),
+                last_change_version: p.last_change_version,
+            })
+            .collect();
+        assert_eq!(got, expected.partitions, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 7, "every fixture has an expected answer");
+}
+
+#[tokio::test]
+async fn a_cleaned_up_log_says_an_exact_answer_is_impossible() {
+    let (_tmp, url) = copy_fixture("checkpoints_vacuumed");
+    let changes = detect_changes(&url).with_since_version(Some(2)).await.unwrap();
+    assert!(!changes.exact);
+    let reason = changes.inexact_reason.as_deref().unwrap();
+    assert!(reason.contains("commits 3..=4 were removed by log cleanup"), "{reason}");
+    // Conservative: everything that changed after 2 is there, none is missed.
+    let names: Vec<_> = changes.partitions.iter().map(|p| p.partition.as_str()).collect();
+    assert_eq!(names, ["date=2020-06-01", "date=2020-06-02", "date=2020-06-03"]);
+    assert!(changes.partitions.iter().all(|p| p.last_change_version > 2));
+    assert_eq!(changes.scan.checkpoint_read, Some(5));
+
+    // From version 4 on every commit exists again: exact.
+    let changes = detect_changes(&url).with_since_version(Some(4)).await.unwrap();
+    assert!(changes.exact, "{:?}", changes.inexact_reason);
+}
+
+#[tokio::test]
+async fn since_version_limits_the_answer_to_later_commits() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let all = detect_changes(&url).await.unwrap();
+    let since = detect_changes(&url).with_since_version(Some(7)).await.unwrap();
+    let expected: Vec<_> = all
+        .partitions
+        .iter()
+        .filter(|p| p.last_change_version > 7)
+        .cloned()
+        .collect();
+    assert_eq!(since.partitions, expected);
+    assert!(!expected.is_empty() && expected.len() < all.partitions.len());
+    assert_eq!(since.scan.commits_read, 5, "reads commits 8..=12 only");
+}
+
+#[tokio::test]
+async fn the_partition_column_is_checked() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let err = detect_changes(&url)
+        .with_partition_column("event_time")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotPartitionedBy { .. }), "{err}");
+    assert!(err.to_string().contains("[\"date\"]"), "{err}");
+}

@@ -1,0 +1,105 @@
+//! Cursors: later detections read only new commits; damaged logs are errors.
+
+use std::path::PathBuf;
+
+use latefill_detector::{Error, detect_changes};
+
+use crate::fixtures::copy_fixture;
+
+fn log_file(url: &url::Url, version: i64) -> PathBuf {
+    url.to_file_path()
+        .unwrap()
+        .join(format!("_delta_log/{version:020}.json"))
+}
+
+/// Appends a commit that adds one file to `date=<date>` with the given dataChange.
+fn append_commit(url: &url::Url, version: i64, date: &str, data_change: bool) {
+    let line = serde_json::json!({"add": {
+        "path": format!("date={date}/part-late-{version}.parquet"),
+        "partitionValues": {"date": date},
+        "size": 1, "modificationTime": 0, "dataChange": data_change
+    }});
+    std::fs::write(log_file(url, version), format!("{line}\n")).unwrap();
+}
+
+#[tokio::test]
+async fn a_second_detection_reads_only_new_commits() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    assert_eq!(first.table_version, 12);
+    let cursor = first.cursor().cloned();
+
+    // Old commits become unreadable: a detection that re-read them would fail.
+    for v in 0..=12 {
+        std::fs::write(log_file(&url, v), b"{ this is not json").unwrap();
+    }
+    append_commit(&url, 13, "2020-06-01", true);
+    append_commit(&url, 14, "2020-06-02", false);
+
+    let second = detect_changes(&url).with_cursor(cursor).await.unwrap();
+    assert_eq!(second.table_version, 14);
+    assert_eq!(second.scan.mode, "cursor");
+    assert_eq!(second.scan.commits_read, 2);
+    let p1 = second.partition("date=2020-06-01").unwrap();
+    assert_eq!(p1.last_change_version, 13);
+    // dataChange=false does not count: 06-02 keeps its change from the first scan.
+    let p2 = second.partition("date=2020-06-02").unwrap();
+    assert_eq!(p2.last_change_version, first.partition("date=2020-06-02").unwrap().last_change_version);
+    assert_eq!(second.partition("date=2020-06-03").unwrap().last_change_version, 12);
+
+    // The corruption is real: reading the whole log fails, naming the commit.
+    let err = detect_changes(&url).await.unwrap_err();
+    assert!(matches!(err, Error::CorruptCommit { version: 0, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_cursor_with_nothing_new_answers_without_reading_commits() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    let again = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .await
+        .unwrap();
+    assert_eq!(again.scan.commits_read, 0);
+    assert_eq!(again.partitions, first.partitions);
+}
+
+#[tokio::test]
+async fn a_commit_missing_in_the_middle_is_an_error() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    std::fs::remove_file(log_file(&url, 7)).unwrap();
+    let err = detect_changes(&url).await.unwrap_err();
+    assert!(matches!(err, Error::MissingCommit { version: 7, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_corrupt_commit_is_an_error_naming_it() {
+    let (_tmp, url) = copy_fixture("cdf-table");
+    std::fs::write(log_file(&url, 2), b"{\"add\": {\"path\": 3}}\n").unwrap();
+    let err = detect_changes(&url).await.unwrap_err();
+    assert!(matches!(err, Error::CorruptCommit { version: 2, line: 1, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_remove_without_partition_values_takes_its_adds_partition() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    // Remove a file added at version 6 (date=2020-06-01) without partitionValues.
+    let commit6 = std::fs::read_to_string(log_file(&url, 6)).unwrap();
+    let path = commit6
+        .lines()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some(v.get("add")?.get("path")?.as_str()?.to_owned())
+        })
+        .unwrap();
+    let line = serde_json::json!({"remove": {"path": path, "dataChange": true, "deletionTimestamp": 1}});
+    std::fs::write(log_file(&url, 13), format!("{line}\n")).unwrap();
+
+    // Through the cursor (the add is older than the cursor) and through a full read.
+    let via_cursor = detect_changes(&url).with_cursor(first.cursor().cloned()).await.unwrap();
+    let full = detect_changes(&url).await.unwrap();
+    for changes in [via_cursor, full] {
+        assert_eq!(changes.partition("date=2020-06-01").unwrap().last_change_version, 13);
+    }
+}
