@@ -84,7 +84,7 @@ enum Command {
         date: String,
         /// Read the source at this version instead of the latest.
         #[arg(long, value_name = "V")]
-        source_version: Option<i64>,
+        source_version: Option<u64>,
         /// When the source has no rows for the date, write an empty partition instead
         /// of failing.
         #[arg(long)]
@@ -105,7 +105,7 @@ enum Command {
         table: String,
         /// Only report changes in commits after this version.
         #[arg(long, value_name = "N")]
-        since_version: Option<i64>,
+        since_version: Option<u64>,
         /// Output format: `json` prints one JSON object on stdout.
         #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
         format: Output,
@@ -184,11 +184,7 @@ fn main() -> ExitCode {
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<executor::Error>() {
-            return match e.class() {
-                ErrorClass::Usage => exit::USAGE,
-                ErrorClass::Data => exit::DATA,
-                _ => exit::FAILURE,
-            };
+            return executor_code(e);
         }
         if let Some(e) = cause.downcast_ref::<latefill::datagen::Error>() {
             return match e {
@@ -197,12 +193,11 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             };
         }
         if let Some(e) = cause.downcast_ref::<latefill::demo::DemoError>() {
+            use latefill::demo::DemoError;
             return match e {
-                latefill::demo::DemoError::DirectoryInUse(_) => exit::USAGE,
-                latefill::demo::DemoError::Io { .. } => exit::FAILURE,
-                latefill::demo::DemoError::Generate(_) | latefill::demo::DemoError::Run(_) => {
-                    continue;
-                }
+                DemoError::DirectoryInUse(_) => exit::USAGE,
+                DemoError::Run(e) => executor_code(e),
+                _ => exit::FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<latefill::detector::Error>() {
@@ -217,6 +212,14 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     exit::FAILURE
+}
+
+fn executor_code(e: &executor::Error) -> u8 {
+    match e.class() {
+        ErrorClass::Usage => exit::USAGE,
+        ErrorClass::Data => exit::DATA,
+        _ => exit::FAILURE,
+    }
 }
 
 /// A usage problem found by the binary itself.
@@ -245,14 +248,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => {
             // Validate every argument before any storage is touched.
             let date = PartitionDate::parse(&date)?;
-            if let Some(v) = source_version
-                && v < 0
-            {
-                return Err(UsageError(format!(
-                    "invalid --source-version {v}: Delta table versions start at 0"
-                ))
-                .into());
-            }
             let (pipeline, origin) = config.load()?;
             let report = run_partition(&pipeline, date)
                 .with_source_version(source_version)
@@ -275,15 +270,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn changes(table: &str, since_version: Option<i64>, format: Output) -> anyhow::Result<()> {
-    if let Some(v) = since_version
-        && v < 0
-    {
-        return Err(UsageError(format!(
-            "invalid --since-version {v}: Delta table versions start at 0"
-        ))
-        .into());
-    }
+async fn changes(table: &str, since_version: Option<u64>, format: Output) -> anyhow::Result<()> {
     let url = executor::resolve_location("source", table, Path::new("."))?;
     let changes = latefill::detector::detect_changes(&url)
         .with_since_version(since_version)

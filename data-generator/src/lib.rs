@@ -136,7 +136,7 @@ pub struct GenerateReport {
     /// Rows appended.
     pub rows: usize,
     /// The table version of the append commit.
-    pub table_version: i64,
+    pub table_version: u64,
 }
 
 impl GenerateOptions {

@@ -54,7 +54,7 @@ impl Workspace {
     }
 
     /// Appends `rows` generated rows for `date` to the source; returns its new version.
-    pub async fn generate(&self, date: &str, rows: usize, seed: u64) -> i64 {
+    pub async fn generate(&self, date: &str, rows: usize, seed: u64) -> u64 {
         GenerateOptions::new(self.source_path().to_str().unwrap(), date)
             .unwrap()
             .with_rows(rows)
@@ -99,7 +99,7 @@ pub fn url_of(path: &Path) -> Url {
 }
 
 /// The latest version of the table at `path`, or `None` when there is no table.
-pub async fn table_version(path: &Path) -> Option<i64> {
+pub async fn table_version(path: &Path) -> Option<u64> {
     if !path.join("_delta_log").exists() {
         return None;
     }

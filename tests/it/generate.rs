@@ -16,7 +16,7 @@ async fn same_seed_writes_the_same_rows_and_another_seed_does_not() {
     write("b", "42");
     write("c", "43");
     let sorted = "ORDER BY type, full_name, version";
-    let text = |batches| {
+    let text = |batches: Vec<deltalake::arrow::array::RecordBatch>| {
         deltalake::arrow::util::pretty::pretty_format_batches(&batches)
             .unwrap()
             .to_string()

@@ -86,7 +86,7 @@ async fn a_source_version_that_does_not_exist_is_a_data_error() {
         &["no version 7", "latest is 0"],
     )
     .await;
-    assert_rejected(&ws, &["--date", "2024-01-03", "--source-version", "-1"], 2, &["-1"]).await;
+    assert_rejected(&ws, &["--date", "2024-01-03", "--source-version", "-1"], 2, &["'-1'"]).await;
 }
 
 #[tokio::test]

@@ -101,7 +101,7 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
         .transaction_version(target.log_store().as_ref(), &app_id)
         .await
         .unwrap();
-    assert_eq!(txn, Some(latest.source_version));
+    assert_eq!(txn, Some(latest.source_version as i64));
 
     // Pinned: the rows and the txn are those of version v0.
     let pinned = run_partition(&pipeline, date("2024-01-01"))
@@ -117,7 +117,7 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
         .transaction_version(target.log_store().as_ref(), &app_id)
         .await
         .unwrap();
-    assert_eq!(txn, Some(v0));
+    assert_eq!(txn, Some(v0 as i64));
     assert_eq!(
         target_counts(&ws.target_path(), "2024-01-01").await,
         expected_counts("2024-01-01", &[(1_000, 1)])

@@ -17,7 +17,7 @@ pub struct PartitionChange {
     /// `col=value[/col=value...]`.
     pub partition: String,
     /// The last table version whose commit changed the partition's data.
-    pub last_change_version: i64,
+    pub last_change_version: u64,
     /// `false` when the log that would say exactly was cleaned up: the partition may
     /// have changed at any version up to `last_change_version`, and is reported at
     /// that version so that nothing is missed.
@@ -32,18 +32,18 @@ pub struct Cursor {
     /// The table the cursor belongs to.
     pub table: Url,
     /// The last version scanned.
-    pub version: i64,
+    pub version: u64,
     /// How partitions are named at that version.
     pub naming: PartitionNaming,
     /// Every partition seen, with its last change.
-    pub partitions: BTreeMap<String, (i64, bool)>,
+    pub partitions: BTreeMap<String, (u64, bool)>,
 }
 
 /// What a detection found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Changes {
     /// The table's version the answer holds for.
-    pub table_version: i64,
+    pub table_version: u64,
     /// The partition columns, logical names, in order.
     pub partition_columns: Vec<String>,
     /// The partitions, sorted by name. With `since_version`, only those that changed
@@ -68,7 +68,7 @@ pub struct ScanStats {
     /// Commit files read.
     pub commits_read: usize,
     /// The checkpoint read, if any.
-    pub checkpoint_read: Option<i64>,
+    pub checkpoint_read: Option<u64>,
 }
 
 impl Changes {
@@ -110,7 +110,7 @@ impl Changes {
 pub struct DetectChanges {
     table: Url,
     cursor: Option<Cursor>,
-    since: Option<i64>,
+    since: Option<u64>,
     partition_column: Option<String>,
 }
 
@@ -133,7 +133,7 @@ impl DetectChanges {
     }
 
     /// Reports only changes in commits after `version`.
-    pub fn with_since_version(mut self, version: Option<i64>) -> Self {
+    pub fn with_since_version(mut self, version: Option<u64>) -> Self {
         self.since = version;
         self
     }
@@ -187,10 +187,10 @@ struct Fold {
     paths: HashMap<String, PartitionValues>,
     /// Last change per partition, keyed by raw values so that the final naming
     /// (the latest metadata's) applies to every version.
-    changes: HashMap<Vec<(String, Option<String>)>, i64>,
+    changes: HashMap<Vec<(String, Option<String>)>, u64>,
     /// Commits whose removes lack partition values and whose adds are unknown.
-    unresolved: Vec<(i64, String)>,
-    version: Option<i64>,
+    unresolved: Vec<(u64, String)>,
+    version: Option<u64>,
     commits_read: usize,
 }
 
@@ -213,7 +213,7 @@ impl Fold {
         }
     }
 
-    fn apply(&mut self, version: i64, commit: Commit) {
+    fn apply(&mut self, version: u64, commit: Commit) {
         self.commits_read += 1;
         self.version = Some(version);
         if let Some(metadata) = &commit.metadata {
@@ -244,7 +244,7 @@ impl Fold {
         }
     }
 
-    fn naming(&self, version: i64) -> Result<PartitionNaming> {
+    fn naming(&self, version: u64) -> Result<PartitionNaming> {
         self.naming.clone().ok_or_else(|| Error::NoMetadata {
             table: self.table.clone(),
             version,
@@ -252,7 +252,7 @@ impl Fold {
     }
 
     /// Named last changes; later versions win where names collide.
-    fn named(&self, naming: &PartitionNaming) -> BTreeMap<String, i64> {
+    fn named(&self, naming: &PartitionNaming) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for (key, &version) in &self.changes {
             let values: PartitionValues = key.iter().cloned().collect();
@@ -278,7 +278,7 @@ async fn resolve_removes(fold: &mut Fold) -> Result<()> {
         };
         let table = DeltaTableBuilder::from_url(fold.table.clone())
             .map_err(delta)?
-            .with_version(version - 1)
+            .with_version(version.saturating_sub(1))
             .load()
             .await
             .map_err(delta)?;
@@ -380,7 +380,7 @@ async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental>
 /// Reads the log from `since + 1` (or from the start), falling back to the oldest
 /// usable checkpoint and a conservative answer where commits were cleaned up.
 /// `resume` is a cursor whose next commits were cleaned up: its knowledge is kept.
-async fn full(reader: &LogReader, since: Option<i64>, resume: Option<&Cursor>) -> Result<Changes> {
+async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -> Result<Changes> {
     let listing = reader.list().await?;
     let latest = listing.latest().expect("a listing holds a version");
     let start = since.or(resume.map(|c| c.version)).map_or(0, |s| s + 1);
@@ -450,10 +450,10 @@ async fn full(reader: &LogReader, since: Option<i64>, resume: Option<&Cursor>) -
         fold.apply(version, commit);
     }
     resolve_removes(&mut fold).await?;
-    stats.commits_read = fold.commits_read;
+    stats.commits_read += fold.commits_read;
     let naming = fold.naming(latest)?;
 
-    let mut partitions: BTreeMap<String, (i64, bool)> = fold
+    let mut partitions: BTreeMap<String, (u64, bool)> = fold
         .named(&naming)
         .into_iter()
         .map(|(n, v)| (n, (v, true)))
@@ -496,25 +496,33 @@ async fn full(reader: &LogReader, since: Option<i64>, resume: Option<&Cursor>) -
     Ok(changes)
 }
 
-/// The partition naming in force just before `start`: the newest checkpoint before
-/// it, plus any metadata in the commits between.
+/// The partition naming to start a replay from `start` with: the newest checkpoint
+/// before `start` plus metadata in the commits between, or else any later checkpoint
+/// (whose metadata is the latest as of it; the replay applies any newer one).
 async fn naming_before(
     reader: &LogReader,
     listing: &crate::log::Listing,
-    start: i64,
+    start: u64,
     stats: &mut ScanStats,
 ) -> Result<PartitionNaming> {
     let mut metadata: Option<MetadataAction> = None;
     let mut from = 0;
-    if let Some((&cp, parts)) = listing.checkpoints.range(..start).next_back() {
+    let checkpoint = listing
+        .checkpoints
+        .range(..start)
+        .next_back()
+        .or_else(|| listing.checkpoints.range(start..).next());
+    if let Some((&cp, parts)) = checkpoint {
         metadata = reader.read_checkpoint(cp, parts).await?.metadata;
         stats.checkpoint_read = Some(cp);
         from = cp + 1;
     }
-    for (_, commit) in reader.read_commits(from..start).await? {
-        stats.commits_read += 1;
-        if commit.metadata.is_some() {
-            metadata = commit.metadata;
+    if from < start {
+        for (_, commit) in reader.read_commits(from..start).await? {
+            stats.commits_read += 1;
+            if commit.metadata.is_some() {
+                metadata = commit.metadata;
+            }
         }
     }
     metadata
@@ -522,18 +530,18 @@ async fn naming_before(
         .map(PartitionNaming::from_metadata)
         .ok_or_else(|| Error::NoMetadata {
             table: reader.table().clone(),
-            version: start - 1,
+            version: start.saturating_sub(1),
         })
 }
 
 fn finish(
     reader: &LogReader,
-    version: i64,
+    version: u64,
     naming: PartitionNaming,
-    partitions: BTreeMap<String, (i64, bool)>,
+    partitions: BTreeMap<String, (u64, bool)>,
     inexact_reason: Option<String>,
     scan: ScanStats,
-    since: Option<i64>,
+    since: Option<u64>,
 ) -> Changes {
     let listed = partitions
         .iter()

@@ -20,7 +20,7 @@ pub enum Error {
         /// The table URL.
         table: Url,
         /// The commit's version.
-        version: i64,
+        version: u64,
         /// The 1-based line.
         line: usize,
         /// The parser's message.
@@ -32,7 +32,7 @@ pub enum Error {
         /// The table URL.
         table: Url,
         /// The checkpoint's version.
-        version: i64,
+        version: u64,
         /// Why.
         reason: String,
     },
@@ -45,9 +45,9 @@ pub enum Error {
         /// The table URL.
         table: Url,
         /// The missing version.
-        version: i64,
+        version: u64,
         /// A later version that exists.
-        later: i64,
+        later: u64,
     },
     /// The table is not partitioned by the column asked for.
     #[error(
@@ -68,7 +68,7 @@ pub enum Error {
         /// The table URL.
         table: Url,
         /// The last version read.
-        version: i64,
+        version: u64,
     },
     /// A remove action without partition values whose add cannot be found.
     #[error(
@@ -79,7 +79,7 @@ pub enum Error {
         /// The table URL.
         table: Url,
         /// The commit's version.
-        version: i64,
+        version: u64,
         /// The file path.
         path: String,
     },
@@ -89,9 +89,9 @@ pub enum Error {
         /// The table URL.
         table: Url,
         /// The version asked for.
-        requested: i64,
+        requested: u64,
         /// The latest version.
-        latest: i64,
+        latest: u64,
     },
     /// Storage failed.
     #[error("reading the log of {table}: {source}")]

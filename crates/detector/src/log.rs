@@ -11,6 +11,7 @@ use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::{DeltaTableBuilder, ObjectStore, ObjectStoreError, Path};
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use url::Url;
 
@@ -49,13 +50,13 @@ pub(crate) struct Checkpoint {
 /// What a listing of `_delta_log` found.
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
-    pub commits: BTreeSet<i64>,
+    pub commits: BTreeSet<u64>,
     /// Checkpoint version -> its part files (one for a classic checkpoint).
-    pub checkpoints: BTreeMap<i64, Vec<Path>>,
+    pub checkpoints: BTreeMap<u64, Vec<Path>>,
 }
 
 impl Listing {
-    pub fn latest(&self) -> Option<i64> {
+    pub fn latest(&self) -> Option<u64> {
         let c = self.commits.last().copied();
         let k = self.checkpoints.keys().last().copied();
         c.max(k)
@@ -91,7 +92,7 @@ pub(crate) struct LogReader {
     store: Arc<dyn ObjectStore>,
 }
 
-fn commit_path(version: i64) -> Path {
+fn commit_path(version: u64) -> Path {
     Path::from(format!("_delta_log/{version:020}.json"))
 }
 
@@ -138,7 +139,7 @@ impl LogReader {
             if digits.len() != 20 {
                 continue;
             }
-            let Ok(version) = digits.parse::<i64>() else {
+            let Ok(version) = digits.parse::<u64>() else {
                 continue;
             };
             if rest == "json" {
@@ -166,7 +167,7 @@ impl LogReader {
     }
 
     /// Reads one commit; `None` when it does not exist.
-    pub async fn read_commit(&self, version: i64) -> Result<Option<Commit>> {
+    pub async fn read_commit(&self, version: u64) -> Result<Option<Commit>> {
         let bytes = match self.store.get(&commit_path(version)).await {
             Ok(r) => r.bytes().await.map_err(|e| self.storage(e))?,
             Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
@@ -175,7 +176,7 @@ impl LogReader {
         self.parse_commit(version, &bytes).map(Some)
     }
 
-    fn parse_commit(&self, version: i64, bytes: &[u8]) -> Result<Commit> {
+    fn parse_commit(&self, version: u64, bytes: &[u8]) -> Result<Commit> {
         let mut commit = Commit::default();
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -208,9 +209,9 @@ impl LogReader {
     /// Reads commits that must exist, in version order, many at a time.
     pub async fn read_commits(
         &self,
-        versions: impl IntoIterator<Item = i64>,
-    ) -> Result<Vec<(i64, Commit)>> {
-        let versions: Vec<i64> = versions.into_iter().collect();
+        versions: impl IntoIterator<Item = u64>,
+    ) -> Result<Vec<(u64, Commit)>> {
+        let versions: Vec<u64> = versions.into_iter().collect();
         let later = versions.last().copied().unwrap_or_default();
         futures::stream::iter(versions)
             .map(|v| async move {
@@ -231,12 +232,12 @@ impl LogReader {
     /// Reads the commits after `version` without listing the log: probes
     /// `version+1, version+2, ...` a batch at a time until one does not exist. Its cost
     /// grows with the number of new commits, not with the log's length.
-    pub async fn read_commits_after(&self, version: i64) -> Result<Vec<(i64, Commit)>> {
+    pub async fn read_commits_after(&self, version: u64) -> Result<Vec<(u64, Commit)>> {
         let mut out = Vec::new();
         let mut next = version + 1;
         let mut batch = 4usize;
         loop {
-            let found: Vec<Option<Commit>> = futures::stream::iter(next..next + batch as i64)
+            let found: Vec<Option<Commit>> = futures::stream::iter(next..next + batch as u64)
                 .map(|v| self.read_commit(v))
                 .buffered(batch)
                 .try_collect()
@@ -255,10 +256,10 @@ impl LogReader {
     }
 
     /// The checkpoint version `_last_checkpoint` names, if the file exists.
-    pub async fn last_checkpoint_hint(&self) -> Result<Option<i64>> {
+    pub async fn last_checkpoint_hint(&self) -> Result<Option<u64>> {
         #[derive(Deserialize)]
         struct Hint {
-            version: i64,
+            version: u64,
         }
         let path = Path::from("_delta_log/_last_checkpoint");
         let bytes = match self.store.get(&path).await {
@@ -270,7 +271,7 @@ impl LogReader {
     }
 
     /// Reads a checkpoint's live files and metadata.
-    pub async fn read_checkpoint(&self, version: i64, parts: &[Path]) -> Result<Checkpoint> {
+    pub async fn read_checkpoint(&self, version: u64, parts: &[Path]) -> Result<Checkpoint> {
         let corrupt = |reason: String| Error::CorruptCheckpoint {
             table: self.table.clone(),
             version,

@@ -66,9 +66,9 @@ pub enum Error {
         /// The source URL.
         table: Url,
         /// The version asked for.
-        requested: i64,
+        requested: u64,
         /// The latest version.
-        latest: i64,
+        latest: u64,
     },
 
     /// The source is not partitioned by the pipeline's partition column.
@@ -96,7 +96,7 @@ pub enum Error {
         /// The partition, e.g. `event_time=2024-01-09`.
         partition: String,
         /// The pinned source version.
-        version: i64,
+        version: u64,
     },
 
     /// The transform SQL does not parse or does not plan against the source.

@@ -31,7 +31,7 @@ pub struct RunReport {
     /// The partition, e.g. `event_time=2024-01-03`.
     pub partition: String,
     /// The source version the partition was read at.
-    pub source_version: i64,
+    pub source_version: u64,
     /// Data files of the partition that were read.
     pub files_read: usize,
     /// Source rows in the partition at that version.
@@ -39,7 +39,7 @@ pub struct RunReport {
     /// Rows written to the target partition.
     pub rows_written: u64,
     /// The target's version after the commit that replaced the partition.
-    pub target_version: i64,
+    pub target_version: u64,
     /// Wall time of the whole run.
     pub duration_ms: u64,
 }
@@ -63,7 +63,7 @@ pub struct RunReport {
 pub struct RunPartition {
     pipeline: Pipeline,
     date: PartitionDate,
-    source_version: Option<i64>,
+    source_version: Option<u64>,
     allow_empty: bool,
 }
 
@@ -79,7 +79,7 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
 
 impl RunPartition {
     /// Reads the source at this version instead of the latest.
-    pub fn with_source_version(mut self, version: impl Into<Option<i64>>) -> Self {
+    pub fn with_source_version(mut self, version: impl Into<Option<u64>>) -> Self {
         self.source_version = version.into();
         self
     }
@@ -113,7 +113,8 @@ impl RunPartition {
         }
 
         // 2. Plan the transform over exactly that partition.
-        let ctx = SessionContext::new();
+        // delta-rs's session: its planner knows the nodes a Delta write adds.
+        let ctx = deltalake::delta_datafusion::create_session().into_inner();
         register_source(&ctx, &source, &pipeline.source, column, &value, files.is_empty()).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
@@ -151,7 +152,7 @@ impl RunPartition {
             None => create_target_handle(&pipeline.target).await?,
         };
         let commit = CommitProperties::default()
-            .with_application_transaction(Transaction::new(pipeline.app_id(&partition), source_version));
+            .with_application_transaction(Transaction::new(pipeline.app_id(&partition), source_version as i64));
         let predicate = Expr::Column(Column::from_name(column)).eq(lit(value.clone()));
         let written = target
             .write(Vec::new())
@@ -190,7 +191,7 @@ impl IntoFuture for RunPartition {
 }
 
 /// Opens the source at `version`, or at its latest version.
-async fn open_source(url: &Url, version: Option<i64>) -> Result<DeltaTable> {
+async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
     let not_found = |reason: String| Error::SourceNotFound {
         table: url.clone(),
         reason,
@@ -212,7 +213,7 @@ async fn open_source(url: &Url, version: Option<i64>) -> Result<DeltaTable> {
         },
     })?;
     let version = version.unwrap_or(latest);
-    if version < 0 || version > latest {
+    if version > latest {
         return Err(Error::SourceVersionNotFound {
             table: url.clone(),
             requested: version,
@@ -237,7 +238,7 @@ fn check_partitioned_by(table: &DeltaTable, url: &Url, column: &str) -> Result<(
         })?
         .metadata()
         .partition_columns()
-        .clone();
+        .to_vec();
     if actual.iter().any(|c| c == column) {
         Ok(())
     } else {

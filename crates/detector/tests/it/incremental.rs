@@ -6,14 +6,14 @@ use latefill_detector::{Error, detect_changes};
 
 use crate::fixtures::copy_fixture;
 
-fn log_file(url: &url::Url, version: i64) -> PathBuf {
+fn log_file(url: &url::Url, version: u64) -> PathBuf {
     url.to_file_path()
         .unwrap()
         .join(format!("_delta_log/{version:020}.json"))
 }
 
 /// Appends a commit that adds one file to `date=<date>` with the given dataChange.
-fn append_commit(url: &url::Url, version: i64, date: &str, data_change: bool) {
+fn append_commit(url: &url::Url, version: u64, date: &str, data_change: bool) {
     let line = serde_json::json!({"add": {
         "path": format!("date={date}/part-late-{version}.parquet"),
         "partitionValues": {"date": date},
