@@ -15,11 +15,7 @@ pub const DEMO_ROWS_PER_DAY: usize = 10_000;
 /// The demo's days: 2024-01-01 to 2024-01-07.
 pub fn demo_dates() -> Vec<PartitionDate> {
     let first = NaiveDate::from_ymd_opt(2024, 1, 1).expect("valid date");
-    first
-        .iter_days()
-        .take(7)
-        .map(PartitionDate::from)
-        .collect()
+    first.iter_days().take(7).map(PartitionDate::from).collect()
 }
 
 /// Errors of the demo.
@@ -74,7 +70,11 @@ pub fn prepare(dir: &Path) -> Result<Pipeline, DemoError> {
         std::fs::remove_dir_all(dir).map_err(io)?;
     }
     std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(dir.join(MARKER), "made by `latefill demo`; safe to delete\n").map_err(io)?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by `latefill demo`; safe to delete\n",
+    )
+    .map_err(io)?;
     let dir = dir.canonicalize().map_err(io)?;
     let mut pipeline = Pipeline::default_devices(&dir)?;
     pipeline.source = resolve_location("source", "devices", &dir)?;

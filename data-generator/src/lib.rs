@@ -207,7 +207,8 @@ impl GenerateOptions {
         self.validate()?;
         // Mix the date into the seed so that two days with the same seed differ.
         let day = self.date.signed_duration_since(NaiveDate::MIN).num_days() as u64;
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ day.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ day.wrapping_mul(0x9E37_79B9_7F4A_7C15));
 
         let duplicate_p = self.duplicates_pct / 100.0;
         let missing_p = self.missing_fields_pct / 100.0;
@@ -233,9 +234,7 @@ impl GenerateOptions {
             let malformed = rng
                 .random_bool(unprocessable_p)
                 .then(|| rng.random_range(0..MALFORMED_VERSIONS.len()) as u16);
-            let null_field = rng
-                .random_bool(missing_p)
-                .then(|| rng.random_range(0..3u8));
+            let null_field = rng.random_bool(missing_p).then(|| rng.random_range(0..3u8));
             rows.push(Row {
                 device: device as u16,
                 version: version as u16,
@@ -338,8 +337,7 @@ pub fn table_url(location: &str) -> Result<Url> {
             .map_err(|e| invalid(format!("cannot read the current directory: {e}")))?
             .join(path)
     };
-    Url::from_directory_path(&absolute)
-        .map_err(|()| invalid("not a valid directory path".into()))
+    Url::from_directory_path(&absolute).map_err(|()| invalid("not a valid directory path".into()))
 }
 
 #[cfg(test)]
@@ -378,12 +376,18 @@ mod tests {
             .filter(|v| MALFORMED_VERSIONS.contains(v))
             .count() as f64
             / 20_000.0;
-        assert!((0.08..0.12).contains(&malformed), "malformed share {malformed}");
+        assert!(
+            (0.08..0.12).contains(&malformed),
+            "malformed share {malformed}"
+        );
     }
 
     #[test]
     fn clean_data_has_no_nulls_and_known_versions() {
-        let batch = options("2024-01-05").with_rows(2_000).generate_batch().unwrap();
+        let batch = options("2024-01-05")
+            .with_rows(2_000)
+            .generate_batch()
+            .unwrap();
         for c in 0..4 {
             assert_eq!(batch.column(c).null_count(), 0);
         }

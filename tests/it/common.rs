@@ -13,8 +13,7 @@ use latefill::executor::Pipeline;
 use tempfile::TempDir;
 use url::Url;
 
-pub const DEFAULT_SQL: &str =
-    "SELECT type, version, count(*) AS devices, event_time FROM source GROUP BY type, version, event_time";
+pub const DEFAULT_SQL: &str = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP BY type, version, event_time";
 
 /// A temporary directory holding a source table, a target table and a pipeline file.
 pub struct Workspace {
@@ -141,18 +140,27 @@ pub async fn target_counts(path: &Path, date: &str) -> BTreeMap<(String, String)
     let mut out = BTreeMap::new();
     for b in &batches {
         let kind = b.column_by_name("type").unwrap();
-        let kind = deltalake::arrow::compute::cast(kind, &deltalake::arrow::datatypes::DataType::Utf8).unwrap();
+        let kind =
+            deltalake::arrow::compute::cast(kind, &deltalake::arrow::datatypes::DataType::Utf8)
+                .unwrap();
         let version = b.column_by_name("version").unwrap();
         let version =
-            deltalake::arrow::compute::cast(version, &deltalake::arrow::datatypes::DataType::Utf8).unwrap();
-        let devices = b.column_by_name("devices").unwrap().as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+            deltalake::arrow::compute::cast(version, &deltalake::arrow::datatypes::DataType::Utf8)
+                .unwrap();
+        let devices = b
+            .column_by_name("devices")
+            .unwrap()
+            .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
         for i in 0..b.num_rows() {
             let key = (
                 kind.as_string::<i32>().value(i).to_owned(),
                 version.as_string::<i32>().value(i).to_owned(),
             );
             assert!(!devices.is_null(i));
-            assert!(out.insert(key, devices.value(i)).is_none(), "duplicate group in target");
+            assert!(
+                out.insert(key, devices.value(i)).is_none(),
+                "duplicate group in target"
+            );
         }
     }
     out

@@ -7,8 +7,21 @@ async fn same_seed_writes_the_same_rows_and_another_seed_does_not() {
     let ws = Workspace::new();
     let write = |table: &str, seed: &str| {
         let out = ws.latefill(&[
-            "generate", "--table", table, "--date", "2024-01-02", "--rows", "3000", "--seed", seed,
-            "--duplicates-pct", "5", "--missing-fields-pct", "5", "--unprocessable-pct", "5",
+            "generate",
+            "--table",
+            table,
+            "--date",
+            "2024-01-02",
+            "--rows",
+            "3000",
+            "--seed",
+            seed,
+            "--duplicates-pct",
+            "5",
+            "--missing-fields-pct",
+            "5",
+            "--unprocessable-pct",
+            "5",
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
     };
@@ -38,7 +51,10 @@ async fn each_call_is_one_append_commit_into_its_partition() {
 
     let table = open(&ws.source_path()).await;
     let snapshot = table.snapshot().unwrap();
-    assert_eq!(snapshot.metadata().partition_columns(), &vec!["event_time".to_owned()]);
+    assert_eq!(
+        snapshot.metadata().partition_columns(),
+        &vec!["event_time".to_owned()]
+    );
     let counts = query(
         &ws.source_path(),
         "", // all rows
@@ -49,7 +65,10 @@ async fn each_call_is_one_append_commit_into_its_partition() {
     .sum::<usize>();
     assert_eq!(counts, 350);
     let files = files_by_partition(&ws.source_path()).await;
-    assert_eq!(files.keys().collect::<Vec<_>>(), ["2024-01-01", "2024-01-02"]);
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["2024-01-01", "2024-01-02"]
+    );
 }
 
 #[tokio::test]
@@ -57,7 +76,10 @@ async fn bad_arguments_fail_with_usage_code_and_write_nothing() {
     let ws = Workspace::new();
     for (args, needle) in [
         (vec!["--date", "2024-13-01"], "invalid date \"2024-13-01\""),
-        (vec!["--date", "2024-01-01", "--duplicates-pct", "101"], "--duplicates-pct 101"),
+        (
+            vec!["--date", "2024-01-01", "--duplicates-pct", "101"],
+            "--duplicates-pct 101",
+        ),
     ] {
         let mut full = vec!["generate", "--table", "t"];
         full.extend(args);

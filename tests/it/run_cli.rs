@@ -15,7 +15,10 @@ async fn json_output_is_one_object_with_the_run_figures() {
     assert_eq!(json["rows_read"], 2_500);
     let groups = expected_counts("2024-01-03", &[(2_500, 9)]).len();
     assert_eq!(json["rows_written"], groups);
-    assert_eq!(json["target_version"], table_version(&ws.target_path()).await.unwrap());
+    assert_eq!(
+        json["target_version"],
+        table_version(&ws.target_path()).await.unwrap()
+    );
     assert!(json["duration_ms"].is_u64());
 }
 
@@ -27,9 +30,16 @@ async fn assert_rejected(ws: &Workspace, args: &[&str], code: i32, needles: &[&s
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(code), "args {args:?}: {err}");
     for needle in needles {
-        assert!(err.contains(needle), "args {args:?}: {needle:?} not in {err}");
+        assert!(
+            err.contains(needle),
+            "args {args:?}: {needle:?} not in {err}"
+        );
     }
-    assert_eq!(table_version(&ws.target_path()).await, before, "args {args:?} wrote");
+    assert_eq!(
+        table_version(&ws.target_path()).await,
+        before,
+        "args {args:?} wrote"
+    );
 }
 
 #[tokio::test]
@@ -53,7 +63,13 @@ async fn a_missing_config_file_is_a_usage_error() {
 #[tokio::test]
 async fn a_missing_source_table_is_a_data_error() {
     let ws = Workspace::new();
-    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["no Delta table at source", "devices"]).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &["no Delta table at source", "devices"],
+    )
+    .await;
     assert!(!ws.target_path().exists());
 }
 
@@ -66,7 +82,10 @@ async fn a_partition_without_data_is_a_data_error_unless_allowed() {
         &ws,
         &["--date", "2024-01-04"],
         3,
-        &["no data in partition event_time=2024-01-04", "--allow-empty"],
+        &[
+            "no data in partition event_time=2024-01-04",
+            "--allow-empty",
+        ],
     )
     .await;
     let before = table_version(&ws.target_path()).await.unwrap();
@@ -86,28 +105,54 @@ async fn a_source_version_that_does_not_exist_is_a_data_error() {
         &["no version 7", "latest is 0"],
     )
     .await;
-    assert_rejected(&ws, &["--date", "2024-01-03", "--source-version", "-1"], 2, &["'-1'"]).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03", "--source-version", "-1"],
+        2,
+        &["'-1'"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sql_that_does_not_parse_is_a_data_error() {
     let ws = Workspace::with_sql("SELEC type FROM source");
     ws.generate("2024-01-03", 100, 1).await;
-    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["transform SQL is invalid", "SELEC"]).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &["transform SQL is invalid", "SELEC"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sql_naming_an_unknown_column_is_a_data_error() {
-    let ws = Workspace::with_sql("SELECT colour, count(*) AS n, event_time FROM source GROUP BY colour, event_time");
+    let ws = Workspace::with_sql(
+        "SELECT colour, count(*) AS n, event_time FROM source GROUP BY colour, event_time",
+    );
     ws.generate("2024-01-03", 100, 1).await;
-    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["transform SQL is invalid", "colour"]).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &["transform SQL is invalid", "colour"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sql_that_drops_the_partition_column_is_a_data_error() {
     let ws = Workspace::with_sql("SELECT type, count(*) AS n FROM source GROUP BY type");
     ws.generate("2024-01-03", 100, 1).await;
-    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["no column \"event_time\""]).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &["no column \"event_time\""],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -121,14 +166,26 @@ async fn a_result_that_does_not_match_the_target_is_a_data_error() {
         "CAST(count(*) AS VARCHAR) AS devices",
     );
     std::fs::write(&ws.config, text).unwrap();
-    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["does not match target", "devices"]).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &["does not match target", "devices"],
+    )
+    .await;
 
     // And a missing column.
     let text = std::fs::read_to_string(&ws.config)
         .unwrap()
         .replace("CAST(count(*) AS VARCHAR) AS devices", "count(*) AS n");
     std::fs::write(&ws.config, text).unwrap();
-    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["does not match target", "\"n\""]).await;
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &["does not match target", "\"n\""],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -169,7 +226,10 @@ fn demo_runs_the_week_on_a_fresh_directory_and_again_over_its_own() {
         }
     }
     // After the demo, `run` with no --config works on the demo's tables.
-    let out = latefill_in(dir.path(), &["run", "--date", "2024-01-03", "--output", "json"]);
+    let out = latefill_in(
+        dir.path(),
+        &["run", "--date", "2024-01-03", "--output", "json"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A directory the demo did not make is left alone.

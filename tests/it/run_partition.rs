@@ -12,7 +12,10 @@ fn date(s: &str) -> PartitionDate {
 async fn processes_exactly_one_partition_and_leaves_the_others_untouched() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
-    for (i, d) in ["2024-01-01", "2024-01-02", "2024-01-03"].iter().enumerate() {
+    for (i, d) in ["2024-01-01", "2024-01-02", "2024-01-03"]
+        .iter()
+        .enumerate()
+    {
         ws.generate(d, 2_000, i as u64).await;
     }
     for d in ["2024-01-01", "2024-01-03"] {
@@ -149,7 +152,9 @@ async fn files_of_other_partitions_are_never_opened() {
         expected_counts("2024-01-02", &[(1_000, 2)])
     );
     // The corruption is real: the corrupted day does fail.
-    let err = run_partition(&pipeline, date("2024-01-01")).await.unwrap_err();
+    let err = run_partition(&pipeline, date("2024-01-01"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Execution { .. }), "{err}");
 }
 
@@ -164,7 +169,18 @@ async fn allow_empty_writes_an_empty_partition() {
         .with_allow_empty(true)
         .await
         .unwrap();
-    assert_eq!((report.rows_read, report.rows_written, report.files_read), (0, 0, 0));
-    assert!(target_counts(&ws.target_path(), "2024-01-05").await.is_empty());
-    assert!(!target_counts(&ws.target_path(), "2024-01-01").await.is_empty());
+    assert_eq!(
+        (report.rows_read, report.rows_written, report.files_read),
+        (0, 0, 0)
+    );
+    assert!(
+        target_counts(&ws.target_path(), "2024-01-05")
+            .await
+            .is_empty()
+    );
+    assert!(
+        !target_counts(&ws.target_path(), "2024-01-01")
+            .await
+            .is_empty()
+    );
 }

@@ -148,7 +148,7 @@ impl DetectChanges {
         let reader = LogReader::open(&self.table)?;
         let changes = match (&self.cursor, self.since) {
             (Some(cursor), None) => match incremental(&reader, cursor).await? {
-                Incremental::Done(changes) => changes,
+                Incremental::Done(changes) => *changes,
                 // The commits after the cursor were cleaned up: resume from the oldest
                 // checkpoint, with what the cursor knew.
                 Incremental::LogCleaned => full(&reader, None, Some(cursor)).await?,
@@ -187,14 +187,17 @@ struct Fold {
     paths: HashMap<String, PartitionValues>,
     /// Last change per partition, keyed by raw values so that the final naming
     /// (the latest metadata's) applies to every version.
-    changes: HashMap<Vec<(String, Option<String>)>, u64>,
+    changes: HashMap<RawKey, u64>,
     /// Commits whose removes lack partition values and whose adds are unknown.
     unresolved: Vec<(u64, String)>,
     version: Option<u64>,
     commits_read: usize,
 }
 
-fn raw_key(values: &PartitionValues) -> Vec<(String, Option<String>)> {
+/// Partition values as a sortable key, before naming.
+type RawKey = Vec<(String, Option<String>)>;
+
+fn raw_key(values: &PartitionValues) -> RawKey {
     let mut key: Vec<_> = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     key.sort();
     key
@@ -334,7 +337,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 enum Incremental {
-    Done(Changes),
+    Done(Box<Changes>),
     LogCleaned,
     NamingChanged,
 }
@@ -372,9 +375,9 @@ async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental>
         commits_read: fold.commits_read,
         checkpoint_read: None,
     };
-    Ok(Incremental::Done(finish(
+    Ok(Incremental::Done(Box::new(finish(
         reader, version, naming, partitions, None, stats, None,
-    )))
+    ))))
 }
 
 /// Reads the log from `since + 1` (or from the start), falling back to the oldest
@@ -416,7 +419,7 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
         ..ScanStats::default()
     };
     let mut base_naming: Option<PartitionNaming> = None;
-    let mut checkpoint_partitions: Option<BTreeSet<Vec<(String, Option<String>)>>> = None;
+    let mut checkpoint_partitions: Option<BTreeSet<RawKey>> = None;
     let mut seed_paths = HashMap::new();
     let read_from;
     if start >= first {
@@ -437,7 +440,10 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
         };
         let checkpoint = reader.read_checkpoint(cp, parts).await?;
         stats.checkpoint_read = Some(cp);
-        base_naming = checkpoint.metadata.as_ref().map(PartitionNaming::from_metadata);
+        base_naming = checkpoint
+            .metadata
+            .as_ref()
+            .map(PartitionNaming::from_metadata);
         checkpoint_partitions = Some(checkpoint.files.iter().map(|(_, v)| raw_key(v)).collect());
         seed_paths = checkpoint.files.into_iter().collect();
         read_from = first;

@@ -15,7 +15,9 @@ pub enum Error {
         reason: String,
     },
     /// A commit file cannot be parsed.
-    #[error("{table}: commit {version} is corrupt at line {line}: {reason}; the table's log is damaged")]
+    #[error(
+        "{table}: commit {version} is corrupt at line {line}: {reason}; the table's log is damaged"
+    )]
     CorruptCommit {
         /// The table URL.
         table: Url,

@@ -267,7 +267,9 @@ impl LogReader {
             Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.storage(e)),
         };
-        Ok(serde_json::from_slice::<Hint>(&bytes).ok().map(|h| h.version))
+        Ok(serde_json::from_slice::<Hint>(&bytes)
+            .ok()
+            .map(|h| h.version))
     }
 
     /// Reads a checkpoint's live files and metadata.
@@ -287,8 +289,8 @@ impl LogReader {
                 .bytes()
                 .await
                 .map_err(|e| self.storage(e))?;
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| corrupt(e.to_string()))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .map_err(|e| corrupt(e.to_string()))?;
             let roots: Vec<usize> = builder
                 .parquet_schema()
                 .root_schema()
@@ -316,7 +318,10 @@ fn strings(array: &dyn Array) -> std::result::Result<Arc<dyn Array>, String> {
     cast(array, &DataType::Utf8).map_err(|e| e.to_string())
 }
 
-fn struct_field<'a>(s: &'a StructArray, name: &str) -> std::result::Result<&'a Arc<dyn Array>, String> {
+fn struct_field<'a>(
+    s: &'a StructArray,
+    name: &str,
+) -> std::result::Result<&'a Arc<dyn Array>, String> {
     s.column_by_name(name)
         .ok_or_else(|| format!("column {name} is missing"))
 }

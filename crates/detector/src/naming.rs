@@ -66,7 +66,12 @@ impl PartitionNaming {
         let columns = metadata
             .partition_columns
             .iter()
-            .map(|c| (c.clone(), physical.get(c).cloned().unwrap_or_else(|| c.clone())))
+            .map(|c| {
+                (
+                    c.clone(),
+                    physical.get(c).cloned().unwrap_or_else(|| c.clone()),
+                )
+            })
             .collect();
         PartitionNaming { columns }
     }
@@ -115,7 +120,9 @@ mod tests {
             columns: vec![("a".into(), "a".into()), ("b".into(), "b".into())],
         };
         assert_eq!(
-            naming.name(&values(&[("b", Some("B B")), ("a", Some("1"))])).unwrap(),
+            naming
+                .name(&values(&[("b", Some("B B")), ("a", Some("1"))]))
+                .unwrap(),
             "a=1/b=B B"
         );
         assert_eq!(
@@ -132,8 +139,11 @@ mod tests {
             schema_string: r#"{"type":"struct","fields":[{"name":"Company Name","type":"string",
                 "nullable":true,"metadata":{"delta.columnMapping.physicalName":"col-1"}}]}"#
                 .into(),
-            configuration: [("delta.columnMapping.mode".to_owned(), Some("name".to_owned()))]
-                .into(),
+            configuration: [(
+                "delta.columnMapping.mode".to_owned(),
+                Some("name".to_owned()),
+            )]
+            .into(),
         };
         let naming = PartitionNaming::from_metadata(&metadata);
         assert_eq!(

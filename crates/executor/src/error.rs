@@ -52,7 +52,9 @@ pub enum Error {
     },
 
     /// There is no Delta table at the source location.
-    #[error("no Delta table at source {table}: {reason}; check `source.table` in the pipeline file")]
+    #[error(
+        "no Delta table at source {table}: {reason}; check `source.table` in the pipeline file"
+    )]
     SourceNotFound {
         /// The source URL.
         table: Url,

@@ -64,7 +64,14 @@ mod tests {
         let d = PartitionDate::parse("2024-01-03").unwrap();
         assert_eq!(d.to_string(), "2024-01-03");
         assert_eq!(d.partition_name("event_time"), "event_time=2024-01-03");
-        for bad in ["2024-1-3", "2024-13-01", "2024-02-30", "03/01/2024", "", "2024-01-03x"] {
+        for bad in [
+            "2024-1-3",
+            "2024-13-01",
+            "2024-02-30",
+            "03/01/2024",
+            "",
+            "2024-01-03x",
+        ] {
             assert!(PartitionDate::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

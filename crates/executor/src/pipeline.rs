@@ -240,7 +240,10 @@ mod tests {
         let p = Pipeline::default_devices(Path::new("/data/x")).unwrap();
         assert_eq!(p.name, "devices_daily");
         assert_eq!(p.source.as_str(), "file:///data/x/latefill-demo/devices/");
-        assert_eq!(p.target.as_str(), "file:///data/x/latefill-demo/devices_daily/");
+        assert_eq!(
+            p.target.as_str(),
+            "file:///data/x/latefill-demo/devices_daily/"
+        );
         assert_eq!(p.partition_column, "event_time");
         assert_eq!(
             p.app_id("event_time=2024-01-03"),
@@ -261,7 +264,8 @@ mod tests {
 
     #[test]
     fn source_and_target_must_differ() {
-        let same = DEFAULT_PIPELINE_TOML.replace("latefill-demo/devices_daily", "latefill-demo/devices");
+        let same =
+            DEFAULT_PIPELINE_TOML.replace("latefill-demo/devices_daily", "latefill-demo/devices");
         let err = Pipeline::from_toml(&same, Path::new("/")).unwrap_err();
         assert!(err.to_string().contains("same table"), "{err}");
     }

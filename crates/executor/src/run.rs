@@ -100,7 +100,10 @@ impl RunPartition {
         // 1. Pin the source version and list the partition's files from the log.
         let source = open_source(&pipeline.source, self.source_version).await?;
         let source_version = source.version().ok_or_else(|| {
-            Error::Internal(format!("source {} loaded without a version", pipeline.source))
+            Error::Internal(format!(
+                "source {} loaded without a version",
+                pipeline.source
+            ))
         })?;
         check_partitioned_by(&source, &pipeline.source, column)?;
         let files = partition_files(&source, &pipeline.source, column, &value).await?;
@@ -115,7 +118,15 @@ impl RunPartition {
         // 2. Plan the transform over exactly that partition.
         // delta-rs's session: its planner knows the nodes a Delta write adds.
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
-        register_source(&ctx, &source, &pipeline.source, column, &value, files.is_empty()).await?;
+        register_source(
+            &ctx,
+            &source,
+            &pipeline.source,
+            column,
+            &value,
+            files.is_empty(),
+        )
+        .await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -132,7 +143,11 @@ impl RunPartition {
         if result_schema.field_with_name(column).is_err() {
             return Err(Error::MissingPartitionColumn {
                 column: column.to_owned(),
-                columns: result_schema.fields().iter().map(|f| f.name().clone()).collect(),
+                columns: result_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
             });
         }
 
@@ -151,8 +166,10 @@ impl RunPartition {
             Some(table) => table,
             None => create_target_handle(&pipeline.target).await?,
         };
-        let commit = CommitProperties::default()
-            .with_application_transaction(Transaction::new(pipeline.app_id(&partition), source_version as i64));
+        let commit = CommitProperties::default().with_application_transaction(Transaction::new(
+            pipeline.app_id(&partition),
+            source_version as i64,
+        ));
         let predicate = Expr::Column(Column::from_name(column)).eq(lit(value.clone()));
         let written = target
             .write(Vec::new())
@@ -165,7 +182,10 @@ impl RunPartition {
             .await
             .map_err(|source| write_error(&pipeline.target, &partition, source))?;
         let target_version = written.version().ok_or_else(|| {
-            Error::Internal(format!("target {} has no version after a write", pipeline.target))
+            Error::Internal(format!(
+                "target {} has no version after a write",
+                pipeline.target
+            ))
         })?;
         let rows_written = rows_added_by_last_commit(&written, &pipeline.target).await?;
 
@@ -199,7 +219,10 @@ async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
     if let Ok(path) = url.to_file_path()
         && !path.join("_delta_log").is_dir()
     {
-        return Err(not_found(format!("{} has no _delta_log directory", path.display())));
+        return Err(not_found(format!(
+            "{} has no _delta_log directory",
+            path.display()
+        )));
     }
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .and_then(DeltaTableBuilder::build)
@@ -220,11 +243,14 @@ async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
             latest,
         });
     }
-    table.load_version(version).await.map_err(|source| Error::Delta {
-        action: "loading source",
-        table: url.clone(),
-        source,
-    })?;
+    table
+        .load_version(version)
+        .await
+        .map_err(|source| Error::Delta {
+            action: "loading source",
+            table: url.clone(),
+            source,
+        })?;
     Ok(table)
 }
 
@@ -292,7 +318,8 @@ async fn register_source(
             .snapshot()
             .arrow_schema();
         let empty = MemTable::try_new(schema, vec![vec![]]).map_err(internal)?;
-        ctx.register_table("source", Arc::new(empty)).map_err(internal)?;
+        ctx.register_table("source", Arc::new(empty))
+            .map_err(internal)?;
         return Ok(());
     }
     table
@@ -307,7 +334,8 @@ async fn register_source(
         .read_table(provider)
         .and_then(|df| df.filter(Expr::Column(Column::from_name(column)).eq(lit(value))))
         .map_err(internal)?;
-    ctx.register_table("source", rows.into_view()).map_err(internal)?;
+    ctx.register_table("source", rows.into_view())
+        .map_err(internal)?;
     Ok(())
 }
 
@@ -385,7 +413,12 @@ fn check_target_schema(target: &DeltaTable, url: &Url, result: &Schema) -> Resul
         table: url.clone(),
         difference,
     };
-    let names = |s: &Schema| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+    let names = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
     if names(&expected) != names(result) {
         let mut target_sorted = names(&expected);
         let mut result_sorted = names(result);
@@ -442,11 +475,15 @@ fn write_error(url: &Url, partition: &str, source: DeltaTableError) -> Error {
 
 /// Reads `num_added_rows` from the operation metrics of the table's last commit.
 async fn rows_added_by_last_commit(table: &DeltaTable, url: &Url) -> Result<u64> {
-    let info = table.history(Some(1)).try_collect::<Vec<_>>().await.map_err(|source| Error::Delta {
-        action: "reading the last commit of target",
-        table: url.clone(),
-        source,
-    })?;
+    let info = table
+        .history(Some(1))
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|source| Error::Delta {
+            action: "reading the last commit of target",
+            table: url.clone(),
+            source,
+        })?;
     info.first()
         .and_then(|c| c.info.get("operationMetrics"))
         .and_then(|m| m.get("num_added_rows"))

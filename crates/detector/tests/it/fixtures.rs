@@ -8,9 +8,9 @@ use url::Url;
 
 /// `../shared/fixtures` beside the repository, or `$LATEFILL_FIXTURES`.
 pub fn fixtures_dir() -> PathBuf {
-    let dir = std::env::var_os("LATEFILL_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-    });
+    let dir = std::env::var_os("LATEFILL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
     assert!(
         dir.join("tables").is_dir(),
         "fixtures not found at {}: set LATEFILL_FIXTURES to the shared/fixtures directory",
@@ -88,18 +88,34 @@ async fn every_fixture_matches_its_expected_changes() {
 #[tokio::test]
 async fn a_cleaned_up_log_says_an_exact_answer_is_impossible() {
     let (_tmp, url) = copy_fixture("checkpoints_vacuumed");
-    let changes = detect_changes(&url).with_since_version(Some(2)).await.unwrap();
+    let changes = detect_changes(&url)
+        .with_since_version(Some(2))
+        .await
+        .unwrap();
     assert!(!changes.exact);
     let reason = changes.inexact_reason.as_deref().unwrap();
-    assert!(reason.contains("commits 3..=4 were removed by log cleanup"), "{reason}");
+    assert!(
+        reason.contains("commits 3..=4 were removed by log cleanup"),
+        "{reason}"
+    );
     // Conservative: everything that changed after 2 is there, none is missed.
-    let names: Vec<_> = changes.partitions.iter().map(|p| p.partition.as_str()).collect();
-    assert_eq!(names, ["date=2020-06-01", "date=2020-06-02", "date=2020-06-03"]);
+    let names: Vec<_> = changes
+        .partitions
+        .iter()
+        .map(|p| p.partition.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["date=2020-06-01", "date=2020-06-02", "date=2020-06-03"]
+    );
     assert!(changes.partitions.iter().all(|p| p.last_change_version > 2));
     assert_eq!(changes.scan.checkpoint_read, Some(5));
 
     // From version 4 on every commit exists again: exact.
-    let changes = detect_changes(&url).with_since_version(Some(4)).await.unwrap();
+    let changes = detect_changes(&url)
+        .with_since_version(Some(4))
+        .await
+        .unwrap();
     assert!(changes.exact, "{:?}", changes.inexact_reason);
 }
 
@@ -107,7 +123,10 @@ async fn a_cleaned_up_log_says_an_exact_answer_is_impossible() {
 async fn since_version_limits_the_answer_to_later_commits() {
     let (_tmp, url) = copy_fixture("checkpoints");
     let all = detect_changes(&url).await.unwrap();
-    let since = detect_changes(&url).with_since_version(Some(7)).await.unwrap();
+    let since = detect_changes(&url)
+        .with_since_version(Some(7))
+        .await
+        .unwrap();
     let expected: Vec<_> = all
         .partitions
         .iter()

@@ -44,12 +44,27 @@ async fn a_second_detection_reads_only_new_commits() {
     assert_eq!(p1.last_change_version, 13);
     // dataChange=false does not count: 06-02 keeps its change from the first scan.
     let p2 = second.partition("date=2020-06-02").unwrap();
-    assert_eq!(p2.last_change_version, first.partition("date=2020-06-02").unwrap().last_change_version);
-    assert_eq!(second.partition("date=2020-06-03").unwrap().last_change_version, 12);
+    assert_eq!(
+        p2.last_change_version,
+        first
+            .partition("date=2020-06-02")
+            .unwrap()
+            .last_change_version
+    );
+    assert_eq!(
+        second
+            .partition("date=2020-06-03")
+            .unwrap()
+            .last_change_version,
+        12
+    );
 
     // The corruption is real: reading the whole log fails, naming the commit.
     let err = detect_changes(&url).await.unwrap_err();
-    assert!(matches!(err, Error::CorruptCommit { version: 0, .. }), "{err}");
+    assert!(
+        matches!(err, Error::CorruptCommit { version: 0, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -69,7 +84,10 @@ async fn a_commit_missing_in_the_middle_is_an_error() {
     let (_tmp, url) = copy_fixture("checkpoints");
     std::fs::remove_file(log_file(&url, 7)).unwrap();
     let err = detect_changes(&url).await.unwrap_err();
-    assert!(matches!(err, Error::MissingCommit { version: 7, .. }), "{err}");
+    assert!(
+        matches!(err, Error::MissingCommit { version: 7, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -77,7 +95,17 @@ async fn a_corrupt_commit_is_an_error_naming_it() {
     let (_tmp, url) = copy_fixture("cdf-table");
     std::fs::write(log_file(&url, 2), b"{\"add\": {\"path\": 3}}\n").unwrap();
     let err = detect_changes(&url).await.unwrap_err();
-    assert!(matches!(err, Error::CorruptCommit { version: 2, line: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::CorruptCommit {
+                version: 2,
+                line: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -93,13 +121,23 @@ async fn a_remove_without_partition_values_takes_its_adds_partition() {
             Some(v.get("add")?.get("path")?.as_str()?.to_owned())
         })
         .unwrap();
-    let line = serde_json::json!({"remove": {"path": path, "dataChange": true, "deletionTimestamp": 1}});
+    let line =
+        serde_json::json!({"remove": {"path": path, "dataChange": true, "deletionTimestamp": 1}});
     std::fs::write(log_file(&url, 13), format!("{line}\n")).unwrap();
 
     // Through the cursor (the add is older than the cursor) and through a full read.
-    let via_cursor = detect_changes(&url).with_cursor(first.cursor().cloned()).await.unwrap();
+    let via_cursor = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .await
+        .unwrap();
     let full = detect_changes(&url).await.unwrap();
     for changes in [via_cursor, full] {
-        assert_eq!(changes.partition("date=2020-06-01").unwrap().last_change_version, 13);
+        assert_eq!(
+            changes
+                .partition("date=2020-06-01")
+                .unwrap()
+                .last_change_version,
+            13
+        );
     }
 }
