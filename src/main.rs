@@ -310,12 +310,13 @@ async fn changes(table: &str, since_version: Option<u64>, format: Output) -> any
 
 fn describe_run(r: &RunReport) -> String {
     format!(
-        "processed {} at source version {}: {} rows in ({} files), {} rows out, \
+        "processed {} at source version {}: {} rows in ({} file{}), {} rows out, \
          target version {}, {} ms",
         r.partition,
         r.source_version,
         r.rows_read,
         r.files_read,
+        if r.files_read == 1 { "" } else { "s" },
         r.rows_written,
         r.target_version,
         r.duration_ms
