@@ -1,9 +1,42 @@
-//! latefill's partition state table.
+//! latefill's partition state table: what was processed, at which source version, and
+//! who is processing what right now.
 //!
-//! A Delta table that records, per partition, whether it is being processed and the
-//! source version it was last processed at. Claims, completions and failures are
-//! compare-and-swap commits on that table, which makes them safe across processes and
-//! hosts that share the storage.
+//! ```text
+//!  run A ──claim──┐                       ┌── state table (Delta) ──────────────────┐
+//!  run B ──claim──┼─► read @N, decide, ───►│ partition | status | source_version |  │
+//!  run C ─complete┘   commit @N+1 or retry │ lease_expires_at | owner | run_id | ...│
+//!                                          └─────────────────────────────────────────┘
+//! ```
 //!
-//! This crate is being built: see the project's issue "Partition state table and
-//! late-data detector". Nothing here is used yet.
+//! - [`StateTable::claim`] takes one or many partitions, all or none, each only if no
+//!   unexpired lease holds it; [`StateTable::complete`] and [`StateTable::fail`] end a
+//!   claim. A lease whose owner crashed expires and can be claimed again.
+//! - Every transition is a compare-and-swap on the table: read at version N, decide,
+//!   commit at exactly N+1; when another writer got there first, read again and decide
+//!   again after a jittered backoff. Claims are therefore safe across processes and
+//!   across hosts sharing the storage.
+//! - Time comes from a [`Clock`], so leases are tested without sleeping
+//!   ([`TestClock`]).
+//!
+//! ```no_run
+//! # async fn example() -> latefill_state::Result<()> {
+//! use latefill_state::StateTable;
+//!
+//! let state = StateTable::new(url::Url::parse("file:///data/latefill_state/").unwrap());
+//! let partition = "event_time=2024-01-03".to_owned();
+//! state.claim(std::slice::from_ref(&partition), "run-1").await?;
+//! // ... process the partition at source version 12 ...
+//! state.complete(&partition, "run-1", 12, None).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod clock;
+mod error;
+mod model;
+mod table;
+
+pub use clock::{Clock, SystemClock, TestClock};
+pub use error::{Error, Result};
+pub use model::{PartitionState, Status};
+pub use table::{DEFAULT_LEASE, StateSnapshot, StateTable, default_owner};

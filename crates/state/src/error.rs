@@ -1,0 +1,67 @@
+//! The state table's error type.
+
+use url::Url;
+
+/// Errors from the state table.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A partition is held by an unexpired lease of another run.
+    #[error(
+        "partition {partition} is being processed by {owner} (run {run_id}) until {lease_expires_at}; \
+         wait for it, or for the lease to expire if that process died"
+    )]
+    Claimed {
+        /// The partition.
+        partition: String,
+        /// Who holds it, `host:pid`.
+        owner: String,
+        /// The run holding it.
+        run_id: String,
+        /// When the lease expires (RFC 3339).
+        lease_expires_at: String,
+    },
+    /// A run tried to complete or fail a partition it no longer holds.
+    #[error(
+        "run {run_id} no longer holds partition {partition} (its lease expired and {holder} took it); \
+         the result of this run was not recorded"
+    )]
+    LeaseLost {
+        /// The partition.
+        partition: String,
+        /// The run that tried.
+        run_id: String,
+        /// Who holds it now, or `nobody`.
+        holder: String,
+    },
+    /// Compare-and-swap kept losing to other writers.
+    #[error("{table}: gave up after {attempts} attempts: other writers kept committing first")]
+    Contention {
+        /// The state table.
+        table: Url,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// A row of the state table cannot be read.
+    #[error("{table}: the state table is malformed: {reason}")]
+    Malformed {
+        /// The state table.
+        table: Url,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Storage or Delta failed.
+    #[error("{action} {table}: {source}")]
+    Delta {
+        /// What was being done.
+        action: &'static str,
+        /// The table.
+        table: Url,
+        /// The underlying error.
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+}
+
+/// `Result` with the state table's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,370 @@
+//! The state table: reads, and transitions committed as compare-and-swap.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::logstore::LogStore;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use rand::RngExt;
+use url::Url;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::model::{self, PartitionState, Rows, Status};
+
+/// How long a claim holds unless told otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::minutes(10);
+
+/// How many times a transition re-reads and retries before giving up.
+const MAX_ATTEMPTS: usize = 200;
+
+/// The state table of one pipeline.
+///
+/// Every transition reads the table at some version N, decides on what it read, and
+/// commits at exactly N+1 (a Delta commit with no conflict resolution). When another
+/// writer took N+1 first, it reads again and decides again, after a jittered backoff.
+/// Because the decision is remade on fresh data, two runs can never both claim a
+/// partition, across processes and across hosts that share the storage.
+#[derive(Debug, Clone)]
+pub struct StateTable {
+    url: Url,
+    clock: Arc<dyn Clock>,
+    owner: String,
+    lease: Duration,
+}
+
+/// The state table as read at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSnapshot {
+    /// The table version read; `None` when the table does not exist yet.
+    pub version: Option<u64>,
+    /// One row per partition, by name.
+    pub partitions: BTreeMap<String, PartitionState>,
+    /// The detector's cursor (JSON), if one was saved.
+    pub cursor: Option<String>,
+}
+
+/// This process, as `host:pid`.
+pub fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+impl StateTable {
+    /// The state table at `url` (created on the first transition), with the system
+    /// clock, this process as owner and [`DEFAULT_LEASE`].
+    pub fn new(url: Url) -> Self {
+        StateTable {
+            url,
+            clock: Arc::new(SystemClock),
+            owner: default_owner(),
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// Uses `clock` for leases and timestamps.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long claims hold.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Who claims, recorded in `owner`.
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// The table's URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The clock in use.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn delta(&self, action: &'static str) -> impl Fn(DeltaTableError) -> Error + '_ {
+        move |source| Error::Delta {
+            action,
+            table: self.url.clone(),
+            source,
+        }
+    }
+
+    /// Reads the table's latest version.
+    pub async fn read(&self) -> Result<StateSnapshot> {
+        let (table, rows) = self.load().await?;
+        Ok(StateSnapshot {
+            version: table.and_then(|t| t.version()),
+            partitions: rows.partitions,
+            cursor: rows.cursor,
+        })
+    }
+
+    async fn load(&self) -> Result<(Option<DeltaTable>, Rows)> {
+        if let Ok(path) = self.url.to_file_path()
+            && !path.join("_delta_log").is_dir()
+        {
+            return Ok((None, Rows::default()));
+        }
+        let table = match deltalake::open_table(self.url.clone()).await {
+            Ok(t) => t,
+            Err(DeltaTableError::NotATable(_)) => return Ok((None, Rows::default())),
+            Err(e) => return Err(self.delta("opening state table")(e)),
+        };
+        let files: Vec<_> = table
+            .get_active_add_actions_by_predicate(None)
+            .try_collect()
+            .await
+            .map_err(self.delta("listing state table files"))?;
+        let store = table.log_store().object_store(None);
+        let mut batches = Vec::new();
+        for file in files {
+            let bytes = store
+                .get(&file.object_store_path())
+                .await
+                .map_err(|e| self.delta("reading state table")(e.into()))?
+                .bytes()
+                .await
+                .map_err(|e| self.delta("reading state table")(e.into()))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+                .map_err(|e| self.delta("reading state table")(e.into()))?;
+            for batch in reader {
+                batches.push(batch.map_err(|e| self.delta("reading state table")(e.into()))?);
+            }
+        }
+        let rows = model::from_batches(&batches).map_err(|reason| Error::Malformed {
+            table: self.url.clone(),
+            reason,
+        })?;
+        Ok((Some(table), rows))
+    }
+
+    /// Commits `rows` as the table's whole content at exactly the version after
+    /// `base`'s. `Ok(false)` when another writer committed first.
+    async fn commit(&self, base: Option<DeltaTable>, rows: &Rows) -> Result<bool> {
+        let table = match base {
+            Some(t) => t,
+            None => {
+                if let Ok(path) = self.url.to_file_path() {
+                    std::fs::create_dir_all(&path)
+                        .map_err(|e| self.delta("creating state table")(e.into()))?;
+                }
+                DeltaTable::try_from_url(self.url.clone())
+                    .await
+                    .map_err(self.delta("creating state table"))?
+            }
+        };
+        let result = table
+            .write(vec![model::to_batch(rows)])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(self.delta("writing state table")(e)),
+        }
+    }
+
+    /// Reads, applies `decide` and commits at the next version, retrying on fresh data
+    /// when another writer got there first. `decide` sees the rows and the time; an
+    /// error from it ends the transition with nothing written.
+    pub(crate) async fn transition<T>(
+        &self,
+        mut decide: impl FnMut(&mut Rows, DateTime<Utc>) -> Result<T>,
+    ) -> Result<T> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let (table, rows) = self.load().await?;
+            let mut next = rows.clone();
+            let out = decide(&mut next, self.clock.now())?;
+            if next == rows {
+                return Ok(out);
+            }
+            if self.commit(table, &next).await? {
+                return Ok(out);
+            }
+            // Jittered exponential backoff, so that contenders spread out.
+            let cap = 2u64.saturating_pow(attempt.min(8) as u32).min(200);
+            let pause = rand::rng().random_range(1..=cap.max(2));
+            tokio::time::sleep(StdDuration::from_millis(pause)).await;
+        }
+        Err(Error::Contention {
+            table: self.url.clone(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Claims `partitions` for `run_id`, all or none: it fails, writing nothing, if an
+    /// unexpired lease of another run holds any of them. An expired lease (its owner
+    /// crashed) is taken over.
+    pub async fn claim(&self, partitions: &[String], run_id: &str) -> Result<()> {
+        let lease = self.lease;
+        self.transition(|rows, now| {
+            for name in partitions {
+                if let Some(p) = rows.partitions.get(name)
+                    && p.is_leased(now)
+                    && p.run_id != run_id
+                {
+                    return Err(Error::Claimed {
+                        partition: name.clone(),
+                        owner: p.owner.clone(),
+                        run_id: p.run_id.clone(),
+                        lease_expires_at: p
+                            .lease_expires_at
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+            for name in partitions {
+                let previous = rows.partitions.get(name);
+                let state = PartitionState {
+                    partition: name.clone(),
+                    status: Status::Processing,
+                    source_version: previous.and_then(|p| p.source_version),
+                    fingerprint: previous.and_then(|p| p.fingerprint.clone()),
+                    run_id: run_id.to_owned(),
+                    owner: self.owner.clone(),
+                    lease_expires_at: Some(now + lease),
+                    attempts: previous.map_or(0, |p| p.attempts) + 1,
+                    last_error: previous.and_then(|p| p.last_error.clone()),
+                    updated_at: now,
+                };
+                rows.partitions.insert(name.clone(), state);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn held<'a>(
+        rows: &'a mut Rows,
+        partition: &str,
+        run_id: &str,
+    ) -> Result<&'a mut PartitionState> {
+        match rows.partitions.get_mut(partition) {
+            Some(p) if p.status == Status::Processing && p.run_id == run_id => Ok(p),
+            other => Err(Error::LeaseLost {
+                partition: partition.to_owned(),
+                run_id: run_id.to_owned(),
+                holder: other
+                    .filter(|p| p.status == Status::Processing)
+                    .map_or("nobody".into(), |p| {
+                        format!("{} (run {})", p.owner, p.run_id)
+                    }),
+            }),
+        }
+    }
+
+    /// Records that `run_id` processed `partition` at `source_version`.
+    pub async fn complete(
+        &self,
+        partition: &str,
+        run_id: &str,
+        source_version: u64,
+        fingerprint: Option<String>,
+    ) -> Result<()> {
+        self.transition(|rows, now| {
+            let p = Self::held(rows, partition, run_id)?;
+            p.status = Status::Processed;
+            p.source_version = Some(source_version);
+            p.fingerprint = fingerprint.clone();
+            p.lease_expires_at = None;
+            p.last_error = None;
+            p.updated_at = now;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that `run_id` failed to process `partition`.
+    pub async fn fail(&self, partition: &str, run_id: &str, error: &str) -> Result<()> {
+        self.transition(|rows, now| {
+            let p = Self::held(rows, partition, run_id)?;
+            p.status = Status::Failed;
+            p.lease_expires_at = None;
+            p.last_error = Some(error.to_owned());
+            p.updated_at = now;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Saves the detector's cursor.
+    pub async fn save_cursor(&self, cursor: String) -> Result<()> {
+        self.transition(|rows, _| {
+            rows.cursor = Some(cursor.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records partitions as processed at the given source versions, keeping rows
+    /// that are newer; used by `state rebuild`.
+    pub async fn restore(&self, processed: &BTreeMap<String, u64>) -> Result<usize> {
+        let owner = self.owner.clone();
+        self.transition(|rows, now| {
+            let mut restored = 0;
+            for (name, &version) in processed {
+                let keep = rows
+                    .partitions
+                    .get(name)
+                    .is_some_and(|p| p.source_version.is_some_and(|v| v >= version));
+                if keep {
+                    continue;
+                }
+                rows.partitions.insert(
+                    name.clone(),
+                    PartitionState {
+                        partition: name.clone(),
+                        status: Status::Processed,
+                        source_version: Some(version),
+                        fingerprint: None,
+                        run_id: "rebuild".into(),
+                        owner: owner.clone(),
+                        lease_expires_at: None,
+                        attempts: 0,
+                        last_error: None,
+                        updated_at: now,
+                    },
+                );
+                restored += 1;
+            }
+            Ok(restored)
+        })
+        .await
+    }
+}
+
+fn is_conflict(e: &DeltaTableError) -> bool {
+    matches!(
+        e,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(_)
+                    | TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::CommitConflict(_)
+            }
+    )
+}

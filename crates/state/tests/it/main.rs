@@ -1,0 +1,179 @@
+//! The state table on real Delta tables in temporary directories.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration};
+use latefill_state::{Error, StateTable, Status, TestClock};
+use url::Url;
+
+fn table() -> (tempfile::TempDir, Url) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Url::from_directory_path(dir.path().join("state")).unwrap();
+    (dir, url)
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn claim_then_complete_records_the_source_version() {
+    let (_dir, url) = table();
+    let state = StateTable::new(url);
+    assert_eq!(state.read().await.unwrap().version, None);
+    state.claim(&names(&["p=1"]), "run-1").await.unwrap();
+    let read = state.read().await.unwrap();
+    assert_eq!(read.partitions["p=1"].status, Status::Processing);
+    assert_eq!(read.partitions["p=1"].attempts, 1);
+    state
+        .complete("p=1", "run-1", 12, Some("fp".into()))
+        .await
+        .unwrap();
+    let read = state.read().await.unwrap();
+    let p = &read.partitions["p=1"];
+    assert_eq!((p.status, p.source_version), (Status::Processed, Some(12)));
+    assert_eq!(p.fingerprint.as_deref(), Some("fp"));
+    assert_eq!(read.version, Some(1), "one commit per transition");
+}
+
+#[tokio::test]
+async fn a_claim_takes_all_partitions_or_none() {
+    let (_dir, url) = table();
+    let state = StateTable::new(url);
+    state.claim(&names(&["p=a", "p=b"]), "run-1").await.unwrap();
+    let err = state
+        .claim(&names(&["p=c", "p=b"]), "run-2")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Claimed { partition, .. } if partition == "p=b"),
+        "{err}"
+    );
+    let read = state.read().await.unwrap();
+    assert!(
+        !read.partitions.contains_key("p=c"),
+        "nothing of the refused claim was written"
+    );
+    assert_eq!(read.partitions["p=b"].run_id, "run-1");
+}
+
+#[tokio::test]
+async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it() {
+    let (_dir, url) = table();
+    let clock = Arc::new(TestClock::new(
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+    ));
+    let state = StateTable::new(url)
+        .with_clock(clock.clone())
+        .with_lease(Duration::minutes(10));
+    state.claim(&names(&["p=1"]), "crashed-run").await.unwrap();
+
+    clock.advance(Duration::minutes(9));
+    assert!(matches!(
+        state.claim(&names(&["p=1"]), "run-2").await,
+        Err(Error::Claimed { .. })
+    ));
+
+    clock.advance(Duration::minutes(2));
+    state.claim(&names(&["p=1"]), "run-2").await.unwrap();
+    let p = &state.read().await.unwrap().partitions["p=1"];
+    assert_eq!((p.run_id.as_str(), p.attempts), ("run-2", 2));
+
+    let err = state
+        .complete("p=1", "crashed-run", 5, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    state.complete("p=1", "run-2", 6, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again() {
+    let (_dir, url) = table();
+    let state = StateTable::new(url);
+    state.claim(&names(&["p=1"]), "run-1").await.unwrap();
+    state.fail("p=1", "run-1", "disk full").await.unwrap();
+    let p = &state.read().await.unwrap().partitions["p=1"];
+    assert_eq!(
+        (p.status, p.last_error.as_deref()),
+        (Status::Failed, Some("disk full"))
+    );
+    state.claim(&names(&["p=1"]), "run-2").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_cursor_is_kept_apart_from_partitions() {
+    let (_dir, url) = table();
+    let state = StateTable::new(url);
+    state.save_cursor("{\"version\":7}".into()).await.unwrap();
+    state.claim(&names(&["p=1"]), "run-1").await.unwrap();
+    let read = state.read().await.unwrap();
+    assert_eq!(read.cursor.as_deref(), Some("{\"version\":7}"));
+    assert_eq!(read.partitions.len(), 1);
+}
+
+/// The compare-and-swap counter pattern: N writers making M claim+complete pairs each
+/// must end with exactly 2*N*M commits and every transition kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_no_transition() {
+    const WRITERS: usize = 4;
+    const CLAIMS: usize = 3;
+    let (_dir, url) = table();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let state = StateTable::new(url.clone()).with_owner(format!("writer-{w}"));
+        tasks.push(tokio::spawn(async move {
+            for c in 0..CLAIMS {
+                let partition = format!("p={w}-{c}");
+                let run = format!("run-{w}-{c}");
+                state
+                    .claim(std::slice::from_ref(&partition), &run)
+                    .await
+                    .unwrap();
+                state
+                    .complete(&partition, &run, (w * 100 + c) as u64, None)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read = StateTable::new(url).read().await.unwrap();
+    assert_eq!(read.partitions.len(), WRITERS * CLAIMS);
+    for (name, p) in &read.partitions {
+        let (w, c) = name[2..].split_once('-').unwrap();
+        let expected = w.parse::<u64>().unwrap() * 100 + c.parse::<u64>().unwrap();
+        assert_eq!(
+            (p.status, p.source_version),
+            (Status::Processed, Some(expected)),
+            "{name}"
+        );
+    }
+    assert_eq!(read.version, Some((2 * WRITERS * CLAIMS - 1) as u64));
+}
+
+/// Many runs racing for the same partition: exactly one wins each round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_claims_on_one_partition_have_exactly_one_winner() {
+    let (_dir, url) = table();
+    let mut tasks = Vec::new();
+    for w in 0..5 {
+        let state = StateTable::new(url.clone());
+        tasks.push(tokio::spawn(async move {
+            state
+                .claim(&["p=hot".to_owned()], &format!("run-{w}"))
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(Error::Claimed { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(wins, 1);
+}
