@@ -170,8 +170,10 @@ impl StateTable {
                     std::fs::create_dir_all(&path)
                         .map_err(|e| self.delta("creating state table")(e.into()))?;
                 }
-                DeltaTable::try_from_url(self.url.clone())
-                    .await
+                // An unloaded handle: the write must create version 0 or fail. Loading
+                // here would base the commit on a table this decision never read.
+                deltalake::DeltaTableBuilder::from_url(self.url.clone())
+                    .and_then(|b| b.build())
                     .map_err(self.delta("creating state table"))?
             }
         };
@@ -286,6 +288,14 @@ impl StateTable {
         fingerprint: Option<String>,
     ) -> Result<()> {
         self.transition(|rows, now| {
+            // Already recorded (a retry after a commit that landed): nothing to do.
+            if let Some(p) = rows.partitions.get(partition)
+                && p.status == Status::Processed
+                && p.run_id == run_id
+                && p.source_version == Some(source_version)
+            {
+                return Ok(());
+            }
             let p = Self::held(rows, partition, run_id)?;
             p.status = Status::Processed;
             p.source_version = Some(source_version);
@@ -357,10 +367,13 @@ impl StateTable {
     }
 }
 
+/// Errors after which re-reading and deciding again is right: another writer moved
+/// the table (or was moving it while the log was listed).
 fn is_conflict(e: &DeltaTableError) -> bool {
     matches!(
         e,
         DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::InvalidVersion(_)
             | DeltaTableError::Transaction {
                 source: TransactionError::MaxCommitAttempts(_)
                     | TransactionError::VersionAlreadyExists(_)

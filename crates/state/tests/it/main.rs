@@ -154,7 +154,11 @@ async fn concurrent_writers_lose_no_transition() {
     assert_eq!(read.version, Some((2 * WRITERS * CLAIMS - 1) as u64));
 }
 
-/// Many runs racing for the same partition: exactly one wins each round.
+/// Many runs racing for the same partition: exactly one wins.
+///
+/// Regression: on a table that did not exist yet, a run that decided on "no table"
+/// used to commit on top of the table a competitor had just created, so two runs
+/// both claimed the partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_claims_on_one_partition_have_exactly_one_winner() {
     let (_dir, url) = table();
