@@ -25,6 +25,10 @@
 //! ```
 
 pub mod demo;
+pub mod engine;
+pub mod plan;
+
+pub use engine::{Engine, RunDateOptions, RunOutcome};
 
 pub use latefill_datagen as datagen;
 pub use latefill_detector as detector;

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use latefill::datagen::cli::GenerateArgs;
-use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, RunReport, run_partition};
+use latefill::engine::{Backfill, Engine, RunDateOptions, RunOutcome};
+use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, RunReport};
 
 /// Exit codes: stable, documented in the README.
 mod exit {
@@ -24,6 +25,8 @@ mod exit {
     /// The data cannot be processed as declared (missing table or partition, bad SQL,
     /// schema mismatch).
     pub const DATA: u8 = 3;
+    /// Contention: a partition is being processed by another run (claimed elsewhere).
+    pub const CONTENTION: u8 = 4;
 }
 
 const LONG_ABOUT: &str = "\
@@ -76,6 +79,12 @@ enum Command {
     /// Re-running a date rewrites the partition from the source as it is now, so a run
     /// after late data arrived reflects the new rows, and a repeated run changes
     /// nothing but the target's version.
+    ///
+    /// The date is claimed in the state table first (exit 4 if another run holds it),
+    /// and recorded as processed at its source version. Then the source's log is read
+    /// from where the last detection stopped, and every partition before the date that
+    /// changed since it was processed is reprocessed the same way (see --no-backfill
+    /// and --backfill-config).
     Run {
         #[command(flatten)]
         config: ConfigArg,
@@ -89,10 +98,54 @@ enum Command {
         /// of failing.
         #[arg(long)]
         allow_empty: bool,
+        #[command(flatten)]
+        late: LateArgs,
+        /// Only process the date; report the late partitions without reprocessing them.
+        #[arg(long, conflicts_with = "backfill_config")]
+        no_backfill: bool,
+        /// Claim the late partitions and write them to PATH as
+        /// {"partitions": [...], "run_id": "..."} for an external scheduler, instead of
+        /// reprocessing them here.
+        #[arg(long, value_name = "PATH")]
+        backfill_config: Option<PathBuf>,
+        /// Run as this run id, e.g. the one in a backfill config, to take over its claims.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
         /// Output format: `json` prints one JSON object on stdout.
         #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Detect and plan the late partitions before a date, without processing anything.
+    ///
+    /// Late: processed before the date, changed in the source since the version it was
+    /// processed at, and not held by a running claim.
+    Detect {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The run date: partitions before it are considered.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: String,
+        #[command(flatten)]
+        late: LateArgs,
+        /// Claim the late partitions and write them to PATH for an external scheduler.
+        #[arg(long, value_name = "PATH")]
+        backfill_config: Option<PathBuf>,
+        /// Output format: `json` prints one JSON object on stdout.
+        #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show the state table: per partition its status, the source version it was
+    /// processed at, the last version its data changed at, and whether it is late.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format: `json` prints one JSON array on stdout.
+        #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
+        format: Output,
+    },
+    /// Manage the state table.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print, per partition of a Delta table, the last version whose commit changed its
     /// data, read from the table's log.
     ///
@@ -110,6 +163,24 @@ enum Command {
         #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
         format: Output,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Rebuild the state table from the target's Delta application transactions
+    /// (`txn`): each target partition is recorded as processed at the source version
+    /// its last commit carried. Rows that are newer are kept.
+    Rebuild {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LateArgs {
+    /// Only consider late partitions at most DAYS days before the date.
+    #[arg(long, value_name = "DAYS")]
+    lookback: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +220,8 @@ fn main() -> ExitCode {
     let output = match &cli.command {
         Command::Demo { output, .. }
         | Command::Run { output, .. }
+        | Command::Detect { output, .. }
+        | Command::Status { format: output, .. }
         | Command::Changes { format: output, .. } => *output,
         _ => Output::Text,
     };
@@ -168,6 +241,7 @@ fn main() -> ExitCode {
                 let kind = match code {
                     exit::USAGE => "usage",
                     exit::DATA => "data",
+                    exit::CONTENTION => "contention",
                     _ => "failure",
                 };
                 let json = serde_json::json!({
@@ -183,6 +257,15 @@ fn main() -> ExitCode {
 /// Maps an error to its exit code by the class of the library error inside it.
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<latefill::engine::Error>() {
+            use latefill::engine::Error as E;
+            return match e {
+                E::Executor(e) => executor_code(e),
+                E::State(e) => state_code(e),
+                E::Detector(e) => detector_code(e),
+                _ => exit::FAILURE,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<executor::Error>() {
             return executor_code(e);
         }
@@ -201,14 +284,13 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             };
         }
         if let Some(e) = cause.downcast_ref::<latefill::detector::Error>() {
-            use latefill::detector::Error as D;
-            return match e {
-                D::Storage { .. } | D::Delta { .. } => exit::FAILURE,
-                _ => exit::DATA,
-            };
+            return detector_code(e);
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return exit::USAGE;
+        }
+        if cause.downcast_ref::<DataFailure>().is_some() {
+            return exit::DATA;
         }
     }
     exit::FAILURE
@@ -222,10 +304,32 @@ fn executor_code(e: &executor::Error) -> u8 {
     }
 }
 
+fn detector_code(e: &latefill::detector::Error) -> u8 {
+    use latefill::detector::Error as D;
+    match e {
+        D::Storage { .. } | D::Delta { .. } => exit::FAILURE,
+        _ => exit::DATA,
+    }
+}
+
+fn state_code(e: &latefill::state::Error) -> u8 {
+    use latefill::state::Error as S;
+    match e {
+        S::Claimed { .. } | S::LeaseLost { .. } | S::Contention { .. } => exit::CONTENTION,
+        S::Malformed { .. } => exit::DATA,
+        _ => exit::FAILURE,
+    }
+}
+
 /// A usage problem found by the binary itself.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);
+
+/// Work that failed on the data, reported after the rest was done.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct DataFailure(String);
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
@@ -244,22 +348,99 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             date,
             source_version,
             allow_empty,
+            late,
+            no_backfill,
+            backfill_config,
+            run_id,
             output,
         } => {
             // Validate every argument before any storage is touched.
             let date = PartitionDate::parse(&date)?;
             let (pipeline, origin) = config.load()?;
-            let report = run_partition(&pipeline, date)
-                .with_source_version(source_version)
-                .with_allow_empty(allow_empty)
-                .await?;
+            let mut engine = Engine::new(pipeline);
+            if let Some(id) = run_id {
+                engine = engine.with_run_id(id);
+            }
+            let backfill = match (no_backfill, backfill_config) {
+                (_, Some(path)) => Backfill::PlanFile(path),
+                (true, None) => Backfill::ReportOnly,
+                (false, None) => Backfill::InProcess,
+            };
+            let options = RunDateOptions {
+                source_version,
+                allow_empty,
+                backfill,
+                lookback_days: late.lookback,
+            };
+            let outcome = engine.run_date(date, options).await?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string(&report)?),
+                Output::Json => println!("{}", serde_json::to_string(&outcome)?),
+                Output::Text => print_outcome(&engine, &origin, &outcome),
+            }
+            if !outcome.failed.is_empty() {
+                return Err(DataFailure(format!(
+                    "{} late partition(s) failed to reprocess",
+                    outcome.failed.len()
+                ))
+                .into());
+            }
+            Ok(())
+        }
+        Command::Detect {
+            config,
+            date,
+            late,
+            backfill_config,
+            output,
+        } => {
+            let date = PartitionDate::parse(&date)?;
+            let (pipeline, _) = config.load()?;
+            let engine = Engine::new(pipeline);
+            let detection = engine.detect(date, late.lookback).await?;
+            let plan = match &backfill_config {
+                Some(path) => Some(engine.hand_out(&detection.late, path).await?),
+                None => None,
+            };
+            match output {
+                Output::Json => {
+                    let mut json = serde_json::to_value(&detection)?;
+                    if let Some(plan) = &plan {
+                        json["backfill_config"] = serde_json::to_value(plan)?;
+                    }
+                    println!("{json}");
+                }
                 Output::Text => {
-                    println!("pipeline {} ({origin})", pipeline.name);
-                    println!("{}", describe_run(&report));
+                    print_detection(&detection.detection, &detection.late);
+                    if let (Some(path), Some(plan)) = (&backfill_config, &plan) {
+                        println!(
+                            "claimed {} partition(s) for run {} and wrote {}",
+                            plan.partitions.len(),
+                            plan.run_id,
+                            path.display()
+                        );
+                    }
                 }
             }
+            Ok(())
+        }
+        Command::Status { config, format } => {
+            let (pipeline, _) = config.load()?;
+            let rows = Engine::new(pipeline).status().await?;
+            match format {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Text => print_status(&rows),
+            }
+            Ok(())
+        }
+        Command::State(StateCommand::Rebuild { config }) => {
+            let (pipeline, _) = config.load()?;
+            let engine = Engine::new(pipeline);
+            let restored = engine.rebuild_state().await?;
+            println!(
+                "restored {restored} partition(s) into {} from the txn actions of {}",
+                engine.pipeline().state,
+                engine.pipeline().target
+            );
             Ok(())
         }
         Command::Changes {
@@ -306,6 +487,85 @@ async fn changes(table: &str, since_version: Option<u64>, format: Output) -> any
         }
     }
     Ok(())
+}
+
+fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
+    println!("pipeline {} ({origin})", engine.pipeline().name);
+    println!("{}", describe_run(&o.run));
+    print_detection(&o.detection, &o.late);
+    for r in &o.backfilled {
+        println!("backfilled: {}", describe_run(r));
+    }
+    for s in &o.skipped {
+        println!("skipped {}: {}", s.partition, s.reason);
+    }
+    for f in &o.failed {
+        println!("FAILED {}: {}", f.partition, f.reason);
+    }
+    if let Some(path) = &o.backfill_config {
+        println!(
+            "wrote the plan for an external scheduler to {}",
+            path.display()
+        );
+    }
+}
+
+fn print_detection(d: &latefill::engine::DetectionSummary, late: &[latefill::plan::LatePartition]) {
+    println!(
+        "detection: source version {}, {} commit(s) read ({}){}",
+        d.table_version,
+        d.commits_read,
+        d.mode,
+        if d.exact { "" } else { ", NOT EXACT" }
+    );
+    if let Some(reason) = &d.inexact_reason {
+        println!("  {reason}");
+    }
+    if late.is_empty() {
+        println!("late partitions: none");
+    }
+    for l in late {
+        println!(
+            "late: {} (processed at version {}, changed at {}{})",
+            l.partition,
+            l.processed_at,
+            l.last_change_version,
+            if l.exact { "" } else { " or before" }
+        );
+    }
+}
+
+fn print_status(rows: &[latefill::engine::StatusRow]) {
+    let width = rows
+        .iter()
+        .map(|r| r.partition.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    println!(
+        "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  note",
+        "partition", "status", "source version", "last change", "late", "attempts"
+    );
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    for r in rows {
+        let note = match (&r.lease_expires_at, &r.last_error) {
+            (Some(until), _) => format!(
+                "leased by {} until {until}",
+                r.owner.as_deref().unwrap_or("?")
+            ),
+            (None, Some(error)) => format!("error: {error}"),
+            _ => String::new(),
+        };
+        println!(
+            "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  {note}",
+            r.partition,
+            r.status,
+            opt(r.source_version),
+            opt(r.last_change_version),
+            if r.late { "yes" } else { "no" },
+            r.attempts
+        );
+    }
 }
 
 fn describe_run(r: &RunReport) -> String {

@@ -35,4 +35,4 @@ mod run;
 pub use error::{Error, ErrorClass, Result};
 pub use partition::PartitionDate;
 pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, resolve_location};
-pub use run::{RunPartition, RunReport, run_partition};
+pub use run::{RunPartition, RunReport, fingerprint, partition_fingerprints, run_partition};

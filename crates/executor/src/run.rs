@@ -40,8 +40,61 @@ pub struct RunReport {
     pub rows_written: u64,
     /// The target's version after the commit that replaced the partition.
     pub target_version: u64,
+    /// Fingerprint of the partition's source files at `source_version`
+    /// ([`fingerprint`]); equal fingerprints mean the same data.
+    pub fingerprint: String,
     /// Wall time of the whole run.
     pub duration_ms: u64,
+}
+
+/// A fingerprint of a set of data files: FNV-1a over their sorted paths and the
+/// count. Delta never rewrites a data file in place, so a partition whose file set is
+/// unchanged holds the same rows.
+pub fn fingerprint<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
+    let mut paths: Vec<&str> = paths.into_iter().collect();
+    paths.sort_unstable();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for path in &paths {
+        for byte in path.bytes().chain(std::iter::once(b'\n')) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{}:{hash:016x}", paths.len())
+}
+
+/// The fingerprint of every partition of `column` in the source at its latest version.
+pub async fn partition_fingerprints(
+    source: &Url,
+    column: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let table = open_source(source, None).await?;
+    let files: Vec<LogicalFileView> = table
+        .get_active_add_actions_by_predicate(None)
+        .try_collect()
+        .await
+        .map_err(|e| Error::Delta {
+            action: "listing files of source",
+            table: source.clone(),
+            source: e,
+        })?;
+    let mut paths: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for file in &files {
+        let value = file
+            .partition_values_map()
+            .get(column)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| "__HIVE_DEFAULT_PARTITION__".into());
+        paths
+            .entry(format!("{column}={value}"))
+            .or_default()
+            .push(file.path().into_owned());
+    }
+    Ok(paths
+        .into_iter()
+        .map(|(k, v)| (k, fingerprint(v.iter().map(String::as_str))))
+        .collect())
 }
 
 /// Processes one partition of a pipeline; build it with [`run_partition`] and await it.
@@ -189,9 +242,11 @@ impl RunPartition {
         })?;
         let rows_written = rows_added_by_last_commit(&written, &pipeline.target).await?;
 
+        let paths: Vec<String> = files.iter().map(|f| f.path().into_owned()).collect();
         Ok(RunReport {
             partition,
             source_version,
+            fingerprint: fingerprint(paths.iter().map(String::as_str)),
             files_read: files.len(),
             rows_read,
             rows_written,
@@ -489,4 +544,18 @@ async fn rows_added_by_last_commit(table: &DeltaTable, url: &Url) -> Result<u64>
         .and_then(|m| m.get("num_added_rows"))
         .and_then(|n| n.as_u64())
         .ok_or_else(|| Error::Internal(format!("target {url}: last commit has no num_added_rows")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    #[test]
+    fn fingerprints_ignore_order_and_see_any_change() {
+        let a = fingerprint(["x/1.parquet", "x/2.parquet"]);
+        assert_eq!(a, fingerprint(["x/2.parquet", "x/1.parquet"]));
+        assert_ne!(a, fingerprint(["x/1.parquet"]));
+        assert_ne!(a, fingerprint(["x/1.parquet", "x/3.parquet"]));
+        assert!(a.starts_with("2:"));
+    }
 }

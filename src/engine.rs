@@ -1,0 +1,478 @@
+//! The engine: a pipeline's state table, detector and executor working together.
+//!
+//! ```text
+//!  run_date(D) ─► claim D ─► run_partition(D) @V ─► complete(D, V)
+//!              └► detect (cursor from the state table) ─► plan_late ─► for each late P:
+//!                                                                      claim P, run P, complete P
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
+use latefill_executor::{
+    PartitionDate, Pipeline, RunReport, partition_fingerprints, run_partition,
+};
+use latefill_state::{Clock, StateTable, Status};
+use rand::RngExt;
+use serde::Serialize;
+
+use crate::plan::{LatePartition, PlanInput, partition_date, plan_late};
+
+/// Errors of the engine: those of its parts, plus its own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Processing a partition failed.
+    #[error(transparent)]
+    Executor(#[from] latefill_executor::Error),
+    /// The state table refused or failed a transition.
+    #[error(transparent)]
+    State(#[from] latefill_state::Error),
+    /// Reading the source's log failed.
+    #[error(transparent)]
+    Detector(#[from] latefill_detector::Error),
+    /// Writing the backfill plan failed.
+    #[error("writing the backfill plan to {}: {source}", path.display())]
+    PlanFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the last detection read the source's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DetectionSummary {
+    /// The source version detection reached.
+    pub table_version: u64,
+    /// `cursor` (only new commits), `since` or `full`.
+    pub mode: &'static str,
+    /// Commit files read.
+    pub commits_read: usize,
+    /// `false` when log cleanup hid commits; see `inexact_reason`.
+    pub exact: bool,
+    /// Why the answer is not exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inexact_reason: Option<String>,
+}
+
+/// A detection and its plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    /// How the log was read.
+    pub detection: DetectionSummary,
+    /// The late partitions before the date, sorted.
+    pub late: Vec<LatePartition>,
+    #[serde(skip)]
+    changes: Vec<PartitionChange>,
+}
+
+/// A partition that was planned but not reprocessed by this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The partition.
+    pub partition: String,
+    /// Why: claimed by another run, or the error that failed it.
+    pub reason: String,
+}
+
+/// What `run_date` did. Serialises as the run's report with the late-data fields
+/// beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    /// The run of the date itself.
+    #[serde(flatten)]
+    pub run: RunReport,
+    /// How the source's log was read.
+    pub detection: DetectionSummary,
+    /// The late partitions found before the date.
+    pub late: Vec<LatePartition>,
+    /// The late partitions reprocessed by this run.
+    pub backfilled: Vec<RunReport>,
+    /// Late partitions another run held, or whose reprocessing failed.
+    pub skipped: Vec<Skipped>,
+    /// Late partitions that failed.
+    pub failed: Vec<Skipped>,
+    /// Where the plan was written for an external scheduler, if asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill_config: Option<PathBuf>,
+}
+
+/// What to do with late partitions after the date's own run.
+#[derive(Debug, Clone, Default)]
+pub enum Backfill {
+    /// Reprocess them in this run (the default).
+    #[default]
+    InProcess,
+    /// Only report them.
+    ReportOnly,
+    /// Claim them and write the plan to this file for an external scheduler.
+    PlanFile(PathBuf),
+}
+
+/// Options of [`Engine::run_date`].
+#[derive(Debug, Clone, Default)]
+pub struct RunDateOptions {
+    /// Read the date's source at this version instead of the latest.
+    pub source_version: Option<u64>,
+    /// Write an empty partition when the date has no data.
+    pub allow_empty: bool,
+    /// What to do with late partitions.
+    pub backfill: Backfill,
+    /// Only consider partitions at most this many days before the date.
+    pub lookback_days: Option<u32>,
+}
+
+/// One row of [`Engine::status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRow {
+    /// The partition.
+    pub partition: String,
+    /// `processing`, `processed`, `failed`, or `unprocessed` (seen in the source only).
+    pub status: String,
+    /// The source version it was last processed at.
+    pub source_version: Option<u64>,
+    /// The last version its data changed at.
+    pub last_change_version: Option<u64>,
+    /// Whether it is late: processed, and changed since.
+    pub late: bool,
+    /// Who holds or last held it.
+    pub owner: Option<String>,
+    /// Until when a `processing` row is leased.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Claims so far.
+    pub attempts: u64,
+    /// Why the last run failed.
+    pub last_error: Option<String>,
+}
+
+/// The plan file for an external scheduler.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BackfillPlan {
+    /// The partitions to reprocess, claimed for `run_id`.
+    pub partitions: Vec<String>,
+    /// Pass it as `latefill run --run-id` so the run takes over the claim.
+    pub run_id: String,
+}
+
+/// A pipeline's engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pipeline: Pipeline,
+    state: StateTable,
+    run_id: String,
+}
+
+/// A fresh run id: owner, time and a random suffix.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}-{:08x}",
+        latefill_state::default_owner(),
+        Utc::now().format("%Y%m%dT%H%M%S"),
+        rand::rng().random::<u32>()
+    )
+}
+
+impl Engine {
+    /// An engine for `pipeline`, with its state table and a fresh run id.
+    pub fn new(pipeline: Pipeline) -> Self {
+        let state = StateTable::new(pipeline.state.clone());
+        Engine {
+            pipeline,
+            state,
+            run_id: new_run_id(),
+        }
+    }
+
+    /// Uses `clock` for leases (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.state = self.state.with_clock(clock);
+        self
+    }
+
+    /// Runs as `run_id`, e.g. to take over claims made for an external scheduler.
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    /// The run id of this engine's claims.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The state table.
+    pub fn state(&self) -> &StateTable {
+        &self.state
+    }
+
+    /// Claims `date`, processes it at its pinned version and records the outcome.
+    pub async fn process(
+        &self,
+        date: PartitionDate,
+        source_version: Option<u64>,
+        allow_empty: bool,
+    ) -> Result<RunReport> {
+        let partition = date.partition_name(&self.pipeline.partition_column);
+        self.state
+            .claim(std::slice::from_ref(&partition), &self.run_id)
+            .await?;
+        let run = run_partition(&self.pipeline, date)
+            .with_source_version(source_version)
+            .with_allow_empty(allow_empty)
+            .await;
+        match run {
+            Ok(report) => {
+                self.state
+                    .complete(
+                        &partition,
+                        &self.run_id,
+                        report.source_version,
+                        Some(report.fingerprint.clone()),
+                    )
+                    .await?;
+                Ok(report)
+            }
+            Err(e) => {
+                // Best effort: the run's own error is the one to report.
+                let _ = self
+                    .state
+                    .fail(&partition, &self.run_id, &e.to_string())
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Reads the source's changes, continuing from the cursor in the state table and
+    /// saving the new one.
+    async fn changes(&self) -> Result<Changes> {
+        let snapshot = self.state.read().await?;
+        let cursor: Option<Cursor> = snapshot
+            .cursor
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok());
+        let previous = cursor.as_ref().map(|c| c.version);
+        let changes = detect_changes(&self.pipeline.source)
+            .with_cursor(cursor)
+            .with_partition_column(&self.pipeline.partition_column)
+            .await?;
+        if let Some(cursor) = changes.cursor()
+            && Some(cursor.version) != previous
+        {
+            let json = serde_json::to_string(cursor).expect("a cursor serialises");
+            self.state.save_cursor(json).await?;
+        }
+        Ok(changes)
+    }
+
+    /// Detects the late partitions before `date`.
+    pub async fn detect(
+        &self,
+        date: PartitionDate,
+        lookback_days: Option<u32>,
+    ) -> Result<Detection> {
+        let changes = self.changes().await?;
+        let state = self.state.read().await?;
+        let fingerprints = if changes.partitions.iter().any(|p| !p.exact) {
+            Some(
+                partition_fingerprints(&self.pipeline.source, &self.pipeline.partition_column)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let input = PlanInput {
+            column: &self.pipeline.partition_column,
+            date,
+            lookback_days,
+            now: self.state.now(),
+            fingerprints: fingerprints.as_ref(),
+        };
+        let late = plan_late(&state.partitions, &changes.partitions, &input);
+        Ok(Detection {
+            detection: DetectionSummary {
+                table_version: changes.table_version,
+                mode: changes.scan.mode,
+                commits_read: changes.scan.commits_read,
+                exact: changes.exact,
+                inexact_reason: changes.inexact_reason.clone(),
+            },
+            late,
+            changes: changes.partitions,
+        })
+    }
+
+    /// Claims the planned partitions (all or none) for this run and writes the plan
+    /// file, so that no concurrent detection hands them out again until the claims
+    /// end or expire.
+    pub async fn hand_out(&self, late: &[LatePartition], path: &Path) -> Result<BackfillPlan> {
+        let partitions: Vec<String> = late.iter().map(|l| l.partition.clone()).collect();
+        if !partitions.is_empty() {
+            self.state.claim(&partitions, &self.run_id).await?;
+        }
+        let plan = BackfillPlan {
+            partitions,
+            run_id: self.run_id.clone(),
+        };
+        let io = |source| Error::PlanFile {
+            path: path.to_owned(),
+            source,
+        };
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_string_pretty(&plan).expect("a plan serialises");
+        std::fs::write(&tmp, json + "\n").map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(plan)
+    }
+
+    /// Processes `date`, then finds the late partitions before it and reprocesses them
+    /// (or reports them, or hands them out), each claimed, processed at its own
+    /// pinned version and completed.
+    pub async fn run_date(
+        &self,
+        date: PartitionDate,
+        options: RunDateOptions,
+    ) -> Result<RunOutcome> {
+        let run = self
+            .process(date, options.source_version, options.allow_empty)
+            .await?;
+        let detection = self.detect(date, options.lookback_days).await?;
+        let mut outcome = RunOutcome {
+            run,
+            detection: detection.detection,
+            late: detection.late.clone(),
+            backfilled: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            backfill_config: None,
+        };
+        match &options.backfill {
+            Backfill::ReportOnly => {}
+            Backfill::PlanFile(path) => {
+                self.hand_out(&detection.late, path).await?;
+                outcome.backfill_config = Some(path.clone());
+            }
+            Backfill::InProcess => {
+                for late in &detection.late {
+                    let Some(day) =
+                        partition_date(&self.pipeline.partition_column, &late.partition)
+                    else {
+                        continue;
+                    };
+                    match self.process(day, None, true).await {
+                        Ok(report) => outcome.backfilled.push(report),
+                        Err(Error::State(e @ latefill_state::Error::Claimed { .. })) => {
+                            outcome.skipped.push(Skipped {
+                                partition: late.partition.clone(),
+                                reason: e.to_string(),
+                            })
+                        }
+                        Err(e) => outcome.failed.push(Skipped {
+                            partition: late.partition.clone(),
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Every partition of the state table and of the source, with its status, its last
+    /// change and whether it is late.
+    pub async fn status(&self) -> Result<Vec<StatusRow>> {
+        let far = PartitionDate::parse("9999-12-31").expect("a valid date");
+        let detection = self.detect(far, None).await?;
+        let state = self.state.read().await?;
+        let late: std::collections::BTreeSet<&str> = detection
+            .late
+            .iter()
+            .map(|l| l.partition.as_str())
+            .collect();
+        let changes: BTreeMap<&str, u64> = detection
+            .changes
+            .iter()
+            .map(|c| (c.partition.as_str(), c.last_change_version))
+            .collect();
+        let mut names: std::collections::BTreeSet<&str> =
+            state.partitions.keys().map(String::as_str).collect();
+        names.extend(changes.keys());
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let row = state.partitions.get(name);
+                StatusRow {
+                    partition: name.to_owned(),
+                    status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
+                    source_version: row.and_then(|r| r.source_version),
+                    last_change_version: changes.get(name).copied(),
+                    late: late.contains(name),
+                    owner: row.map(|r| r.owner.clone()),
+                    lease_expires_at: row
+                        .filter(|r| r.status == Status::Processing)
+                        .and_then(|r| r.lease_expires_at),
+                    attempts: row.map_or(0, |r| r.attempts),
+                    last_error: row.and_then(|r| r.last_error.clone()),
+                }
+            })
+            .collect())
+    }
+
+    /// Rebuilds the state table from the target's Delta application transactions:
+    /// every target partition whose commit carried this pipeline's `txn` is recorded
+    /// as processed at that source version. Returns how many rows were restored.
+    pub async fn rebuild_state(&self) -> Result<usize> {
+        let processed = processed_versions(&self.pipeline).await?;
+        Ok(self.state.restore(&processed).await?)
+    }
+}
+
+/// Per target partition, the source version its `txn` records.
+async fn processed_versions(pipeline: &Pipeline) -> Result<BTreeMap<String, u64>> {
+    use futures::TryStreamExt;
+    let delta = |source| latefill_executor::Error::Delta {
+        action: "reading target",
+        table: pipeline.target.clone(),
+        source,
+    };
+    let target = deltalake::open_table(pipeline.target.clone())
+        .await
+        .map_err(delta)?;
+    let files: Vec<_> = target
+        .get_active_add_actions_by_predicate(None)
+        .try_collect()
+        .await
+        .map_err(delta)?;
+    let mut partitions = std::collections::BTreeSet::new();
+    for file in &files {
+        if let Some(Some(value)) = file.partition_values_map().get(&pipeline.partition_column) {
+            partitions.insert(format!("{}={value}", pipeline.partition_column));
+        }
+    }
+    let snapshot = target.snapshot().map_err(delta)?;
+    let mut out = BTreeMap::new();
+    for partition in partitions {
+        let version = snapshot
+            .transaction_version(target.log_store().as_ref(), pipeline.app_id(&partition))
+            .await
+            .map_err(delta)?;
+        if let Some(v) = version.and_then(|v| u64::try_from(v).ok()) {
+            out.insert(partition, v);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,252 @@
+//! Planning: which processed partitions are late for a run of date D.
+//!
+//! A partition is late when it was processed before D at some source version, its data
+//! changed after that version, no unexpired lease holds it, and it falls within the
+//! optional look-back horizon. Pure: the state, the detector's answer and the time
+//! come in, the plan goes out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use latefill_detector::PartitionChange;
+use latefill_executor::PartitionDate;
+use latefill_state::{PartitionState, Status};
+use serde::Serialize;
+
+/// A partition to reprocess, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LatePartition {
+    /// `col=YYYY-MM-DD`.
+    pub partition: String,
+    /// The source version it was last processed at.
+    pub processed_at: u64,
+    /// The last version its data changed at (an upper bound when not `exact`).
+    pub last_change_version: u64,
+    /// `false` when log cleanup hid the exact version and the file fingerprint
+    /// decided instead.
+    pub exact: bool,
+}
+
+/// What planning needs to know beyond the state and the changes.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// The partition column.
+    pub column: &'a str,
+    /// The run's date: only partitions before it are considered.
+    pub date: PartitionDate,
+    /// Only partitions at most this many days before `date`.
+    pub lookback_days: Option<u32>,
+    /// Now, for leases.
+    pub now: DateTime<Utc>,
+    /// Current file fingerprints per partition, needed only where a change version is
+    /// not exact; a partition missing here is treated as changed.
+    pub fingerprints: Option<&'a BTreeMap<String, String>>,
+}
+
+/// The date of a partition named `column=YYYY-MM-DD`, if it is one.
+pub fn partition_date(column: &str, partition: &str) -> Option<PartitionDate> {
+    let value = partition.strip_prefix(column)?.strip_prefix('=')?;
+    PartitionDate::parse(value).ok()
+}
+
+/// The late partitions, sorted by name.
+pub fn plan_late(
+    state: &BTreeMap<String, PartitionState>,
+    changes: &[PartitionChange],
+    input: &PlanInput<'_>,
+) -> Vec<LatePartition> {
+    let earliest = input.lookback_days.map(|days| {
+        input
+            .date
+            .date()
+            .checked_sub_days(chrono::Days::new(u64::from(days)))
+            .unwrap_or(chrono::NaiveDate::MIN)
+    });
+    let mut late = Vec::new();
+    for change in changes {
+        let Some(date) = partition_date(input.column, &change.partition) else {
+            continue;
+        };
+        if date >= input.date || earliest.is_some_and(|e| date.date() < e) {
+            continue;
+        }
+        let Some(row) = state.get(&change.partition) else {
+            continue; // never processed: not late, just not done yet
+        };
+        if row.is_leased(input.now) || row.status != Status::Processed {
+            continue;
+        }
+        let Some(processed_at) = row.source_version else {
+            continue;
+        };
+        if change.last_change_version <= processed_at {
+            continue;
+        }
+        if !change.exact {
+            // The version is only an upper bound: compare the files themselves.
+            let current = input.fingerprints.and_then(|f| f.get(&change.partition));
+            if current.is_some() && current == row.fingerprint.as_ref() {
+                continue;
+            }
+        }
+        late.push(LatePartition {
+            partition: change.partition.clone(),
+            processed_at,
+            last_change_version: change.last_change_version,
+            exact: change.exact,
+        });
+    }
+    late.sort_by(|a, b| a.partition.cmp(&b.partition));
+    late
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COL: &str = "event_time";
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn row(partition: &str, status: Status, version: u64, leased: bool) -> PartitionState {
+        PartitionState {
+            partition: partition.into(),
+            status,
+            source_version: Some(version),
+            fingerprint: Some("1:aaaa".into()),
+            run_id: "other-run".into(),
+            owner: "host:1".into(),
+            lease_expires_at: leased.then(|| now() + chrono::Duration::minutes(5)),
+            attempts: 1,
+            last_error: None,
+            updated_at: now(),
+        }
+    }
+
+    fn change(partition: &str, version: u64, exact: bool) -> PartitionChange {
+        PartitionChange {
+            partition: partition.into(),
+            last_change_version: version,
+            exact,
+        }
+    }
+
+    fn plan(state: Vec<PartitionState>, changes: Vec<PartitionChange>) -> Vec<String> {
+        let state = state
+            .into_iter()
+            .map(|r| (r.partition.clone(), r))
+            .collect();
+        let input = PlanInput {
+            column: COL,
+            date: PartitionDate::parse("2024-01-10").unwrap(),
+            lookback_days: None,
+            now: now(),
+            fingerprints: None,
+        };
+        plan_late(&state, &changes, &input)
+            .into_iter()
+            .map(|l| l.partition)
+            .collect()
+    }
+
+    const P: &str = "event_time=2024-01-05";
+
+    #[test]
+    fn never_processed_is_not_late() {
+        assert!(plan(vec![], vec![change(P, 31, true)]).is_empty());
+    }
+
+    #[test]
+    fn processed_at_the_last_change_is_not_late() {
+        let state = vec![row(P, Status::Processed, 5, false)];
+        assert!(plan(state, vec![change(P, 5, true)]).is_empty());
+    }
+
+    #[test]
+    fn changed_after_processing_is_late() {
+        let state = vec![row(P, Status::Processed, 5, false)];
+        assert_eq!(plan(state, vec![change(P, 31, true)]), [P]);
+    }
+
+    #[test]
+    fn processed_after_the_last_change_is_not_late() {
+        let state = vec![row(P, Status::Processed, 10, false)];
+        assert!(plan(state, vec![change(P, 5, true)]).is_empty());
+    }
+
+    #[test]
+    fn a_partition_leased_by_another_run_is_not_late() {
+        let state = vec![row(P, Status::Processing, 5, true)];
+        assert!(plan(state, vec![change(P, 31, true)]).is_empty());
+    }
+
+    #[test]
+    fn the_run_date_itself_is_not_late() {
+        let d = "event_time=2024-01-10";
+        assert!(
+            plan(
+                vec![row(d, Status::Processed, 5, false)],
+                vec![change(d, 31, true)]
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_date_after_the_run_date_is_not_late() {
+        let d = "event_time=2024-01-11";
+        assert!(
+            plan(
+                vec![row(d, Status::Processed, 5, false)],
+                vec![change(d, 31, true)]
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn lookback_limits_how_far_back() {
+        let old = "event_time=2024-01-01";
+        let state: BTreeMap<_, _> = [
+            row(old, Status::Processed, 1, false),
+            row(P, Status::Processed, 1, false),
+        ]
+        .into_iter()
+        .map(|r| (r.partition.clone(), r))
+        .collect();
+        let changes = vec![change(old, 9, true), change(P, 9, true)];
+        let mut input = PlanInput {
+            column: COL,
+            date: PartitionDate::parse("2024-01-10").unwrap(),
+            lookback_days: Some(7),
+            now: now(),
+            fingerprints: None,
+        };
+        let names = |l: Vec<LatePartition>| l.into_iter().map(|l| l.partition).collect::<Vec<_>>();
+        assert_eq!(names(plan_late(&state, &changes, &input)), [P]);
+        input.lookback_days = None;
+        assert_eq!(names(plan_late(&state, &changes, &input)), [old, P]);
+    }
+
+    #[test]
+    fn an_inexact_change_is_decided_by_the_file_fingerprint() {
+        let state: BTreeMap<_, _> = [row(P, Status::Processed, 3, false)]
+            .into_iter()
+            .map(|r| (r.partition.clone(), r))
+            .collect();
+        let changes = vec![change(P, 4, false)];
+        let same: BTreeMap<String, String> = [(P.to_owned(), "1:aaaa".to_owned())].into();
+        let other: BTreeMap<String, String> = [(P.to_owned(), "2:bbbb".to_owned())].into();
+        let input = |f| PlanInput {
+            column: COL,
+            date: PartitionDate::parse("2024-01-10").unwrap(),
+            lookback_days: None,
+            now: now(),
+            fingerprints: Some(f),
+        };
+        assert!(plan_late(&state, &changes, &input(&same)).is_empty());
+        assert_eq!(plan_late(&state, &changes, &input(&other)).len(), 1);
+    }
+}
