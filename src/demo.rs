@@ -1,10 +1,25 @@
-//! `latefill demo`: the sample devices pipeline, end to end, on local files.
+//! `latefill demo`: the sample devices pipeline and its late-data story, end to end,
+//! on local files.
+//!
+//! 1. Generate and run 2024-01-01 to 2024-01-07.
+//! 2. Append late rows to 2024-01-02 and 2024-01-03.
+//! 3. Run 2024-01-04: both are reported late and reprocessed; the target then equals
+//!    a fresh full recomputation (checked against a scratch table).
+//! 4. Append late rows to 2024-01-02 again: a detection for 2024-01-03 plans exactly
+//!    `event_time=2024-01-02`.
+//!
+//! The state table is shown after each step.
 
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use latefill_datagen::GenerateOptions;
+use deltalake::arrow::util::pretty::pretty_format_batches;
+use latefill_datagen::{GenerateOptions, GenerateReport};
 use latefill_executor::{PartitionDate, Pipeline, RunReport, resolve_location, run_partition};
+use serde::Serialize;
+
+use crate::engine::{Backfill, Engine, RunDateOptions, RunOutcome, StatusRow};
+use crate::plan::LatePartition;
 
 /// The file that marks a directory as made by the demo, so a re-run may replace it.
 const MARKER: &str = ".latefill-demo";
@@ -12,10 +27,17 @@ const MARKER: &str = ".latefill-demo";
 /// Rows generated per day.
 pub const DEMO_ROWS_PER_DAY: usize = 10_000;
 
+/// Late rows appended to a past day.
+pub const DEMO_LATE_ROWS: usize = 2_000;
+
 /// The demo's days: 2024-01-01 to 2024-01-07.
 pub fn demo_dates() -> Vec<PartitionDate> {
     let first = NaiveDate::from_ymd_opt(2024, 1, 1).expect("valid date");
     first.iter_days().take(7).map(PartitionDate::from).collect()
+}
+
+fn day(d: u32) -> PartitionDate {
+    PartitionDate::from(NaiveDate::from_ymd_opt(2024, 1, d).expect("valid date"))
 }
 
 /// Errors of the demo.
@@ -42,18 +64,66 @@ pub enum DemoError {
     Generate(#[from] latefill_datagen::Error),
     /// Running the pipeline failed.
     #[error(transparent)]
-    Run(#[from] latefill_executor::Error),
+    Run(#[from] crate::engine::Error),
+    /// Comparing the target with a recomputation failed.
+    #[error("comparing {table} with a recomputation: {reason}")]
+    Compare {
+        /// The table being read.
+        table: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// One step of the demo, as it happened.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DemoStep {
-    /// The day generated and processed.
-    pub date: String,
-    /// Rows appended to the source for that day.
-    pub rows_generated: usize,
-    /// The run of that day.
-    pub run: RunReport,
+impl From<latefill_executor::Error> for DemoError {
+    fn from(e: latefill_executor::Error) -> Self {
+        DemoError::Run(e.into())
+    }
+}
+
+/// One step of the demo, as it happened; the binary prints them as they come.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum DemoEvent {
+    /// A day generated and run.
+    Day {
+        /// The day.
+        date: String,
+        /// Rows appended to the source for it.
+        rows_generated: usize,
+        /// The run of that day.
+        run: RunReport,
+    },
+    /// Late rows appended to a past day.
+    LateData {
+        /// The day.
+        date: String,
+        /// Rows appended.
+        rows: usize,
+        /// The source version of the append.
+        source_version: u64,
+    },
+    /// A run that found and reprocessed late partitions.
+    Rerun {
+        /// What it did.
+        outcome: Box<RunOutcome>,
+        /// Whether the target equals a fresh full recomputation afterwards.
+        matches_full_recomputation: bool,
+    },
+    /// A detection alone.
+    Detect {
+        /// The run date.
+        date: String,
+        /// What it planned.
+        late: Vec<LatePartition>,
+    },
+    /// The state table at this point.
+    Status {
+        /// After what.
+        after: String,
+        /// The rows.
+        rows: Vec<StatusRow>,
+    },
 }
 
 /// Prepares `dir` (the demo's own directory, replaced if a previous demo made it)
@@ -83,27 +153,151 @@ pub fn prepare(dir: &Path) -> Result<Pipeline, DemoError> {
     Ok(pipeline)
 }
 
-/// Generates each demo day and runs the pipeline for it; `on_step` sees each step as
-/// it finishes.
+async fn generate(
+    pipeline: &Pipeline,
+    date: PartitionDate,
+    rows: usize,
+    seed: u64,
+) -> Result<GenerateReport, DemoError> {
+    Ok(
+        GenerateOptions::new(pipeline.source.as_str(), &date.to_string())?
+            .with_rows(rows)
+            .with_seed(seed)
+            .write()
+            .await?,
+    )
+}
+
+/// Runs the whole story; `on_event` sees each step as it finishes.
 pub async fn run(
     pipeline: &Pipeline,
-    mut on_step: impl FnMut(&DemoStep),
-) -> Result<Vec<DemoStep>, DemoError> {
-    let mut steps = Vec::new();
+    mut on_event: impl FnMut(&DemoEvent),
+) -> Result<Vec<DemoEvent>, DemoError> {
+    let engine = Engine::new(pipeline.clone());
+    let mut events = Vec::new();
+    let mut emit = |e: DemoEvent| {
+        on_event(&e);
+        events.push(e);
+    };
+
+    // 1. A week of data, each day processed as it arrives.
     for (i, date) in demo_dates().into_iter().enumerate() {
-        let generated = GenerateOptions::new(pipeline.source.as_str(), &date.to_string())?
-            .with_rows(DEMO_ROWS_PER_DAY)
-            .with_seed(i as u64)
-            .write()
-            .await?;
-        let run = run_partition(pipeline, date).await?;
-        let step = DemoStep {
+        let generated = generate(pipeline, date, DEMO_ROWS_PER_DAY, i as u64).await?;
+        let outcome = engine.run_date(date, RunDateOptions::default()).await?;
+        emit(DemoEvent::Day {
             date: date.to_string(),
             rows_generated: generated.rows,
-            run,
-        };
-        on_step(&step);
-        steps.push(step);
+            run: outcome.run,
+        });
     }
-    Ok(steps)
+    emit(DemoEvent::Status {
+        after: "the week".into(),
+        rows: engine.status().await?,
+    });
+
+    // 2. Late data for two processed days.
+    for (d, seed) in [(2, 100), (3, 101)] {
+        let late = generate(pipeline, day(d), DEMO_LATE_ROWS, seed).await?;
+        emit(DemoEvent::LateData {
+            date: day(d).to_string(),
+            rows: late.rows,
+            source_version: late.table_version,
+        });
+    }
+    emit(DemoEvent::Status {
+        after: "late data for 2024-01-02 and 2024-01-03".into(),
+        rows: engine.status().await?,
+    });
+
+    // 3. The next run finds and reprocesses them.
+    let options = RunDateOptions {
+        backfill: Backfill::InProcess,
+        ..RunDateOptions::default()
+    };
+    let outcome = engine.run_date(day(4), options).await?;
+    let matches = matches_full_recomputation(pipeline).await?;
+    emit(DemoEvent::Rerun {
+        outcome: Box::new(outcome),
+        matches_full_recomputation: matches,
+    });
+    emit(DemoEvent::Status {
+        after: "run --date 2024-01-04".into(),
+        rows: engine.status().await?,
+    });
+
+    // 4. More late data for 2024-01-02; a detection for 2024-01-03 plans only it.
+    let late = generate(pipeline, day(2), DEMO_LATE_ROWS, 102).await?;
+    emit(DemoEvent::LateData {
+        date: day(2).to_string(),
+        rows: late.rows,
+        source_version: late.table_version,
+    });
+    let detection = engine.detect(day(3), None).await?;
+    emit(DemoEvent::Detect {
+        date: day(3).to_string(),
+        late: detection.late,
+    });
+    emit(DemoEvent::Status {
+        after: "more late data for 2024-01-02".into(),
+        rows: engine.status().await?,
+    });
+    Ok(events)
+}
+
+/// Recomputes every demo day from the source into a scratch table and compares it,
+/// sorted, with the target.
+async fn matches_full_recomputation(pipeline: &Pipeline) -> Result<bool, DemoError> {
+    let mut scratch = pipeline.clone();
+    scratch.name = format!("{}-recomputed", pipeline.name);
+    let base = pipeline
+        .target
+        .to_file_path()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    scratch.target = resolve_location("target", "recomputed", &base)?;
+    for date in demo_dates() {
+        run_partition(&scratch, date).await?;
+    }
+    let target = table_text(&pipeline.target).await?;
+    let recomputed = table_text(&scratch.target).await?;
+    if let Ok(path) = scratch.target.to_file_path() {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    Ok(target == recomputed)
+}
+
+/// A whole table as sorted text.
+async fn table_text(url: &url::Url) -> Result<String, DemoError> {
+    let fail = |e: &dyn std::fmt::Display| DemoError::Compare {
+        table: url.to_string(),
+        reason: e.to_string(),
+    };
+    let table = deltalake::open_table(url.clone())
+        .await
+        .map_err(|e| fail(&e))?;
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| fail(&e))?;
+    let provider = table.table_provider().await.map_err(|e| fail(&e))?;
+    ctx.register_table("t", provider).map_err(|e| fail(&e))?;
+    let df = ctx.sql("SELECT * FROM t").await.map_err(|e| fail(&e))?;
+    let columns: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    let sql = format!("SELECT * FROM t ORDER BY {}", columns.join(", "));
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(|e| fail(&e))?
+        .collect()
+        .await
+        .map_err(|e| fail(&e))?;
+    Ok(pretty_format_batches(&batches)
+        .map_err(|e| fail(&e))?
+        .to_string())
 }

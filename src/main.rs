@@ -4,7 +4,6 @@
 //! storage is touched, handed to the library, and the outcome printed as text or JSON.
 //! Errors map to the exit codes documented in [`exit`] and in the README.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -279,7 +278,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             use latefill::demo::DemoError;
             return match e {
                 DemoError::DirectoryInUse(_) => exit::USAGE,
-                DemoError::Run(e) => executor_code(e),
+                DemoError::Run(latefill::engine::Error::Executor(e)) => executor_code(e),
+                DemoError::Run(latefill::engine::Error::State(e)) => state_code(e),
                 _ => exit::FAILURE,
             };
         }
@@ -602,50 +602,94 @@ fn init(path: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
+    use latefill::demo::DemoEvent;
     let pipeline = latefill::demo::prepare(dir)?;
-    if output == Output::Text {
+    let text = output == Output::Text;
+    if text {
         println!("latefill demo in {}", dir.display());
         println!("  source {}", pipeline.source);
         println!("  target {}", pipeline.target);
+        println!("  state  {}", pipeline.state);
         println!(
-            "generating {} rows per day for {} days, then running pipeline {} for each:",
+            "\n1. {} rows a day for {} days, each day run as it arrives:",
             latefill::demo::DEMO_ROWS_PER_DAY,
             latefill::demo::demo_dates().len(),
-            pipeline.name
         );
         println!(
             "  {:<10}  {:>14}  {:>8}  {:>8}  {:>14}  {:>8}",
             "date", "source version", "rows in", "rows out", "target version", "ms"
         );
     }
-    let interactive = std::io::stdout().is_terminal();
-    let steps = latefill::demo::run(&pipeline, |s| {
-        if output == Output::Text {
-            println!(
+    let mut step = 1;
+    let events = latefill::demo::run(&pipeline, |event| {
+        if !text {
+            return;
+        }
+        match event {
+            DemoEvent::Day { date, run, .. } => println!(
                 "  {:<10}  {:>14}  {:>8}  {:>8}  {:>14}  {:>8}",
-                s.date,
-                s.run.source_version,
-                s.run.rows_read,
-                s.run.rows_written,
-                s.run.target_version,
-                s.run.duration_ms
-            );
+                date,
+                run.source_version,
+                run.rows_read,
+                run.rows_written,
+                run.target_version,
+                run.duration_ms
+            ),
+            DemoEvent::LateData {
+                date,
+                rows,
+                source_version,
+            } => {
+                if step == 1 || step == 3 {
+                    step += 1;
+                    println!("\n{step}. late data arrives:");
+                }
+                println!("  appended {rows} late rows to {date} (source version {source_version})");
+            }
+            DemoEvent::Rerun {
+                outcome,
+                matches_full_recomputation,
+            } => {
+                step += 1;
+                let date = outcome.run.partition.split_once('=').map_or("", |(_, d)| d);
+                println!("\n{step}. latefill run --date {date}:");
+                println!("  {}", describe_run(&outcome.run));
+                for l in &outcome.late {
+                    println!(
+                        "  late: {} (processed at version {}, changed at {})",
+                        l.partition, l.processed_at, l.last_change_version
+                    );
+                }
+                for r in &outcome.backfilled {
+                    println!("  backfilled: {}", describe_run(r));
+                }
+                println!(
+                    "  target equals a fresh full recomputation: {}",
+                    if *matches_full_recomputation {
+                        "yes"
+                    } else {
+                        "NO"
+                    }
+                );
+            }
+            DemoEvent::Detect { date, late } => {
+                step += 1;
+                let names: Vec<&str> = late.iter().map(|l| l.partition.as_str()).collect();
+                println!("\n{step}. latefill detect --date {date}: plans {names:?}");
+            }
+            DemoEvent::Status { after, rows } => {
+                println!("\n  state after {after}:");
+                print_status(rows);
+            }
         }
     })
     .await?;
     match output {
-        Output::Json => println!("{}", serde_json::json!({ "steps": steps })),
+        Output::Json => println!("{}", serde_json::json!({ "events": events })),
         Output::Text => {
             println!(
-                "done: {} partitions processed into {}",
-                steps.len(),
-                pipeline.target
+                "\ndone. Try: latefill status    latefill run --date 2024-01-08 --allow-empty"
             );
-            if interactive {
-                println!(
-                    "next: `latefill run --date 2024-01-03` reprocesses a day from the demo tables"
-                );
-            }
         }
     }
     Ok(())

@@ -211,24 +211,42 @@ fn init_writes_a_pipeline_that_run_accepts_and_refuses_to_overwrite() {
 }
 
 #[test]
-fn demo_runs_the_week_on_a_fresh_directory_and_again_over_its_own() {
+fn demo_tells_the_late_data_story_and_runs_again_over_its_own_directory() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let out = latefill_in(dir.path(), &["demo", "--output", "json"]);
         assert!(out.status.success(), "{}", stderr(&out));
         let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-        let steps = json["steps"].as_array().unwrap();
-        assert_eq!(steps.len(), 7);
-        for (i, step) in steps.iter().enumerate() {
-            assert_eq!(step["date"], format!("2024-01-0{}", i + 1));
-            assert_eq!(step["run"]["source_version"], i);
-            assert_eq!(step["run"]["rows_read"], latefill::demo::DEMO_ROWS_PER_DAY);
+        let events = json["events"].as_array().unwrap();
+        let of = |kind: &'static str| events.iter().filter(move |e| e["step"] == kind);
+
+        let days: Vec<_> = of("day").collect();
+        assert_eq!(days.len(), 7);
+        for (i, d) in days.iter().enumerate() {
+            assert_eq!(d["date"], format!("2024-01-0{}", i + 1));
+            assert_eq!(d["run"]["source_version"], i);
+            assert_eq!(d["run"]["rows_read"], latefill::demo::DEMO_ROWS_PER_DAY);
         }
+        let rerun = of("rerun").next().unwrap();
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["partition"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let late = ["event_time=2024-01-02", "event_time=2024-01-03"];
+        assert_eq!(names(&rerun["outcome"]["late"]), late);
+        assert_eq!(names(&rerun["outcome"]["backfilled"]), late);
+        assert_eq!(rerun["matches_full_recomputation"], true);
+        let detect = of("detect").next().unwrap();
+        assert_eq!(names(&detect["late"]), ["event_time=2024-01-02"]);
+        assert_eq!(of("status").count(), 4);
     }
     // After the demo, `run` with no --config works on the demo's tables.
     let out = latefill_in(
         dir.path(),
-        &["run", "--date", "2024-01-03", "--output", "json"],
+        &["run", "--date", "2024-01-05", "--output", "json"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
 
