@@ -5,5 +5,6 @@
 
 mod common;
 mod generate;
+mod late;
 mod run_cli;
 mod run_partition;

@@ -1,0 +1,216 @@
+//! Late data through the engine and the CLI: what makes a partition late, the plan
+//! handed to external schedulers, and the state rebuilt from the target.
+
+use deltalake::{FilterOp, FilterValue};
+use latefill::engine::{Backfill, Engine, RunDateOptions};
+use latefill::executor::PartitionDate;
+
+use crate::common::*;
+
+fn date(s: &str) -> PartitionDate {
+    PartitionDate::parse(s).unwrap()
+}
+
+fn report_only() -> RunDateOptions {
+    RunDateOptions {
+        backfill: Backfill::ReportOnly,
+        ..RunDateOptions::default()
+    }
+}
+
+fn names(late: &[latefill::plan::LatePartition]) -> Vec<&str> {
+    late.iter().map(|l| l.partition.as_str()).collect()
+}
+
+/// Two days, each written in three appends, both processed.
+async fn two_processed_days(ws: &Workspace) -> Engine {
+    for seed in 0..3 {
+        ws.generate("2024-01-01", 500, seed).await;
+        ws.generate("2024-01-02", 500, 10 + seed).await;
+    }
+    let engine = Engine::new(ws.pipeline());
+    for d in ["2024-01-01", "2024-01-02"] {
+        engine.run_date(date(d), report_only()).await.unwrap();
+    }
+    engine
+}
+
+#[tokio::test]
+async fn a_compaction_does_not_make_a_partition_late_but_a_delete_does() {
+    let ws = Workspace::new();
+    let engine = two_processed_days(&ws).await;
+
+    // OPTIMIZE rewrites 2024-01-01's three files into one, with dataChange=false.
+    let filter = [(
+        "event_time",
+        FilterOp::Eq,
+        FilterValue::Scalar("2024-01-01"),
+    )];
+    let (_, metrics) = open(&ws.source_path())
+        .await
+        .optimize()
+        .with_filters(&filter)
+        .await
+        .unwrap();
+    assert!(
+        metrics.num_files_removed >= 2,
+        "the compaction rewrote files"
+    );
+    let detection = engine.detect(date("2024-01-03"), None).await.unwrap();
+    assert!(detection.late.is_empty(), "{:?}", detection.late);
+
+    // DELETE rows in 2024-01-01: its data changed.
+    open(&ws.source_path())
+        .await
+        .delete()
+        .with_predicate("event_time = '2024-01-01' AND type = 'galaxy'")
+        .await
+        .unwrap();
+    let detection = engine.detect(date("2024-01-03"), None).await.unwrap();
+    assert_eq!(names(&detection.late), ["event_time=2024-01-01"]);
+}
+
+#[tokio::test]
+async fn state_rebuild_restores_what_the_state_table_held() {
+    let ws = Workspace::new();
+    let engine = two_processed_days(&ws).await;
+    ws.generate("2024-01-01", 100, 99).await;
+    ws.generate("2024-01-03", 100, 98).await;
+    // Processes 2024-01-03 and backfills the late 2024-01-01.
+    let outcome = engine
+        .run_date(date("2024-01-03"), RunDateOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.backfilled.len(), 1);
+    let before: Vec<_> = engine
+        .state()
+        .read()
+        .await
+        .unwrap()
+        .partitions
+        .into_values()
+        .map(|p| (p.partition, p.status, p.source_version))
+        .collect();
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    std::fs::remove_dir_all(ws.dir.path().join("state")).unwrap();
+    let out = ws.latefill(&["state", "rebuild", "--config", ws.config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let after: Vec<_> = Engine::new(ws.pipeline())
+        .state()
+        .read()
+        .await
+        .unwrap()
+        .partitions
+        .into_values()
+        .map(|p| (p.partition, p.status, p.source_version))
+        .collect();
+    assert_eq!(after, before);
+    // And what is late after the rebuild is what was late before: nothing.
+    let detection = Engine::new(ws.pipeline())
+        .detect(date("2024-01-05"), None)
+        .await
+        .unwrap();
+    assert!(detection.late.is_empty(), "{:?}", detection.late);
+}
+
+#[tokio::test]
+async fn no_backfill_reports_late_partitions_without_reprocessing_them() {
+    let ws = Workspace::new();
+    two_processed_days(&ws).await;
+    ws.generate("2024-01-01", 100, 42).await;
+    ws.generate("2024-01-03", 100, 43).await;
+    let out = ws.run_cli(&["--date", "2024-01-03", "--no-backfill", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(json["partition"], "event_time=2024-01-03");
+    assert_eq!(json["late"][0]["partition"], "event_time=2024-01-01");
+    assert_eq!(json["backfilled"].as_array().unwrap().len(), 0);
+
+    let out = ws.latefill(&[
+        "status",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let late: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["late"] == true)
+        .map(|r| r["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(late, ["event_time=2024-01-01"]);
+
+    // Without --no-backfill the next run reprocesses it, and the target is right.
+    let out = ws.run_cli(&["--date", "2024-01-03", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(json["backfilled"][0]["partition"], "event_time=2024-01-01");
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        expected_counts("2024-01-01", &[(500, 0), (500, 1), (500, 2), (100, 42)])
+    );
+}
+
+#[tokio::test]
+async fn a_handed_out_plan_is_claimed_until_its_run_takes_it_over() {
+    let ws = Workspace::new();
+    two_processed_days(&ws).await;
+    ws.generate("2024-01-01", 100, 42).await;
+    let config = ws.config.to_str().unwrap();
+    let plan_path = ws.dir.path().join("plan.json");
+
+    let out = ws.latefill(&[
+        "detect",
+        "--config",
+        config,
+        "--date",
+        "2024-01-03",
+        "--backfill-config",
+        plan_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
+    assert_eq!(
+        plan["partitions"],
+        serde_json::json!(["event_time=2024-01-01"])
+    );
+    let run_id = plan["run_id"].as_str().unwrap();
+
+    // A concurrent detection does not hand it out again.
+    let out = ws.latefill(&[
+        "detect",
+        "--config",
+        config,
+        "--date",
+        "2024-01-03",
+        "--output",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(json["late"], serde_json::json!([]));
+
+    // Another run cannot take it: contention, exit 4, nothing written.
+    let target_before = table_version(&ws.target_path()).await;
+    let out = ws.run_cli(&["--date", "2024-01-01", "--no-backfill"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is being processed by"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(table_version(&ws.target_path()).await, target_before);
+
+    // The scheduler's run, with the plan's run id, takes the claim over.
+    let out = ws.run_cli(&["--date", "2024-01-01", "--no-backfill", "--run-id", run_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let detection = Engine::new(ws.pipeline())
+        .detect(date("2024-01-03"), None)
+        .await
+        .unwrap();
+    assert!(detection.late.is_empty());
+}
