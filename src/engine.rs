@@ -13,7 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{
-    PartitionDate, Pipeline, RunReport, partition_fingerprints, run_partition,
+    PartitionDate, Pipeline, RunReport, failpoint, inspect_partition, partition_fingerprints,
+    run_partition, target_txn_version,
 };
 use latefill_state::{Clock, StateTable, Status};
 use rand::RngExt;
@@ -198,6 +199,12 @@ impl Engine {
         self
     }
 
+    /// How long this engine's claims hold before another run may take them over.
+    pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
+        self.state = self.state.with_lease(lease);
+        self
+    }
+
     /// Runs as `run_id`, e.g. to take over claims made for an external scheduler.
     pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = run_id.into();
@@ -220,22 +227,59 @@ impl Engine {
     }
 
     /// Claims `date`, processes it at its pinned version and records the outcome.
+    ///
+    /// When the previous claim of the partition never completed (its process died) and
+    /// the target's `txn` shows that its commit landed at the version this run would
+    /// pin, nothing is written again: the state is completed from the target's log.
     pub async fn process(
         &self,
         date: PartitionDate,
         source_version: Option<u64>,
         allow_empty: bool,
     ) -> Result<RunReport> {
+        let started = std::time::Instant::now();
         let partition = date.partition_name(&self.pipeline.partition_column);
+        let previous = self.state.read().await?.partitions.remove(&partition);
         self.state
             .claim(std::slice::from_ref(&partition), &self.run_id)
             .await?;
+        failpoint("after-claim");
+
+        if previous.is_some_and(|p| p.status == Status::Processing) && source_version.is_none() {
+            let info = inspect_partition(&self.pipeline, date, None).await?;
+            if let Some((target_version, Some(txn))) =
+                target_txn_version(&self.pipeline, &partition).await?
+                && txn == info.source_version
+            {
+                self.state
+                    .complete(
+                        &partition,
+                        &self.run_id,
+                        txn,
+                        Some(info.fingerprint.clone()),
+                    )
+                    .await?;
+                return Ok(RunReport {
+                    partition,
+                    source_version: txn,
+                    files_read: info.files,
+                    rows_read: info.rows.unwrap_or_default(),
+                    rows_written: 0,
+                    target_version,
+                    fingerprint: info.fingerprint,
+                    recovered: true,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
+
         let run = run_partition(&self.pipeline, date)
             .with_source_version(source_version)
             .with_allow_empty(allow_empty)
             .await;
         match run {
             Ok(report) => {
+                failpoint("after-commit");
                 self.state
                     .complete(
                         &partition,
@@ -244,6 +288,7 @@ impl Engine {
                         Some(report.fingerprint.clone()),
                     )
                     .await?;
+                failpoint("after-complete");
                 Ok(report)
             }
             Err(e) => {

@@ -180,6 +180,17 @@ struct LateArgs {
     /// Only consider late partitions at most DAYS days before the date.
     #[arg(long, value_name = "DAYS")]
     lookback: Option<u32>,
+    /// How long this run's claims hold; a claim whose process died is taken over by
+    /// another run after it expires. Longer than the slowest partition.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    lease_seconds: u32,
+}
+
+impl LateArgs {
+    fn engine(&self, pipeline: Pipeline) -> Engine {
+        Engine::new(pipeline).with_lease(chrono::Duration::seconds(i64::from(self.lease_seconds)))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -357,7 +368,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             // Validate every argument before any storage is touched.
             let date = PartitionDate::parse(&date)?;
             let (pipeline, origin) = config.load()?;
-            let mut engine = Engine::new(pipeline);
+            let mut engine = late.engine(pipeline);
             if let Some(id) = run_id {
                 engine = engine.with_run_id(id);
             }
@@ -395,7 +406,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => {
             let date = PartitionDate::parse(&date)?;
             let (pipeline, _) = config.load()?;
-            let engine = Engine::new(pipeline);
+            let engine = late.engine(pipeline);
             let detection = engine.detect(date, late.lookback).await?;
             let plan = match &backfill_config {
                 Some(path) => Some(engine.hand_out(&detection.late, path).await?),

@@ -28,11 +28,16 @@
 //! ```
 
 mod error;
+mod failpoint;
 mod partition;
 mod pipeline;
 mod run;
 
 pub use error::{Error, ErrorClass, Result};
+pub use failpoint::{FAILPOINT_ENV, failpoint};
 pub use partition::PartitionDate;
 pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, resolve_location};
-pub use run::{RunPartition, RunReport, fingerprint, partition_fingerprints, run_partition};
+pub use run::{
+    PartitionInfo, RunPartition, RunReport, fingerprint, inspect_partition, partition_fingerprints,
+    run_partition, target_txn_version,
+};

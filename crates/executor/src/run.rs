@@ -26,7 +26,7 @@ use crate::partition::PartitionDate;
 use crate::pipeline::Pipeline;
 
 /// What one partition run did. Serialises to the `--output json` object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// The partition, e.g. `event_time=2024-01-03`.
     pub partition: String,
@@ -43,8 +43,71 @@ pub struct RunReport {
     /// Fingerprint of the partition's source files at `source_version`
     /// ([`fingerprint`]); equal fingerprints mean the same data.
     pub fingerprint: String,
+    /// `true` when nothing was written because the target's `txn` showed that a run
+    /// which died after its commit had already written this version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
     /// Wall time of the whole run.
     pub duration_ms: u64,
+}
+
+/// A partition of the source at a pinned version, from the log alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// The pinned source version.
+    pub source_version: u64,
+    /// Its data files.
+    pub files: usize,
+    /// Its rows, when the log has row counts.
+    pub rows: Option<u64>,
+    /// [`fingerprint`] of its files.
+    pub fingerprint: String,
+}
+
+/// Reads what the source holds for `date` at `version` (or the latest), without
+/// reading data.
+pub async fn inspect_partition(
+    pipeline: &Pipeline,
+    date: PartitionDate,
+    version: Option<u64>,
+) -> Result<PartitionInfo> {
+    let source = open_source(&pipeline.source, version).await?;
+    let column = pipeline.partition_column.as_str();
+    check_partitioned_by(&source, &pipeline.source, column)?;
+    let files = partition_files(&source, &pipeline.source, column, &date.to_string()).await?;
+    let paths: Vec<String> = files.iter().map(|f| f.path().into_owned()).collect();
+    Ok(PartitionInfo {
+        source_version: source.version().unwrap_or_default(),
+        files: files.len(),
+        rows: rows_from_stats(&files),
+        fingerprint: fingerprint(paths.iter().map(String::as_str)),
+    })
+}
+
+/// The target's latest version and the source version its log records for
+/// `partition` (its `txn`); `None` when the target does not exist.
+pub async fn target_txn_version(
+    pipeline: &Pipeline,
+    partition: &str,
+) -> Result<Option<(u64, Option<u64>)>> {
+    let Some(target) = open_target(&pipeline.target).await? else {
+        return Ok(None);
+    };
+    let delta = |source| Error::Delta {
+        action: "reading the txn of target",
+        table: pipeline.target.clone(),
+        source,
+    };
+    let version = target
+        .snapshot()
+        .map_err(delta)?
+        .transaction_version(target.log_store().as_ref(), pipeline.app_id(partition))
+        .await
+        .map_err(delta)?;
+    Ok(Some((
+        target.version().unwrap_or_default(),
+        version.and_then(|v| u64::try_from(v).ok()),
+    )))
 }
 
 /// A fingerprint of a set of data files: FNV-1a over their sorted paths and the
@@ -224,6 +287,13 @@ impl RunPartition {
             source_version as i64,
         ));
         let predicate = Expr::Column(Column::from_name(column)).eq(lit(value.clone()));
+        let watcher = crate::failpoint::abort_on_new_file(
+            pipeline
+                .target
+                .to_file_path()
+                .ok()
+                .map(|p| p.join(&partition)),
+        );
         let written = target
             .write(Vec::new())
             .with_input_plan(result.into_unoptimized_plan())
@@ -234,6 +304,10 @@ impl RunPartition {
             .with_commit_properties(commit)
             .await
             .map_err(|source| write_error(&pipeline.target, &partition, source))?;
+        if watcher.is_some() {
+            // The data file appeared too briefly to be seen: the commit has landed.
+            crate::failpoint::failpoint("mid-write");
+        }
         let target_version = written.version().ok_or_else(|| {
             Error::Internal(format!(
                 "target {} has no version after a write",
@@ -247,6 +321,7 @@ impl RunPartition {
             partition,
             source_version,
             fingerprint: fingerprint(paths.iter().map(String::as_str)),
+            recovered: false,
             files_read: files.len(),
             rows_read,
             rows_written,

@@ -1,0 +1,48 @@
+//! Test-only failpoints: `LATEFILL_FAILPOINT=<name>` makes the process abort (as a
+//! SIGKILL would leave it: no cleanup, no unwinding) when it reaches that step.
+//!
+//! Steps, in order: `after-claim`, `mid-write` (a data file of the target partition
+//! exists but the commit has not landed, or at the latest right after it lands),
+//! `after-commit` (the target commit landed, the state is not completed yet),
+//! `after-complete`.
+
+use std::path::PathBuf;
+
+/// The environment variable naming the failpoint.
+pub const FAILPOINT_ENV: &str = "LATEFILL_FAILPOINT";
+
+fn armed(name: &str) -> bool {
+    std::env::var(FAILPOINT_ENV).is_ok_and(|v| v == name)
+}
+
+/// Aborts the process if the failpoint `name` is armed.
+pub fn failpoint(name: &str) {
+    if armed(name) {
+        eprintln!("latefill: failpoint {name} reached, aborting");
+        std::process::abort();
+    }
+}
+
+/// While the returned guard lives, aborts the process as soon as a file that was not
+/// there before appears in `dir` (the `mid-write` failpoint). Does nothing unless armed.
+pub(crate) fn abort_on_new_file(dir: Option<PathBuf>) -> Option<tokio::task::JoinHandle<()>> {
+    if !armed("mid-write") {
+        return None;
+    }
+    let dir = dir?;
+    let listing = |dir: &PathBuf| -> std::collections::BTreeSet<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+            .unwrap_or_default()
+    };
+    let before = listing(&dir);
+    Some(tokio::spawn(async move {
+        loop {
+            if listing(&dir).difference(&before).next().is_some() {
+                eprintln!("latefill: failpoint mid-write reached, aborting");
+                std::process::abort();
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+        }
+    }))
+}
