@@ -18,7 +18,7 @@ use latefill_datagen::{GenerateOptions, GenerateReport};
 use latefill_executor::{PartitionDate, Pipeline, RunReport, resolve_location, run_partition};
 use serde::Serialize;
 
-use crate::engine::{Backfill, Engine, RunDateOptions, RunOutcome, StatusRow};
+use crate::engine::{Engine, LateHandling, RunDateOptions, RunOutcome, StatusRow};
 use crate::plan::LatePartition;
 
 /// The file that marks a directory as made by the demo, so a re-run may replace it.
@@ -211,7 +211,7 @@ pub async fn run(
 
     // 3. The next run finds and reprocesses them.
     let options = RunDateOptions {
-        backfill: Backfill::InProcess,
+        backfill: LateHandling::InProcess,
         ..RunDateOptions::default()
     };
     let outcome = engine.run_date(day(4), options).await?;

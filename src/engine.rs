@@ -76,6 +76,13 @@ pub struct Detection {
     changes: Vec<PartitionChange>,
 }
 
+impl Detection {
+    /// Every partition of the source with its last change.
+    pub fn changes(&self) -> &[PartitionChange] {
+        &self.changes
+    }
+}
+
 /// A partition that was planned but not reprocessed by this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
@@ -109,7 +116,7 @@ pub struct RunOutcome {
 
 /// What to do with late partitions after the date's own run.
 #[derive(Debug, Clone, Default)]
-pub enum Backfill {
+pub enum LateHandling {
     /// Reprocess them in this run (the default).
     #[default]
     InProcess,
@@ -127,7 +134,7 @@ pub struct RunDateOptions {
     /// Write an empty partition when the date has no data.
     pub allow_empty: bool,
     /// What to do with late partitions.
-    pub backfill: Backfill,
+    pub backfill: LateHandling,
     /// Only consider partitions at most this many days before the date.
     pub lookback_days: Option<u32>,
 }
@@ -238,6 +245,7 @@ impl Engine {
         allow_empty: bool,
     ) -> Result<RunReport> {
         let started = std::time::Instant::now();
+        let started_at = Utc::now();
         let partition = date.partition_name(&self.pipeline.partition_column);
         let previous = self.state.read().await?.partitions.remove(&partition);
         self.state
@@ -268,6 +276,8 @@ impl Engine {
                     target_version,
                     fingerprint: info.fingerprint,
                     recovered: true,
+                    started_at,
+                    finished_at: Utc::now(),
                     duration_ms: started.elapsed().as_millis() as u64,
                 });
             }
@@ -406,12 +416,12 @@ impl Engine {
             backfill_config: None,
         };
         match &options.backfill {
-            Backfill::ReportOnly => {}
-            Backfill::PlanFile(path) => {
+            LateHandling::ReportOnly => {}
+            LateHandling::PlanFile(path) => {
                 self.hand_out(&detection.late, path).await?;
                 outcome.backfill_config = Some(path.clone());
             }
-            Backfill::InProcess => {
+            LateHandling::InProcess => {
                 for late in &detection.late {
                     let Some(day) =
                         partition_date(&self.pipeline.partition_column, &late.partition)

@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+pub mod backfill;
 pub mod demo;
 pub mod engine;
 pub mod plan;

@@ -10,8 +10,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use latefill::datagen::cli::GenerateArgs;
-use latefill::engine::{Backfill, Engine, RunDateOptions, RunOutcome};
+use std::future::IntoFuture;
+use std::io::IsTerminal;
+
+use latefill::backfill::{BackfillEvent, Selection};
+use latefill::engine::{Engine, LateHandling, RunDateOptions, RunOutcome};
 use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, RunReport};
+
+/// `println!` that ignores a closed stdout (see [`emit_line`]).
+macro_rules! out {
+    () => { emit_line("") };
+    ($($arg:tt)*) => { emit_line(&format!($($arg)*)) };
+}
 
 /// Exit codes: stable, documented in the README.
 mod exit {
@@ -26,6 +36,8 @@ mod exit {
     pub const DATA: u8 = 3;
     /// Contention: a partition is being processed by another run (claimed elsewhere).
     pub const CONTENTION: u8 = 4;
+    /// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const LONG_ABOUT: &str = "\
@@ -142,6 +154,43 @@ enum Command {
         #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
         format: Output,
     },
+    /// Process a range of dates, N partitions at a time.
+    ///
+    /// By default it processes the dates with source data that are not up to date:
+    /// never processed, failed, abandoned, or late. Each partition is claimed, processed
+    /// at its own pinned source version and completed; a partition claimed by another
+    /// run is skipped. Any number of backfills may run at once on the same pipeline.
+    ///
+    /// Ctrl-C or SIGTERM stops taking new partitions and lets the running ones finish;
+    /// a second one abandons them and releases their claims. Either way it exits 130.
+    Backfill {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The first date, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: String,
+        /// The last date, YYYY-MM-DD (included).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: String,
+        /// Partitions processed at once.
+        #[arg(long, default_value_t = 1, value_name = "N",
+              value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
+        /// Only dates that are late: processed, and changed in the source since.
+        #[arg(long)]
+        only_late: bool,
+        /// Every date with source data, even those up to date.
+        #[arg(long, conflicts_with = "only_late")]
+        all: bool,
+        /// How long claims hold; see `latefill run --help`.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        lease_seconds: u32,
+        /// Output format: `json` prints JSON lines (one per event, then a summary) and
+        /// no progress bar.
+        #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Manage the state table.
     #[command(subcommand)]
     State(StateCommand),
@@ -231,6 +280,7 @@ fn main() -> ExitCode {
         Command::Demo { output, .. }
         | Command::Run { output, .. }
         | Command::Detect { output, .. }
+        | Command::Backfill { output, .. }
         | Command::Status { format: output, .. }
         | Command::Changes { format: output, .. } => *output,
         _ => Output::Text,
@@ -252,12 +302,13 @@ fn main() -> ExitCode {
                     exit::USAGE => "usage",
                     exit::DATA => "data",
                     exit::CONTENTION => "contention",
+                    exit::INTERRUPTED => "interrupted",
                     _ => "failure",
                 };
                 let json = serde_json::json!({
                     "error": { "kind": kind, "exit_code": code, "message": format!("{err:#}") }
                 });
-                println!("{json}");
+                out!("{json}");
             }
             ExitCode::from(code)
         }
@@ -303,6 +354,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<DataFailure>().is_some() {
             return exit::DATA;
         }
+        if cause.downcast_ref::<Interrupted>().is_some() {
+            return exit::INTERRUPTED;
+        }
     }
     exit::FAILURE
 }
@@ -337,6 +391,11 @@ fn state_code(e: &latefill::state::Error) -> u8 {
 #[error("{0}")]
 struct UsageError(String);
 
+/// The run was stopped by a signal.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: {0}")]
+struct Interrupted(String);
+
 /// Work that failed on the data, reported after the rest was done.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -348,9 +407,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Init { path, force } => init(&path, force),
         Command::Generate(args) => {
             let report = args.to_options()?.write().await?;
-            println!(
+            out!(
                 "appended {} rows to {} of {} (version {})",
-                report.rows, report.partition, report.table, report.table_version
+                report.rows,
+                report.partition,
+                report.table,
+                report.table_version
             );
             Ok(())
         }
@@ -373,9 +435,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 engine = engine.with_run_id(id);
             }
             let backfill = match (no_backfill, backfill_config) {
-                (_, Some(path)) => Backfill::PlanFile(path),
-                (true, None) => Backfill::ReportOnly,
-                (false, None) => Backfill::InProcess,
+                (_, Some(path)) => LateHandling::PlanFile(path),
+                (true, None) => LateHandling::ReportOnly,
+                (false, None) => LateHandling::InProcess,
             };
             let options = RunDateOptions {
                 source_version,
@@ -385,7 +447,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let outcome = engine.run_date(date, options).await?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string(&outcome)?),
+                Output::Json => out!("{}", serde_json::to_string(&outcome)?),
                 Output::Text => print_outcome(&engine, &origin, &outcome),
             }
             if !outcome.failed.is_empty() {
@@ -418,12 +480,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     if let Some(plan) = &plan {
                         json["backfill_config"] = serde_json::to_value(plan)?;
                     }
-                    println!("{json}");
+                    out!("{json}");
                 }
                 Output::Text => {
                     print_detection(&detection.detection, &detection.late);
                     if let (Some(path), Some(plan)) = (&backfill_config, &plan) {
-                        println!(
+                        out!(
                             "claimed {} partition(s) for run {} and wrote {}",
                             plan.partitions.len(),
                             plan.run_id,
@@ -438,16 +500,52 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let (pipeline, _) = config.load()?;
             let rows = Engine::new(pipeline).status().await?;
             match format {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Json => out!("{}", serde_json::to_string_pretty(&rows)?),
                 Output::Text => print_status(&rows),
             }
             Ok(())
+        }
+        Command::Backfill {
+            config,
+            from,
+            to,
+            concurrency,
+            only_late,
+            all,
+            lease_seconds,
+            output,
+        } => {
+            let from = PartitionDate::parse(&from)?;
+            let to = PartitionDate::parse(&to)?;
+            if from > to {
+                return Err(UsageError(format!(
+                    "--from {from} is after --to {to}: the range would be empty"
+                ))
+                .into());
+            }
+            let selection = match (only_late, all) {
+                (true, _) => Selection::OnlyLate,
+                (_, true) => Selection::All,
+                _ => Selection::Pending,
+            };
+            let (pipeline, _) = config.load()?;
+            let engine = Engine::new(pipeline)
+                .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)));
+            backfill(
+                engine,
+                from,
+                to,
+                usize::from(concurrency),
+                selection,
+                output,
+            )
+            .await
         }
         Command::State(StateCommand::Rebuild { config }) => {
             let (pipeline, _) = config.load()?;
             let engine = Engine::new(pipeline);
             let restored = engine.rebuild_state().await?;
-            println!(
+            out!(
                 "restored {restored} partition(s) into {} from the txn actions of {}",
                 engine.pipeline().state,
                 engine.pipeline().target
@@ -468,16 +566,16 @@ async fn changes(table: &str, since_version: Option<u64>, format: Output) -> any
         .with_since_version(since_version)
         .await?;
     match format {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
+        Output::Json => out!("{}", serde_json::to_string_pretty(&changes)?),
         Output::Text => {
-            println!(
+            out!(
                 "{url} at version {}: {} partitions{}",
                 changes.table_version,
                 changes.partitions.len(),
                 since_version.map_or(String::new(), |v| format!(" changed after version {v}"))
             );
             if let Some(reason) = &changes.inexact_reason {
-                println!("not exact: {reason}");
+                out!("not exact: {reason}");
             }
             let width = changes
                 .partitions
@@ -486,9 +584,9 @@ async fn changes(table: &str, since_version: Option<u64>, format: Output) -> any
                 .max()
                 .unwrap_or(9)
                 .max(9);
-            println!("  {:<width$}  {:>11}  exact", "partition", "last change");
+            out!("  {:<width$}  {:>11}  exact", "partition", "last change");
             for p in &changes.partitions {
-                println!(
+                out!(
                     "  {:<width$}  {:>11}  {}",
                     p.partition,
                     p.last_change_version,
@@ -500,21 +598,169 @@ async fn changes(table: &str, since_version: Option<u64>, format: Output) -> any
     Ok(())
 }
 
+/// Prints a line on stdout; a reader that went away (`| head`) must neither stop the
+/// work nor turn a success into a panic, so write errors are ignored.
+fn emit_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+async fn backfill(
+    engine: Engine,
+    from: PartitionDate,
+    to: PartitionDate,
+    concurrency: usize,
+    selection: Selection,
+    output: Output,
+) -> anyhow::Result<()> {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let bar = (output == Output::Text && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} partitions  {msg}  {per_sec}  ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listener = {
+        let (bar, in_flight, rows) = (bar.clone(), in_flight.clone(), rows.clone());
+        move |event: &BackfillEvent| {
+            let mut running = in_flight.lock().expect("in-flight lock");
+            match event {
+                BackfillEvent::Planned { partitions } => {
+                    if let Some(bar) = &bar {
+                        bar.set_length(partitions.len() as u64);
+                    }
+                }
+                BackfillEvent::Started { partition } => {
+                    running.insert(partition.clone());
+                }
+                BackfillEvent::Processed(r) => {
+                    running.remove(&r.partition);
+                    rows.fetch_add(r.rows_read, Ordering::Relaxed);
+                }
+                BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => {
+                    running.remove(&s.partition);
+                }
+            }
+            match (&bar, output) {
+                (_, Output::Json) => {
+                    emit_line(&serde_json::to_string(event).expect("events serialise"))
+                }
+                (Some(bar), _) => {
+                    if !matches!(
+                        event,
+                        BackfillEvent::Planned { .. } | BackfillEvent::Started { .. }
+                    ) {
+                        bar.inc(1);
+                    }
+                    bar.set_message(format!("{} rows", rows.load(Ordering::Relaxed)));
+                    if let BackfillEvent::Failed(f) = event {
+                        bar.println(format!("FAILED {}: {}", f.partition, f.reason));
+                    }
+                }
+                (None, Output::Text) => match event {
+                    BackfillEvent::Processed(r) => emit_line(&describe_run(r)),
+                    BackfillEvent::Skipped(s) => {
+                        emit_line(&format!("skipped {}: {}", s.partition, s.reason))
+                    }
+                    BackfillEvent::Failed(f) => {
+                        emit_line(&format!("FAILED {}: {}", f.partition, f.reason))
+                    }
+                    BackfillEvent::Planned { partitions } => {
+                        emit_line(&format!("{} partition(s) to process", partitions.len()))
+                    }
+                    BackfillEvent::Started { .. } => {}
+                },
+            }
+        }
+    };
+    let run = engine
+        .backfill(from, to)
+        .with_concurrency(concurrency)
+        .with_selection(selection)
+        .with_stop(stop.clone())
+        .with_listener(listener);
+    let mut run = std::pin::pin!(run.into_future());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report?,
+            _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} } } => {
+                if !stop.swap(true, Ordering::SeqCst) {
+                    eprintln!("interrupt: no new partitions; finishing the running ones (interrupt again to abandon them)");
+                    continue;
+                }
+                // Second signal: abandon the running partitions and release their claims.
+                let running: Vec<String> = in_flight.lock().expect("in-flight lock").iter().cloned().collect();
+                for partition in &running {
+                    let _ = engine.state().release(partition, engine.run_id(), "interrupted").await;
+                }
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(Interrupted(format!("abandoned {} running partition(s) and released their claims", running.len())).into());
+            }
+        }
+    };
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    match output {
+        Output::Json => out!(
+            "{}",
+            serde_json::json!({
+                "event": "summary",
+                "planned": report.planned.len(),
+                "processed": report.processed.len(),
+                "skipped": report.skipped.len(),
+                "failed": report.failed.len(),
+                "interrupted": report.interrupted,
+                "duration_ms": report.duration_ms,
+            })
+        ),
+        Output::Text => out!(
+            "backfill {from}..{to}: {} planned, {} processed, {} skipped, {} failed in {} ms",
+            report.planned.len(),
+            report.processed.len(),
+            report.skipped.len(),
+            report.failed.len(),
+            report.duration_ms
+        ),
+    }
+    if report.interrupted {
+        return Err(Interrupted("stopped before the end; run it again to finish".into()).into());
+    }
+    if !report.failed.is_empty() {
+        return Err(DataFailure(format!("{} partition(s) failed", report.failed.len())).into());
+    }
+    Ok(())
+}
+
 fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
-    println!("pipeline {} ({origin})", engine.pipeline().name);
-    println!("{}", describe_run(&o.run));
+    out!("pipeline {} ({origin})", engine.pipeline().name);
+    out!("{}", describe_run(&o.run));
     print_detection(&o.detection, &o.late);
     for r in &o.backfilled {
-        println!("backfilled: {}", describe_run(r));
+        out!("backfilled: {}", describe_run(r));
     }
     for s in &o.skipped {
-        println!("skipped {}: {}", s.partition, s.reason);
+        out!("skipped {}: {}", s.partition, s.reason);
     }
     for f in &o.failed {
-        println!("FAILED {}: {}", f.partition, f.reason);
+        out!("FAILED {}: {}", f.partition, f.reason);
     }
     if let Some(path) = &o.backfill_config {
-        println!(
+        out!(
             "wrote the plan for an external scheduler to {}",
             path.display()
         );
@@ -522,7 +768,7 @@ fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
 }
 
 fn print_detection(d: &latefill::engine::DetectionSummary, late: &[latefill::plan::LatePartition]) {
-    println!(
+    out!(
         "detection: source version {}, {} commit(s) read ({}){}",
         d.table_version,
         d.commits_read,
@@ -530,13 +776,13 @@ fn print_detection(d: &latefill::engine::DetectionSummary, late: &[latefill::pla
         if d.exact { "" } else { ", NOT EXACT" }
     );
     if let Some(reason) = &d.inexact_reason {
-        println!("  {reason}");
+        out!("  {reason}");
     }
     if late.is_empty() {
-        println!("late partitions: none");
+        out!("late partitions: none");
     }
     for l in late {
-        println!(
+        out!(
             "late: {} (processed at version {}, changed at {}{})",
             l.partition,
             l.processed_at,
@@ -553,9 +799,14 @@ fn print_status(rows: &[latefill::engine::StatusRow]) {
         .max()
         .unwrap_or(9)
         .max(9);
-    println!(
+    out!(
         "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  note",
-        "partition", "status", "source version", "last change", "late", "attempts"
+        "partition",
+        "status",
+        "source version",
+        "last change",
+        "late",
+        "attempts"
     );
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     for r in rows {
@@ -567,7 +818,7 @@ fn print_status(rows: &[latefill::engine::StatusRow]) {
             (None, Some(error)) => format!("error: {error}"),
             _ => String::new(),
         };
-        println!(
+        out!(
             "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  {note}",
             r.partition,
             r.status,
@@ -604,7 +855,7 @@ fn init(path: &Path, force: bool) -> anyhow::Result<()> {
     }
     std::fs::write(path, executor::DEFAULT_PIPELINE_TOML)
         .with_context(|| format!("writing {}", path.display()))?;
-    println!(
+    out!(
         "wrote {}: edit it, then `latefill run --config {} --date YYYY-MM-DD`",
         path.display(),
         path.display()
@@ -617,18 +868,23 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
     let pipeline = latefill::demo::prepare(dir)?;
     let text = output == Output::Text;
     if text {
-        println!("latefill demo in {}", dir.display());
-        println!("  source {}", pipeline.source);
-        println!("  target {}", pipeline.target);
-        println!("  state  {}", pipeline.state);
-        println!(
+        out!("latefill demo in {}", dir.display());
+        out!("  source {}", pipeline.source);
+        out!("  target {}", pipeline.target);
+        out!("  state  {}", pipeline.state);
+        out!(
             "\n1. {} rows a day for {} days, each day run as it arrives:",
             latefill::demo::DEMO_ROWS_PER_DAY,
             latefill::demo::demo_dates().len(),
         );
-        println!(
+        out!(
             "  {:<10}  {:>14}  {:>8}  {:>8}  {:>14}  {:>8}",
-            "date", "source version", "rows in", "rows out", "target version", "ms"
+            "date",
+            "source version",
+            "rows in",
+            "rows out",
+            "target version",
+            "ms"
         );
     }
     let mut step = 1;
@@ -637,7 +893,7 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
             return;
         }
         match event {
-            DemoEvent::Day { date, run, .. } => println!(
+            DemoEvent::Day { date, run, .. } => out!(
                 "  {:<10}  {:>14}  {:>8}  {:>8}  {:>14}  {:>8}",
                 date,
                 run.source_version,
@@ -653,9 +909,9 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
             } => {
                 if step == 1 || step == 3 {
                     step += 1;
-                    println!("\n{step}. late data arrives:");
+                    out!("\n{step}. late data arrives:");
                 }
-                println!("  appended {rows} late rows to {date} (source version {source_version})");
+                out!("  appended {rows} late rows to {date} (source version {source_version})");
             }
             DemoEvent::Rerun {
                 outcome,
@@ -663,18 +919,20 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
             } => {
                 step += 1;
                 let date = outcome.run.partition.split_once('=').map_or("", |(_, d)| d);
-                println!("\n{step}. latefill run --date {date}:");
-                println!("  {}", describe_run(&outcome.run));
+                out!("\n{step}. latefill run --date {date}:");
+                out!("  {}", describe_run(&outcome.run));
                 for l in &outcome.late {
-                    println!(
+                    out!(
                         "  late: {} (processed at version {}, changed at {})",
-                        l.partition, l.processed_at, l.last_change_version
+                        l.partition,
+                        l.processed_at,
+                        l.last_change_version
                     );
                 }
                 for r in &outcome.backfilled {
-                    println!("  backfilled: {}", describe_run(r));
+                    out!("  backfilled: {}", describe_run(r));
                 }
-                println!(
+                out!(
                     "  target equals a fresh full recomputation: {}",
                     if *matches_full_recomputation {
                         "yes"
@@ -686,21 +944,19 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
             DemoEvent::Detect { date, late } => {
                 step += 1;
                 let names: Vec<&str> = late.iter().map(|l| l.partition.as_str()).collect();
-                println!("\n{step}. latefill detect --date {date}: plans {names:?}");
+                out!("\n{step}. latefill detect --date {date}: plans {names:?}");
             }
             DemoEvent::Status { after, rows } => {
-                println!("\n  state after {after}:");
+                out!("\n  state after {after}:");
                 print_status(rows);
             }
         }
     })
     .await?;
     match output {
-        Output::Json => println!("{}", serde_json::json!({ "events": events })),
+        Output::Json => out!("{}", serde_json::json!({ "events": events })),
         Output::Text => {
-            println!(
-                "\ndone. Try: latefill status    latefill run --date 2024-01-08 --allow-empty"
-            );
+            out!("\ndone. Try: latefill status    latefill run --date 2024-01-08 --allow-empty");
         }
     }
     Ok(())

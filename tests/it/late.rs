@@ -2,7 +2,7 @@
 //! handed to external schedulers, and the state rebuilt from the target.
 
 use deltalake::{FilterOp, FilterValue};
-use latefill::engine::{Backfill, Engine, RunDateOptions};
+use latefill::engine::{Engine, LateHandling, RunDateOptions};
 use latefill::executor::PartitionDate;
 
 use crate::common::*;
@@ -13,7 +13,7 @@ fn date(s: &str) -> PartitionDate {
 
 fn report_only() -> RunDateOptions {
     RunDateOptions {
-        backfill: Backfill::ReportOnly,
+        backfill: LateHandling::ReportOnly,
         ..RunDateOptions::default()
     }
 }

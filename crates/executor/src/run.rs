@@ -47,6 +47,10 @@ pub struct RunReport {
     /// which died after its commit had already written this version.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recovered: bool,
+    /// When the run started reading the source.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When the target commit had landed.
+    pub finished_at: chrono::DateTime<chrono::Utc>,
     /// Wall time of the whole run.
     pub duration_ms: u64,
 }
@@ -208,6 +212,7 @@ impl RunPartition {
 
     async fn execute(self) -> Result<RunReport> {
         let started = Instant::now();
+        let started_at = chrono::Utc::now();
         let pipeline = &self.pipeline;
         let column = pipeline.partition_column.as_str();
         let value = self.date.to_string();
@@ -326,6 +331,8 @@ impl RunPartition {
             rows_read,
             rows_written,
             target_version,
+            started_at,
+            finished_at: chrono::Utc::now(),
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
