@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use latefill_executor::{PartitionDate, RunReport};
-use latefill_state::Status;
+use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
 use crate::engine::{Engine, Error, Result, Skipped};
@@ -155,8 +155,9 @@ impl BackfillRange {
         self
     }
 
-    /// The partitions this backfill would process, in date order.
-    pub async fn plan(&self) -> Result<Vec<PartitionDate>> {
+    /// The partitions this backfill would process, in date order, each with the state
+    /// row it was planned from.
+    pub async fn plan(&self) -> Result<Vec<(PartitionDate, Option<PartitionState>)>> {
         let engine = &self.engine;
         let column = &engine.pipeline().partition_column;
         let after = self
@@ -166,7 +167,7 @@ impl BackfillRange {
             .map(PartitionDate::from)
             .unwrap_or(self.to);
         let detection = engine.detect(after, None).await?;
-        let state = engine.state().read().await?;
+        let state = &detection.state;
         let now = engine.state().now();
         let late: std::collections::BTreeSet<&str> = detection
             .late
@@ -181,7 +182,7 @@ impl BackfillRange {
             if date < self.from || date > self.to {
                 continue;
             }
-            let row = state.partitions.get(&change.partition);
+            let row = state.get(&change.partition);
             let pick = match self.selection {
                 Selection::All => true,
                 Selection::OnlyLate => late.contains(change.partition.as_str()),
@@ -194,10 +195,10 @@ impl BackfillRange {
                 },
             };
             if pick {
-                dates.push(date);
+                dates.push((date, row.cloned()));
             }
         }
-        dates.sort();
+        dates.sort_by_key(|(d, _)| *d);
         Ok(dates)
     }
 
@@ -211,7 +212,10 @@ impl BackfillRange {
         };
         let column = self.engine.pipeline().partition_column.clone();
         let dates = self.plan().await?;
-        let planned: Vec<String> = dates.iter().map(|d| d.partition_name(&column)).collect();
+        let planned: Vec<String> = dates
+            .iter()
+            .map(|(d, _)| d.partition_name(&column))
+            .collect();
         emit(BackfillEvent::Planned {
             partitions: planned.clone(),
         });
@@ -220,7 +224,7 @@ impl BackfillRange {
         let stop = &self.stop;
         let emit = &emit;
         let events: Vec<BackfillEvent> = futures::stream::iter(dates)
-            .map(|date| async move {
+            .map(|(date, seen)| async move {
                 let partition = date.partition_name(&engine.pipeline().partition_column);
                 if stop.load(Ordering::SeqCst) {
                     return emit(BackfillEvent::Skipped(Skipped {
@@ -231,15 +235,17 @@ impl BackfillRange {
                 emit(BackfillEvent::Started {
                     partition: partition.clone(),
                 });
-                // allow_empty: a partition whose rows were all deleted becomes empty.
-                match engine.process(date, None, true).await {
+                // Claimed only if its state is still what the plan saw; a partition
+                // whose rows were all deleted becomes empty.
+                match engine.process_planned(date, seen.as_ref()).await {
                     Ok(report) => emit(BackfillEvent::Processed(report)),
-                    Err(Error::State(e @ latefill_state::Error::Claimed { .. })) => {
-                        emit(BackfillEvent::Skipped(Skipped {
-                            partition,
-                            reason: e.to_string(),
-                        }))
-                    }
+                    Err(Error::State(
+                        e @ (latefill_state::Error::Claimed { .. }
+                        | latefill_state::Error::ChangedSincePlanned { .. }),
+                    )) => emit(BackfillEvent::Skipped(Skipped {
+                        partition,
+                        reason: e.to_string(),
+                    })),
                     Err(e) => emit(BackfillEvent::Failed(Skipped {
                         partition,
                         reason: e.to_string(),

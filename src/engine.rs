@@ -16,7 +16,7 @@ use latefill_executor::{
     PartitionDate, Pipeline, RunReport, failpoint, inspect_partition, partition_fingerprints,
     run_partition, target_txn_version,
 };
-use latefill_state::{Clock, StateTable, Status};
+use latefill_state::{Clock, PartitionState, StateTable, Status};
 use rand::RngExt;
 use serde::Serialize;
 
@@ -74,6 +74,9 @@ pub struct Detection {
     pub late: Vec<LatePartition>,
     #[serde(skip)]
     changes: Vec<PartitionChange>,
+    /// The state rows the plan was made from.
+    #[serde(skip)]
+    pub(crate) state: BTreeMap<String, PartitionState>,
 }
 
 impl Detection {
@@ -244,13 +247,47 @@ impl Engine {
         source_version: Option<u64>,
         allow_empty: bool,
     ) -> Result<RunReport> {
+        self.process_with(date, source_version, allow_empty, None)
+            .await
+    }
+
+    /// [`Engine::process`] for a partition planned from `seen` (its state row when
+    /// planned): claimed only if that row is unchanged, so that a partition planned by
+    /// two runs from the same state is processed by one of them only
+    /// ([`latefill_state::Error::ChangedSincePlanned`] for the other).
+    pub async fn process_planned(
+        &self,
+        date: PartitionDate,
+        seen: Option<&PartitionState>,
+    ) -> Result<RunReport> {
+        self.process_with(date, None, true, Some(seen)).await
+    }
+
+    async fn process_with(
+        &self,
+        date: PartitionDate,
+        source_version: Option<u64>,
+        allow_empty: bool,
+        seen: Option<Option<&PartitionState>>,
+    ) -> Result<RunReport> {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
         let partition = date.partition_name(&self.pipeline.partition_column);
-        let previous = self.state.read().await?.partitions.remove(&partition);
-        self.state
-            .claim(std::slice::from_ref(&partition), &self.run_id)
-            .await?;
+        let previous = match seen {
+            Some(seen) => {
+                self.state
+                    .claim_if_unchanged(&partition, &self.run_id, seen)
+                    .await?;
+                seen.cloned()
+            }
+            None => {
+                let previous = self.state.read().await?.partitions.remove(&partition);
+                self.state
+                    .claim(std::slice::from_ref(&partition), &self.run_id)
+                    .await?;
+                previous
+            }
+        };
         failpoint("after-claim");
 
         if previous.is_some_and(|p| p.status == Status::Processing) && source_version.is_none() {
@@ -368,6 +405,7 @@ impl Engine {
             },
             late,
             changes: changes.partitions,
+            state: state.partitions,
         })
     }
 
@@ -428,14 +466,16 @@ impl Engine {
                     else {
                         continue;
                     };
-                    match self.process(day, None, true).await {
+                    let seen = detection.state.get(&late.partition);
+                    match self.process_planned(day, seen).await {
                         Ok(report) => outcome.backfilled.push(report),
-                        Err(Error::State(e @ latefill_state::Error::Claimed { .. })) => {
-                            outcome.skipped.push(Skipped {
-                                partition: late.partition.clone(),
-                                reason: e.to_string(),
-                            })
-                        }
+                        Err(Error::State(
+                            e @ (latefill_state::Error::Claimed { .. }
+                            | latefill_state::Error::ChangedSincePlanned { .. }),
+                        )) => outcome.skipped.push(Skipped {
+                            partition: late.partition.clone(),
+                            reason: e.to_string(),
+                        }),
                         Err(e) => outcome.failed.push(Skipped {
                             partition: late.partition.clone(),
                             reason: e.to_string(),

@@ -4,6 +4,7 @@
 //! DataFusion, and drives the real `latefill` binary where the CLI is the subject.
 
 mod common;
+mod concurrent;
 mod crash;
 mod generate;
 mod late;

@@ -21,6 +21,16 @@ pub enum Error {
         /// When the lease expires (RFC 3339).
         lease_expires_at: String,
     },
+    /// A planned claim found the partition changed since it was planned: another run
+    /// processed or claimed it in between.
+    #[error(
+        "partition {partition} changed since it was planned (another run took care of it); \
+         not claimed"
+    )]
+    ChangedSincePlanned {
+        /// The partition.
+        partition: String,
+    },
     /// A run tried to complete or fail a partition it no longer holds.
     #[error(
         "run {run_id} no longer holds partition {partition} (its lease expired and {holder} took it); \

@@ -221,8 +221,42 @@ impl StateTable {
     /// unexpired lease of another run holds any of them. An expired lease (its owner
     /// crashed) is taken over.
     pub async fn claim(&self, partitions: &[String], run_id: &str) -> Result<()> {
+        self.claim_planned(partitions, run_id, None).await
+    }
+
+    /// Claims one partition only if its row is still `seen` (the row a plan was made
+    /// from; `None`: no row), checked in the same compare-and-swap as the claim. Two
+    /// runs that planned from the same state can therefore never both process it.
+    pub async fn claim_if_unchanged(
+        &self,
+        partition: &str,
+        run_id: &str,
+        seen: Option<&PartitionState>,
+    ) -> Result<()> {
+        let partitions = [partition.to_owned()];
+        self.claim_planned(&partitions, run_id, Some(&[seen])).await
+    }
+
+    async fn claim_planned(
+        &self,
+        partitions: &[String],
+        run_id: &str,
+        seen: Option<&[Option<&PartitionState>]>,
+    ) -> Result<()> {
         let lease = self.lease;
         self.transition(|rows, now| {
+            if let Some(seen) = seen {
+                for (name, seen) in partitions.iter().zip(seen) {
+                    let current = rows.partitions.get(name);
+                    // Our own claim, re-read after a retried commit, is not a change.
+                    let ours = current.is_some_and(|c| c.run_id == run_id && c.is_leased(now));
+                    if current != *seen && !ours {
+                        return Err(Error::ChangedSincePlanned {
+                            partition: name.clone(),
+                        });
+                    }
+                }
+            }
             for name in partitions {
                 if let Some(p) = rows.partitions.get(name)
                     && p.is_leased(now)

@@ -102,6 +102,38 @@ async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again() {
 }
 
 #[tokio::test]
+async fn a_planned_claim_fails_when_the_row_changed_since_the_plan() {
+    let (_dir, url) = table();
+    let state = StateTable::new(url);
+    state.claim(&names(&["p=1"]), "run-0").await.unwrap();
+    state.complete("p=1", "run-0", 3, None).await.unwrap();
+    let planned = state.read().await.unwrap().partitions["p=1"].clone();
+
+    // Another run reprocesses it after both planned from the same row.
+    state
+        .claim_if_unchanged("p=1", "run-a", Some(&planned))
+        .await
+        .unwrap();
+    state.complete("p=1", "run-a", 7, None).await.unwrap();
+    let err = state
+        .claim_if_unchanged("p=1", "run-b", Some(&planned))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ChangedSincePlanned { .. }), "{err}");
+    // A partition planned as never processed is claimed once only, too.
+    state
+        .claim_if_unchanged("p=2", "run-a", None)
+        .await
+        .unwrap();
+    assert!(
+        state
+            .claim_if_unchanged("p=2", "run-b", None)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn the_cursor_is_kept_apart_from_partitions() {
     let (_dir, url) = table();
     let state = StateTable::new(url);

@@ -1,0 +1,176 @@
+//! Many `latefill` processes on one pipeline at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Utc};
+use latefill::executor::{PartitionDate, run_partition};
+
+use crate::common::*;
+
+#[derive(Debug, Clone)]
+struct Processing {
+    source_version: u64,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+}
+
+fn day(d: u32) -> String {
+    format!("2024-01-{d:02}")
+}
+
+/// Every partition's processings, from the JSON lines of each process.
+fn processings(outputs: &[std::process::Output]) -> BTreeMap<String, Vec<Processing>> {
+    let mut out: BTreeMap<String, Vec<Processing>> = BTreeMap::new();
+    for o in outputs {
+        for line in stdout(o).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_ne!(v["event"], "failed", "{line}");
+            if v["event"] != "processed" {
+                continue;
+            }
+            let time = |k: &str| v[k].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+            out.entry(v["partition"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(Processing {
+                    source_version: v["source_version"].as_u64().unwrap(),
+                    started_at: time("started_at"),
+                    finished_at: time("finished_at"),
+                });
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|p| p.started_at);
+    }
+    out
+}
+
+/// Regression: a process that planned a late partition from a state another process
+/// had already acted on used to claim it once that process completed, and reprocess
+/// it for the same change; claims of planned partitions now check the planned row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_on_overlapping_ranges_lose_and_duplicate_nothing() {
+    let ws = Workspace::new();
+    let config = ws.config.to_str().unwrap().to_owned();
+    // Source version at which each partition's data changed.
+    let mut changes: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let generate =
+        async |d: u32, rows: usize, seed: u64, changes: &mut BTreeMap<_, BTreeSet<u64>>| {
+            let v = ws.generate(&day(d), rows, seed).await;
+            changes
+                .entry(format!("event_time={}", day(d)))
+                .or_default()
+                .insert(v);
+        };
+    for d in 1..=10 {
+        generate(d, 800, u64::from(d), &mut changes).await;
+    }
+    let first = ws.latefill(&[
+        "backfill",
+        "--config",
+        &config,
+        "--from",
+        &day(1),
+        "--to",
+        &day(10),
+    ]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    for d in [2, 4, 6, 8, 10] {
+        generate(d, 200, 100 + u64::from(d), &mut changes).await;
+    }
+
+    // K=4 processes, overlapping ranges and overlapping late partitions.
+    let ranges = [(1, 10), (1, 6), (5, 10), (1, 10)];
+    let children: Vec<_> = ranges
+        .iter()
+        .map(|(from, to)| {
+            Command::new(env!("CARGO_BIN_EXE_latefill"))
+                .args([
+                    "backfill",
+                    "--config",
+                    &config,
+                    "--from",
+                    &day(*from),
+                    "--to",
+                    &day(*to),
+                    "--only-late",
+                    "--concurrency",
+                    "2",
+                    "--output",
+                    "json",
+                ])
+                .current_dir(ws.dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Late data lands while they run.
+    generate(3, 150, 200, &mut changes).await;
+    generate(4, 150, 201, &mut changes).await;
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    let done = processings(&outputs);
+    assert!(
+        done.len() >= 5,
+        "the late partitions were reprocessed: {done:?}"
+    );
+
+    let state = latefill::Engine::new(ws.pipeline())
+        .state()
+        .read()
+        .await
+        .unwrap();
+    for (partition, runs) in &done {
+        for pair in runs.windows(2) {
+            // (a) never two at once.
+            assert!(
+                pair[0].finished_at <= pair[1].started_at,
+                "{partition} processed twice at once: {pair:?}"
+            );
+            // (b) never twice for the same change.
+            let (v1, v2) = (pair[0].source_version, pair[1].source_version);
+            assert!(
+                changes[partition].iter().any(|c| v1 < *c && *c <= v2),
+                "{partition} reprocessed at {v2} without a change since {v1}"
+            );
+        }
+        // (c) the last processing is what the state records.
+        let row = &state.partitions[partition];
+        assert_eq!(
+            row.status,
+            latefill::state::Status::Processed,
+            "{partition}"
+        );
+        assert_eq!(
+            row.source_version,
+            runs.last().map(|r| r.source_version),
+            "{partition}"
+        );
+    }
+
+    // (d) the target equals one sequential run at the versions the state records.
+    let mut scratch = ws.pipeline();
+    scratch.target = url_of(&ws.dir.path().join("sequential"));
+    for (partition, row) in &state.partitions {
+        let date = PartitionDate::parse(partition.strip_prefix("event_time=").unwrap()).unwrap();
+        run_partition(&scratch, date)
+            .with_source_version(row.source_version)
+            .await
+            .unwrap();
+    }
+    for d in 1..=10 {
+        assert_eq!(
+            target_partition_text(&ws.target_path(), &day(d)).await,
+            target_partition_text(&ws.dir.path().join("sequential"), &day(d)).await,
+            "{}",
+            day(d)
+        );
+    }
+}
