@@ -13,22 +13,53 @@
 //!   (state table)   (Delta log reader) (SQL per partition) (device data)
 //! ```
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), latefill::executor::Error> {
-//! use latefill::executor::{PartitionDate, Pipeline, run_partition};
+//! The [`Engine`] is the API for schedulers of your own: every call is async and
+//! returns typed results and errors, and any number of engines (in one process or many,
+//! on one host or several sharing the storage) may work the same pipeline at once.
 //!
-//! let pipeline = Pipeline::from_file("latefill.toml")?;
-//! let report = run_partition(&pipeline, PartitionDate::parse("2024-01-03")?).await?;
-//! println!("{}: {} rows out", report.partition, report.rows_written);
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use latefill::Engine;
+//! use latefill::backfill::Selection;
+//! use latefill::engine::RunDateOptions;
+//! use latefill::executor::{PartitionDate, Pipeline};
+//!
+//! let engine = Engine::new(Pipeline::from_file("latefill.toml")?);
+//!
+//! // One day, then whatever is late before it, reprocessed.
+//! let outcome = engine
+//!     .run_date(PartitionDate::parse("2024-01-08")?, RunDateOptions::default())
+//!     .await?;
+//! println!("{} late partitions reprocessed", outcome.backfilled.len());
+//!
+//! // Detection and planning alone.
+//! let detection = engine.detect(PartitionDate::parse("2024-01-08")?, Some(30)).await?;
+//! println!("late: {:?}", detection.late);
+//!
+//! // A range, two partitions at a time.
+//! let report = engine
+//!     .backfill(PartitionDate::parse("2024-01-01")?, PartitionDate::parse("2024-01-31")?)
+//!     .with_concurrency(2)
+//!     .with_selection(Selection::OnlyLate)
+//!     .await?;
+//! println!("{} processed, {} skipped", report.processed.len(), report.skipped.len());
+//!
+//! // The state table, with what is late.
+//! for row in engine.status().await? {
+//!     println!("{} {} late={}", row.partition, row.status, row.late);
+//! }
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `examples/embedded_scheduler.rs` runs all of this on generated data.
 
 pub mod backfill;
 pub mod demo;
 pub mod engine;
 pub mod plan;
 
+pub use backfill::{BackfillRange, BackfillReport, Selection};
 pub use engine::{Engine, RunDateOptions, RunOutcome};
 
 pub use latefill_datagen as datagen;
