@@ -10,3 +10,4 @@ mod generate;
 mod late;
 mod run_cli;
 mod run_partition;
+mod signals;

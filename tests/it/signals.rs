@@ -1,0 +1,90 @@
+//! Ctrl-C and SIGTERM: stop taking partitions, finish the running ones, exit 130.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
+    let ws = Workspace::new();
+    for d in 1..=12 {
+        ws.generate(&format!("2024-01-{d:02}"), 3_000, d).await;
+    }
+    let config = ws.config.to_str().unwrap();
+    let args = [
+        "backfill",
+        "--config",
+        config,
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-12",
+        "--output",
+        "json",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+        .args(args)
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait until one partition is done, then signal.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("\"event\":\"processed\"");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen:?}");
+
+    let events: Vec<serde_json::Value> = seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    assert_eq!(summary["interrupted"], true);
+    // The last line says why the exit code is not 0.
+    assert_eq!(events.last().unwrap()["error"]["kind"], "interrupted");
+    assert!(
+        count("processed") >= 1 && count("processed") < 12,
+        "{seen:?}"
+    );
+    assert_eq!(
+        count("started"),
+        count("processed"),
+        "every started partition finished"
+    );
+    assert_eq!(count("processed") + count("skipped"), 12);
+
+    // Nothing is left claimed, and the next backfill finishes the rest.
+    let engine = latefill::Engine::new(ws.pipeline());
+    let state = engine.state().read().await.unwrap();
+    assert!(
+        state
+            .partitions
+            .values()
+            .all(|p| p.status == latefill::state::Status::Processed)
+    );
+    let out = ws.latefill(&args[..7]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = engine.status().await.unwrap();
+    assert_eq!(rows.len(), 12);
+    assert!(
+        rows.iter().all(|r| r.status == "processed" && !r.late),
+        "{rows:?}"
+    );
+}
