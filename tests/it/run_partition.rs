@@ -184,3 +184,60 @@ async fn allow_empty_writes_an_empty_partition() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::protocol::SaveMode;
+    use deltalake::{FilterOp, FilterValue};
+
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 2_000, 1).await;
+    let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
+    let stray = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("type", DataType::Utf8, true),
+            Field::new("version", DataType::Utf8, true),
+            Field::new("devices", DataType::Int64, false),
+            Field::new("event_time", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["stray"])),
+            Arc::new(StringArray::from(vec!["0"])),
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(StringArray::from(vec!["2024-01-01"])),
+        ],
+    )
+    .unwrap();
+    for round in 0..6 {
+        run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+        // A second file in the partition, so that the compaction has work to do.
+        open(&ws.target_path())
+            .await
+            .write(vec![stray.clone()])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .unwrap();
+        let filter = [(
+            "event_time",
+            FilterOp::Eq,
+            FilterValue::Scalar("2024-01-01"),
+        )];
+        let target = open(&ws.target_path()).await;
+        let (run, _compaction) = tokio::join!(
+            async { run_partition(&pipeline, date("2024-01-01")).await },
+            async { target.optimize().with_filters(&filter).await },
+        );
+        // The rewrite wins or is redone; the compaction may lose its conflict.
+        run.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(
+            target_counts(&ws.target_path(), "2024-01-01").await,
+            expected,
+            "round {round}"
+        );
+    }
+}

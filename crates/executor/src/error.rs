@@ -145,6 +145,24 @@ pub enum Error {
         source: DataFusionError,
     },
 
+    /// The target commit conflicted with a concurrent commit that touched the same
+    /// partition (another rewrite, a compaction, a delete), again and again.
+    #[error(
+        "writing {partition} to {table} kept conflicting with concurrent commits to the same \
+         partition ({attempts} attempts): {source}"
+    )]
+    TargetConflict {
+        /// The target URL.
+        table: Url,
+        /// The partition.
+        partition: String,
+        /// Attempts made.
+        attempts: usize,
+        /// The last conflict.
+        #[source]
+        source: DeltaTableError,
+    },
+
     /// Reading or writing a Delta table failed.
     #[error("{action} {table}: {source}")]
     Delta {
@@ -193,7 +211,9 @@ impl Error {
             | Error::MissingPartitionColumn { .. }
             | Error::SchemaMismatch { .. }
             | Error::Execution { .. } => ErrorClass::Data,
-            Error::Delta { .. } | Error::Internal(_) => ErrorClass::Internal,
+            Error::Delta { .. } | Error::TargetConflict { .. } | Error::Internal(_) => {
+                ErrorClass::Internal
+            }
         }
     }
 }

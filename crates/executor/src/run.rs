@@ -343,9 +343,37 @@ impl IntoFuture for RunPartition {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.execute())
+        Box::pin(async move {
+            // A commit that conflicts with a concurrent one on the same partition (a
+            // compaction, another rewrite) wrote nothing: run again on the fresh target.
+            let mut attempt = 1;
+            loop {
+                match self.clone().execute().await {
+                    Err(Error::TargetConflict {
+                        table,
+                        partition,
+                        source,
+                        ..
+                    }) => {
+                        if attempt == MAX_RUN_ATTEMPTS {
+                            return Err(Error::TargetConflict {
+                                table,
+                                partition,
+                                attempts: attempt,
+                                source,
+                            });
+                        }
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
     }
 }
+
+/// How many times a run is redone when its target commit conflicts.
+const MAX_RUN_ATTEMPTS: usize = 5;
 
 /// Opens the source at `version`, or at its latest version.
 async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
@@ -596,7 +624,16 @@ fn delta_type(t: &DataType) -> DataType {
 }
 
 fn write_error(url: &Url, partition: &str, source: DeltaTableError) -> Error {
+    use deltalake::kernel::transaction::TransactionError;
     match source {
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
+        } => Error::TargetConflict {
+            table: url.clone(),
+            partition: partition.to_owned(),
+            attempts: 1,
+            source,
+        },
         DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. } => Error::Delta {
             action: "writing target",
             table: url.clone(),
