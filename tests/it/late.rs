@@ -82,31 +82,22 @@ async fn state_rebuild_restores_what_the_state_table_held() {
         .await
         .unwrap();
     assert_eq!(outcome.backfilled.len(), 1);
-    let before: Vec<_> = engine
-        .state()
-        .read()
-        .await
-        .unwrap()
-        .partitions
-        .into_values()
-        .map(|p| (p.partition, p.status, p.source_version))
-        .collect();
+    let rows = async |engine: &Engine| -> Vec<_> {
+        let state = engine.state().read().await.unwrap();
+        state
+            .partitions
+            .into_values()
+            .map(|p| (p.partition, p.status, p.source_version))
+            .collect()
+    };
+    let before = rows(&engine).await;
     assert_eq!(before.len(), 3, "{before:?}");
 
     std::fs::remove_dir_all(ws.dir.path().join("state")).unwrap();
     let out = ws.latefill(&["state", "rebuild", "--config", ws.config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let after: Vec<_> = Engine::new(ws.pipeline())
-        .state()
-        .read()
-        .await
-        .unwrap()
-        .partitions
-        .into_values()
-        .map(|p| (p.partition, p.status, p.source_version))
-        .collect();
-    assert_eq!(after, before);
+    assert_eq!(rows(&Engine::new(ws.pipeline())).await, before);
     // And what is late after the rebuild is what was late before: nothing.
     let detection = Engine::new(ws.pipeline())
         .detect(date("2024-01-05"), None)

@@ -85,6 +85,17 @@ async fn a_rerun_after_a_late_append_reflects_the_new_rows() {
     );
 }
 
+/// The source version the target's `txn` records for `app_id`.
+async fn txn_version(target: &std::path::Path, app_id: &str) -> Option<i64> {
+    let target = open(target).await;
+    target
+        .snapshot()
+        .unwrap()
+        .transaction_version(target.log_store().as_ref(), app_id)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_commit_records_the_pinned_source_version_as_a_txn() {
     let ws = Workspace::new();
@@ -97,14 +108,10 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
     // Latest: the version when the run starts.
     let latest = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
     assert_eq!(latest.source_version, v1 + 1);
-    let target = open(&ws.target_path()).await;
-    let txn = target
-        .snapshot()
-        .unwrap()
-        .transaction_version(target.log_store().as_ref(), &app_id)
-        .await
-        .unwrap();
-    assert_eq!(txn, Some(latest.source_version as i64));
+    assert_eq!(
+        txn_version(&ws.target_path(), &app_id).await,
+        Some(latest.source_version as i64)
+    );
 
     // Pinned: the rows and the txn are those of version v0.
     let pinned = run_partition(&pipeline, date("2024-01-01"))
@@ -113,14 +120,10 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
         .unwrap();
     assert_eq!(pinned.source_version, v0);
     assert_eq!(pinned.rows_read, 1_000);
-    let target = open(&ws.target_path()).await;
-    let txn = target
-        .snapshot()
-        .unwrap()
-        .transaction_version(target.log_store().as_ref(), &app_id)
-        .await
-        .unwrap();
-    assert_eq!(txn, Some(v0 as i64));
+    assert_eq!(
+        txn_version(&ws.target_path(), &app_id).await,
+        Some(v0 as i64)
+    );
     assert_eq!(
         target_counts(&ws.target_path(), "2024-01-01").await,
         expected_counts("2024-01-01", &[(1_000, 1)])

@@ -358,15 +358,7 @@ impl StateTable {
     /// Gives up a claim without a result (an interrupted run): the partition is marked
     /// failed with `reason` and can be claimed at once by any run.
     pub async fn release(&self, partition: &str, run_id: &str, reason: &str) -> Result<()> {
-        self.transition(|rows, now| {
-            let p = Self::held(rows, partition, run_id)?;
-            p.status = Status::Failed;
-            p.lease_expires_at = None;
-            p.last_error = Some(reason.to_owned());
-            p.updated_at = now;
-            Ok(())
-        })
-        .await
+        self.fail(partition, run_id, reason).await
     }
 
     /// Saves the detector's cursor.

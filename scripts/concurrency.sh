@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Measures `latefill backfill` of DAYS partitions with --concurrency 1 against 2
+# (release build). Data is generated once, outside the timed part; each timed run
+# starts from an empty target and state. Prints the median of RUNS runs per setting.
+#
+#   bash scripts/concurrency.sh            # 30 days x 100,000 rows, 3 runs
+#   DAYS=30 ROWS=200000 RUNS=5 bash scripts/concurrency.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DAYS=${DAYS:-30}
+ROWS=${ROWS:-100000}
+RUNS=${RUNS:-3}
+cargo build --release --locked -q
+bin=${CARGO_TARGET_DIR:-target}/release/latefill
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# The default pipeline, with its tables beside the file (relative paths resolve there).
+"$bin" init --path "$work/pipeline.toml" >/dev/null
+sed -i 's#"latefill-demo/#"#' "$work/pipeline.toml"
+
+echo "generating $DAYS days x $ROWS rows..."
+for d in $(seq 0 $((DAYS - 1))); do
+  day=$(date -u -d "2024-01-01 + $d day" +%F)
+  "$bin" generate --table "$work/devices" --date "$day" --rows "$ROWS" --seed "$d" >/dev/null
+done
+last=$(date -u -d "2024-01-01 + $((DAYS - 1)) day" +%F)
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for c in 1 2; do
+  times=()
+  for r in $(seq "$RUNS"); do
+    rm -rf "$work/devices_daily" "$work/latefill_state"
+    start=$(date +%s%N)
+    "$bin" backfill --config "$work/pipeline.toml" --from 2024-01-01 --to "$last" \
+      --concurrency "$c" --output json >/dev/null
+    end=$(date +%s%N)
+    times+=($(( (end - start) / 1000000 )))
+  done
+  m=$(printf '%s\n' "${times[@]}" | median)
+  echo "concurrency $c: runs ${times[*]} ms, median $m ms"
+  eval "median_$c=$m"
+done
+awk -v a="$median_1" -v b="$median_2" 'BEGIN { printf "speed-up (c1 / c2): %.2fx\n", a / b }'
