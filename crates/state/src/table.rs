@@ -22,6 +22,9 @@ use crate::model::{self, PartitionState, Rows, Status};
 /// How long a claim holds unless told otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::minutes(10);
 
+/// Commits between checkpoints of the state table (applied when it is created).
+const STATE_CHECKPOINT_INTERVAL: &str = "10";
+
 /// How many times a transition re-reads and retries before giving up.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -179,6 +182,9 @@ impl StateTable {
         };
         let result = table
             .write(vec![model::to_batch(rows)])
+            // Every transition opens the table: a checkpoint every few commits keeps
+            // the JSON it replays short (delta-rs checkpoints every 100 by default).
+            .with_configuration([("delta.checkpointInterval", Some(STATE_CHECKPOINT_INTERVAL))])
             .with_save_mode(SaveMode::Overwrite)
             .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await;
