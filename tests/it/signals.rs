@@ -88,3 +88,80 @@ async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
         "{rows:?}"
     );
 }
+
+#[tokio::test]
+async fn a_second_signal_abandons_running_partitions_and_releases_their_claims() {
+    let ws = Workspace::new();
+    for d in 1..=8 {
+        ws.generate(&format!("2024-01-{d:02}"), 20_000, d).await;
+    }
+    let config = ws.config.to_str().unwrap();
+    let args = [
+        "backfill",
+        "--config",
+        config,
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-08",
+        "--concurrency",
+        "2",
+        "--output",
+        "json",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+        .args(args)
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("\"event\":\"started\"") {
+            break;
+        }
+    }
+    for _ in 0..2 {
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+
+    // No claim is left to expire: every row is processed, or failed as interrupted.
+    let state = latefill::Engine::new(ws.pipeline())
+        .state()
+        .read()
+        .await
+        .unwrap();
+    assert!(!state.partitions.is_empty());
+    for row in state.partitions.values() {
+        match row.status {
+            latefill::state::Status::Processed => {}
+            latefill::state::Status::Failed => {
+                assert_eq!(row.last_error.as_deref(), Some("interrupted"), "{row:?}")
+            }
+            latefill::state::Status::Processing => panic!("a claim was left: {row:?}"),
+        }
+    }
+    // The next backfill finishes everything at once, without waiting for a lease.
+    let out = ws.latefill(&args[..9]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = latefill::Engine::new(ws.pipeline()).status().await.unwrap();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r.status == "processed"), "{rows:?}");
+    for d in 1..=8 {
+        let date = format!("2024-01-{d:02}");
+        assert_eq!(
+            target_counts(&ws.target_path(), &date).await,
+            expected_counts(&date, &[(20_000, d)]),
+            "{date}"
+        );
+    }
+}
