@@ -141,3 +141,47 @@ async fn a_remove_without_partition_values_takes_its_adds_partition() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deletion_vector_update_is_a_change_of_its_partition() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    let commit6 = std::fs::read_to_string(log_file(&url, 6)).unwrap();
+    let path = commit6
+        .lines()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some(v.get("add")?.get("path")?.as_str()?.to_owned())
+        })
+        .unwrap();
+    // A DELETE with deletion vectors: the same file removed and re-added with a DV.
+    let dv = serde_json::json!({
+        "storageType": "u", "pathOrInlineDv": "ab^-aqEH.-t@S}K{vb[*k^", "offset": 1,
+        "sizeInBytes": 36, "cardinality": 2
+    });
+    let remove = serde_json::json!({"remove": {
+        "path": path, "dataChange": true, "deletionTimestamp": 1,
+        "partitionValues": {"date": "2020-06-01"}, "size": 1502
+    }});
+    let add = serde_json::json!({"add": {
+        "path": path, "partitionValues": {"date": "2020-06-01"}, "size": 1502,
+        "modificationTime": 1, "dataChange": true, "deletionVector": dv
+    }});
+    std::fs::write(log_file(&url, 13), format!("{remove}\n{add}\n")).unwrap();
+    let next = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .await
+        .unwrap();
+    assert_eq!(
+        next.partition("date=2020-06-01")
+            .unwrap()
+            .last_change_version,
+        13
+    );
+    assert_eq!(
+        next.partition("date=2020-06-02")
+            .unwrap()
+            .last_change_version,
+        8
+    );
+}
