@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmarks latefill against what a user would pick instead, on the same data, in one
+# run, and prints one table of medians and ratios (peer time / latefill time).
+#
+#   bash scripts/bench.sh              # RUNS=5 repetitions per figure
+#
+# Workloads so far:
+#   detection on a long history: 3,650 daily partitions, 20,000 commits, checkpoints
+#   every 100 (prepared once, by benches/detection.rs, outside the timed part):
+#     - latefill: cold `latefill changes` (whole process), incremental after 10 commits
+#       (library call, and the whole `latefill detect` process with its state table);
+#     - the reference design in Python: replay every commit from version 0;
+#     - DuckDB reading _delta_log/*.json.
+# Peers are installed with pip into a virtual environment; when that fails, latefill's
+# own figures are still reported.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+target=${CARGO_TARGET_DIR:-$PWD/target}
+export BENCH_DIR=${BENCH_DIR:-$target/bench-data/detection}
+venv=${BENCH_VENV:-$target/bench-venv}
+
+cargo build --release --locked -q
+bin=$target/release/latefill
+
+echo "== preparing and timing latefill's detection (cargo bench --bench detection)" >&2
+lib_json=$(BENCH_RUNS=$RUNS cargo bench --locked -q --bench detection 2>/dev/null | tail -n 1)
+table=$BENCH_DIR/devices
+
+# Median wall time in ms of a command, over RUNS runs.
+time_ms() {
+  local samples=()
+  for _ in $(seq "$RUNS"); do
+    local start end
+    start=$(date +%s%N)
+    "$@" > /dev/null
+    end=$(date +%s%N)
+    samples+=($(( (end - start) / 1000000 )))
+  done
+  printf '%s\n' "${samples[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+cold=$(time_ms "$bin" changes --table "$table" --format json)
+replay=$(time_ms python3 scripts/peers/detect_replay.py "$table")
+
+duckdb=""
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" >&2 || true
+fi
+if "$venv/bin/pip" install -q duckdb >&2 2>/dev/null; then
+  duckdb=$(time_ms "$venv/bin/python" scripts/peers/detect_duckdb.py "$table")
+else
+  echo "DuckDB could not be installed: its figures are left out" >&2
+fi
+
+# The answers must agree before their times mean anything.
+python3 - "$bin" "$table" "$venv" <<'PY'
+import json, subprocess, sys
+bin_, table, venv = sys.argv[1:]
+ours = json.loads(subprocess.run([bin_, "changes", "--table", table, "--format", "json"],
+                                 capture_output=True, check=True, text=True).stdout)
+ours = {p["partition"]: p["last_change_version"] for p in ours["partitions"]}
+replay = json.loads(subprocess.run(["python3", "scripts/peers/detect_replay.py", table],
+                                   capture_output=True, check=True, text=True).stdout)
+assert ours == replay["partitions"], "latefill and the replay disagree"
+print(f"answers agree: {len(ours)} partitions", file=sys.stderr)
+PY
+
+incr_lib=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['incremental_ms'], 2))" "$lib_json")
+incr_proc=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['incremental_process_ms'], 1))" "$lib_json")
+fastest_peer=$replay
+if [ -n "$duckdb" ] && [ "$duckdb" -lt "$replay" ]; then fastest_peer=$duckdb; fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
+echo
+echo "Detection, 3,650 partitions x 20,000 commits (medians of $RUNS; $(nproc) cores, release build)"
+printf '%-58s %12s %14s\n' "what" "time" "peer/latefill"
+printf '%-58s %10s ms %14s\n' "latefill cold (changes, whole process)" "$cold" ""
+printf '%-58s %10s ms %14s\n' "latefill incremental after 10 commits (library)" "$incr_lib" ""
+printf '%-58s %10s ms %14s\n' "latefill incremental after 10 commits (detect, process)" "$incr_proc" ""
+printf '%-58s %10s ms %14s\n' "Python, reference design (replay from version 0)" "$replay" "$(ratio "$replay" "$cold") cold"
+if [ -n "$duckdb" ]; then
+  printf '%-58s %10s ms %14s\n' "DuckDB over _delta_log/*.json" "$duckdb" "$(ratio "$duckdb" "$cold") cold"
+fi
+printf '%-58s %10s ms %14s\n' "fastest peer vs latefill incremental (process)" "$fastest_peer" "$(ratio "$fastest_peer" "$incr_proc")"
