@@ -1,0 +1,25 @@
+"""Reprocess one partition with Python deltalake + polars: scan_delta, group_by,
+write_delta replacing that partition (a predicate overwrite).
+
+    python reprocess_polars.py SOURCE TARGET YYYY-MM-DD
+"""
+
+import sys
+
+import polars as pl
+
+source, target, day = sys.argv[1:4]
+result = (
+    pl.scan_delta(source)
+    .filter(pl.col("event_time") == day)
+    .group_by(["type", "version", "event_time"])
+    .agg(pl.len().cast(pl.Int64).alias("devices"))
+    .select(["type", "version", "devices", "event_time"])
+    .collect()
+)
+result.write_delta(
+    target,
+    mode="overwrite",
+    delta_write_options={"predicate": f"event_time = '{day}'", "partition_by": ["event_time"]},
+)
+print(result.height)
