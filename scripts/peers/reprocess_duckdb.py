@@ -5,11 +5,14 @@ deltalake), aggregated by DuckDB, written back replacing that partition.
 """
 
 import sys
+import warnings
 
 import duckdb
 from deltalake import DeltaTable, write_deltalake
 
 source, target, day = sys.argv[1:4]
+# `partition_filters` works and is deprecated in newer deltalake releases.
+warnings.simplefilter("ignore", DeprecationWarning)
 files = DeltaTable(source).file_uris([("event_time", "=", day)])
 def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
