@@ -15,6 +15,11 @@
 #   (read, aggregate, partition overwrite), each tool writing a fresh target:
 #     - latefill run; Python deltalake + polars; DuckDB (+ deltalake for the log and
 #       the write). Wall time, rows/s and peak RSS (/usr/bin/time).
+#   end to end: the late-data story with 7 days x 100,000 rows: the 7 daily runs, then
+#     late rows in 2 days (prepared, not timed) and the next day's run that finds and
+#     reprocesses them;
+#   concurrency scaling: backfill of 30 partitions x 100,000 rows, --concurrency 1 vs 2
+#     (scripts/concurrency.sh).
 # Peers are installed with pip into a virtual environment; when that fails, latefill's
 # own figures are still reported.
 set -euo pipefail
@@ -139,6 +144,41 @@ else
   echo "polars/deltalake could not be installed: their figures are left out" >&2
 fi
 
+# --- End to end: the late-data story ----------------------------------------------
+e2e=$BENCH_DIR/../e2e
+story() {
+  rm -rf "$e2e" && mkdir -p "$e2e"
+  "$bin" init --path "$e2e/pipeline.toml" >/dev/null
+  sed -i 's#"latefill-demo/#"#' "$e2e/pipeline.toml"
+  for d in 1 2 3 4 5 6 7; do
+    "$bin" generate --table "$e2e/devices" --date "2024-01-0$d" --rows 100000 --seed "$d" >/dev/null
+  done
+  local s e
+  s=$(date +%s%N)
+  for d in 1 2 3 4 5 6 7; do
+    "$bin" run --config "$e2e/pipeline.toml" --date "2024-01-0$d" --output json >/dev/null
+  done
+  e=$(date +%s%N)
+  echo $(( (e - s) / 1000000 )) >> "$e2e/../e2e-daily"
+  for d in 2 3; do
+    "$bin" generate --table "$e2e/devices" --date "2024-01-0$d" --rows 20000 --seed "1$d" >/dev/null
+  done
+  s=$(date +%s%N)
+  local out
+  out=$("$bin" run --config "$e2e/pipeline.toml" --date 2024-01-08 --allow-empty --output json)
+  e=$(date +%s%N)
+  echo $(( (e - s) / 1000000 )) >> "$e2e/../e2e-rerun"
+  echo "$out" | python3 -c 'import json,sys; o=json.load(sys.stdin); assert [r["partition"] for r in o["backfilled"]] == ["event_time=2024-01-02", "event_time=2024-01-03"], o'
+}
+rm -f "$BENCH_DIR/../e2e-daily" "$BENCH_DIR/../e2e-rerun"
+for _ in $(seq "$RUNS"); do story; done
+med() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+e2e_daily=$(med "$BENCH_DIR/../e2e-daily")
+e2e_rerun=$(med "$BENCH_DIR/../e2e-rerun")
+
+# --- Concurrency scaling ---------------------------------------------------------
+scaling=$(DAYS=30 ROWS=100000 RUNS=$RUNS bash scripts/concurrency.sh 2>/dev/null | tail -n 3)
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
 echo
 echo "Detection, 3,650 partitions x 20,000 commits (medians of $RUNS; $(nproc) cores, release build)"
@@ -163,3 +203,12 @@ fi
 if [ -n "$dd_ms" ]; then
   printf '%-34s %7s ms %16s %7s MB %14s\n' "DuckDB (+ deltalake)" "$dd_ms" "$(rate "$dd_ms")" "$((dd_kb / 1024))" "$(ratio "$dd_ms" "$lf_ms")"
 fi
+
+echo
+echo "End to end, 7 days x 100,000 rows (medians of $RUNS; data generation not timed)"
+printf '%-72s %8s ms\n' "7 daily runs (latefill run --date D, each with detection)" "$e2e_daily"
+printf '%-72s %8s ms\n' "next day's run after late rows in 2 days (finds and reprocesses them)" "$e2e_rerun"
+
+echo
+echo "Concurrency scaling, backfill of 30 partitions x 100,000 rows"
+echo "$scaling"
