@@ -44,13 +44,18 @@ const LONG_ABOUT: &str = "\
 latefill reprocesses the partitions of a Delta table whose data arrived late.
 
 A pipeline (a TOML file, see `latefill init`) names a source Delta table partitioned by
-day, a DataFusion SQL transform and a target Delta table. `latefill run --date D`
-processes day D: it pins the source version, reads only D's files, runs the SQL and
-replaces exactly partition D of the target in one commit that records the source
-version it reflects.
+day, a DataFusion SQL transform, a target Delta table and a state table. `latefill run
+--date D` processes day D at a pinned source version and replaces exactly partition D of
+the target; then it reads the source's Delta log from where it last stopped and
+reprocesses every earlier partition whose data changed since it was processed. Any
+number of latefill processes may work one pipeline at once: partitions are claimed in
+the state table first.
 
-Start with `latefill demo`: it builds a sample devices table under ./latefill-demo
-and runs the default pipeline over a week of it.";
+Start with `latefill demo`: it builds a sample devices table under ./latefill-demo and
+shows late data being found and reprocessed.
+
+Exit codes: 0 success, 1 storage failure or bug, 2 usage, 3 data, 4 contention
+(claimed by another run), 130 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(name = "latefill", version, about = "Late-data-aware Delta Lake backfills", long_about = LONG_ABOUT)]
@@ -61,7 +66,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a week of sample device data and run the default pipeline on it.
+    /// Generate a week of sample device data, run it, add late data and show it being
+    /// found and reprocessed.
     ///
     /// Everything is written under --dir (default ./latefill-demo), which is replaced
     /// on the next demo run; a directory the demo did not make is never touched.
