@@ -5,31 +5,47 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-#[tokio::test]
-async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
-    let ws = Workspace::new();
-    for d in 1..=12 {
-        ws.generate(&format!("2024-01-{d:02}"), 3_000, d).await;
+/// `days` generated days of `rows` rows, and a running `latefill backfill` over them
+/// printing JSON lines; `extra` goes before `--output json`.
+async fn running_backfill(
+    ws: &Workspace,
+    days: u64,
+    rows: usize,
+    extra: &[&str],
+) -> (std::process::Child, Vec<String>) {
+    for d in 1..=days {
+        ws.generate(&format!("2024-01-{d:02}"), rows, d).await;
     }
-    let config = ws.config.to_str().unwrap();
-    let args = [
-        "backfill",
-        "--config",
-        config,
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-12",
-        "--output",
-        "json",
-    ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
-        .args(args)
+    let to = format!("2024-01-{days:02}");
+    let mut args: Vec<String> = ["backfill", "--config", ws.config.to_str().unwrap()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--from".into(), "2024-01-01".into(), "--to".into(), to]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+        .args(&args)
+        .args(["--output", "json"])
         .current_dir(ws.dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    (child, args)
+}
+
+fn sigterm(child: &std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
+    let ws = Workspace::new();
+    let (mut child, args) = running_backfill(&ws, 12, 3_000, &[]).await;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     // Wait until one partition is done, then signal.
@@ -41,11 +57,7 @@ async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
             break;
         }
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&child);
     seen.extend(lines.map(|l| l.unwrap()));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{seen:?}");
@@ -79,7 +91,8 @@ async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
             .values()
             .all(|p| p.status == latefill::state::Status::Processed)
     );
-    let out = ws.latefill(&args[..7]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ws.latefill(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = engine.status().await.unwrap();
     assert_eq!(rows.len(), 12);
@@ -92,30 +105,7 @@ async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
 #[tokio::test]
 async fn a_second_signal_abandons_running_partitions_and_releases_their_claims() {
     let ws = Workspace::new();
-    for d in 1..=8 {
-        ws.generate(&format!("2024-01-{d:02}"), 20_000, d).await;
-    }
-    let config = ws.config.to_str().unwrap();
-    let args = [
-        "backfill",
-        "--config",
-        config,
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-01-08",
-        "--concurrency",
-        "2",
-        "--output",
-        "json",
-    ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
-        .args(args)
-        .current_dir(ws.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, args) = running_backfill(&ws, 8, 20_000, &["--concurrency", "2"]).await;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         if line.unwrap().contains("\"event\":\"started\"") {
@@ -123,11 +113,7 @@ async fn a_second_signal_abandons_running_partitions_and_releases_their_claims()
         }
     }
     for _ in 0..2 {
-        let kill = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
+        sigterm(&child);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
@@ -151,7 +137,8 @@ async fn a_second_signal_abandons_running_partitions_and_releases_their_claims()
         }
     }
     // The next backfill finishes everything at once, without waiting for a lease.
-    let out = ws.latefill(&args[..9]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ws.latefill(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = latefill::Engine::new(ws.pipeline()).status().await.unwrap();
     assert_eq!(rows.len(), 8);

@@ -22,6 +22,18 @@ fn append_commit(url: &url::Url, version: u64, date: &str, data_change: bool) {
     std::fs::write(log_file(url, version), format!("{line}\n")).unwrap();
 }
 
+/// The path of the first file added by commit `version` (date=2020-06-01 for 6).
+fn added_path(url: &url::Url, version: u64) -> String {
+    std::fs::read_to_string(log_file(url, version))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some(v.get("add")?.get("path")?.as_str()?.to_owned())
+        })
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_second_detection_reads_only_new_commits() {
     let (_tmp, url) = copy_fixture("checkpoints");
@@ -113,14 +125,7 @@ async fn a_remove_without_partition_values_takes_its_adds_partition() {
     let (_tmp, url) = copy_fixture("checkpoints");
     let first = detect_changes(&url).await.unwrap();
     // Remove a file added at version 6 (date=2020-06-01) without partitionValues.
-    let commit6 = std::fs::read_to_string(log_file(&url, 6)).unwrap();
-    let path = commit6
-        .lines()
-        .find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            Some(v.get("add")?.get("path")?.as_str()?.to_owned())
-        })
-        .unwrap();
+    let path = added_path(&url, 6);
     let line =
         serde_json::json!({"remove": {"path": path, "dataChange": true, "deletionTimestamp": 1}});
     std::fs::write(log_file(&url, 13), format!("{line}\n")).unwrap();
@@ -146,14 +151,7 @@ async fn a_remove_without_partition_values_takes_its_adds_partition() {
 async fn a_deletion_vector_update_is_a_change_of_its_partition() {
     let (_tmp, url) = copy_fixture("checkpoints");
     let first = detect_changes(&url).await.unwrap();
-    let commit6 = std::fs::read_to_string(log_file(&url, 6)).unwrap();
-    let path = commit6
-        .lines()
-        .find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            Some(v.get("add")?.get("path")?.as_str()?.to_owned())
-        })
-        .unwrap();
+    let path = added_path(&url, 6);
     // A DELETE with deletion vectors: the same file removed and re-added with a DV.
     let dv = serde_json::json!({
         "storageType": "u", "pathOrInlineDv": "ab^-aqEH.-t@S}K{vb[*k^", "offset": 1,
