@@ -133,22 +133,27 @@ mod tests {
         }
     }
 
-    fn plan(state: Vec<PartitionState>, changes: Vec<PartitionChange>) -> Vec<String> {
-        let state = state
-            .into_iter()
-            .map(|r| (r.partition.clone(), r))
-            .collect();
-        let input = PlanInput {
+    fn by_name(rows: Vec<PartitionState>) -> BTreeMap<String, PartitionState> {
+        rows.into_iter().map(|r| (r.partition.clone(), r)).collect()
+    }
+
+    /// A run of 2024-01-10, no lookback, no fingerprints.
+    fn input<'a>() -> PlanInput<'a> {
+        PlanInput {
             column: COL,
             date: PartitionDate::parse("2024-01-10").unwrap(),
             lookback_days: None,
             now: now(),
             fingerprints: None,
-        };
-        plan_late(&state, &changes, &input)
-            .into_iter()
-            .map(|l| l.partition)
-            .collect()
+        }
+    }
+
+    fn names(late: Vec<LatePartition>) -> Vec<String> {
+        late.into_iter().map(|l| l.partition).collect()
+    }
+
+    fn plan(state: Vec<PartitionState>, changes: Vec<PartitionChange>) -> Vec<String> {
+        names(plan_late(&by_name(state), &changes, &input()))
     }
 
     const P: &str = "event_time=2024-01-05";
@@ -182,49 +187,36 @@ mod tests {
         assert!(plan(state, vec![change(P, 31, true)]).is_empty());
     }
 
+    /// Whether `partition`, processed at 5 and changed at 31, is late for 2024-01-10.
+    fn late_when_changed_after_processing(partition: &str) -> bool {
+        let state = vec![row(partition, Status::Processed, 5, false)];
+        !plan(state, vec![change(partition, 31, true)]).is_empty()
+    }
+
     #[test]
     fn the_run_date_itself_is_not_late() {
-        let d = "event_time=2024-01-10";
-        assert!(
-            plan(
-                vec![row(d, Status::Processed, 5, false)],
-                vec![change(d, 31, true)]
-            )
-            .is_empty()
-        );
+        assert!(!late_when_changed_after_processing("event_time=2024-01-10"));
     }
 
     #[test]
     fn a_date_after_the_run_date_is_not_late() {
-        let d = "event_time=2024-01-11";
-        assert!(
-            plan(
-                vec![row(d, Status::Processed, 5, false)],
-                vec![change(d, 31, true)]
-            )
-            .is_empty()
-        );
+        assert!(!late_when_changed_after_processing("event_time=2024-01-11"));
+        // The same row a day before the run date is late: the cutoff is the date.
+        assert!(late_when_changed_after_processing("event_time=2024-01-09"));
     }
 
     #[test]
     fn lookback_limits_how_far_back() {
         let old = "event_time=2024-01-01";
-        let state: BTreeMap<_, _> = [
+        let state = by_name(vec![
             row(old, Status::Processed, 1, false),
             row(P, Status::Processed, 1, false),
-        ]
-        .into_iter()
-        .map(|r| (r.partition.clone(), r))
-        .collect();
+        ]);
         let changes = vec![change(old, 9, true), change(P, 9, true)];
         let mut input = PlanInput {
-            column: COL,
-            date: PartitionDate::parse("2024-01-10").unwrap(),
             lookback_days: Some(7),
-            now: now(),
-            fingerprints: None,
+            ..input()
         };
-        let names = |l: Vec<LatePartition>| l.into_iter().map(|l| l.partition).collect::<Vec<_>>();
         assert_eq!(names(plan_late(&state, &changes, &input)), [P]);
         input.lookback_days = None;
         assert_eq!(names(plan_late(&state, &changes, &input)), [old, P]);
@@ -232,21 +224,18 @@ mod tests {
 
     #[test]
     fn an_inexact_change_is_decided_by_the_file_fingerprint() {
-        let state: BTreeMap<_, _> = [row(P, Status::Processed, 3, false)]
-            .into_iter()
-            .map(|r| (r.partition.clone(), r))
-            .collect();
+        let state = by_name(vec![row(P, Status::Processed, 3, false)]);
         let changes = vec![change(P, 4, false)];
         let same: BTreeMap<String, String> = [(P.to_owned(), "1:aaaa".to_owned())].into();
         let other: BTreeMap<String, String> = [(P.to_owned(), "2:bbbb".to_owned())].into();
-        let input = |f| PlanInput {
-            column: COL,
-            date: PartitionDate::parse("2024-01-10").unwrap(),
-            lookback_days: None,
-            now: now(),
+        let with_fingerprints = |f| PlanInput {
             fingerprints: Some(f),
+            ..input()
         };
-        assert!(plan_late(&state, &changes, &input(&same)).is_empty());
-        assert_eq!(plan_late(&state, &changes, &input(&other)).len(), 1);
+        assert!(plan_late(&state, &changes, &with_fingerprints(&same)).is_empty());
+        assert_eq!(
+            plan_late(&state, &changes, &with_fingerprints(&other)).len(),
+            1
+        );
     }
 }
