@@ -55,8 +55,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let today = PartitionDate::parse("2024-01-08")?;
     let detection = engine.detect(today, Some(30)).await?;
     for late in &detection.late {
+        // `processed_at` is `None` for a version of a source that was since replaced.
         println!(
-            "late: {} (processed at {}, changed at {})",
+            "late: {} (processed at {:?}, changed at {})",
             late.partition, late.processed_at, late.last_change_version
         );
     }

@@ -63,6 +63,11 @@ pub struct DetectionSummary {
     /// Why the answer is not exact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inexact_reason: Option<String>,
+    /// Set when the source was dropped and re-created or replaced since the last
+    /// detection: why that was concluded. Its partitions are then judged by their
+    /// files, since versions of the old table mean nothing in the new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_replaced: Option<String>,
 }
 
 /// A detection and its plan.
@@ -195,7 +200,10 @@ pub fn new_run_id() -> String {
 impl Engine {
     /// An engine for `pipeline`, with its state table and a fresh run id.
     pub fn new(pipeline: Pipeline) -> Self {
-        let state = StateTable::new(pipeline.state.clone());
+        let mut state = StateTable::new(pipeline.state.clone());
+        if let Some(retention) = pipeline.state_retention {
+            state = state.with_retention(retention);
+        }
         Engine {
             pipeline,
             state,
@@ -273,6 +281,11 @@ impl Engine {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
         let partition = date.partition_name(&self.pipeline.partition_column);
+        if source_version.is_some() {
+            // A pinned version that cannot be read is bad input: refuse it before the
+            // claim, so that the partition's state is left as it was.
+            inspect_partition(&self.pipeline, date, source_version).await?;
+        }
         let previous = match seen {
             Some(seen) => {
                 self.state
@@ -351,21 +364,28 @@ impl Engine {
 
     /// Reads the source's changes, continuing from the cursor in the state table and
     /// saving the new one.
+    ///
+    /// When the detector finds that the source was replaced, the state's source
+    /// versions are forgotten before the cursor moves on to the new table, so that a
+    /// crash in between finds the replacement again.
     async fn changes(&self) -> Result<Changes> {
         let snapshot = self.state.read().await?;
         let cursor: Option<Cursor> = snapshot
             .cursor
             .as_deref()
             .and_then(|c| serde_json::from_str(c).ok());
-        let previous = cursor.as_ref().map(|c| c.version);
         let changes = detect_changes(&self.pipeline.source)
-            .with_cursor(cursor)
+            .with_cursor(cursor.clone())
             .with_partition_column(&self.pipeline.partition_column)
             .await?;
-        if let Some(cursor) = changes.cursor()
-            && Some(cursor.version) != previous
+        if changes.replaced.is_some() {
+            self.state.forget_source_versions().await?;
+        }
+        let position = |c: &Cursor| (c.version, c.table_id.clone(), c.commit_digest.clone());
+        if let Some(new) = changes.cursor()
+            && cursor.as_ref().map(position) != Some(position(new))
         {
-            let json = serde_json::to_string(cursor).expect("a cursor serialises");
+            let json = serde_json::to_string(new).expect("a cursor serialises");
             self.state.save_cursor(json).await?;
         }
         Ok(changes)
@@ -379,7 +399,34 @@ impl Engine {
     ) -> Result<Detection> {
         let changes = self.changes().await?;
         let state = self.state.read().await?;
-        let fingerprints = if changes.partitions.iter().any(|p| !p.exact) {
+        let mut partitions = changes.partitions.clone();
+        // A processed partition with no source version was processed against a source
+        // that was since replaced; if the new table has no such partition, its data is
+        // gone, which is a change too.
+        for (name, row) in &state.partitions {
+            if row.status == Status::Processed
+                && row.source_version.is_none()
+                && changes.partition(name).is_none()
+            {
+                partitions.push(PartitionChange {
+                    partition: name.clone(),
+                    last_change_version: changes.table_version,
+                    exact: false,
+                });
+            }
+        }
+        // Only the files can decide a change whose version is not exact, or a row
+        // without a version; listing them is the costly part, so only when needed.
+        let undecided = partitions.iter().any(|c| {
+            state.partitions.get(&c.partition).is_some_and(|row| {
+                row.status == Status::Processed
+                    && match row.source_version {
+                        None => true,
+                        Some(v) => !c.exact && v < c.last_change_version,
+                    }
+            })
+        });
+        let fingerprints = if undecided {
             Some(
                 partition_fingerprints(&self.pipeline.source, &self.pipeline.partition_column)
                     .await?,
@@ -394,7 +441,7 @@ impl Engine {
             now: self.state.now(),
             fingerprints: fingerprints.as_ref(),
         };
-        let late = plan_late(&state.partitions, &changes.partitions, &input);
+        let late = plan_late(&state.partitions, &partitions, &input);
         Ok(Detection {
             detection: DetectionSummary {
                 table_version: changes.table_version,
@@ -402,9 +449,10 @@ impl Engine {
                 commits_read: changes.scan.commits_read,
                 exact: changes.exact,
                 inexact_reason: changes.inexact_reason.clone(),
+                source_replaced: changes.replaced.as_ref().map(|r| r.reason.clone()),
             },
             late,
-            changes: changes.partitions,
+            changes: partitions,
             state: state.partitions,
         })
     }

@@ -302,7 +302,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(err) => {
             let code = exit_code(&err);
-            eprintln!("error: {err:#}");
+            let message = error_message(&err);
+            eprintln!("error: {message}");
             if output == Output::Json {
                 let kind = match code {
                     exit::USAGE => "usage",
@@ -312,13 +313,30 @@ fn main() -> ExitCode {
                     _ => "failure",
                 };
                 let json = serde_json::json!({
-                    "error": { "kind": kind, "exit_code": code, "message": format!("{err:#}") }
+                    "error": { "kind": kind, "exit_code": code, "message": message }
                 });
                 out!("{json}");
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes joined with ": ", leaving out a cause whose text the
+/// message already holds (errors that name their source in their own text).
+fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// Maps an error to its exit code by the class of the library error inside it.
@@ -773,6 +791,14 @@ fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
     }
 }
 
+/// "version N", or what a missing version means.
+fn processed_at(late: &latefill::plan::LatePartition) -> String {
+    match late.processed_at {
+        Some(v) => format!("version {v}"),
+        None => "a version of the replaced source".into(),
+    }
+}
+
 fn print_detection(d: &latefill::engine::DetectionSummary, late: &[latefill::plan::LatePartition]) {
     out!(
         "detection: source version {}, {} commit(s) read ({}){}",
@@ -784,14 +810,17 @@ fn print_detection(d: &latefill::engine::DetectionSummary, late: &[latefill::pla
     if let Some(reason) = &d.inexact_reason {
         out!("  {reason}");
     }
+    if let Some(reason) = &d.source_replaced {
+        out!("  the source was REPLACED ({reason}): its partitions are judged by their files");
+    }
     if late.is_empty() {
         out!("late partitions: none");
     }
     for l in late {
         out!(
-            "late: {} (processed at version {}, changed at {}{})",
+            "late: {} (processed at {}, changed at {}{})",
             l.partition,
-            l.processed_at,
+            processed_at(l),
             l.last_change_version,
             if l.exact { "" } else { " or before" }
         );
@@ -929,9 +958,9 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
                 out!("  {}", describe_run(&outcome.run));
                 for l in &outcome.late {
                     out!(
-                        "  late: {} (processed at version {}, changed at {})",
+                        "  late: {} (processed at {}, changed at {})",
                         l.partition,
-                        l.processed_at,
+                        processed_at(l),
                         l.last_change_version
                     );
                 }

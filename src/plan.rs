@@ -18,8 +18,9 @@ use serde::Serialize;
 pub struct LatePartition {
     /// `col=YYYY-MM-DD`.
     pub partition: String,
-    /// The source version it was last processed at.
-    pub processed_at: u64,
+    /// The source version it was last processed at; `None` when that was a version
+    /// of a source table that was since replaced.
+    pub processed_at: Option<u64>,
     /// The last version its data changed at (an upper bound when not `exact`).
     pub last_change_version: u64,
     /// `false` when log cleanup hid the exact version and the file fingerprint
@@ -76,14 +77,13 @@ pub fn plan_late(
         if row.is_leased(input.now) || row.status != Status::Processed {
             continue;
         }
-        let Some(processed_at) = row.source_version else {
-            continue;
-        };
-        if change.last_change_version <= processed_at {
+        let processed_at = row.source_version;
+        if processed_at.is_some_and(|v| change.last_change_version <= v) {
             continue;
         }
-        if !change.exact {
-            // The version is only an upper bound: compare the files themselves.
+        if !change.exact || processed_at.is_none() {
+            // The version is only an upper bound, or the row's version belongs to a
+            // replaced table: compare the files themselves.
             let current = input.fingerprints.and_then(|f| f.get(&change.partition));
             if current.is_some() && current == row.fingerprint.as_ref() {
                 continue;

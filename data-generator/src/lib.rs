@@ -124,6 +124,7 @@ pub struct GenerateOptions {
     duplicates_pct: f64,
     missing_fields_pct: f64,
     unprocessable_pct: f64,
+    table_properties: Vec<(String, String)>,
 }
 
 /// What one [`GenerateOptions::write`] did.
@@ -151,6 +152,7 @@ impl GenerateOptions {
             duplicates_pct: 0.0,
             missing_fields_pct: 0.0,
             unprocessable_pct: 0.0,
+            table_properties: Vec::new(),
         })
     }
 
@@ -181,6 +183,15 @@ impl GenerateOptions {
     /// Share (0..=100) of rows whose version is a malformed string.
     pub fn with_unprocessable_pct(mut self, pct: f64) -> Self {
         self.unprocessable_pct = pct;
+        self
+    }
+
+    /// A Delta table property (`delta.checkpointInterval`, `delta.logRetentionDuration`,
+    /// ...) for the table's creation; ignored when the table exists. Tests use it to
+    /// give a table the history production tables have: checkpoints every 10 commits
+    /// as Spark writes them, and log cleanup.
+    pub fn with_table_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.table_properties.push((key.into(), value.into()));
         self
     }
 
@@ -292,6 +303,11 @@ impl GenerateOptions {
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([PARTITION_COLUMN])
+            .with_configuration(
+                self.table_properties
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+            )
             .await
             .map_err(delta_err)?;
         Ok(GenerateReport {

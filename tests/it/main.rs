@@ -8,6 +8,7 @@ mod concurrent;
 mod crash;
 mod generate;
 mod late;
+mod long_lived;
 mod run_cli;
 mod run_partition;
 mod signals;

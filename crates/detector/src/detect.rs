@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::log::{Commit, LogReader, PartitionValues};
+use crate::log::{Commit, Listing, LogReader, PartitionValues};
 use crate::naming::{MetadataAction, PartitionNaming};
 
 /// One partition's last data change.
@@ -37,6 +37,27 @@ pub struct Cursor {
     pub naming: PartitionNaming,
     /// Every partition seen, with its last change.
     pub partitions: BTreeMap<String, (u64, bool)>,
+    /// The table's id (`metaData.id`) at `version`. A detection that finds another
+    /// id never applies this cursor: the table was replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_id: Option<String>,
+    /// A digest of commit `version`'s file. The next detection reads that commit
+    /// again: a different file at the same version means the table was dropped and
+    /// re-created, with a log that restarted at 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_digest: Option<String>,
+}
+
+/// The table the cursor was made on is gone: it was dropped and re-created, or
+/// replaced (`CREATE OR REPLACE`). Its versions say nothing about the new table's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replacement {
+    /// The table id the cursor held, if it held one.
+    pub previous_table_id: Option<String>,
+    /// The table id now.
+    pub table_id: Option<String>,
+    /// How the replacement was recognised.
+    pub reason: String,
 }
 
 /// What a detection found.
@@ -56,6 +77,11 @@ pub struct Changes {
     pub inexact_reason: Option<String>,
     /// How the log was read.
     pub scan: ScanStats,
+    /// Set when the cursor handed in belongs to a table that was since replaced. The
+    /// answer then describes the new table from its whole log, and its versions cannot
+    /// be compared with versions recorded against the old one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replacement>,
     #[serde(skip)]
     cursor: Option<Cursor>,
 }
@@ -76,6 +102,11 @@ impl Changes {
     /// detection, which does not see every partition.
     pub fn cursor(&self) -> Option<&Cursor> {
         self.cursor.as_ref()
+    }
+
+    /// The table's id (`metaData.id`) at `table_version`, if the log gives one.
+    pub fn table_id(&self) -> Option<&str> {
+        self.cursor.as_ref().and_then(|c| c.table_id.as_deref())
     }
 
     /// The change of one partition.
@@ -149,13 +180,35 @@ impl DetectChanges {
         let changes = match (&self.cursor, self.since) {
             (Some(cursor), None) => match incremental(&reader, cursor).await? {
                 Incremental::Done(changes) => *changes,
-                // The commits after the cursor were cleaned up: resume from the oldest
-                // checkpoint, with what the cursor knew.
-                Incremental::LogCleaned => full(&reader, None, Some(cursor)).await?,
+                // The cursor's own commit is gone: log cleanup removed it, or the table
+                // was re-created with a shorter log. Resume from the oldest checkpoint,
+                // with what the cursor knew, unless the table turns out to be another.
+                Incremental::LogCleaned => {
+                    let listing = reader.list().await?;
+                    let latest = listing.latest().expect("a listing holds a version");
+                    if latest < cursor.version {
+                        let reason = format!(
+                            "the log ends at version {latest}, before the cursor's version {}",
+                            cursor.version
+                        );
+                        replaced(&reader, &listing, cursor, reason).await?
+                    } else {
+                        let changes = full(&reader, &listing, None, Some(cursor)).await?;
+                        match other_table(cursor, changes.table_id()) {
+                            Some(reason) => replaced(&reader, &listing, cursor, reason).await?,
+                            None => changes,
+                        }
+                    }
+                }
                 // Partition naming changed: the cursor's names are stale.
-                Incremental::NamingChanged => full(&reader, None, None).await?,
+                Incremental::NamingChanged => {
+                    full(&reader, &reader.list().await?, None, None).await?
+                }
+                Incremental::Replaced(reason) => {
+                    replaced(&reader, &reader.list().await?, cursor, reason).await?
+                }
             },
-            _ => full(&reader, self.since, None).await?,
+            _ => full(&reader, &reader.list().await?, self.since, None).await?,
         };
         if let Some(column) = &self.partition_column
             && !changes.partition_columns.contains(column)
@@ -192,6 +245,10 @@ struct Fold {
     unresolved: Vec<(u64, String)>,
     version: Option<u64>,
     commits_read: usize,
+    /// The latest `metaData.id` seen.
+    table_id: Option<String>,
+    /// The digest of the last commit applied.
+    last_digest: Option<String>,
 }
 
 /// Partition values as a sortable key, before naming.
@@ -204,7 +261,7 @@ fn raw_key(values: &PartitionValues) -> RawKey {
 }
 
 impl Fold {
-    fn new(table: &Url, naming: Option<PartitionNaming>) -> Self {
+    fn new(table: &Url, naming: Option<PartitionNaming>, table_id: Option<String>) -> Self {
         Fold {
             table: table.clone(),
             naming,
@@ -213,14 +270,20 @@ impl Fold {
             unresolved: Vec::new(),
             version: None,
             commits_read: 0,
+            table_id,
+            last_digest: None,
         }
     }
 
     fn apply(&mut self, version: u64, commit: Commit) {
         self.commits_read += 1;
         self.version = Some(version);
+        self.last_digest = Some(commit.digest);
         if let Some(metadata) = &commit.metadata {
             self.naming = Some(PartitionNaming::from_metadata(metadata));
+            if metadata.id.is_some() {
+                self.table_id.clone_from(&metadata.id);
+            }
         }
         for file in commit.files {
             let values = match (&file.partition_values, file.is_add) {
@@ -340,25 +403,47 @@ enum Incremental {
     Done(Box<Changes>),
     LogCleaned,
     NamingChanged,
+    Replaced(String),
 }
 
-/// Reads only the commits after the cursor.
-async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental> {
-    let commits = reader.read_commits_after(cursor.version).await?;
-    if commits.is_empty() {
-        // Either nothing is new, or the next commit was cleaned up: a checkpoint newer
-        // than the cursor tells the two apart without listing the log.
-        if reader
-            .last_checkpoint_hint()
-            .await?
-            .is_some_and(|v| v > cursor.version)
-        {
-            return Ok(Incremental::LogCleaned);
+/// Why a detection at `table_id` must not continue from `cursor`, if it must not.
+fn other_table(cursor: &Cursor, table_id: Option<&str>) -> Option<String> {
+    match (cursor.table_id.as_deref(), table_id) {
+        (Some(old), Some(new)) if old != new => {
+            Some(format!("the table id changed from {old} to {new}"))
         }
+        _ => None,
     }
-    let mut fold = Fold::new(reader.table(), Some(cursor.naming.clone()));
+}
+
+/// Reads the commits after the cursor, and (at the same time) the digest of the
+/// cursor's own commit, to check that the table is still the one the cursor read.
+async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental> {
+    let (seen, commits) = futures::try_join!(
+        reader.commit_digest(cursor.version),
+        reader.read_commits_after(cursor.version)
+    )?;
+    // Log cleanup removes the oldest commits only: while the cursor's commit exists,
+    // every later one does too.
+    let Some(seen) = seen else {
+        return Ok(Incremental::LogCleaned);
+    };
+    if cursor.commit_digest.as_ref().is_some_and(|d| *d != seen) {
+        return Ok(Incremental::Replaced(format!(
+            "commit {} is not the commit the cursor read: the table was re-created",
+            cursor.version
+        )));
+    }
+    let mut fold = Fold::new(
+        reader.table(),
+        Some(cursor.naming.clone()),
+        cursor.table_id.clone(),
+    );
     for (version, commit) in commits {
         fold.apply(version, commit);
+    }
+    if let Some(reason) = other_table(cursor, fold.table_id.as_deref()) {
+        return Ok(Incremental::Replaced(reason));
     }
     resolve_removes(&mut fold).await?;
     let naming = fold.naming(cursor.version)?;
@@ -369,22 +454,48 @@ async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental>
     for (name, version) in fold.named(&naming) {
         partitions.insert(name, (version, true));
     }
-    let version = fold.version.unwrap_or(cursor.version);
+    let position = Position {
+        version: fold.version.unwrap_or(cursor.version),
+        naming,
+        table_id: fold.table_id.clone(),
+        commit_digest: fold.last_digest.clone().or(Some(seen)),
+    };
     let stats = ScanStats {
         mode: "cursor",
         commits_read: fold.commits_read,
         checkpoint_read: None,
     };
     Ok(Incremental::Done(Box::new(finish(
-        reader, version, naming, partitions, None, stats, None,
+        reader, position, partitions, None, stats, None,
     ))))
+}
+
+/// A detection of a replaced table: its whole log, read as a new table's, with the
+/// replacement recorded.
+async fn replaced(
+    reader: &LogReader,
+    listing: &Listing,
+    cursor: &Cursor,
+    reason: String,
+) -> Result<Changes> {
+    let mut changes = full(reader, listing, None, None).await?;
+    changes.replaced = Some(Replacement {
+        previous_table_id: cursor.table_id.clone(),
+        table_id: changes.table_id().map(str::to_owned),
+        reason,
+    });
+    Ok(changes)
 }
 
 /// Reads the log from `since + 1` (or from the start), falling back to the oldest
 /// usable checkpoint and a conservative answer where commits were cleaned up.
 /// `resume` is a cursor whose next commits were cleaned up: its knowledge is kept.
-async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -> Result<Changes> {
-    let listing = reader.list().await?;
+async fn full(
+    reader: &LogReader,
+    listing: &Listing,
+    since: Option<u64>,
+    resume: Option<&Cursor>,
+) -> Result<Changes> {
     let latest = listing.latest().expect("a listing holds a version");
     let start = since.or(resume.map(|c| c.version)).map_or(0, |s| s + 1);
     if since.is_some_and(|s| s > latest) {
@@ -395,13 +506,7 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
         });
     }
     // The run of contiguous commits that ends at the latest version.
-    let mut first = latest;
-    while first > 0 && listing.commits.contains(&(first - 1)) {
-        first -= 1;
-    }
-    if !listing.commits.contains(&latest) {
-        first = latest + 1;
-    }
+    let first = listing.contiguous_from();
     if let Some(&older) = listing.commits.range(..first).next_back()
         && start <= older
     {
@@ -418,7 +523,7 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
         mode: if since.is_some() { "since" } else { "full" },
         ..ScanStats::default()
     };
-    let mut base_naming: Option<PartitionNaming> = None;
+    let mut base: Option<MetadataAction> = None;
     let mut checkpoint_partitions: Option<BTreeSet<RawKey>> = None;
     let mut seed_paths = HashMap::new();
     let read_from;
@@ -426,7 +531,7 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
         // Every commit needed exists: an exact answer.
         read_from = start;
         if start > 0 {
-            base_naming = Some(naming_before(reader, &listing, start, &mut stats).await?);
+            base = Some(metadata_before(reader, listing, start, &mut stats).await?);
         }
     } else {
         // Commits start..first-1 are gone. The oldest checkpoint at or after first-1
@@ -440,17 +545,18 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
         };
         let checkpoint = reader.read_checkpoint(cp, parts).await?;
         stats.checkpoint_read = Some(cp);
-        base_naming = checkpoint
-            .metadata
-            .as_ref()
-            .map(PartitionNaming::from_metadata);
+        base = checkpoint.metadata;
         checkpoint_partitions = Some(checkpoint.files.iter().map(|(_, v)| raw_key(v)).collect());
         seed_paths = checkpoint.files.into_iter().collect();
         read_from = first;
     }
 
     let commits = reader.read_commits(read_from..=latest).await?;
-    let mut fold = Fold::new(reader.table(), base_naming);
+    let mut fold = Fold::new(
+        reader.table(),
+        base.as_ref().map(PartitionNaming::from_metadata),
+        base.and_then(|m| m.id),
+    );
     fold.paths = seed_paths;
     for (version, commit) in commits {
         fold.apply(version, commit);
@@ -494,7 +600,13 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
              all removed in them cannot be seen"
         ));
     }
-    let mut changes = finish(reader, latest, naming, partitions, reason, stats, since);
+    let position = Position {
+        version: latest,
+        naming,
+        table_id: fold.table_id.clone(),
+        commit_digest: fold.last_digest.clone(),
+    };
+    let mut changes = finish(reader, position, partitions, reason, stats, since);
     if since.is_some() {
         // A detection of recent changes only does not know every partition.
         changes.cursor = None;
@@ -502,15 +614,15 @@ async fn full(reader: &LogReader, since: Option<u64>, resume: Option<&Cursor>) -
     Ok(changes)
 }
 
-/// The partition naming to start a replay from `start` with: the newest checkpoint
-/// before `start` plus metadata in the commits between, or else any later checkpoint
-/// (whose metadata is the latest as of it; the replay applies any newer one).
-async fn naming_before(
+/// The metadata to start a replay from `start` with: the newest checkpoint before
+/// `start` plus metadata in the commits between, or else any later checkpoint (whose
+/// metadata is the latest as of it; the replay applies any newer one).
+async fn metadata_before(
     reader: &LogReader,
-    listing: &crate::log::Listing,
+    listing: &Listing,
     start: u64,
     stats: &mut ScanStats,
-) -> Result<PartitionNaming> {
+) -> Result<MetadataAction> {
     let mut metadata: Option<MetadataAction> = None;
     let mut from = 0;
     let checkpoint = listing
@@ -531,19 +643,23 @@ async fn naming_before(
             }
         }
     }
-    metadata
-        .as_ref()
-        .map(PartitionNaming::from_metadata)
-        .ok_or_else(|| Error::NoMetadata {
-            table: reader.table().clone(),
-            version: start.saturating_sub(1),
-        })
+    metadata.ok_or_else(|| Error::NoMetadata {
+        table: reader.table().clone(),
+        version: start.saturating_sub(1),
+    })
+}
+
+/// Where a detection ended: what its cursor records besides the partitions.
+struct Position {
+    version: u64,
+    naming: PartitionNaming,
+    table_id: Option<String>,
+    commit_digest: Option<String>,
 }
 
 fn finish(
     reader: &LogReader,
-    version: u64,
-    naming: PartitionNaming,
+    position: Position,
     partitions: BTreeMap<String, (u64, bool)>,
     inexact_reason: Option<String>,
     scan: ScanStats,
@@ -559,17 +675,20 @@ fn finish(
         })
         .collect();
     Changes {
-        table_version: version,
-        partition_columns: naming.column_names(),
+        table_version: position.version,
+        partition_columns: position.naming.column_names(),
         partitions: listed,
         exact: inexact_reason.is_none(),
         inexact_reason,
         scan,
+        replaced: None,
         cursor: Some(Cursor {
             table: reader.table().clone(),
-            version,
-            naming,
+            version: position.version,
+            naming: position.naming,
             partitions,
+            table_id: position.table_id,
+            commit_digest: position.commit_digest,
         }),
     }
 }

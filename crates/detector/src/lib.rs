@@ -20,6 +20,10 @@
 //! - Where log cleanup removed commits an answer needs, the detection says so
 //!   ([`Changes::exact`] is `false`) and answers conservatively: every partition that
 //!   may have changed in the lost commits is reported as changed.
+//! - A cursor records the table's id and a digest of the commit it ended at. A table
+//!   that was dropped and re-created, or replaced, is recognised
+//!   ([`Changes::replaced`]): its whole log is read afresh and the cursor is never
+//!   applied to it.
 //!
 //! ```no_run
 //! # async fn example() -> latefill_detector::Result<()> {
@@ -37,6 +41,9 @@ mod error;
 mod log;
 mod naming;
 
-pub use detect::{Changes, Cursor, DetectChanges, PartitionChange, ScanStats, detect_changes};
+pub use detect::{
+    Changes, Cursor, DetectChanges, PartitionChange, Replacement, ScanStats, detect_changes,
+};
 pub use error::{Error, Result};
+pub use log::{LogBounds, log_bounds};
 pub use naming::{NULL_PARTITION_VALUE, PartitionNaming};

@@ -38,6 +38,9 @@ pub(crate) struct FileAction {
 pub(crate) struct Commit {
     pub files: Vec<FileAction>,
     pub metadata: Option<MetadataAction>,
+    /// A digest of the commit file's bytes: commit files are never rewritten, so a
+    /// different digest for the same version means a different table.
+    pub digest: String,
 }
 
 /// A checkpoint's live files and metadata.
@@ -61,6 +64,43 @@ impl Listing {
         let k = self.checkpoints.keys().last().copied();
         c.max(k)
     }
+
+    /// The first version of the run of contiguous commits that ends at the latest
+    /// version (`latest + 1` when the latest is a checkpoint without its commit).
+    pub fn contiguous_from(&self) -> u64 {
+        let Some(latest) = self.latest() else {
+            return 0;
+        };
+        if !self.commits.contains(&latest) {
+            return latest + 1;
+        }
+        let mut first = latest;
+        while first > 0 && self.commits.contains(&(first - 1)) {
+            first -= 1;
+        }
+        first
+    }
+
+    /// The oldest version whose state the log can still rebuild: 0 while commit 0
+    /// exists, else the oldest checkpoint from which commits run on unbroken to the
+    /// latest. `None` when no such checkpoint exists (a damaged log).
+    pub fn oldest_readable(&self) -> Option<u64> {
+        let first = self.contiguous_from();
+        if first == 0 {
+            return Some(0);
+        }
+        self.checkpoints.range(first - 1..).next().map(|(&v, _)| v)
+    }
+}
+
+/// FNV-1a over bytes, as hex: a cheap identity for files that are never rewritten.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 #[derive(Deserialize)]
@@ -166,18 +206,34 @@ impl LogReader {
         Ok(listing)
     }
 
+    /// The bytes of one commit file; `None` when it does not exist.
+    async fn commit_bytes(&self, version: u64) -> Result<Option<bytes::Bytes>> {
+        match self.store.get(&commit_path(version)).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|e| self.storage(e)),
+            Err(ObjectStoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.storage(e)),
+        }
+    }
+
     /// Reads one commit; `None` when it does not exist.
     pub async fn read_commit(&self, version: u64) -> Result<Option<Commit>> {
-        let bytes = match self.store.get(&commit_path(version)).await {
-            Ok(r) => r.bytes().await.map_err(|e| self.storage(e))?,
-            Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.storage(e)),
-        };
-        self.parse_commit(version, &bytes).map(Some)
+        match self.commit_bytes(version).await? {
+            Some(bytes) => self.parse_commit(version, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The [`digest`] of one commit file, without parsing it; `None` when it does not
+    /// exist.
+    pub async fn commit_digest(&self, version: u64) -> Result<Option<String>> {
+        Ok(self.commit_bytes(version).await?.map(|b| digest(&b)))
     }
 
     fn parse_commit(&self, version: u64, bytes: &[u8]) -> Result<Commit> {
-        let mut commit = Commit::default();
+        let mut commit = Commit {
+            digest: digest(bytes),
+            ..Commit::default()
+        };
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -253,23 +309,6 @@ impl LogReader {
             }
             batch = (batch * 2).min(CONCURRENT_READS);
         }
-    }
-
-    /// The checkpoint version `_last_checkpoint` names, if the file exists.
-    pub async fn last_checkpoint_hint(&self) -> Result<Option<u64>> {
-        #[derive(Deserialize)]
-        struct Hint {
-            version: u64,
-        }
-        let path = Path::from("_delta_log/_last_checkpoint");
-        let bytes = match self.store.get(&path).await {
-            Ok(r) => r.bytes().await.map_err(|e| self.storage(e))?,
-            Err(ObjectStoreError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.storage(e)),
-        };
-        Ok(serde_json::from_slice::<Hint>(&bytes)
-            .ok()
-            .map(|h| h.version))
     }
 
     /// Reads a checkpoint's live files and metadata.
@@ -372,7 +411,14 @@ fn read_checkpoint_batch(
                 Some(c) if c.is_valid(row) => map_row(c.as_map(), row)?,
                 _ => PartitionValues::new(),
             };
+            let id = match meta.column_by_name("id") {
+                Some(c) if c.is_valid(row) => {
+                    Some(strings(c)?.as_string::<i32>().value(row).to_owned())
+                }
+                _ => None,
+            };
             out.metadata = Some(MetadataAction {
+                id,
                 partition_columns: columns
                     .as_string::<i32>()
                     .iter()
@@ -385,4 +431,30 @@ fn read_checkpoint_batch(
         }
     }
     Ok(())
+}
+
+/// The versions of a table that its log can still rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LogBounds {
+    /// The oldest version whose state can be loaded: 0 while commit 0 exists, else the
+    /// oldest checkpoint that log cleanup kept.
+    pub oldest: u64,
+    /// The latest version.
+    pub latest: u64,
+}
+
+/// Lists `table`'s log and says which versions can still be loaded. Data files may
+/// be gone (VACUUM) even where the log can be read.
+pub async fn log_bounds(table: &Url) -> Result<LogBounds> {
+    let reader = LogReader::open(table)?;
+    let listing = reader.list().await?;
+    let latest = listing.latest().expect("a listing holds a version");
+    let oldest = listing
+        .oldest_readable()
+        .ok_or_else(|| Error::MissingCommit {
+            table: table.clone(),
+            version: listing.contiguous_from().saturating_sub(1),
+            later: listing.contiguous_from(),
+        })?;
+    Ok(LogBounds { oldest, latest })
 }

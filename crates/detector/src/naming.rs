@@ -19,6 +19,9 @@ pub struct PartitionNaming {
 /// The parts of a `metaData` action the detector needs.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct MetadataAction {
+    /// The table's id: a new one means the table was replaced (re-created).
+    #[serde(default)]
+    pub id: Option<String>,
     #[serde(rename = "partitionColumns", default)]
     pub partition_columns: Vec<String>,
     #[serde(rename = "schemaString", default)]
@@ -135,6 +138,7 @@ mod tests {
     #[test]
     fn column_mapping_uses_physical_keys_and_logical_names() {
         let metadata = MetadataAction {
+            id: None,
             partition_columns: vec!["Company Name".into()],
             schema_string: r#"{"type":"struct","fields":[{"name":"Company Name","type":"string",
                 "nullable":true,"metadata":{"delta.columnMapping.physicalName":"col-1"}}]}"#

@@ -73,6 +73,27 @@ pub enum Error {
         latest: u64,
     },
 
+    /// The requested source version exists no more: log cleanup removed the commits
+    /// that rebuild it, or VACUUM removed its data files.
+    #[error(
+        "source {table} version {requested} can no longer be read: {reason}; \
+         the oldest readable version is {oldest} (the latest is {latest}); \
+         pass a version from {oldest} on, or none to read the latest"
+    )]
+    SourceVersionUnavailable {
+        /// The source URL.
+        table: Url,
+        /// The version asked for.
+        requested: u64,
+        /// What removed it.
+        reason: String,
+        /// The oldest version that can be read (for the partition asked for, when
+        /// data files were vacuumed).
+        oldest: u64,
+        /// The latest version.
+        latest: u64,
+    },
+
     /// The source is not partitioned by the pipeline's partition column.
     #[error(
         "source {table} is not partitioned by {column:?} (its partition columns: {actual:?}); \
@@ -205,6 +226,7 @@ impl Error {
             | Error::InvalidLocation { .. } => ErrorClass::Usage,
             Error::SourceNotFound { .. }
             | Error::SourceVersionNotFound { .. }
+            | Error::SourceVersionUnavailable { .. }
             | Error::NotPartitionedBy { .. }
             | Error::PartitionEmpty { .. }
             | Error::InvalidSql { .. }

@@ -36,8 +36,8 @@ mod run;
 pub use error::{Error, ErrorClass, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint};
 pub use partition::PartitionDate;
-pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, resolve_location};
+pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, parse_retention, resolve_location};
 pub use run::{
-    PartitionInfo, RunPartition, RunReport, fingerprint, inspect_partition, partition_fingerprints,
-    run_partition, target_txn_version,
+    PartitionInfo, RunPartition, RunReport, file_identity, fingerprint, inspect_partition,
+    partition_fingerprints, run_partition, target_txn_version,
 };

@@ -14,6 +14,7 @@
 //!
 //! [state]
 //! table = "latefill_state"
+//! retention = "7 days"           # old state commits and files kept this long (optional)
 //!
 //! [transform]
 //! # The rows of the partition being processed are the table `source`.
@@ -21,6 +22,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
@@ -48,6 +50,9 @@ table = "latefill-demo/devices_daily"
 [state]
 # The Delta table where latefill records what it processed.
 table = "latefill-demo/latefill_state"
+# How long it keeps old commits and replaced files; latefill itself reads only its
+# latest version. "<n> seconds|minutes|hours|days".
+retention = "7 days"
 
 [transform]
 # DataFusion SQL. The partition's rows are the table `source`; the result must carry
@@ -72,6 +77,9 @@ pub struct Pipeline {
     pub target: Url,
     /// The state table.
     pub state: Url,
+    /// How long the state table keeps old commits and replaced files
+    /// (`state.retention`); `None` leaves it to the state table's default (a week).
+    pub state_retention: Option<Duration>,
     /// The transform; the partition's rows are the table `source`.
     pub sql: String,
 }
@@ -82,7 +90,7 @@ struct RawPipeline {
     name: String,
     source: RawSource,
     target: RawTable,
-    state: RawTable,
+    state: RawState,
     transform: RawTransform,
 }
 
@@ -97,6 +105,13 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawTable {
     table: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    table: String,
+    retention: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +174,13 @@ impl Pipeline {
             partition_column: raw.source.partition_column,
             target: resolve_location("target", &raw.target.table, base_dir)?,
             state: resolve_location("state", &raw.state.table, base_dir)?,
+            state_retention: match &raw.state.retention {
+                Some(text) => Some(
+                    parse_retention(text)
+                        .map_err(|reason| invalid(format!("state.retention {text:?}: {reason}")))?,
+                ),
+                None => None,
+            },
             sql: raw.transform.sql,
         };
         if pipeline.source == pipeline.target {
@@ -180,6 +202,27 @@ impl Pipeline {
     pub fn app_id(&self, partition: &str) -> String {
         format!("latefill/{}/{}", self.name, partition)
     }
+}
+
+/// Parses `"<n> <unit>"`, the unit one of seconds, minutes, hours, days (or singular).
+pub fn parse_retention(text: &str) -> std::result::Result<Duration, String> {
+    let expected = "expected a whole number and a unit, e.g. \"7 days\", \"12 hours\"";
+    let mut words = text.split_whitespace();
+    let (Some(number), Some(unit), None) = (words.next(), words.next(), words.next()) else {
+        return Err(expected.into());
+    };
+    let number: u64 = number.parse().map_err(|_| expected.to_owned())?;
+    let seconds = match unit.trim_end_matches('s') {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}; {expected}")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| "too long".to_owned())
 }
 
 /// Resolves a table location: a URL as is, a path against `base_dir`.

@@ -78,13 +78,16 @@ pub async fn inspect_partition(
     let source = open_source(&pipeline.source, version).await?;
     let column = pipeline.partition_column.as_str();
     check_partitioned_by(&source, &pipeline.source, column)?;
-    let files = partition_files(&source, &pipeline.source, column, &date.to_string()).await?;
-    let paths: Vec<String> = files.iter().map(|f| f.path().into_owned()).collect();
+    let value = date.to_string();
+    let files = partition_files(&source, &pipeline.source, column, &value).await?;
+    if version.is_some() {
+        check_files_exist(&source, &pipeline.source, column, &value, &files).await?;
+    }
     Ok(PartitionInfo {
         source_version: source.version().unwrap_or_default(),
         files: files.len(),
         rows: rows_from_stats(&files),
-        fingerprint: fingerprint(paths.iter().map(String::as_str)),
+        fingerprint: files_fingerprint(&files),
     })
 }
 
@@ -114,9 +117,9 @@ pub async fn target_txn_version(
     )))
 }
 
-/// A fingerprint of a set of data files: FNV-1a over their sorted paths and the
-/// count. Delta never rewrites a data file in place, so a partition whose file set is
-/// unchanged holds the same rows.
+/// A fingerprint of a set of data files: FNV-1a over their sorted identities (see
+/// [`file_identity`]) and the count. Delta never rewrites a data file in place, so a
+/// partition whose file set is unchanged holds the same rows.
 pub fn fingerprint<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
     let mut paths: Vec<&str> = paths.into_iter().collect();
     paths.sort_unstable();
@@ -128,6 +131,28 @@ pub fn fingerprint<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
         }
     }
     format!("{}:{hash:016x}", paths.len())
+}
+
+/// What identifies a live file's rows: its path, and its deletion vector if it has
+/// one. A DELETE under deletion vectors keeps the path and adds a vector, so a
+/// fingerprint of paths alone would not see it.
+pub fn file_identity(file: &LogicalFileView) -> String {
+    let path = file.path();
+    match file.deletion_vector_descriptor() {
+        Some(dv) => format!(
+            "{path}#dv={:?}:{}@{}:{}",
+            dv.storage_type,
+            dv.path_or_inline_dv,
+            dv.offset.unwrap_or_default(),
+            dv.cardinality
+        ),
+        None => path.into_owned(),
+    }
+}
+
+fn files_fingerprint(files: &[LogicalFileView]) -> String {
+    let ids: Vec<String> = files.iter().map(file_identity).collect();
+    fingerprint(ids.iter().map(String::as_str))
 }
 
 /// The fingerprint of every partition of `column` in the source at its latest version.
@@ -156,7 +181,7 @@ pub async fn partition_fingerprints(
         paths
             .entry(format!("{column}={value}"))
             .or_default()
-            .push(file.path().into_owned());
+            .push(file_identity(file));
     }
     Ok(paths
         .into_iter()
@@ -228,6 +253,9 @@ impl RunPartition {
         })?;
         check_partitioned_by(&source, &pipeline.source, column)?;
         let files = partition_files(&source, &pipeline.source, column, &value).await?;
+        if self.source_version.is_some() {
+            check_files_exist(&source, &pipeline.source, column, &value, &files).await?;
+        }
         if files.is_empty() && !self.allow_empty {
             return Err(Error::PartitionEmpty {
                 table: pipeline.source.clone(),
@@ -321,11 +349,10 @@ impl RunPartition {
         })?;
         let rows_written = rows_added_by_last_commit(&written, &pipeline.target).await?;
 
-        let paths: Vec<String> = files.iter().map(|f| f.path().into_owned()).collect();
         Ok(RunReport {
             partition,
             source_version,
-            fingerprint: fingerprint(paths.iter().map(String::as_str)),
+            fingerprint: files_fingerprint(&files),
             recovered: false,
             files_read: files.len(),
             rows_read,
@@ -392,31 +419,137 @@ async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .and_then(DeltaTableBuilder::build)
         .map_err(|e| not_found(e.to_string()))?;
-    let latest = table.get_latest_version().await.map_err(|e| match e {
-        DeltaTableError::NotATable(reason) => not_found(reason),
-        source => Error::Delta {
-            action: "reading the log of source",
-            table: url.clone(),
-            source,
-        },
-    })?;
-    let version = version.unwrap_or(latest);
-    if version > latest {
-        return Err(Error::SourceVersionNotFound {
-            table: url.clone(),
-            requested: version,
-            latest,
-        });
-    }
-    table
-        .load_version(version)
-        .await
-        .map_err(|source| Error::Delta {
+    // Both loads start from the newest checkpoint that covers the version, so a log
+    // whose early commits were cleaned up reads as well as a whole one.
+    let loaded = match version {
+        None => table.load().await,
+        Some(version) => table.load_version(version).await,
+    };
+    match (loaded, version) {
+        (Ok(()), _) => Ok(table),
+        // An old version that does not load: say why, if the log tells.
+        (Err(source), Some(requested)) => Err(unreadable_version(url, requested, source).await),
+        (Err(DeltaTableError::NotATable(reason)), None) => Err(not_found(reason)),
+        (Err(source), None) => Err(Error::Delta {
             action: "loading source",
             table: url.clone(),
             source,
-        })?;
-    Ok(table)
+        }),
+    }
+}
+
+/// Why version `requested` of the source did not load: beyond the latest, removed by
+/// log cleanup, or else what delta-rs said.
+async fn unreadable_version(url: &Url, requested: u64, source: DeltaTableError) -> Error {
+    match latefill_detector::log_bounds(url).await {
+        Ok(bounds) if requested > bounds.latest => Error::SourceVersionNotFound {
+            table: url.clone(),
+            requested,
+            latest: bounds.latest,
+        },
+        Ok(bounds) if requested < bounds.oldest => Error::SourceVersionUnavailable {
+            table: url.clone(),
+            requested,
+            reason: "log cleanup removed the commits that rebuild it".into(),
+            oldest: bounds.oldest,
+            latest: bounds.latest,
+        },
+        _ => match source {
+            DeltaTableError::NotATable(reason) => Error::SourceNotFound {
+                table: url.clone(),
+                reason,
+            },
+            source => Error::Delta {
+                action: "loading source",
+                table: url.clone(),
+                source,
+            },
+        },
+    }
+}
+
+/// Fails with [`Error::SourceVersionUnavailable`] when a data file of the partition
+/// at the loaded (old) version was removed by VACUUM. The latest version is always
+/// whole, so only pinned versions need this check: a HEAD request per file.
+async fn check_files_exist(
+    source: &DeltaTable,
+    url: &Url,
+    column: &str,
+    value: &str,
+    files: &[LogicalFileView],
+) -> Result<()> {
+    let Some(path) = first_missing_file(source, url, files).await? else {
+        return Ok(());
+    };
+    let requested = source.version().unwrap_or_default();
+    let latest = open_source(url, None).await?.version().unwrap_or(requested);
+    Err(Error::SourceVersionUnavailable {
+        table: url.clone(),
+        requested,
+        reason: format!("VACUUM removed its data file {path} of partition {column}={value}"),
+        oldest: oldest_whole_version(url, column, value, requested, latest).await?,
+        latest,
+    })
+}
+
+/// The first of `files` whose data file no longer exists (VACUUM removed it).
+async fn first_missing_file(
+    table: &DeltaTable,
+    url: &Url,
+    files: &[LogicalFileView],
+) -> Result<Option<String>> {
+    use deltalake::ObjectStoreError;
+    use futures::StreamExt;
+    use object_store::ObjectStoreExt;
+    let store = table.log_store().object_store(None);
+    let locations: Vec<(String, deltalake::Path)> = files
+        .iter()
+        .map(|f| (f.path().into_owned(), f.object_store_path()))
+        .collect();
+    let mut heads = futures::stream::iter(locations)
+        .map(|(path, location)| {
+            let store = store.clone();
+            async move { (path, store.head(&location).await) }
+        })
+        .buffer_unordered(16);
+    while let Some((path, head)) = heads.next().await {
+        match head {
+            Ok(_) => {}
+            Err(ObjectStoreError::NotFound { .. }) => return Ok(Some(path)),
+            Err(e) => {
+                return Err(Error::Delta {
+                    action: "checking data files of source",
+                    table: url.clone(),
+                    source: e.into(),
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The oldest version after `requested` at which every file of the partition
+/// exists, by bisection: VACUUM removes files that stopped being live before some
+/// time, so versions from some point on are whole.
+async fn oldest_whole_version(
+    url: &Url,
+    column: &str,
+    value: &str,
+    requested: u64,
+    latest: u64,
+) -> Result<u64> {
+    let (mut low, mut high) = (requested + 1, latest);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let table = open_source(url, Some(middle)).await?;
+        let files = partition_files(&table, url, column, value).await?;
+        if first_missing_file(&table, url, &files).await?.is_some() {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(high)
 }
 
 fn check_partitioned_by(table: &DeltaTable, url: &Url, column: &str) -> Result<()> {

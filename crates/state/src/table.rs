@@ -23,7 +23,18 @@ use crate::model::{self, PartitionState, Rows, Status};
 pub const DEFAULT_LEASE: Duration = Duration::minutes(10);
 
 /// Commits between checkpoints of the state table (applied when it is created).
-const STATE_CHECKPOINT_INTERVAL: &str = "10";
+const STATE_CHECKPOINT_INTERVAL: u64 = 10;
+
+/// Commits between two vacuums of the state table's replaced files.
+const VACUUM_INTERVAL: u64 = 100;
+
+/// How long the state table keeps old commits and replaced files by default: a week,
+/// Delta's own default for files. latefill reads only the latest version, so this
+/// serves people inspecting the table's history.
+pub const DEFAULT_RETENTION: StdDuration = StdDuration::from_secs(7 * 24 * 3600);
+
+/// How many times a read starts over when a file it was about to read was vacuumed.
+const MAX_READ_ATTEMPTS: usize = 5;
 
 /// How many times a transition re-reads and retries before giving up.
 const MAX_ATTEMPTS: usize = 200;
@@ -41,6 +52,7 @@ pub struct StateTable {
     clock: Arc<dyn Clock>,
     owner: String,
     lease: Duration,
+    retention: StdDuration,
 }
 
 /// The state table as read at one version.
@@ -74,7 +86,21 @@ impl StateTable {
             clock: Arc::new(SystemClock),
             owner: default_owner(),
             lease: DEFAULT_LEASE,
+            retention: DEFAULT_RETENTION,
         }
+    }
+
+    /// How long old commits and replaced files are kept ([`DEFAULT_RETENTION`]).
+    ///
+    /// Every transition rewrites the table, so it gains a commit and replaces a file
+    /// each time. Each process that commits a checkpoint (every 10 commits) then
+    /// removes the commits older than this from before that checkpoint, and one that
+    /// commits a multiple of 100 vacuums files replaced longer ago than this. Only the
+    /// latest version is ever read, so any retention is safe for latefill; a reader
+    /// whose file is vacuumed under it simply reads again.
+    pub fn with_retention(mut self, retention: StdDuration) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Uses `clock` for leases and timestamps.
@@ -124,6 +150,24 @@ impl StateTable {
     }
 
     async fn load(&self) -> Result<(Option<DeltaTable>, Rows)> {
+        let mut attempt = 1;
+        loop {
+            match self.try_load().await {
+                // The file was vacuumed after the snapshot listed it: the table has
+                // moved on since, so read it again.
+                Err(Error::Delta {
+                    source:
+                        DeltaTableError::ObjectStore {
+                            source: deltalake::ObjectStoreError::NotFound { .. },
+                        },
+                    ..
+                }) if attempt < MAX_READ_ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_load(&self) -> Result<(Option<DeltaTable>, Rows)> {
         if let Ok(path) = self.url.to_file_path()
             && !path.join("_delta_log").is_dir()
         {
@@ -166,6 +210,7 @@ impl StateTable {
     /// Commits `rows` as the table's whole content at exactly the version after
     /// `base`'s. `Ok(false)` when another writer committed first.
     async fn commit(&self, base: Option<DeltaTable>, rows: &Rows) -> Result<bool> {
+        let next_version = base.as_ref().and_then(|t| t.version()).map_or(0, |v| v + 1);
         let table = match base {
             Some(t) => t,
             None => {
@@ -180,18 +225,66 @@ impl StateTable {
                     .map_err(self.delta("creating state table"))?
             }
         };
+        let interval = STATE_CHECKPOINT_INTERVAL.to_string();
         let result = table
             .write(vec![model::to_batch(rows)])
             // Every transition opens the table: a checkpoint every few commits keeps
             // the JSON it replays short (delta-rs checkpoints every 100 by default).
-            .with_configuration([("delta.checkpointInterval", Some(STATE_CHECKPOINT_INTERVAL))])
+            .with_configuration([("delta.checkpointInterval", Some(interval.as_str()))])
             .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(CommitProperties::default().with_max_retries(0))
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_max_retries(0)
+                    // delta-rs would list the whole log after every commit to look for
+                    // expired commits; `upkeep` does it at checkpoints only.
+                    .with_cleanup_expired_logs(Some(false)),
+            )
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(table) => {
+                self.upkeep(&table, next_version).await;
+                Ok(true)
+            }
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(self.delta("writing state table")(e)),
+        }
+    }
+
+    /// After the commit of `version`: at a checkpoint, removes the commits older than
+    /// the retention from before it; every [`VACUUM_INTERVAL`] commits, removes the
+    /// files replaced longer ago than the retention. Best effort: the transition has
+    /// landed, and the next checkpoint or vacuum tries again.
+    async fn upkeep(&self, table: &DeltaTable, version: u64) {
+        if version == 0 {
+            return;
+        }
+        let retention = Duration::from_std(self.retention).unwrap_or(Duration::MAX);
+        let cutoff = self.clock.now().checked_sub_signed(retention);
+        let cutoff_ms = cutoff.map_or(i64::MIN, |t| t.timestamp_millis());
+        // delta-rs writes the checkpoint of every tenth commit: versions 9, 19, ...
+        if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL)
+            && let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
+                version,
+                table.log_store().as_ref(),
+                cutoff_ms,
+                None,
+            )
+            .await
+        {
+            tracing::warn!(table = %self.url, version, error = %e, "state table: log cleanup failed");
+        }
+        if version.is_multiple_of(VACUUM_INTERVAL) {
+            let vacuum = table
+                .clone()
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(false)
+                .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+                .with_clock(Arc::new(VacuumClock(self.clock.clone())))
+                .await;
+            if let Err(e) = vacuum {
+                tracing::warn!(table = %self.url, version, error = %e, "state table: vacuum failed");
+            }
         }
     }
 
@@ -376,6 +469,24 @@ impl StateTable {
         .await
     }
 
+    /// Forgets the source version of every row, keeping fingerprints: the source was
+    /// replaced, so versions recorded against the old table say nothing about the new
+    /// one, and only the files can tell whether a partition is up to date. Returns how
+    /// many rows had a version.
+    pub async fn forget_source_versions(&self) -> Result<usize> {
+        self.transition(|rows, now| {
+            let mut forgotten = 0;
+            for p in rows.partitions.values_mut() {
+                if p.source_version.take().is_some() {
+                    p.updated_at = now;
+                    forgotten += 1;
+                }
+            }
+            Ok(forgotten)
+        })
+        .await
+    }
+
     /// Records partitions as processed at the given source versions, keeping rows
     /// that are newer; used by `state rebuild`.
     pub async fn restore(&self, processed: &BTreeMap<String, u64>) -> Result<usize> {
@@ -426,4 +537,14 @@ fn is_conflict(e: &DeltaTableError) -> bool {
                     | TransactionError::CommitConflict(_)
             }
     )
+}
+
+/// delta-rs's vacuum clock, driven by the state table's.
+#[derive(Debug)]
+struct VacuumClock(Arc<dyn Clock>);
+
+impl deltalake::operations::vacuum::Clock for VacuumClock {
+    fn current_timestamp_millis(&self) -> i64 {
+        self.0.now().timestamp_millis()
+    }
 }

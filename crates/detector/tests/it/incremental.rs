@@ -41,8 +41,10 @@ async fn a_second_detection_reads_only_new_commits() {
     assert_eq!(first.table_version, 12);
     let cursor = first.cursor().cloned();
 
-    // Old commits become unreadable: a detection that re-read them would fail.
-    for v in 0..=12 {
+    // Old commits become unreadable: a detection that re-read them would fail. The
+    // cursor's own commit (12) stays: its digest is read again, to check that the
+    // table is still the one the cursor was made on.
+    for v in 0..12 {
         std::fs::write(log_file(&url, v), b"{ this is not json").unwrap();
     }
     append_commit(&url, 13, "2020-06-01", true);
@@ -182,4 +184,57 @@ async fn a_deletion_vector_update_is_a_change_of_its_partition() {
             .last_change_version,
         8
     );
+}
+
+#[tokio::test]
+async fn a_table_recreated_past_the_cursor_is_not_continued_from_it() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    assert_eq!(first.table_version, 12);
+    // Another table's commit 12 (dropped and re-created, now as long again), then a
+    // commit 13 that alone would say only 2020-06-01 changed.
+    append_commit(&url, 12, "2020-06-03", true);
+    append_commit(&url, 13, "2020-06-01", true);
+    let next = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .await
+        .unwrap();
+    let replaced = next.replaced.as_ref().expect("the replacement is reported");
+    assert!(replaced.reason.contains("commit 12"), "{replaced:?}");
+    assert_eq!(next.scan.mode, "full", "the whole log is read afresh");
+    // A plain full read of the same log gives the same partitions.
+    let full = detect_changes(&url).await.unwrap();
+    assert_eq!(next.partitions, full.partitions);
+    assert!(full.replaced.is_none());
+}
+
+#[tokio::test]
+async fn a_table_recreated_with_a_shorter_log_is_not_continued_from_the_cursor() {
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    // Drop the table's log and write a new one of two commits.
+    let log = url.to_file_path().unwrap().join("_delta_log");
+    std::fs::remove_dir_all(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let metadata = serde_json::json!({"metaData": {
+        "id": "another-table", "format": {"provider": "parquet", "options": {}},
+        "schemaString": "{\"type\":\"struct\",\"fields\":[]}",
+        "partitionColumns": ["date"], "configuration": {}, "createdTime": 1
+    }});
+    let protocol = serde_json::json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}});
+    std::fs::write(log_file(&url, 0), format!("{protocol}\n{metadata}\n")).unwrap();
+    append_commit(&url, 1, "2020-06-09", true);
+    let next = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .await
+        .unwrap();
+    let replaced = next.replaced.as_ref().expect("the replacement is reported");
+    assert_eq!(replaced.table_id.as_deref(), Some("another-table"));
+    assert_eq!(next.table_version, 1);
+    let names: Vec<&str> = next
+        .partitions
+        .iter()
+        .map(|p| p.partition.as_str())
+        .collect();
+    assert_eq!(names, ["date=2020-06-09"]);
 }

@@ -1,0 +1,435 @@
+//! Long-lived tables, through the real CLI: sources whose early commits log cleanup
+//! removed (checkpoints every 10 commits, as Spark writes them), vacuumed sources,
+//! sources dropped and re-created, and the state table's own upkeep.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::datatypes::{DataType, Int64Type};
+use deltalake::datafusion::prelude::SessionContext;
+use latefill::datagen::GenerateOptions;
+
+use crate::common::*;
+
+/// Appends `rows` rows for `date` to a source that writes a checkpoint every 10
+/// commits and keeps no expired log: after a checkpoint, Delta's log cleanup removes
+/// every commit before it, as it does on a table older than its
+/// `logRetentionDuration`.
+async fn append_cleaned(ws: &Workspace, date: &str, rows: usize, seed: u64) -> u64 {
+    GenerateOptions::new(ws.source_path().to_str().unwrap(), date)
+        .unwrap()
+        .with_rows(rows)
+        .with_seed(seed)
+        .with_table_property("delta.checkpointInterval", "10")
+        .with_table_property("delta.logRetentionDuration", "interval 0 seconds")
+        .write()
+        .await
+        .unwrap()
+        .table_version
+}
+
+/// Versions of the commit files in the table's `_delta_log`.
+fn commit_versions(table: &Path) -> Vec<u64> {
+    let mut versions: Vec<u64> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// `(type, version) -> devices` for `date`, recomputed from the whole source with the
+/// default SQL: what the target's partition must hold.
+async fn recomputed_counts(source: &Path, date: &str) -> BTreeMap<(String, String), i64> {
+    let table = open(source).await;
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("source", table.table_provider().await.unwrap())
+        .unwrap();
+    let batches = ctx
+        .sql(&format!(
+            "SELECT CAST(type AS VARCHAR) AS type, CAST(version AS VARCHAR) AS version, \
+             count(*) AS devices FROM source WHERE event_time = '{date}' GROUP BY 1, 2"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for b in &batches {
+        let kinds = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+        let versions = deltalake::arrow::compute::cast(b.column(1), &DataType::Utf8).unwrap();
+        let devices = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert!(!devices.is_null(i));
+            out.insert(
+                (
+                    kinds.as_string::<i32>().value(i).to_owned(),
+                    versions.as_string::<i32>().value(i).to_owned(),
+                ),
+                devices.value(i),
+            );
+        }
+    }
+    out
+}
+
+/// Asserts that every target partition in `dates` equals its recomputation.
+async fn assert_target_is_recomputation(ws: &Workspace, dates: &[&str]) {
+    for date in dates {
+        assert_eq!(
+            target_counts(&ws.target_path(), date).await,
+            recomputed_counts(&ws.source_path(), date).await,
+            "target partition {date} differs from a recomputation of the source"
+        );
+    }
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_str(stdout(out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+}
+
+fn partitions(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["partition"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The scenario of a production table: its first commits are gone.
+#[tokio::test]
+async fn a_source_whose_early_commits_were_cleaned_up_is_read_and_its_late_days_found() {
+    let ws = Workspace::new();
+    for (i, d) in ["2024-02-01", "2024-02-02", "2024-02-03"]
+        .iter()
+        .enumerate()
+    {
+        append_cleaned(&ws, d, 300, i as u64).await;
+    }
+    for d in ["2024-02-01", "2024-02-02", "2024-02-03"] {
+        json(&ws.run_cli(&["--date", d, "--output", "json"]));
+    }
+    // More days and a late append to 2024-02-02 (version 8); the tenth commit
+    // (version 9) writes a checkpoint, and the cleanup removes commits 0 to 8: the
+    // versions the days were processed at, and the late append's, are gone.
+    for (i, d) in (4..=8).map(|d| format!("2024-02-0{d}")).enumerate() {
+        append_cleaned(&ws, &d, 300, 10 + i as u64).await;
+    }
+    assert_eq!(append_cleaned(&ws, "2024-02-02", 50, 20).await, 8);
+    assert_eq!(append_cleaned(&ws, "2024-02-09", 300, 21).await, 9);
+    // Cleanup compares file times with the retention: past it, Delta's cleanup
+    // removes everything before the checkpoint (the commit hook may have raced it).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    deltalake::checkpoints::cleanup_metadata(&open(&ws.source_path()).await, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        commit_versions(&ws.source_path()),
+        [9],
+        "the log was cleaned"
+    );
+    append_cleaned(&ws, "2024-02-10", 300, 23).await;
+    // Another late append, after the gap: an exact change.
+    append_cleaned(&ws, "2024-02-03", 40, 22).await;
+
+    // Read-only commands work on it.
+    let status = json(&ws.latefill(&[
+        "status",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(status.as_array().unwrap().len(), 10, "{status}");
+    let detect = json(&ws.latefill(&[
+        "detect",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--date",
+        "2024-02-04",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(
+        partitions(&detect["late"]),
+        ["event_time=2024-02-02", "event_time=2024-02-03"],
+        "2024-02-02 changed in the lost commits (its files differ), 2024-02-03 after \
+         them; 2024-02-01 did not change: {detect}"
+    );
+    assert_eq!(detect["late"][0]["exact"], false);
+    assert_eq!(detect["late"][1]["exact"], true);
+
+    // The day's run reprocesses exactly those two.
+    let run = json(&ws.run_cli(&["--date", "2024-02-04", "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-02-02", "event_time=2024-02-03"],
+        "{run}"
+    );
+    backfill_json(&ws, "2024-02-05", "2024-02-10", &[]);
+    let dates: Vec<String> = (1..=10).map(|d| format!("2024-02-{d:02}")).collect();
+    let dates: Vec<&str> = dates.iter().map(String::as_str).collect();
+    assert_target_is_recomputation(&ws, &dates).await;
+
+    // Nothing is late any more, and a pinned version the cleanup removed is a clear
+    // data error naming the oldest readable version.
+    let detect = json(&ws.latefill(&[
+        "detect",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--date",
+        "2024-02-11",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(detect["late"], serde_json::json!([]), "{detect}");
+    let out = ws.run_cli(&["--date", "2024-02-02", "--source-version", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("version 3 can no longer be read")
+            && err.contains("oldest readable version is 9"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one message, no backtrace: {err}");
+
+    // State rebuilt from the target, and a new pipeline on the same source.
+    let state = ws.dir.path().join("state");
+    std::fs::remove_dir_all(&state).unwrap();
+    let rebuild = ws.latefill(&["state", "rebuild", "--config", ws.config.to_str().unwrap()]);
+    assert!(rebuild.status.success(), "{}", stderr(&rebuild));
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_dir_all(ws.target_path()).unwrap();
+    let fresh = json(&ws.run_cli(&["--date", "2024-02-09", "--output", "json"]));
+    assert_eq!(fresh["source_version"], 11);
+    assert_target_is_recomputation(&ws, &["2024-02-09"]).await;
+}
+
+/// A backfill's output lines, as JSON, asserting success.
+fn backfill_json(ws: &Workspace, from: &str, to: &str, extra: &[&str]) -> Vec<serde_json::Value> {
+    let config = ws.config.to_str().unwrap();
+    let mut args = vec!["backfill", "--config", config, "--from", from, "--to", to];
+    args.extend_from_slice(&["--output", "json"]);
+    args.extend_from_slice(extra);
+    let out = ws.latefill(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_vacuumed_source_works_at_its_latest_version_and_names_the_oldest_readable_one() {
+    let ws = Workspace::new();
+    for seed in 0..3 {
+        for d in ["2024-03-01", "2024-03-02", "2024-03-03"] {
+            ws.generate(d, 200, seed).await;
+        }
+    }
+    backfill_json(&ws, "2024-03-01", "2024-03-03", &[]);
+    // Late rows for 2024-03-02, then OPTIMIZE compacts its four files into one and
+    // VACUUM removes the four.
+    let late_version = ws.generate("2024-03-02", 70, 50).await;
+    let filter = [(
+        "event_time",
+        deltalake::FilterOp::Eq,
+        deltalake::FilterValue::Scalar("2024-03-02"),
+    )];
+    let (table, _) = open(&ws.source_path())
+        .await
+        .optimize()
+        .with_filters(&filter)
+        .await
+        .unwrap();
+    let optimized_version = table.version().unwrap();
+    // Past the retention of zero: the compacted files' removal is in the past.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (_, metrics) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::zero())
+        .with_enforce_retention_duration(false)
+        .await
+        .unwrap();
+    assert_eq!(metrics.files_deleted.len(), 4, "{metrics:?}");
+
+    let run = json(&ws.run_cli(&["--date", "2024-03-04", "--allow-empty", "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-03-02"],
+        "{run}"
+    );
+    assert_target_is_recomputation(&ws, &["2024-03-01", "2024-03-02", "2024-03-03"]).await;
+
+    // The late version's files of 2024-03-02 are gone; the compaction's are whole.
+    let pinned = late_version.to_string();
+    let before = table_version(&ws.target_path()).await;
+    let out = ws.run_cli(&["--date", "2024-03-02", "--source-version", &pinned]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("version {late_version} can no longer be read"))
+            && err.contains("VACUUM")
+            && err.contains(&format!("oldest readable version is {optimized_version}")),
+        "{err}"
+    );
+    assert_eq!(
+        table_version(&ws.target_path()).await,
+        before,
+        "nothing written"
+    );
+    // An untouched partition at the same old version still reads.
+    let ok = ws.run_cli(&["--date", "2024-03-01", "--source-version", &pinned]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+/// Three days, each in two appends, processed; the source then dropped.
+async fn processed_then_dropped(ws: &Workspace) {
+    for seed in 0..2 {
+        for d in ["2024-04-01", "2024-04-02", "2024-04-03"] {
+            ws.generate(d, 200, seed).await;
+        }
+    }
+    backfill_json(ws, "2024-04-01", "2024-04-03", &[]);
+    std::fs::remove_dir_all(ws.source_path()).unwrap();
+}
+
+#[tokio::test]
+async fn a_source_recreated_with_a_shorter_log_is_recognised_and_judged_by_its_files() {
+    let ws = Workspace::new();
+    processed_then_dropped(&ws).await;
+    // The new table: other rows for 04-01 and 04-02, none for 04-03, and 04-04. Its
+    // log (versions 0..2) ends before the cursor's version 5.
+    ws.generate("2024-04-01", 120, 70).await;
+    ws.generate("2024-04-02", 130, 71).await;
+    ws.generate("2024-04-04", 140, 72).await;
+
+    let run = json(&ws.run_cli(&["--date", "2024-04-04", "--output", "json"]));
+    assert!(
+        run["detection"]["source_replaced"].is_string(),
+        "the output says the source was replaced: {run}"
+    );
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        [
+            "event_time=2024-04-01",
+            "event_time=2024-04-02",
+            "event_time=2024-04-03"
+        ],
+        "{run}"
+    );
+    assert_target_is_recomputation(
+        &ws,
+        &["2024-04-01", "2024-04-02", "2024-04-03", "2024-04-04"],
+    )
+    .await;
+    assert!(
+        target_counts(&ws.target_path(), "2024-04-03")
+            .await
+            .is_empty(),
+        "a day the new table lacks is emptied"
+    );
+    // The cursor now follows the new table: a late append is found exactly.
+    ws.generate("2024-04-02", 10, 73).await;
+    let run = json(&ws.run_cli(&["--date", "2024-04-05", "--allow-empty", "--output", "json"]));
+    assert!(run["detection"]["source_replaced"].is_null(), "{run}");
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-04-02"],
+        "{run}"
+    );
+    assert_target_is_recomputation(&ws, &["2024-04-02"]).await;
+}
+
+#[tokio::test]
+async fn a_source_recreated_with_a_longer_log_is_not_continued_from_the_old_cursor() {
+    let ws = Workspace::new();
+    processed_then_dropped(&ws).await;
+    // The new table's log passes the cursor's version 5: commit 5 exists, but is
+    // another commit, and the commits after it alone would show only 04-02.
+    for seed in 0..3 {
+        ws.generate("2024-04-01", 100, 80 + seed).await;
+    }
+    for seed in 0..4 {
+        ws.generate("2024-04-02", 100, 90 + seed).await;
+    }
+    let run = json(&ws.run_cli(&["--date", "2024-04-02", "--output", "json"]));
+    assert!(run["detection"]["source_replaced"].is_string(), "{run}");
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-04-01"],
+        "04-01 holds other files now; 04-02 was just processed: {run}"
+    );
+    assert_target_is_recomputation(&ws, &["2024-04-01", "2024-04-02"]).await;
+}
+
+/// Files under `dir` whose name ends with `suffix`, not descending into `_delta_log`.
+fn count_files(dir: &Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name().into_string().unwrap();
+            name.ends_with(suffix)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
+    let ws = Workspace::new();
+    let text = std::fs::read_to_string(&ws.config).unwrap().replace(
+        "[state]\ntable = \"state\"\n",
+        "[state]\ntable = \"state\"\nretention = \"0 seconds\"\n",
+    );
+    std::fs::write(&ws.config, text).unwrap();
+    let days: Vec<String> = (1..=56)
+        .map(|i| {
+            (chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap() + chrono::Days::new(i - 1))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    for (i, d) in days.iter().enumerate() {
+        ws.generate(d, 20, i as u64).await;
+    }
+    // 56 partitions: a claim and a completion each, 112 commits or more, two
+    // workers reading while the table vacuums itself.
+    let lines = backfill_json(&ws, &days[0], &days[55], &["--concurrency", "2"]);
+    assert!(lines.len() >= 56, "{lines:?}");
+
+    let state = ws.dir.path().join("state");
+    let version = table_version(&state).await.unwrap();
+    assert!(version >= 112, "{version}");
+    let commits = commit_versions(&state);
+    assert!(
+        commits.len() <= 20 && commits[0] >= version - 20,
+        "old commits are removed at each checkpoint: {commits:?} at version {version}"
+    );
+    let files = count_files(&state, ".parquet");
+    assert!(
+        files <= 20,
+        "replaced state files are vacuumed every 100 commits: {files} files at {version}"
+    );
+    let status = json(&ws.latefill(&[
+        "status",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 56);
+    assert!(
+        rows.iter().all(|r| r["status"] == "processed"
+            && r["late"] == false
+            && r["source_version"].is_u64()),
+        "{status}"
+    );
+}
