@@ -219,7 +219,7 @@ fn backfill_json(ws: &Workspace, from: &str, to: &str, extra: &[&str]) -> Vec<se
     args.extend_from_slice(&["--output", "json"]);
     args.extend_from_slice(extra);
     let out = ws.latefill(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}\n{}", stderr(&out), stdout(&out));
     stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

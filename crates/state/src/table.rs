@@ -33,7 +33,7 @@ const VACUUM_INTERVAL: u64 = 100;
 /// serves people inspecting the table's history.
 pub const DEFAULT_RETENTION: StdDuration = StdDuration::from_secs(7 * 24 * 3600);
 
-/// How many times a read starts over when a file it was about to read was vacuumed.
+/// How many times a read of the state table is tried before its error is reported.
 const MAX_READ_ATTEMPTS: usize = 5;
 
 /// How many times a transition re-reads and retries before giving up.
@@ -153,15 +153,14 @@ impl StateTable {
         let mut attempt = 1;
         loop {
             match self.try_load().await {
-                // The file was vacuumed after the snapshot listed it: the table has
-                // moved on since, so read it again.
-                Err(Error::Delta {
-                    source:
-                        DeltaTableError::ObjectStore {
-                            source: deltalake::ObjectStoreError::NotFound { .. },
-                        },
-                    ..
-                }) if attempt < MAX_READ_ATTEMPTS => attempt += 1,
+                // A read races log cleanup and vacuum, which remove a checkpoint, commit
+                // or file that the read chose once newer ones exist: read again. A
+                // damaged table fails the same way each time and is reported.
+                Err(Error::Delta { .. }) if attempt < MAX_READ_ATTEMPTS => {
+                    attempt += 1;
+                    let pause = rand::rng().random_range(5..=50);
+                    tokio::time::sleep(StdDuration::from_millis(pause)).await;
+                }
                 other => return other,
             }
         }
