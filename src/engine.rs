@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{
-    PartitionDate, Pipeline, RunReport, failpoint, inspect_partition, partition_fingerprints,
-    run_partition, target_txn_version,
+    PartitionDate, PartitionKey, Pipeline, RunReport, UnrecognisedPartition, failpoint,
+    inspect_partition, partition_fingerprints, run_partition, target_txn_version,
 };
 use latefill_state::{Clock, PartitionState, StateTable, Status};
 use rand::RngExt;
@@ -68,6 +68,60 @@ pub struct DetectionSummary {
     /// files, since versions of the old table mean nothing in the new one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_replaced: Option<String>,
+    /// Source partitions that name no partition of the pipeline (a partition value
+    /// that is not a date, a null): never planned, and said so rather than skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unrecognised: Vec<UnrecognisedPartition>,
+}
+
+/// The detector's changes per partition of the pipeline, by name. A source may be
+/// partitioned by more columns than the pipeline's (`event_time`, `region`): a
+/// date's change is then the latest of its sub-partitions', exact when that latest
+/// one is. Source partitions that name no date are returned apart.
+fn by_pipeline_partition(
+    column: &str,
+    changes: &Changes,
+) -> (
+    BTreeMap<String, PartitionChange>,
+    Vec<UnrecognisedPartition>,
+) {
+    let mut grouped: BTreeMap<String, PartitionChange> = BTreeMap::new();
+    let mut unrecognised = Vec::new();
+    for change in &changes.partitions {
+        let key = match changes.values_of(&change.partition) {
+            Some(values) => PartitionKey::from_source_values(column, &change.partition, values),
+            None => Err(UnrecognisedPartition {
+                partition: change.partition.clone(),
+                reason: format!(
+                    "does not follow the source's partition columns {:?}",
+                    changes.partition_columns
+                ),
+            }),
+        };
+        let key = match key {
+            Ok(key) => key.to_string(),
+            Err(e) => {
+                unrecognised.push(e);
+                continue;
+            }
+        };
+        grouped
+            .entry(key.clone())
+            .and_modify(|g| {
+                if change.last_change_version > g.last_change_version {
+                    g.last_change_version = change.last_change_version;
+                    g.exact = change.exact;
+                } else if change.last_change_version == g.last_change_version {
+                    g.exact |= change.exact;
+                }
+            })
+            .or_insert_with(|| PartitionChange {
+                partition: key,
+                last_change_version: change.last_change_version,
+                exact: change.exact,
+            });
+    }
+    (grouped, unrecognised)
 }
 
 /// A detection and its plan.
@@ -399,22 +453,23 @@ impl Engine {
     ) -> Result<Detection> {
         let changes = self.changes().await?;
         let state = self.state.read().await?;
-        let mut partitions = changes.partitions.clone();
+        let (mut grouped, unrecognised) =
+            by_pipeline_partition(&self.pipeline.partition_column, &changes);
         // A processed partition with no source version was processed against a source
         // that was since replaced; if the new table has no such partition, its data is
         // gone, which is a change too.
         for (name, row) in &state.partitions {
-            if row.status == Status::Processed
-                && row.source_version.is_none()
-                && changes.partition(name).is_none()
-            {
-                partitions.push(PartitionChange {
-                    partition: name.clone(),
-                    last_change_version: changes.table_version,
-                    exact: false,
-                });
+            if row.status == Status::Processed && row.source_version.is_none() {
+                grouped
+                    .entry(name.clone())
+                    .or_insert_with(|| PartitionChange {
+                        partition: name.clone(),
+                        last_change_version: changes.table_version,
+                        exact: false,
+                    });
             }
         }
+        let partitions: Vec<PartitionChange> = grouped.into_values().collect();
         // Only the files can decide a change whose version is not exact, or a row
         // without a version; listing them is the costly part, so only when needed.
         let undecided = partitions.iter().any(|c| {
@@ -450,6 +505,7 @@ impl Engine {
                 exact: changes.exact,
                 inexact_reason: changes.inexact_reason.clone(),
                 source_replaced: changes.replaced.as_ref().map(|r| r.reason.clone()),
+                unrecognised,
             },
             late,
             changes: partitions,
@@ -512,6 +568,11 @@ impl Engine {
                     let Some(day) =
                         partition_date(&self.pipeline.partition_column, &late.partition)
                     else {
+                        // Plans are made of pipeline partition names: this is a bug.
+                        outcome.failed.push(Skipped {
+                            partition: late.partition.clone(),
+                            reason: "internal error: not a partition of this pipeline".into(),
+                        });
                         continue;
                     };
                     let seen = detection.state.get(&late.partition);

@@ -810,6 +810,9 @@ fn print_detection(d: &latefill::engine::DetectionSummary, late: &[latefill::pla
     if let Some(reason) = &d.inexact_reason {
         out!("  {reason}");
     }
+    for partition in &d.unrecognised {
+        out!("  warning: {partition}; it is never planned: fix its value in the source");
+    }
     if let Some(reason) = &d.source_replaced {
         out!("  the source was REPLACED ({reason}): its partitions are judged by their files");
     }

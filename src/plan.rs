@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use latefill_detector::PartitionChange;
-use latefill_executor::PartitionDate;
+use latefill_executor::{PartitionDate, PartitionKey};
 use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
@@ -44,10 +44,9 @@ pub struct PlanInput<'a> {
     pub fingerprints: Option<&'a BTreeMap<String, String>>,
 }
 
-/// The date of a partition named `column=YYYY-MM-DD`, if it is one.
+/// The date of a partition named `column=YYYY-MM-DD` ([`PartitionKey`]), if it is one.
 pub fn partition_date(column: &str, partition: &str) -> Option<PartitionDate> {
-    let value = partition.strip_prefix(column)?.strip_prefix('=')?;
-    PartitionDate::parse(value).ok()
+    PartitionKey::parse_name(column, partition).map(|key| key.date())
 }
 
 /// The late partitions, sorted by name.

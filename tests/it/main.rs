@@ -9,6 +9,7 @@ mod crash;
 mod generate;
 mod late;
 mod long_lived;
+mod partitions;
 mod run_cli;
 mod run_partition;
 mod signals;

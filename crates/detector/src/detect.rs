@@ -109,6 +109,13 @@ impl Changes {
         self.cursor.as_ref().and_then(|c| c.table_id.as_deref())
     }
 
+    /// The values of a partition this detection named, column by column in
+    /// partition-column order (`None` for null): the inverse of the naming, so that
+    /// no caller splits names by hand. `None` when the name is not of this table.
+    pub fn values_of<'a>(&self, name: &'a str) -> Option<Vec<(&str, Option<&'a str>)>> {
+        crate::naming::split_name(&self.partition_columns, name)
+    }
+
     /// The change of one partition.
     pub fn partition(&self, name: &str) -> Option<&PartitionChange> {
         self.partitions

@@ -106,6 +106,32 @@ impl PartitionNaming {
     }
 }
 
+/// Splits a name made by [`PartitionNaming::name`] into its values, given the
+/// logical partition columns in order. A value ends where `/<next column>=` starts,
+/// so values may hold `/` and `=` themselves.
+pub(crate) fn split_name<'c, 'n>(
+    columns: &'c [String],
+    name: &'n str,
+) -> Option<Vec<(&'c str, Option<&'n str>)>> {
+    let mut rest = name;
+    let mut values = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        rest = rest.strip_prefix(column.as_str())?.strip_prefix('=')?;
+        let value = match columns.get(i + 1) {
+            Some(next) => {
+                let end = rest.find(&format!("/{next}="))?;
+                let value = &rest[..end];
+                rest = &rest[end + 1..];
+                value
+            }
+            None => std::mem::take(&mut rest),
+        };
+        let value = (value != NULL_PARTITION_VALUE).then_some(value);
+        values.push((column.as_str(), value));
+    }
+    (rest.is_empty() && !columns.is_empty()).then_some(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +159,28 @@ mod tests {
             "a=__HIVE_DEFAULT_PARTITION__/b=__HIVE_DEFAULT_PARTITION__"
         );
         assert_eq!(PartitionNaming { columns: vec![] }.name(&values(&[])), None);
+    }
+
+    #[test]
+    fn names_split_back_into_their_values() {
+        let columns = vec!["a".to_owned(), "b".to_owned()];
+        let naming = PartitionNaming {
+            columns: vec![("a".into(), "a".into()), ("b".into(), "b".into())],
+        };
+        for (a, b) in [
+            (Some("1"), Some("x")),
+            (Some("A/A"), Some("b=c")),
+            (None, Some("B B")),
+        ] {
+            let name = naming.name(&values(&[("a", a), ("b", b)])).unwrap();
+            assert_eq!(
+                split_name(&columns, &name).unwrap(),
+                [("a", a), ("b", b)],
+                "{name}"
+            );
+        }
+        assert_eq!(split_name(&columns, "b=1/a=2"), None);
+        assert_eq!(split_name(&columns, "a=1"), None);
     }
 
     #[test]

@@ -35,7 +35,7 @@ mod run;
 
 pub use error::{Error, ErrorClass, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint};
-pub use partition::PartitionDate;
+pub use partition::{PartitionDate, PartitionKey, UnrecognisedPartition};
 pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, parse_retention, resolve_location};
 pub use run::{
     PartitionInfo, RunPartition, RunReport, file_identity, fingerprint, inspect_partition,
