@@ -325,9 +325,13 @@ fn main() -> ExitCode {
 /// The error and its causes joined with ": ", leaving out a cause whose text the
 /// message already holds (errors that name their source in their own text).
 fn error_message(err: &anyhow::Error) -> String {
+    let backtraces = std::env::var("RUST_BACKTRACE").is_ok_and(|v| v != "0");
     let mut message = String::new();
     for cause in err.chain() {
-        let text = cause.to_string();
+        let mut text = cause.to_string();
+        if !backtraces {
+            text = without_backtrace(&text);
+        }
         if message.contains(&text) {
             continue;
         }
@@ -337,6 +341,22 @@ fn error_message(err: &anyhow::Error) -> String {
         message.push_str(&text);
     }
     message
+}
+
+/// `text` up to the first line that is a frame of a backtrace (`  12: name`): the
+/// Delta kernel writes its backtrace into its errors' messages.
+fn without_backtrace(text: &str) -> String {
+    let is_frame = |line: &str| {
+        let line = line.trim_start();
+        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && line[digits..].starts_with(": ")
+    };
+    text.lines()
+        .take_while(|line| !is_frame(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_owned()
 }
 
 /// Maps an error to its exit code by the class of the library error inside it.
@@ -405,7 +425,7 @@ fn state_code(e: &latefill::state::Error) -> u8 {
     use latefill::state::Error as S;
     match e {
         S::Claimed { .. } | S::LeaseLost { .. } | S::Contention { .. } => exit::CONTENTION,
-        S::Malformed { .. } => exit::DATA,
+        S::Malformed { .. } | S::DamagedLog { .. } => exit::DATA,
         _ => exit::FAILURE,
     }
 }

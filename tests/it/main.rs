@@ -6,6 +6,7 @@
 mod common;
 mod concurrent;
 mod crash;
+mod damaged;
 mod generate;
 mod late;
 mod long_lived;

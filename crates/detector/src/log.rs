@@ -458,3 +458,34 @@ pub async fn log_bounds(table: &Url) -> Result<LogBounds> {
         })?;
     Ok(LogBounds { oldest, latest })
 }
+
+/// Reads what loading the table's latest version reads (its newest usable checkpoint
+/// and every commit after it) and fails with the first damage found: a corrupt or
+/// torn commit, an unreadable checkpoint, a missing commit. `Ok` when that part of
+/// the log is sound, so that a load failure lies elsewhere (storage, data files).
+pub async fn check_log(table: &Url) -> Result<()> {
+    let reader = LogReader::open(table)?;
+    let listing = reader.list().await?;
+    let latest = listing.latest().expect("a listing holds a version");
+    let first = listing.contiguous_from();
+    let from = match listing
+        .checkpoints
+        .range(first.saturating_sub(1)..)
+        .next_back()
+    {
+        Some((&version, parts)) => {
+            reader.read_checkpoint(version, parts).await?;
+            version + 1
+        }
+        None if first == 0 => 0,
+        None => {
+            return Err(Error::MissingCommit {
+                table: table.clone(),
+                version: first - 1,
+                later: first,
+            });
+        }
+    };
+    reader.read_commits(from..=latest).await?;
+    Ok(())
+}

@@ -184,6 +184,22 @@ pub enum Error {
         source: DeltaTableError,
     },
 
+    /// A table's Delta log is damaged: a torn or corrupt commit, an unreadable
+    /// checkpoint, a missing commit.
+    #[error(
+        "{role} table {source}. Restore that file from a backup \
+         (a torn last commit that a crashed writer left may be deleted instead), then run again"
+    )]
+    DamagedLog {
+        /// `source` or `target`.
+        role: &'static str,
+        /// The table URL.
+        table: Url,
+        /// What the log reader found, naming the version.
+        #[source]
+        source: latefill_detector::Error,
+    },
+
     /// Reading or writing a Delta table failed.
     #[error("{action} {table}: {source}")]
     Delta {
@@ -232,6 +248,7 @@ impl Error {
             | Error::InvalidSql { .. }
             | Error::MissingPartitionColumn { .. }
             | Error::SchemaMismatch { .. }
+            | Error::DamagedLog { .. }
             | Error::Execution { .. } => ErrorClass::Data,
             Error::Delta { .. } | Error::TargetConflict { .. } | Error::Internal(_) => {
                 ErrorClass::Internal

@@ -430,11 +430,35 @@ async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
         // An old version that does not load: say why, if the log tells.
         (Err(source), Some(requested)) => Err(unreadable_version(url, requested, source).await),
         (Err(DeltaTableError::NotATable(reason)), None) => Err(not_found(reason)),
-        (Err(source), None) => Err(Error::Delta {
-            action: "loading source",
+        (Err(source), None) => Err(load_error("source", url, "loading source", source).await),
+    }
+}
+
+/// The error for a table that failed to load: [`Error::DamagedLog`] when its log
+/// is damaged (read again, by the detector's reader, to name the version), else the
+/// load's own error.
+pub(crate) async fn load_error(
+    role: &'static str,
+    url: &Url,
+    action: &'static str,
+    source: DeltaTableError,
+) -> Error {
+    use latefill_detector::Error as LogError;
+    match latefill_detector::check_log(url).await {
+        Err(
+            damage @ (LogError::CorruptCommit { .. }
+            | LogError::CorruptCheckpoint { .. }
+            | LogError::MissingCommit { .. }),
+        ) => Error::DamagedLog {
+            role,
+            table: url.clone(),
+            source: damage,
+        },
+        _ => Error::Delta {
+            action,
             table: url.clone(),
             source,
-        }),
+        },
     }
 }
 
@@ -459,11 +483,7 @@ async fn unreadable_version(url: &Url, requested: u64, source: DeltaTableError) 
                 table: url.clone(),
                 reason,
             },
-            source => Error::Delta {
-                action: "loading source",
-                table: url.clone(),
-                source,
-            },
+            source => load_error("source", url, "loading source", source).await,
         },
     }
 }
@@ -695,11 +715,7 @@ async fn open_target(url: &Url) -> Result<Option<DeltaTable>> {
     match deltalake::open_table(url.clone()).await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(source) => Err(Error::Delta {
-            action: "opening target",
-            table: url.clone(),
-            source,
-        }),
+        Err(source) => Err(load_error("target", url, "opening target", source).await),
     }
 }
 

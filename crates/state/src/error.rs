@@ -52,6 +52,19 @@ pub enum Error {
         /// Attempts made.
         attempts: usize,
     },
+    /// The state table's Delta log is damaged.
+    #[error(
+        "state table {source}. Restore that file from a backup (a \
+         torn last commit that a crashed writer left may be deleted instead); if it cannot \
+         be restored, move the state table away and run `latefill state rebuild`"
+    )]
+    DamagedLog {
+        /// The state table.
+        table: Url,
+        /// What the log reader found, naming the version.
+        #[source]
+        source: latefill_detector::Error,
+    },
     /// A row of the state table cannot be read.
     #[error("{table}: the state table is malformed: {reason}")]
     Malformed {

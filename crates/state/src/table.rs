@@ -161,8 +161,25 @@ impl StateTable {
                     let pause = rand::rng().random_range(5..=50);
                     tokio::time::sleep(StdDuration::from_millis(pause)).await;
                 }
+                Err(Error::Delta { source, .. }) => return Err(self.diagnose(source).await),
                 other => return other,
             }
+        }
+    }
+
+    /// [`Error::DamagedLog`] when the table's log is damaged, else the read's error.
+    async fn diagnose(&self, source: DeltaTableError) -> Error {
+        use latefill_detector::Error as LogError;
+        match latefill_detector::check_log(&self.url).await {
+            Err(
+                damage @ (LogError::CorruptCommit { .. }
+                | LogError::CorruptCheckpoint { .. }
+                | LogError::MissingCommit { .. }),
+            ) => Error::DamagedLog {
+                table: self.url.clone(),
+                source: damage,
+            },
+            _ => self.delta("reading state table")(source),
         }
     }
 
