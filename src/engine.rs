@@ -393,6 +393,15 @@ impl Engine {
             .await;
         match run {
             Ok(report) => {
+                tracing::info!(
+                    partition = %report.partition,
+                    source_version = report.source_version,
+                    files = report.files_read,
+                    rows_read = report.rows_read,
+                    rows_written = report.rows_written,
+                    ms = report.duration_ms,
+                    "processed"
+                );
                 failpoint("after-commit");
                 self.state
                     .complete(
@@ -406,11 +415,15 @@ impl Engine {
                 Ok(report)
             }
             Err(e) => {
-                // Best effort: the run's own error is the one to report.
-                let _ = self
+                // The run's own error is the one to report; a failed record of it is
+                // logged, and the claim then expires with its lease.
+                if let Err(fail) = self
                     .state
                     .fail(&partition, &self.run_id, &e.to_string())
-                    .await;
+                    .await
+                {
+                    tracing::warn!(%partition, error = %fail, "could not record the failure");
+                }
                 Err(e.into())
             }
         }
@@ -424,10 +437,17 @@ impl Engine {
     /// crash in between finds the replacement again.
     async fn changes(&self) -> Result<Changes> {
         let snapshot = self.state.read().await?;
-        let cursor: Option<Cursor> = snapshot
-            .cursor
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok());
+        let cursor: Option<Cursor> =
+            snapshot
+                .cursor
+                .as_deref()
+                .and_then(|c| match serde_json::from_str(c) {
+                    Ok(cursor) => Some(cursor),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the stored detector cursor is unreadable; reading the whole log");
+                        None
+                    }
+                });
         let changes = detect_changes(&self.pipeline.source)
             .with_cursor(cursor.clone())
             .with_partition_column(&self.pipeline.partition_column)

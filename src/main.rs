@@ -62,6 +62,43 @@ Exit codes: 0 success, 1 storage failure or bug, 2 usage, 3 data, 4 contention
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log more on stderr: -v what latefill does (commits read, claims, partitions
+    /// and their timings), -vv why (races lost and retried). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log only errors on stderr (warnings are logged by default).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+/// Logs go to stderr, so stdout stays the command's output (JSON included). The
+/// level comes from RUST_LOG when set, else from -v/-q.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let ours = [
+        "latefill",
+        "latefill_state",
+        "latefill_detector",
+        "latefill_executor",
+    ];
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    // Dependencies log their own probes as errors (a target that does not exist yet):
+    // silent unless RUST_LOG asks for them.
+    let default = std::iter::once("off".to_owned())
+        .chain(ours.iter().map(|c| format!("{c}={level}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +319,7 @@ enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     let output = match &cli.command {
         Command::Demo { output, .. }
         | Command::Run { output, .. }
@@ -747,7 +785,9 @@ async fn backfill(
                 // Second signal: abandon the running partitions and release their claims.
                 let running: Vec<String> = in_flight.lock().expect("in-flight lock").iter().cloned().collect();
                 for partition in &running {
-                    let _ = engine.state().release(partition, engine.run_id(), "interrupted").await;
+                    if let Err(e) = engine.state().release(partition, engine.run_id(), "interrupted").await {
+                        tracing::warn!(%partition, error = %e, "could not release the claim; it expires with its lease");
+                    }
                 }
                 if let Some(bar) = &bar {
                     bar.abandon();

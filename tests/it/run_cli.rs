@@ -258,3 +258,31 @@ fn demo_tells_the_late_data_story_and_runs_again_over_its_own_directory() {
     assert_eq!(out.status.code(), Some(2));
     assert!(other.path().join("latefill-demo/keep.txt").exists());
 }
+
+#[tokio::test]
+async fn logs_go_to_stderr_and_json_stays_clean_on_stdout() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    let config = ws.config.to_str().unwrap();
+    let verbose = ws.latefill(&[
+        "-v",
+        "run",
+        "--config",
+        config,
+        "--date",
+        "2024-01-03",
+        "--output",
+        "json",
+    ]);
+    assert!(verbose.status.success(), "{}", stderr(&verbose));
+    let json: serde_json::Value = serde_json::from_str(stdout(&verbose).trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", stdout(&verbose)));
+    assert_eq!(json["partition"], "event_time=2024-01-03");
+    let log = stderr(&verbose);
+    for event in ["claimed", "processed", "read the log"] {
+        assert!(log.contains(event), "-v logs {event:?}: {log}");
+    }
+    let quiet = ws.latefill(&["-q", "run", "--config", config, "--date", "2024-01-03"]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "", "-q logs nothing on success");
+}

@@ -217,6 +217,18 @@ impl DetectChanges {
             },
             _ => full(&reader, &reader.list().await?, self.since, None).await?,
         };
+        tracing::info!(
+            table = %self.table,
+            version = changes.table_version,
+            mode = changes.scan.mode,
+            commits = changes.scan.commits_read,
+            checkpoint = ?changes.scan.checkpoint_read,
+            exact = changes.exact,
+            "read the log"
+        );
+        if let Some(reason) = changes.replaced.as_ref().map(|r| &r.reason) {
+            tracing::warn!(table = %self.table, %reason, "the table was replaced");
+        }
         if let Some(column) = &self.partition_column
             && !changes.partition_columns.contains(column)
         {

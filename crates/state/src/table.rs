@@ -318,9 +318,16 @@ impl StateTable {
             if next == rows {
                 return Ok(out);
             }
+            let base = table.as_ref().and_then(|t| t.version());
             if self.commit(table, &next).await? {
                 return Ok(out);
             }
+            tracing::debug!(
+                table = %self.url,
+                base = ?base,
+                attempt,
+                "another writer committed first; reading again"
+            );
             // Jittered exponential backoff, so that contenders spread out.
             let cap = 2u64.saturating_pow(attempt.min(8) as u32).min(200);
             let pause = rand::rng().random_range(1..=cap.max(2));
@@ -390,6 +397,16 @@ impl StateTable {
             }
             for name in partitions {
                 let previous = rows.partitions.get(name);
+                if let Some(p) =
+                    previous.filter(|p| p.status == Status::Processing && p.run_id != run_id)
+                {
+                    tracing::warn!(
+                        partition = %name,
+                        owner = %p.owner,
+                        run_id = %p.run_id,
+                        "taking over a claim whose lease expired (its run died or stalled)"
+                    );
+                }
                 let state = PartitionState {
                     partition: name.clone(),
                     status: Status::Processing,
@@ -406,7 +423,9 @@ impl StateTable {
             }
             Ok(())
         })
-        .await
+        .await?;
+        tracing::info!(table = %self.url, ?partitions, run_id, "claimed");
+        Ok(())
     }
 
     fn held<'a>(
