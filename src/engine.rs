@@ -254,7 +254,7 @@ pub fn new_run_id() -> String {
 impl Engine {
     /// An engine for `pipeline`, with its state table and a fresh run id.
     pub fn new(pipeline: Pipeline) -> Self {
-        let mut state = StateTable::new(pipeline.state.clone());
+        let mut state = StateTable::new(pipeline.state.clone(), pipeline.name.clone());
         if let Some(retention) = pipeline.state_retention {
             state = state.with_retention(retention);
         }

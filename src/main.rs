@@ -463,7 +463,7 @@ fn state_code(e: &latefill::state::Error) -> u8 {
     use latefill::state::Error as S;
     match e {
         S::Claimed { .. } | S::LeaseLost { .. } | S::Contention { .. } => exit::CONTENTION,
-        S::Malformed { .. } | S::DamagedLog { .. } => exit::DATA,
+        S::Malformed { .. } | S::DamagedLog { .. } | S::NoPipelineColumn { .. } => exit::DATA,
         _ => exit::FAILURE,
     }
 }

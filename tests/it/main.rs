@@ -11,6 +11,7 @@ mod generate;
 mod late;
 mod long_lived;
 mod partitions;
+mod pipelines;
 mod run_cli;
 mod run_partition;
 mod signals;

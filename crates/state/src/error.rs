@@ -52,6 +52,18 @@ pub enum Error {
         /// Attempts made.
         attempts: usize,
     },
+    /// The state table was written by a latefill whose rows did not record their
+    /// pipeline: they cannot be told apart, so they are not read at all.
+    #[error(
+        "state table {table} was written by an older latefill, whose rows do not say which \
+         pipeline they belong to; move it away (or set `state.table` to a new location) and \
+         run `latefill state rebuild --config <pipeline file>` for each pipeline: it restores \
+         the state from the target tables"
+    )]
+    NoPipelineColumn {
+        /// The state table.
+        table: Url,
+    },
     /// The state table's Delta log is damaged.
     #[error(
         "state table {source}. Restore that file from a backup (a \

@@ -11,6 +11,8 @@
 //! - [`StateTable::claim`] takes one or many partitions, all or none, each only if no
 //!   unexpired lease holds it; [`StateTable::complete`] and [`StateTable::fail`] end a
 //!   claim. A lease whose owner crashed expires and can be claimed again.
+//! - Rows are keyed by pipeline and partition: pipelines sharing one state table
+//!   never see each other's rows, claims or cursors.
 //! - Every transition is a compare-and-swap on the table: read at version N, decide,
 //!   commit at exactly N+1; when another writer got there first, read again and decide
 //!   again after a jittered backoff. Claims are therefore safe across processes and
@@ -22,7 +24,8 @@
 //! # async fn example() -> latefill_state::Result<()> {
 //! use latefill_state::StateTable;
 //!
-//! let state = StateTable::new(url::Url::parse("file:///data/latefill_state/").unwrap());
+//! let url = url::Url::parse("file:///data/latefill_state/").unwrap();
+//! let state = StateTable::new(url, "devices_daily");
 //! let partition = "event_time=2024-01-03".to_owned();
 //! state.claim(std::slice::from_ref(&partition), "run-1").await?;
 //! // ... process the partition at source version 12 ...

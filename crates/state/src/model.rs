@@ -92,9 +92,11 @@ fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The state table's schema. `detail` carries the cursor's JSON on the cursor row.
+/// The state table's schema. Rows are keyed by `pipeline` and `partition`; `detail`
+/// carries the cursor's JSON on a pipeline's cursor row.
 pub(crate) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
+        Field::new("pipeline", DataType::Utf8, false),
         Field::new("partition", DataType::Utf8, false),
         Field::new("status", DataType::Utf8, true),
         Field::new("source_version", DataType::Int64, true),
@@ -109,62 +111,111 @@ pub(crate) fn schema() -> SchemaRef {
     ]))
 }
 
-/// Everything the table holds: partition rows and the cursor.
+/// What the table holds for one pipeline: its partition rows and its cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rows {
     pub partitions: std::collections::BTreeMap<String, PartitionState>,
     pub cursor: Option<String>,
 }
 
+/// Everything the table holds, by pipeline.
+pub(crate) type AllRows = std::collections::BTreeMap<String, Rows>;
+
+/// Why the table's rows cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FormatError {
+    /// Written before rows recorded their pipeline: whose rows they are is unknown.
+    NoPipelineColumn,
+    /// Anything else, said in words.
+    Malformed(String),
+}
+
+impl From<String> for FormatError {
+    fn from(reason: String) -> Self {
+        FormatError::Malformed(reason)
+    }
+}
+
+impl From<&str> for FormatError {
+    fn from(reason: &str) -> Self {
+        FormatError::Malformed(reason.to_owned())
+    }
+}
+
 fn micros(t: Option<DateTime<Utc>>) -> Option<i64> {
     t.map(|t| t.timestamp_micros())
 }
 
-pub(crate) fn to_batch(rows: &Rows) -> RecordBatch {
-    let parts: Vec<&PartitionState> = rows.partitions.values().collect();
-    let cursor = rows.cursor.as_deref();
-    let n = parts.len() + usize::from(cursor.is_some());
-    let strings = |f: &dyn Fn(&PartitionState) -> Option<String>, cursor_value: Option<&str>| {
-        let mut v: Vec<Option<String>> = parts.iter().map(|p| f(p)).collect();
-        if cursor.is_some() {
-            v.push(cursor_value.map(str::to_owned));
+/// One row of the table: a partition's, or a pipeline's cursor.
+enum Row<'a> {
+    Partition(&'a PartitionState),
+    Cursor(&'a str),
+}
+
+pub(crate) fn to_batch(all: &AllRows) -> RecordBatch {
+    let mut rows: Vec<(&str, Row<'_>)> = Vec::new();
+    for (pipeline, r) in all {
+        rows.extend(
+            r.partitions
+                .values()
+                .map(|p| (pipeline.as_str(), Row::Partition(p))),
+        );
+        if let Some(cursor) = &r.cursor {
+            rows.push((pipeline.as_str(), Row::Cursor(cursor)));
         }
+    }
+    let n = rows.len();
+    let part = |row: &Row<'_>, f: &dyn Fn(&PartitionState) -> Option<i64>| match row {
+        Row::Partition(p) => f(p),
+        Row::Cursor(_) => None,
+    };
+    let strings = |f: &dyn Fn(&PartitionState) -> Option<String>,
+                   cursor: &dyn Fn(&str) -> Option<String>| {
+        let v: Vec<Option<String>> = rows
+            .iter()
+            .map(|(_, row)| match row {
+                Row::Partition(p) => f(p),
+                Row::Cursor(c) => cursor(c),
+            })
+            .collect();
         Arc::new(StringArray::from(v)) as ArrayRef
     };
     let ints = |f: &dyn Fn(&PartitionState) -> Option<i64>| {
-        let mut v: Vec<Option<i64>> = parts.iter().map(|p| f(p)).collect();
-        if cursor.is_some() {
-            v.push(None);
-        }
+        let v: Vec<Option<i64>> = rows.iter().map(|(_, row)| part(row, f)).collect();
         Arc::new(Int64Array::from(v)) as ArrayRef
     };
     let times = |f: &dyn Fn(&PartitionState) -> Option<i64>| {
-        let mut v: Vec<Option<i64>> = parts.iter().map(|p| f(p)).collect();
-        if cursor.is_some() {
-            v.push(None);
-        }
+        let v: Vec<Option<i64>> = rows.iter().map(|(_, row)| part(row, f)).collect();
         Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef
     };
+    let none = |_: &str| None;
+    let pipelines: Vec<&str> = rows.iter().map(|(pipeline, _)| *pipeline).collect();
     let columns = vec![
-        strings(&|p| Some(p.partition.clone()), Some(CURSOR_ROW)),
-        strings(&|p| Some(p.status.to_string()), None),
+        Arc::new(StringArray::from(pipelines)) as ArrayRef,
+        strings(&|p| Some(p.partition.clone()), &|_| {
+            Some(CURSOR_ROW.to_owned())
+        }),
+        strings(&|p| Some(p.status.to_string()), &none),
         ints(&|p| p.source_version.map(|v| v as i64)),
-        strings(&|p| p.fingerprint.clone(), None),
-        strings(&|p| Some(p.run_id.clone()), None),
-        strings(&|p| Some(p.owner.clone()), None),
+        strings(&|p| p.fingerprint.clone(), &none),
+        strings(&|p| Some(p.run_id.clone()), &none),
+        strings(&|p| Some(p.owner.clone()), &none),
         times(&|p| micros(p.lease_expires_at)),
         ints(&|p| Some(p.attempts as i64)),
-        strings(&|p| p.last_error.clone(), None),
+        strings(&|p| p.last_error.clone(), &none),
         times(&|p| micros(Some(p.updated_at))),
-        strings(&|_| None, cursor),
+        strings(&|_| None, &|c| Some(c.to_owned())),
     ];
     debug_assert!(columns.iter().all(|c| c.len() == n));
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")
 }
 
-pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<Rows, String> {
-    let mut rows = Rows::default();
+pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<AllRows, FormatError> {
+    let mut all = AllRows::new();
     for batch in batches {
+        if batch.column_by_name("pipeline").is_none() {
+            return Err(FormatError::NoPipelineColumn);
+        }
         let col = |name: &str, t: &DataType| -> Result<ArrayRef, String> {
             let c = batch
                 .column_by_name(name)
@@ -174,6 +225,7 @@ pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<Rows, String> {
         let s = |name: &str| col(name, &DataType::Utf8);
         let i = |name: &str| col(name, &DataType::Int64);
         let t = |name: &str| col(name, &timestamp());
+        let pipeline = s("pipeline")?;
         let (partition, status, version, fingerprint, run_id, owner) = (
             s("partition")?,
             s("status")?,
@@ -205,6 +257,8 @@ pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<Rows, String> {
         };
         for r in 0..batch.num_rows() {
             let name = text(&partition, r).ok_or("a row has no partition")?;
+            let pipeline = text(&pipeline, r).ok_or("a row has no pipeline")?;
+            let rows = all.entry(pipeline.clone()).or_default();
             if name == CURSOR_ROW {
                 rows.cursor = text(&detail, r);
                 continue;
@@ -224,11 +278,11 @@ pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<Rows, String> {
                 partition: name.clone(),
             };
             if rows.partitions.insert(name.clone(), state).is_some() {
-                return Err(format!("partition {name} has two rows"));
+                return Err(format!("pipeline {pipeline}: partition {name} has two rows").into());
             }
         }
     }
-    Ok(rows)
+    Ok(all)
 }
 
 #[cfg(test)]
@@ -258,7 +312,11 @@ mod tests {
             rows.partitions.insert(p.partition.clone(), p);
         }
         rows.cursor = Some("{\"version\":3}".into());
-        let back = from_batches(&[to_batch(&rows)]).unwrap();
-        assert_eq!(back, rows);
+        let mut other = rows.clone();
+        other.cursor = None;
+        other.partitions.retain(|_, p| p.status == Status::Failed);
+        let all: AllRows = [("a".to_owned(), rows), ("b".to_owned(), other)].into();
+        let back = from_batches(&[to_batch(&all)]).unwrap();
+        assert_eq!(back, all);
     }
 }

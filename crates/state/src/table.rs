@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::model::{self, PartitionState, Rows, Status};
+use crate::model::{self, AllRows, FormatError, PartitionState, Rows, Status};
 
 /// How long a claim holds unless told otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::minutes(10);
@@ -49,6 +49,7 @@ const MAX_ATTEMPTS: usize = 200;
 #[derive(Debug, Clone)]
 pub struct StateTable {
     url: Url,
+    pipeline: String,
     clock: Arc<dyn Clock>,
     owner: String,
     lease: Duration,
@@ -78,11 +79,17 @@ pub fn default_owner() -> String {
 }
 
 impl StateTable {
-    /// The state table at `url` (created on the first transition), with the system
-    /// clock, this process as owner and [`DEFAULT_LEASE`].
-    pub fn new(url: Url) -> Self {
+    /// `pipeline`'s rows of the state table at `url` (created on the first
+    /// transition), with the system clock, this process as owner and
+    /// [`DEFAULT_LEASE`].
+    ///
+    /// Several pipelines may share one state table: each reads and changes only its
+    /// own rows (partitions, claims and cursor), and they meet only in the
+    /// compare-and-swap of its commits.
+    pub fn new(url: Url, pipeline: impl Into<String>) -> Self {
         StateTable {
             url,
+            pipeline: pipeline.into(),
             clock: Arc::new(SystemClock),
             owner: default_owner(),
             lease: DEFAULT_LEASE,
@@ -126,6 +133,11 @@ impl StateTable {
         &self.url
     }
 
+    /// The pipeline whose rows this handle reads and changes.
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
     /// The clock in use.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
@@ -141,7 +153,8 @@ impl StateTable {
 
     /// Reads the table's latest version.
     pub async fn read(&self) -> Result<StateSnapshot> {
-        let (table, rows) = self.load().await?;
+        let (table, mut all) = self.load().await?;
+        let rows = all.remove(&self.pipeline).unwrap_or_default();
         Ok(StateSnapshot {
             version: table.and_then(|t| t.version()),
             partitions: rows.partitions,
@@ -149,7 +162,7 @@ impl StateTable {
         })
     }
 
-    async fn load(&self) -> Result<(Option<DeltaTable>, Rows)> {
+    async fn load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
         let mut attempt = 1;
         loop {
             match self.try_load().await {
@@ -183,15 +196,15 @@ impl StateTable {
         }
     }
 
-    async fn try_load(&self) -> Result<(Option<DeltaTable>, Rows)> {
+    async fn try_load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
         if let Ok(path) = self.url.to_file_path()
             && !path.join("_delta_log").is_dir()
         {
-            return Ok((None, Rows::default()));
+            return Ok((None, AllRows::default()));
         }
         let table = match deltalake::open_table(self.url.clone()).await {
             Ok(t) => t,
-            Err(DeltaTableError::NotATable(_)) => return Ok((None, Rows::default())),
+            Err(DeltaTableError::NotATable(_)) => return Ok((None, AllRows::default())),
             Err(e) => return Err(self.delta("opening state table")(e)),
         };
         let files: Vec<_> = table
@@ -216,16 +229,21 @@ impl StateTable {
                 batches.push(batch.map_err(|e| self.delta("reading state table")(e.into()))?);
             }
         }
-        let rows = model::from_batches(&batches).map_err(|reason| Error::Malformed {
-            table: self.url.clone(),
-            reason,
+        let rows = model::from_batches(&batches).map_err(|e| match e {
+            FormatError::NoPipelineColumn => Error::NoPipelineColumn {
+                table: self.url.clone(),
+            },
+            FormatError::Malformed(reason) => Error::Malformed {
+                table: self.url.clone(),
+                reason,
+            },
         })?;
         Ok((Some(table), rows))
     }
 
     /// Commits `rows` as the table's whole content at exactly the version after
     /// `base`'s. `Ok(false)` when another writer committed first.
-    async fn commit(&self, base: Option<DeltaTable>, rows: &Rows) -> Result<bool> {
+    async fn commit(&self, base: Option<DeltaTable>, rows: &AllRows) -> Result<bool> {
         let next_version = base.as_ref().and_then(|t| t.version()).map_or(0, |v| v + 1);
         let table = match base {
             Some(t) => t,
@@ -304,18 +322,23 @@ impl StateTable {
         }
     }
 
-    /// Reads, applies `decide` and commits at the next version, retrying on fresh data
-    /// when another writer got there first. `decide` sees the rows and the time; an
-    /// error from it ends the transition with nothing written.
+    /// Reads, applies `decide` to this pipeline's rows and commits the whole table at
+    /// the next version, retrying on fresh data when another writer got there first.
+    /// `decide` sees the rows and the time; an error from it ends the transition with
+    /// nothing written. Other pipelines' rows are written back as they were read.
     pub(crate) async fn transition<T>(
         &self,
         mut decide: impl FnMut(&mut Rows, DateTime<Utc>) -> Result<T>,
     ) -> Result<T> {
         for attempt in 0..MAX_ATTEMPTS {
-            let (table, rows) = self.load().await?;
-            let mut next = rows.clone();
-            let out = decide(&mut next, self.clock.now())?;
-            if next == rows {
+            let (table, all) = self.load().await?;
+            let mut next = all.clone();
+            let mine = next.entry(self.pipeline.clone()).or_default();
+            let out = decide(mine, self.clock.now())?;
+            if *mine == Rows::default() {
+                next.remove(&self.pipeline);
+            }
+            if next == all {
                 return Ok(out);
             }
             let base = table.as_ref().and_then(|t| t.version());

@@ -19,7 +19,7 @@ fn names(list: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn claim_then_complete_records_the_source_version() {
     let (_dir, url) = table();
-    let state = StateTable::new(url);
+    let state = StateTable::new(url, "p");
     assert_eq!(state.read().await.unwrap().version, None);
     state.claim(&names(&["p=1"]), "run-1").await.unwrap();
     let read = state.read().await.unwrap();
@@ -39,7 +39,7 @@ async fn claim_then_complete_records_the_source_version() {
 #[tokio::test]
 async fn a_claim_takes_all_partitions_or_none() {
     let (_dir, url) = table();
-    let state = StateTable::new(url);
+    let state = StateTable::new(url, "p");
     state.claim(&names(&["p=a", "p=b"]), "run-1").await.unwrap();
     let err = state
         .claim(&names(&["p=c", "p=b"]), "run-2")
@@ -63,7 +63,7 @@ async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it() {
     let clock = Arc::new(TestClock::new(
         DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
     ));
-    let state = StateTable::new(url)
+    let state = StateTable::new(url, "p")
         .with_clock(clock.clone())
         .with_lease(Duration::minutes(10));
     state.claim(&names(&["p=1"]), "crashed-run").await.unwrap();
@@ -90,7 +90,7 @@ async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it() {
 #[tokio::test]
 async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again() {
     let (_dir, url) = table();
-    let state = StateTable::new(url);
+    let state = StateTable::new(url, "p");
     state.claim(&names(&["p=1"]), "run-1").await.unwrap();
     state.fail("p=1", "run-1", "disk full").await.unwrap();
     let p = &state.read().await.unwrap().partitions["p=1"];
@@ -104,7 +104,7 @@ async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again() {
 #[tokio::test]
 async fn a_planned_claim_fails_when_the_row_changed_since_the_plan() {
     let (_dir, url) = table();
-    let state = StateTable::new(url);
+    let state = StateTable::new(url, "p");
     state.claim(&names(&["p=1"]), "run-0").await.unwrap();
     state.complete("p=1", "run-0", 3, None).await.unwrap();
     let planned = state.read().await.unwrap().partitions["p=1"].clone();
@@ -136,7 +136,7 @@ async fn a_planned_claim_fails_when_the_row_changed_since_the_plan() {
 #[tokio::test]
 async fn the_cursor_is_kept_apart_from_partitions() {
     let (_dir, url) = table();
-    let state = StateTable::new(url);
+    let state = StateTable::new(url, "p");
     state.save_cursor("{\"version\":7}".into()).await.unwrap();
     state.claim(&names(&["p=1"]), "run-1").await.unwrap();
     let read = state.read().await.unwrap();
@@ -153,7 +153,7 @@ async fn concurrent_writers_lose_no_transition() {
     let (_dir, url) = table();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let state = StateTable::new(url.clone()).with_owner(format!("writer-{w}"));
+        let state = StateTable::new(url.clone(), "p").with_owner(format!("writer-{w}"));
         tasks.push(tokio::spawn(async move {
             for c in 0..CLAIMS {
                 let partition = format!("p={w}-{c}");
@@ -172,7 +172,7 @@ async fn concurrent_writers_lose_no_transition() {
     for t in tasks {
         t.await.unwrap();
     }
-    let read = StateTable::new(url).read().await.unwrap();
+    let read = StateTable::new(url, "p").read().await.unwrap();
     assert_eq!(read.partitions.len(), WRITERS * CLAIMS);
     for (name, p) in &read.partitions {
         let (w, c) = name[2..].split_once('-').unwrap();
@@ -196,7 +196,7 @@ async fn racing_claims_on_one_partition_have_exactly_one_winner() {
     let (_dir, url) = table();
     let mut tasks = Vec::new();
     for w in 0..5 {
-        let state = StateTable::new(url.clone());
+        let state = StateTable::new(url.clone(), "p");
         tasks.push(tokio::spawn(async move {
             state
                 .claim(&["p=hot".to_owned()], &format!("run-{w}"))
@@ -212,4 +212,79 @@ async fn racing_claims_on_one_partition_have_exactly_one_winner() {
         }
     }
     assert_eq!(wins, 1);
+}
+
+/// Regression: rows were keyed by partition alone, so a second pipeline on the same
+/// state table saw the first one's rows as its own and processed nothing.
+#[tokio::test]
+async fn pipelines_sharing_a_state_table_never_see_each_others_rows() {
+    let (_dir, url) = table();
+    let a = StateTable::new(url.clone(), "a");
+    let b = StateTable::new(url.clone(), "b");
+    let p = names(&["event_time=2024-01-01"]);
+    a.claim(&p, "run-a").await.unwrap();
+    // The same partition of another pipeline is not claimed by a's lease.
+    b.claim(&p, "run-b").await.unwrap();
+    a.complete(&p[0], "run-a", 7, None).await.unwrap();
+    a.save_cursor("{\"cursor\":\"a\"}".into()).await.unwrap();
+    let (read_a, read_b) = (a.read().await.unwrap(), b.read().await.unwrap());
+    assert_eq!(read_a.partitions[&p[0]].status, Status::Processed);
+    assert_eq!(read_b.partitions[&p[0]].status, Status::Processing);
+    assert_eq!(read_b.partitions[&p[0]].run_id, "run-b");
+    assert_eq!(read_a.cursor.as_deref(), Some("{\"cursor\":\"a\"}"));
+    assert_eq!(read_b.cursor, None, "cursors are per pipeline");
+    // b's transitions write a's rows back as they were.
+    b.fail(&p[0], "run-b", "boom").await.unwrap();
+    assert_eq!(a.read().await.unwrap().partitions, read_a.partitions);
+    // A pipeline that never wrote has no rows.
+    let c = StateTable::new(url, "c").read().await.unwrap();
+    assert!(c.partitions.is_empty() && c.cursor.is_none());
+}
+
+/// The counter pattern across pipelines: writers of two pipelines interleave on one
+/// table and lose nothing; they contend only in the compare-and-swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_of_two_pipelines_on_one_table_lose_no_transition() {
+    const WRITERS: usize = 4;
+    const CLAIMS: usize = 3;
+    let (_dir, url) = table();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let state = StateTable::new(url.clone(), ["a", "b"][w % 2]);
+        tasks.push(tokio::spawn(async move {
+            for c in 0..CLAIMS {
+                let partition = format!("p={w}-{c}");
+                let run = format!("run-{w}-{c}");
+                state
+                    .claim(std::slice::from_ref(&partition), &run)
+                    .await
+                    .unwrap();
+                state
+                    .complete(&partition, &run, (w * 100 + c) as u64, None)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (pipeline, parity) in [("a", 0), ("b", 1)] {
+        let read = StateTable::new(url.clone(), pipeline).read().await.unwrap();
+        let expected: Vec<String> = (0..WRITERS)
+            .filter(|w| w % 2 == parity)
+            .flat_map(|w| (0..CLAIMS).map(move |c| format!("p={w}-{c}")))
+            .collect();
+        assert_eq!(
+            read.partitions.keys().cloned().collect::<Vec<_>>(),
+            expected,
+            "{pipeline}"
+        );
+        assert!(
+            read.partitions
+                .values()
+                .all(|p| p.status == Status::Processed)
+        );
+        assert_eq!(read.version, Some((2 * WRITERS * CLAIMS - 1) as u64));
+    }
 }

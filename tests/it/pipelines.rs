@@ -1,0 +1,299 @@
+//! Several pipelines on one state table, through the CLI.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::datatypes::{DataType, Int64Type};
+
+use crate::common::*;
+
+const TYPES_SQL: &str =
+    "SELECT type, count(*) AS devices, event_time FROM source GROUP BY type, event_time";
+
+/// Writes `b.toml` beside the workspace's pipeline: another name, another target and
+/// SQL, the same source and the same state table.
+fn second_pipeline(ws: &Workspace) -> PathBuf {
+    let path = ws.dir.path().join("b.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"types_daily\"\n\
+             [source]\ntable = \"devices\"\npartition_column = \"event_time\"\n\
+             [target]\ntable = \"types_daily\"\n\
+             [state]\ntable = \"state\"\n\
+             [transform]\nsql = '''{TYPES_SQL}'''\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `type -> devices` for `date`, from `table` (a target) or recomputed from the
+/// source with `sql_over_source` when given.
+async fn type_counts(table: &Path, date: &str, recompute: bool) -> BTreeMap<String, i64> {
+    let sql = if recompute {
+        format!(
+            "SELECT CAST(type AS VARCHAR), count(*) FROM t WHERE event_time = '{date}' GROUP BY 1"
+        )
+    } else {
+        format!("SELECT CAST(type AS VARCHAR), devices FROM t WHERE event_time = '{date}'")
+    };
+    let table_ = open(table).await;
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    table_.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("t", table_.table_provider().await.unwrap())
+        .unwrap();
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let mut out = BTreeMap::new();
+    for b in &batches {
+        let kinds = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert!(!n.is_null(i));
+            out.insert(kinds.as_string::<i32>().value(i).to_owned(), n.value(i));
+        }
+    }
+    out
+}
+
+fn backfill(ws: &Workspace, config: &Path, from: &str, to: &str) -> Vec<serde_json::Value> {
+    let out = ws.latefill(&[
+        "backfill",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        from,
+        "--to",
+        to,
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Partitions a backfill's JSON lines report as processed.
+fn processed(lines: &[serde_json::Value]) -> Vec<String> {
+    let mut names: Vec<String> = lines
+        .iter()
+        .filter(|l| l["event"] == "processed")
+        .map(|l| l["partition"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn assert_both_targets_are_recomputations(ws: &Workspace, dates: &[&str]) {
+    for date in dates {
+        let recomputed = expected_counts_from_source(ws, date).await;
+        assert_eq!(
+            target_counts(&ws.target_path(), date).await,
+            recomputed,
+            "a: {date}"
+        );
+        assert_eq!(
+            type_counts(&ws.dir.path().join("types_daily"), date, false).await,
+            type_counts(&ws.source_path(), date, true).await,
+            "b: {date}"
+        );
+    }
+}
+
+/// `(type, version) -> devices` of the default SQL, recomputed from the source.
+async fn expected_counts_from_source(
+    ws: &Workspace,
+    date: &str,
+) -> BTreeMap<(String, String), i64> {
+    let batches = query(&ws.source_path(), &format!("WHERE event_time = '{date}'")).await;
+    let mut out = BTreeMap::new();
+    for b in &batches {
+        let kinds =
+            deltalake::arrow::compute::cast(b.column_by_name("type").unwrap(), &DataType::Utf8)
+                .unwrap();
+        let versions =
+            deltalake::arrow::compute::cast(b.column_by_name("version").unwrap(), &DataType::Utf8)
+                .unwrap();
+        for i in 0..b.num_rows() {
+            let key = (
+                kinds.as_string::<i32>().value(i).to_owned(),
+                versions.as_string::<i32>().value(i).to_owned(),
+            );
+            *out.entry(key).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Regression: rows were keyed by partition alone, so b's backfill found a's rows,
+/// printed "0 partition(s) to process" and never created its target.
+#[tokio::test]
+async fn a_second_pipeline_on_the_same_state_table_processes_its_own_partitions() {
+    let ws = Workspace::new();
+    let dates = ["2024-01-01", "2024-01-02", "2024-01-03"];
+    for (i, d) in dates.iter().enumerate() {
+        ws.generate(d, 300, i as u64).await;
+    }
+    let b = second_pipeline(&ws);
+    let a_lines = backfill(&ws, &ws.config, dates[0], dates[2]);
+    assert_eq!(processed(&a_lines).len(), 3, "{a_lines:?}");
+    let b_lines = backfill(&ws, &b, dates[0], dates[2]);
+    assert_eq!(
+        processed(&b_lines),
+        dates.map(|d| format!("event_time={d}")),
+        "{b_lines:?}"
+    );
+    assert_both_targets_are_recomputations(&ws, &dates).await;
+
+    // Each pipeline's status is its own, and late data makes both late.
+    ws.generate("2024-01-02", 40, 9).await;
+    for config in [&ws.config, &b] {
+        let status = ws.latefill(&[
+            "status",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(status.status.success(), "{}", stderr(&status));
+        let rows: serde_json::Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+        let late: Vec<&str> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["late"] == true)
+            .map(|r| r["partition"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            late,
+            ["event_time=2024-01-02"],
+            "{}: {rows}",
+            config.display()
+        );
+    }
+    backfill(&ws, &ws.config, dates[0], dates[2]);
+    backfill(&ws, &b, dates[0], dates[2]);
+    assert_both_targets_are_recomputations(&ws, &dates).await;
+}
+
+/// The partitions `outputs` (backfill JSON lines) report as processed, with
+/// repeats: a partition processed twice appears twice.
+fn processed_by_all(outputs: &[std::process::Output]) -> Vec<String> {
+    let mut names = Vec::new();
+    for o in outputs {
+        assert!(o.status.success(), "{}", stderr(o));
+        for line in stdout(o).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_ne!(v["event"], "failed", "{line}");
+            if v["event"] == "processed" {
+                names.push(v["partition"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn four_processes_running_two_pipelines_on_one_state_table_do_all_the_work_once() {
+    let ws = Workspace::new();
+    let dates: Vec<String> = (1..=8).map(|d| format!("2024-02-{d:02}")).collect();
+    for (i, d) in dates.iter().enumerate() {
+        ws.generate(d, 200, i as u64).await;
+    }
+    let b = second_pipeline(&ws);
+    // Two processes per pipeline on overlapping ranges, all at once.
+    let runs = [
+        (&ws.config, 1, 6),
+        (&ws.config, 3, 8),
+        (&b, 1, 8),
+        (&b, 2, 5),
+    ];
+    let children: Vec<_> = runs
+        .iter()
+        .map(|(config, from, to)| {
+            Command::new(env!("CARGO_BIN_EXE_latefill"))
+                .args(["backfill", "--config", config.to_str().unwrap()])
+                .args(["--from", &dates[from - 1], "--to", &dates[to - 1]])
+                .args(["--concurrency", "2", "--output", "json"])
+                .current_dir(ws.dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let every_date: Vec<String> = dates.iter().map(|d| format!("event_time={d}")).collect();
+    assert_eq!(
+        processed_by_all(&outputs[..2]),
+        every_date,
+        "a: each date once"
+    );
+    assert_eq!(
+        processed_by_all(&outputs[2..]),
+        every_date,
+        "b: each date once"
+    );
+    let dates: Vec<&str> = dates.iter().map(String::as_str).collect();
+    assert_both_targets_are_recomputations(&ws, &dates).await;
+}
+
+/// A state table written before rows recorded their pipeline is refused, never
+/// misread, and `state rebuild` into a new one recovers.
+#[tokio::test]
+async fn a_state_table_without_pipelines_is_refused_with_the_way_out() {
+    let ws = Workspace::new();
+    ws.generate("2024-03-01", 100, 1).await;
+    let first = ws.run_cli(&["--date", "2024-03-01"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // Today's rows, less the pipeline column: what an older latefill wrote.
+    let state = ws.dir.path().join("state");
+    let old_rows = query(&state, "").await;
+    let old_rows: Vec<_> = old_rows
+        .iter()
+        .map(|b| {
+            let keep: Vec<usize> = (0..b.num_columns())
+                .filter(|&i| b.schema().field(i).name() != "pipeline")
+                .collect();
+            b.project(&keep).unwrap()
+        })
+        .collect();
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    deltalake::DeltaTable::try_from_url(url_of(&state))
+        .await
+        .unwrap()
+        .write(old_rows)
+        .await
+        .unwrap();
+
+    let out = ws.run_cli(&["--date", "2024-03-01"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("written by an older latefill") && err.contains("latefill state rebuild"),
+        "{err}"
+    );
+    // The way out the message gives.
+    std::fs::rename(&state, ws.dir.path().join("state.old")).unwrap();
+    let rebuild = ws.latefill(&["state", "rebuild", "--config", ws.config.to_str().unwrap()]);
+    assert!(rebuild.status.success(), "{}", stderr(&rebuild));
+    let status = ws.latefill(&[
+        "status",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+    assert_eq!(rows[0]["partition"], "event_time=2024-03-01");
+    assert_eq!(rows[0]["status"], "processed", "{rows}");
+}
