@@ -17,7 +17,7 @@ use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
 use crate::engine::{Engine, Error, Result, Skipped};
-use crate::plan::partition_date;
+use crate::plan::{is_stale, partition_date};
 
 /// Which dates of the range a backfill processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -29,6 +29,9 @@ pub enum Selection {
     Pending,
     /// Only late dates: processed, and changed in the source since.
     OnlyLate,
+    /// Only stale dates: processed by another version of the transform (the SQL
+    /// changed since).
+    Stale,
     /// Every date with source data, up to date or not.
     All,
 }
@@ -169,6 +172,7 @@ impl BackfillRange {
         let detection = engine.detect(after, None).await?;
         let state = &detection.state;
         let now = engine.state().now();
+        let transform = engine.pipeline().transform_version();
         let late: std::collections::BTreeSet<&str> = detection
             .late
             .iter()
@@ -186,6 +190,9 @@ impl BackfillRange {
             let pick = match self.selection {
                 Selection::All => true,
                 Selection::OnlyLate => late.contains(change.partition.as_str()),
+                Selection::Stale => {
+                    row.is_some_and(|r| !r.is_leased(now) && is_stale(r, &transform))
+                }
                 Selection::Pending => match row {
                     None => true,
                     Some(r) if r.is_leased(now) => false,

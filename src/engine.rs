@@ -20,7 +20,7 @@ use latefill_state::{Clock, PartitionState, StateTable, Status};
 use rand::RngExt;
 use serde::Serialize;
 
-use crate::plan::{LatePartition, PlanInput, partition_date, plan_late};
+use crate::plan::{LatePartition, PlanInput, is_stale, partition_date, plan_late, plan_stale};
 
 /// Errors of the engine: those of its parts, plus its own.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,10 @@ pub struct Detection {
     pub detection: DetectionSummary,
     /// The late partitions before the date, sorted.
     pub late: Vec<LatePartition>,
+    /// The partitions before the date processed by another version of the transform
+    /// (the SQL changed since), sorted. Reprocessed only on request
+    /// (`backfill --stale`).
+    pub stale: Vec<String>,
     #[serde(skip)]
     changes: Vec<PartitionChange>,
     /// The state rows the plan was made from.
@@ -214,6 +218,10 @@ pub struct StatusRow {
     pub last_change_version: Option<u64>,
     /// Whether it is late: processed, and changed since.
     pub late: bool,
+    /// Whether it is stale: processed by another version of the transform.
+    pub stale: bool,
+    /// The version of the transform that processed it.
+    pub transform: Option<String>,
     /// Who holds or last held it.
     pub owner: Option<String>,
     /// Until when a `processing` row is leased.
@@ -363,12 +371,16 @@ impl Engine {
                 target_txn_version(&self.pipeline, &partition).await?
                 && txn == info.source_version
             {
+                // The commit that landed was made by this pipeline's transform unless
+                // the SQL was edited between the crash and now.
+                let transform = self.pipeline.transform_version();
                 self.state
                     .complete(
                         &partition,
                         &self.run_id,
                         txn,
                         Some(info.fingerprint.clone()),
+                        Some(transform.clone()),
                     )
                     .await?;
                 return Ok(RunReport {
@@ -379,6 +391,7 @@ impl Engine {
                     rows_written: 0,
                     target_version,
                     fingerprint: info.fingerprint,
+                    transform,
                     recovered: true,
                     started_at,
                     finished_at: Utc::now(),
@@ -409,6 +422,7 @@ impl Engine {
                         &self.run_id,
                         report.source_version,
                         Some(report.fingerprint.clone()),
+                        Some(report.transform.clone()),
                     )
                     .await?;
                 failpoint("after-complete");
@@ -517,6 +531,11 @@ impl Engine {
             fingerprints: fingerprints.as_ref(),
         };
         let late = plan_late(&state.partitions, &partitions, &input);
+        let stale = plan_stale(
+            &state.partitions,
+            &self.pipeline.transform_version(),
+            &input,
+        );
         Ok(Detection {
             detection: DetectionSummary {
                 table_version: changes.table_version,
@@ -528,6 +547,7 @@ impl Engine {
                 unrecognised,
             },
             late,
+            stale,
             changes: partitions,
             state: state.partitions,
         })
@@ -622,6 +642,7 @@ impl Engine {
         let far = PartitionDate::parse("9999-12-31").expect("a valid date");
         let detection = self.detect(far, None).await?;
         let state = self.state.read().await?;
+        let transform = self.pipeline.transform_version();
         let late: std::collections::BTreeSet<&str> = detection
             .late
             .iter()
@@ -645,6 +666,8 @@ impl Engine {
                     source_version: row.and_then(|r| r.source_version),
                     last_change_version: changes.get(name).copied(),
                     late: late.contains(name),
+                    stale: row.is_some_and(|r| is_stale(r, &transform)),
+                    transform: row.and_then(|r| r.transform.clone()),
                     owner: row.map(|r| r.owner.clone()),
                     lease_expires_at: row
                         .filter(|r| r.status == Status::Processing)
@@ -660,13 +683,17 @@ impl Engine {
     /// every target partition whose commit carried this pipeline's `txn` is recorded
     /// as processed at that source version. Returns how many rows were restored.
     pub async fn rebuild_state(&self) -> Result<usize> {
-        let processed = processed_versions(&self.pipeline).await?;
+        let processed = processed_partitions(&self.pipeline).await?;
         Ok(self.state.restore(&processed).await?)
     }
 }
 
-/// Per target partition, the source version its `txn` records.
-async fn processed_versions(pipeline: &Pipeline) -> Result<BTreeMap<String, u64>> {
+/// Per target partition, the source version its `txn` records, and the transform
+/// version that latefill's entry in the commit info of the partition's last commit
+/// records (`None` when log cleanup removed that commit).
+async fn processed_partitions(
+    pipeline: &Pipeline,
+) -> Result<BTreeMap<String, (u64, Option<String>)>> {
     use futures::TryStreamExt;
     let delta = |source| latefill_executor::Error::Delta {
         action: "reading target",
@@ -681,10 +708,32 @@ async fn processed_versions(pipeline: &Pipeline) -> Result<BTreeMap<String, u64>
         .try_collect()
         .await
         .map_err(delta)?;
+    let column = &pipeline.partition_column;
     let mut partitions = std::collections::BTreeSet::new();
     for file in &files {
-        if let Some(Some(value)) = file.partition_values_map().get(&pipeline.partition_column) {
-            partitions.insert(format!("{}={value}", pipeline.partition_column));
+        let values = file.partition_values_map();
+        let values = values.iter().map(|(c, v)| (c.as_str(), v.as_deref()));
+        match PartitionKey::from_source_values(column, file.path().as_ref(), values) {
+            Ok(key) => {
+                partitions.insert(key.to_string());
+            }
+            Err(e) => tracing::warn!(target_table = %pipeline.target, error = %e, "not restored"),
+        }
+    }
+    // Newest commit first: the first entry for a partition is its last write.
+    let mut transforms: BTreeMap<String, String> = BTreeMap::new();
+    let infos: Vec<_> = target.history(None).try_collect().await.map_err(delta)?;
+    for info in &infos {
+        let Some(entry) = info.info.get(latefill_executor::COMMIT_INFO_KEY) else {
+            continue;
+        };
+        if entry["pipeline"] != pipeline.name.as_str() {
+            continue;
+        }
+        if let (Some(p), Some(t)) = (entry["partition"].as_str(), entry["transform"].as_str()) {
+            transforms
+                .entry(p.to_owned())
+                .or_insert_with(|| t.to_owned());
         }
     }
     let snapshot = target.snapshot().map_err(delta)?;
@@ -695,7 +744,8 @@ async fn processed_versions(pipeline: &Pipeline) -> Result<BTreeMap<String, u64>
             .await
             .map_err(delta)?;
         if let Some(v) = version.and_then(|v| u64::try_from(v).ok()) {
-            out.insert(partition, v);
+            let transform = transforms.get(&partition).cloned();
+            out.insert(partition, (v, transform));
         }
     }
     Ok(out)

@@ -225,6 +225,12 @@ enum Command {
         /// Every date with source data, even those up to date.
         #[arg(long, conflicts_with = "only_late")]
         all: bool,
+        /// Only stale dates: processed by another version of the transform, i.e.
+        /// before the SQL was last changed. Editing the SQL never reprocesses history
+        /// by itself: `status` and `detect` report such dates, and this brings the
+        /// range you choose up to date.
+        #[arg(long, conflicts_with_all = ["only_late", "all"])]
+        stale: bool,
         /// How long claims hold; see `latefill run --help`.
         #[arg(long, value_name = "SECONDS", default_value_t = 600,
               value_parser = clap::value_parser!(u32).range(1..))]
@@ -566,6 +572,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 }
                 Output::Text => {
                     print_detection(&detection.detection, &detection.late);
+                    if !detection.stale.is_empty() {
+                        out!(
+                            "stale: {} partition(s) processed by another version of the SQL \
+                             ({}); `latefill backfill --stale` reprocesses them",
+                            detection.stale.len(),
+                            detection.stale.join(", ")
+                        );
+                    }
                     if let (Some(path), Some(plan)) = (&backfill_config, &plan) {
                         out!(
                             "claimed {} partition(s) for run {} and wrote {}",
@@ -594,6 +608,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             concurrency,
             only_late,
             all,
+            stale,
             lease_seconds,
             output,
         } => {
@@ -605,9 +620,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let selection = match (only_late, all) {
-                (true, _) => Selection::OnlyLate,
-                (_, true) => Selection::All,
+            let selection = match (only_late, all, stale) {
+                (true, _, _) => Selection::OnlyLate,
+                (_, true, _) => Selection::All,
+                (_, _, true) => Selection::Stale,
                 _ => Selection::Pending,
             };
             let (pipeline, _) = config.load()?;
@@ -914,6 +930,7 @@ fn print_status(rows: &[latefill::engine::StatusRow]) {
                 r.owner.as_deref().unwrap_or("?")
             ),
             (None, Some(error)) => format!("error: {error}"),
+            _ if r.stale => "stale: processed by another version of the SQL".to_owned(),
             _ => String::new(),
         };
         out!(

@@ -49,25 +49,51 @@ pub fn partition_date(column: &str, partition: &str) -> Option<PartitionDate> {
     PartitionKey::parse_name(column, partition).map(|key| key.date())
 }
 
+impl PlanInput<'_> {
+    /// Whether a plan for `date` looks at `partition`: a partition of the pipeline's
+    /// column, before the date, within the look-back horizon.
+    pub fn considers(&self, partition: &str) -> bool {
+        let Some(date) = partition_date(self.column, partition) else {
+            return false;
+        };
+        let earliest = self.lookback_days.map(|days| {
+            self.date
+                .date()
+                .checked_sub_days(chrono::Days::new(u64::from(days)))
+                .unwrap_or(chrono::NaiveDate::MIN)
+        });
+        date < self.date && earliest.is_none_or(|e| date.date() >= e)
+    }
+}
+
+/// Whether `row` was processed by another transform than `transform` (or by one
+/// latefill did not record): its output is stale.
+pub fn is_stale(row: &PartitionState, transform: &str) -> bool {
+    row.status == Status::Processed && row.transform.as_deref() != Some(transform)
+}
+
+/// The stale partitions a plan for the date considers ([`is_stale`]), sorted by name.
+pub fn plan_stale(
+    state: &BTreeMap<String, PartitionState>,
+    transform: &str,
+    input: &PlanInput<'_>,
+) -> Vec<String> {
+    state
+        .iter()
+        .filter(|(name, row)| input.considers(name) && is_stale(row, transform))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// The late partitions, sorted by name.
 pub fn plan_late(
     state: &BTreeMap<String, PartitionState>,
     changes: &[PartitionChange],
     input: &PlanInput<'_>,
 ) -> Vec<LatePartition> {
-    let earliest = input.lookback_days.map(|days| {
-        input
-            .date
-            .date()
-            .checked_sub_days(chrono::Days::new(u64::from(days)))
-            .unwrap_or(chrono::NaiveDate::MIN)
-    });
     let mut late = Vec::new();
     for change in changes {
-        let Some(date) = partition_date(input.column, &change.partition) else {
-            continue;
-        };
-        if date >= input.date || earliest.is_some_and(|e| date.date() < e) {
+        if !input.considers(&change.partition) {
             continue;
         }
         let Some(row) = state.get(&change.partition) else {
@@ -115,6 +141,7 @@ mod tests {
             status,
             source_version: Some(version),
             fingerprint: Some("1:aaaa".into()),
+            transform: Some("sql:1".into()),
             run_id: "other-run".into(),
             owner: "host:1".into(),
             lease_expires_at: leased.then(|| now() + chrono::Duration::minutes(5)),

@@ -297,3 +297,122 @@ async fn a_state_table_without_pipelines_is_refused_with_the_way_out() {
     assert_eq!(rows[0]["partition"], "event_time=2024-03-01");
     assert_eq!(rows[0]["status"], "processed", "{rows}");
 }
+
+/// The `stale` flag of each partition in `latefill status --format json`.
+fn stale_flags(ws: &Workspace) -> BTreeMap<String, bool> {
+    let out = ws.latefill(&[
+        "status",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_str().unwrap().to_owned(),
+                r["stale"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn set_sql(ws: &Workspace, sql: &str) {
+    let text = std::fs::read_to_string(&ws.config).unwrap();
+    let (head, _) = text.split_once("[transform]").unwrap();
+    std::fs::write(
+        &ws.config,
+        format!("{head}[transform]\nsql = '''{sql}'''\n"),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn editing_the_sql_makes_partitions_stale_and_backfill_stale_brings_them_current() {
+    let ws = Workspace::new();
+    let dates = ["2024-05-01", "2024-05-02", "2024-05-03"];
+    for (i, d) in dates.iter().enumerate() {
+        ws.generate(d, 400, i as u64).await;
+    }
+    backfill(&ws, &ws.config, dates[0], dates[2]);
+    assert!(stale_flags(&ws).values().all(|s| !s));
+
+    // The same SQL laid out otherwise is the same transform.
+    set_sql(
+        &ws,
+        "select type,\n  version,\n  count(*) as devices,\n  event_time\nfrom source\n-- per device\ngroup by type, version, event_time",
+    );
+    assert!(stale_flags(&ws).values().all(|s| !s), "layout is no change");
+
+    // Another SQL: every processed partition is stale, none is late.
+    set_sql(
+        &ws,
+        "SELECT type, version, count(*) AS devices, event_time FROM source \
+         WHERE type <> 'galaxy' GROUP BY type, version, event_time",
+    );
+    assert!(
+        stale_flags(&ws).values().all(|s| *s),
+        "{:?}",
+        stale_flags(&ws)
+    );
+    let detect = ws.latefill(&[
+        "detect",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--date",
+        "2024-05-04",
+        "--output",
+        "json",
+    ]);
+    let detect: serde_json::Value = serde_json::from_str(stdout(&detect).trim()).unwrap();
+    assert_eq!(detect["late"], serde_json::json!([]), "{detect}");
+    assert_eq!(
+        detect["stale"],
+        serde_json::json!(dates.map(|d| format!("event_time={d}"))),
+        "{detect}"
+    );
+
+    // Only on request: a plain backfill leaves them; --stale reprocesses them.
+    let plain = backfill(&ws, &ws.config, dates[0], dates[2]);
+    assert!(processed(&plain).is_empty(), "{plain:?}");
+    let out = ws.latefill(&[
+        "backfill",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--from",
+        dates[0],
+        "--to",
+        dates[2],
+        "--stale",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(processed(&lines).len(), 3, "{lines:?}");
+    assert!(stale_flags(&ws).values().all(|s| !s));
+    for date in dates {
+        let mut expected = expected_counts_from_source(&ws, date).await;
+        expected.retain(|(kind, _), _| kind != "galaxy");
+        assert_eq!(
+            target_counts(&ws.target_path(), date).await,
+            expected,
+            "{date}"
+        );
+    }
+
+    // The target's commits record the transform: a rebuilt state knows it.
+    std::fs::remove_dir_all(ws.dir.path().join("state")).unwrap();
+    let rebuild = ws.latefill(&["state", "rebuild", "--config", ws.config.to_str().unwrap()]);
+    assert!(rebuild.status.success(), "{}", stderr(&rebuild));
+    let flags = stale_flags(&ws);
+    assert_eq!(flags.len(), 3);
+    assert!(flags.values().all(|s| !s), "{flags:?}");
+}

@@ -38,6 +38,6 @@ pub use failpoint::{FAILPOINT_ENV, failpoint};
 pub use partition::{PartitionDate, PartitionKey, UnrecognisedPartition};
 pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, parse_retention, resolve_location};
 pub use run::{
-    PartitionInfo, RunPartition, RunReport, file_identity, fingerprint, inspect_partition,
-    partition_fingerprints, run_partition, target_txn_version,
+    COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, file_identity, fingerprint,
+    inspect_partition, partition_fingerprints, run_partition, target_txn_version,
 };

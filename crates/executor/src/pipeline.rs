@@ -197,6 +197,25 @@ impl Pipeline {
         Self::from_toml(DEFAULT_PIPELINE_TOML, base_dir)
     }
 
+    /// The transform's version: `sql:` and a hash of the SQL as DataFusion's parser
+    /// reads it back, so that layout, comments and keyword case are no change but
+    /// anything the SQL says differently is. Each processed partition records it; a
+    /// partition processed by another version is stale.
+    pub fn transform_version(&self) -> String {
+        use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
+        use deltalake::datafusion::sql::sqlparser::parser::Parser;
+        let normalised = match Parser::parse_sql(&GenericDialect {}, &self.sql) {
+            Ok(statements) => statements
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(";\n"),
+            // Invalid SQL fails its runs anyway; its words still identify it.
+            Err(_) => self.sql.split_whitespace().collect::<Vec<_>>().join(" "),
+        };
+        format!("sql:{:016x}", crate::run::fnv1a(normalised.bytes()))
+    }
+
     /// The Delta application-transaction id that the target's commits carry for
     /// `partition`, e.g. `latefill/devices_daily/event_time=2024-01-03`.
     pub fn app_id(&self, partition: &str) -> String {
@@ -292,6 +311,26 @@ mod tests {
             p.app_id("event_time=2024-01-03"),
             "latefill/devices_daily/event_time=2024-01-03"
         );
+    }
+
+    #[test]
+    fn the_transform_version_changes_with_what_the_sql_says_only() {
+        let with_sql = |sql: &str| Pipeline {
+            sql: sql.to_owned(),
+            ..Pipeline::default_devices(Path::new("/x")).unwrap()
+        };
+        let base = with_sql(
+            "SELECT type, count(*) AS n, event_time FROM source GROUP BY type, event_time",
+        );
+        let relaid = with_sql(
+            "select type,\n       count(*) as n,\n       event_time\n-- per type\nfrom source\ngroup by type, event_time\n",
+        );
+        let other = with_sql(
+            "SELECT type, count(*) AS n, event_time FROM source WHERE type <> 'htc' GROUP BY type, event_time",
+        );
+        assert_eq!(base.transform_version(), relaid.transform_version());
+        assert_ne!(base.transform_version(), other.transform_version());
+        assert!(base.transform_version().starts_with("sql:"));
     }
 
     #[test]

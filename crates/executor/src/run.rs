@@ -43,6 +43,8 @@ pub struct RunReport {
     /// Fingerprint of the partition's source files at `source_version`
     /// ([`fingerprint`]); equal fingerprints mean the same data.
     pub fingerprint: String,
+    /// The transform's version ([`Pipeline::transform_version`]) that wrote it.
+    pub transform: String,
     /// `true` when nothing was written because the target's `txn` showed that a run
     /// which died after its commit had already written this version.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -123,14 +125,19 @@ pub async fn target_txn_version(
 pub fn fingerprint<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
     let mut paths: Vec<&str> = paths.into_iter().collect();
     paths.sort_unstable();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for path in &paths {
-        for byte in path.bytes().chain(std::iter::once(b'\n')) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    let hash = fnv1a(
+        paths
+            .iter()
+            .flat_map(|p| p.bytes().chain(std::iter::once(b'\n'))),
+    );
     format!("{}:{hash:016x}", paths.len())
+}
+
+/// FNV-1a, 64 bits: a stable hash for identities (not for security).
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// What identifies a live file's rows: its path, and its deletion vector if it has
@@ -315,10 +322,23 @@ impl RunPartition {
             Some(table) => table,
             None => create_target_handle(&pipeline.target).await?,
         };
-        let commit = CommitProperties::default().with_application_transaction(Transaction::new(
-            pipeline.app_id(&partition),
-            source_version as i64,
-        ));
+        // The txn says which source version the partition reflects; the commit info
+        // says which transform made it, for `state rebuild`.
+        let transform = pipeline.transform_version();
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(
+                pipeline.app_id(&partition),
+                source_version as i64,
+            ))
+            .with_metadata([(
+                COMMIT_INFO_KEY.to_owned(),
+                serde_json::json!({
+                    "pipeline": pipeline.name,
+                    "partition": partition,
+                    "source_version": source_version,
+                    "transform": transform,
+                }),
+            )]);
         let predicate = Expr::Column(Column::from_name(column)).eq(lit(value.clone()));
         let watcher = crate::failpoint::abort_on_new_file(
             pipeline
@@ -353,6 +373,7 @@ impl RunPartition {
             partition,
             source_version,
             fingerprint: files_fingerprint(&files),
+            transform,
             recovered: false,
             files_read: files.len(),
             rows_read,
@@ -398,6 +419,10 @@ impl IntoFuture for RunPartition {
         })
     }
 }
+
+/// The key of latefill's entry in the commit info of the target commits it makes:
+/// `{"pipeline", "partition", "source_version", "transform"}`.
+pub const COMMIT_INFO_KEY: &str = "latefill";
 
 /// How many times a run is redone when its target commit conflicts.
 const MAX_RUN_ATTEMPTS: usize = 5;

@@ -29,7 +29,7 @@
 //! let partition = "event_time=2024-01-03".to_owned();
 //! state.claim(std::slice::from_ref(&partition), "run-1").await?;
 //! // ... process the partition at source version 12 ...
-//! state.complete(&partition, "run-1", 12, None).await?;
+//! state.complete(&partition, "run-1", 12, None, Some("sql:1".into())).await?;
 //! # Ok(())
 //! # }
 //! ```

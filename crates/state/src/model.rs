@@ -64,6 +64,8 @@ pub struct PartitionState {
     pub source_version: Option<u64>,
     /// The fingerprint of the partition's source files at `source_version`.
     pub fingerprint: Option<String>,
+    /// The version of the transform that processed it; `None` when unknown.
+    pub transform: Option<String>,
     /// The run that last claimed it.
     pub run_id: String,
     /// Who last claimed it, `host:pid`.
@@ -108,6 +110,7 @@ pub(crate) fn schema() -> SchemaRef {
         Field::new("last_error", DataType::Utf8, true),
         Field::new("updated_at", timestamp(), true),
         Field::new("detail", DataType::Utf8, true),
+        Field::new("transform", DataType::Utf8, true),
     ]))
 }
 
@@ -205,6 +208,7 @@ pub(crate) fn to_batch(all: &AllRows) -> RecordBatch {
         strings(&|p| p.last_error.clone(), &none),
         times(&|p| micros(Some(p.updated_at))),
         strings(&|_| None, &|c| Some(c.to_owned())),
+        strings(&|p| p.transform.clone(), &none),
     ];
     debug_assert!(columns.iter().all(|c| c.len() == n));
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")
@@ -241,6 +245,11 @@ pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<AllRows, FormatErr
             t("updated_at")?,
             s("detail")?,
         );
+        // Added after the pipeline column: absent from tables written before it.
+        let transform = match batch.column_by_name("transform") {
+            Some(_) => Some(s("transform")?),
+            None => None,
+        };
         let text = |a: &ArrayRef, r: usize| {
             let a = a.as_string::<i32>();
             a.is_valid(r).then(|| a.value(r).to_owned())
@@ -269,6 +278,7 @@ pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<AllRows, FormatErr
                     .parse()?,
                 source_version: int(&version, r).map(|v| v as u64),
                 fingerprint: text(&fingerprint, r),
+                transform: transform.as_ref().and_then(|t| text(t, r)),
                 run_id: text(&run_id, r).unwrap_or_default(),
                 owner: text(&owner, r).unwrap_or_default(),
                 lease_expires_at: time(&lease, r),
@@ -302,6 +312,7 @@ mod tests {
                 status,
                 source_version: (i > 0).then_some(i as u64 * 7),
                 fingerprint: Some("abc".into()),
+                transform: (i != 1).then(|| "sql:1".into()),
                 run_id: "r1".into(),
                 owner: "host:1".into(),
                 lease_expires_at: (i == 0).then_some(now),

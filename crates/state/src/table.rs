@@ -435,6 +435,7 @@ impl StateTable {
                     status: Status::Processing,
                     source_version: previous.and_then(|p| p.source_version),
                     fingerprint: previous.and_then(|p| p.fingerprint.clone()),
+                    transform: previous.and_then(|p| p.transform.clone()),
                     run_id: run_id.to_owned(),
                     owner: self.owner.clone(),
                     lease_expires_at: Some(now + lease),
@@ -470,13 +471,15 @@ impl StateTable {
         }
     }
 
-    /// Records that `run_id` processed `partition` at `source_version`.
+    /// Records that `run_id` processed `partition` at `source_version`, its source
+    /// files' `fingerprint` and the `transform` version that processed it.
     pub async fn complete(
         &self,
         partition: &str,
         run_id: &str,
         source_version: u64,
         fingerprint: Option<String>,
+        transform: Option<String>,
     ) -> Result<()> {
         self.transition(|rows, now| {
             // Already recorded (a retry after a commit that landed): nothing to do.
@@ -491,6 +494,7 @@ impl StateTable {
             p.status = Status::Processed;
             p.source_version = Some(source_version);
             p.fingerprint = fingerprint.clone();
+            p.transform = transform.clone();
             p.lease_expires_at = None;
             p.last_error = None;
             p.updated_at = now;
@@ -545,13 +549,18 @@ impl StateTable {
         .await
     }
 
-    /// Records partitions as processed at the given source versions, keeping rows
-    /// that are newer; used by `state rebuild`.
-    pub async fn restore(&self, processed: &BTreeMap<String, u64>) -> Result<usize> {
+    /// Records partitions as processed at the given source versions (with the
+    /// transform version, when known), keeping rows that are newer; used by
+    /// `state rebuild`.
+    pub async fn restore(
+        &self,
+        processed: &BTreeMap<String, (u64, Option<String>)>,
+    ) -> Result<usize> {
         let owner = self.owner.clone();
         self.transition(|rows, now| {
             let mut restored = 0;
-            for (name, &version) in processed {
+            for (name, (version, transform)) in processed {
+                let version = *version;
                 let keep = rows
                     .partitions
                     .get(name)
@@ -566,6 +575,7 @@ impl StateTable {
                         status: Status::Processed,
                         source_version: Some(version),
                         fingerprint: None,
+                        transform: transform.clone(),
                         run_id: "rebuild".into(),
                         owner: owner.clone(),
                         lease_expires_at: None,

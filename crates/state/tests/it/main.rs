@@ -26,7 +26,7 @@ async fn claim_then_complete_records_the_source_version() {
     assert_eq!(read.partitions["p=1"].status, Status::Processing);
     assert_eq!(read.partitions["p=1"].attempts, 1);
     state
-        .complete("p=1", "run-1", 12, Some("fp".into()))
+        .complete("p=1", "run-1", 12, Some("fp".into()), Some("sql:1".into()))
         .await
         .unwrap();
     let read = state.read().await.unwrap();
@@ -80,11 +80,11 @@ async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it() {
     assert_eq!((p.run_id.as_str(), p.attempts), ("run-2", 2));
 
     let err = state
-        .complete("p=1", "crashed-run", 5, None)
+        .complete("p=1", "crashed-run", 5, None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
-    state.complete("p=1", "run-2", 6, None).await.unwrap();
+    state.complete("p=1", "run-2", 6, None, None).await.unwrap();
 }
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn a_planned_claim_fails_when_the_row_changed_since_the_plan() {
     let (_dir, url) = table();
     let state = StateTable::new(url, "p");
     state.claim(&names(&["p=1"]), "run-0").await.unwrap();
-    state.complete("p=1", "run-0", 3, None).await.unwrap();
+    state.complete("p=1", "run-0", 3, None, None).await.unwrap();
     let planned = state.read().await.unwrap().partitions["p=1"].clone();
 
     // Another run reprocesses it after both planned from the same row.
@@ -114,7 +114,7 @@ async fn a_planned_claim_fails_when_the_row_changed_since_the_plan() {
         .claim_if_unchanged("p=1", "run-a", Some(&planned))
         .await
         .unwrap();
-    state.complete("p=1", "run-a", 7, None).await.unwrap();
+    state.complete("p=1", "run-a", 7, None, None).await.unwrap();
     let err = state
         .claim_if_unchanged("p=1", "run-b", Some(&planned))
         .await
@@ -163,7 +163,7 @@ async fn concurrent_writers_lose_no_transition() {
                     .await
                     .unwrap();
                 state
-                    .complete(&partition, &run, (w * 100 + c) as u64, None)
+                    .complete(&partition, &run, (w * 100 + c) as u64, None, None)
                     .await
                     .unwrap();
             }
@@ -225,7 +225,7 @@ async fn pipelines_sharing_a_state_table_never_see_each_others_rows() {
     a.claim(&p, "run-a").await.unwrap();
     // The same partition of another pipeline is not claimed by a's lease.
     b.claim(&p, "run-b").await.unwrap();
-    a.complete(&p[0], "run-a", 7, None).await.unwrap();
+    a.complete(&p[0], "run-a", 7, None, None).await.unwrap();
     a.save_cursor("{\"cursor\":\"a\"}".into()).await.unwrap();
     let (read_a, read_b) = (a.read().await.unwrap(), b.read().await.unwrap());
     assert_eq!(read_a.partitions[&p[0]].status, Status::Processed);
@@ -260,7 +260,7 @@ async fn writers_of_two_pipelines_on_one_table_lose_no_transition() {
                     .await
                     .unwrap();
                 state
-                    .complete(&partition, &run, (w * 100 + c) as u64, None)
+                    .complete(&partition, &run, (w * 100 + c) as u64, None, None)
                     .await
                     .unwrap();
             }
