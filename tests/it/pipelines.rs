@@ -178,6 +178,29 @@ async fn a_second_pipeline_on_the_same_state_table_processes_its_own_partitions(
     backfill(&ws, &ws.config, dates[0], dates[2]);
     backfill(&ws, &b, dates[0], dates[2]);
     assert_both_targets_are_recomputations(&ws, &dates).await;
+
+    // state rebuild restores the named pipeline's rows only.
+    std::fs::remove_dir_all(ws.dir.path().join("state")).unwrap();
+    let rebuild = ws.latefill(&["state", "rebuild", "--config", b.to_str().unwrap()]);
+    assert!(rebuild.status.success(), "{}", stderr(&rebuild));
+    for (config, expected) in [(&b, "processed"), (&ws.config, "unprocessed")] {
+        let status = ws.latefill(&[
+            "status",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        let rows: serde_json::Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+        assert!(
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] == expected),
+            "{}: {rows}",
+            config.display()
+        );
+    }
 }
 
 /// The partitions `outputs` (backfill JSON lines) report as processed, with

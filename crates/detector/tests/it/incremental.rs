@@ -238,3 +238,27 @@ async fn a_table_recreated_with_a_shorter_log_is_not_continued_from_the_cursor()
         .collect();
     assert_eq!(names, ["date=2020-06-09"]);
 }
+
+#[tokio::test]
+async fn a_table_replaced_in_place_is_recognised_by_its_new_id() {
+    // CREATE OR REPLACE: the same log goes on with a metaData of another table id.
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    let metadata = serde_json::json!({"metaData": {
+        "id": "a-new-table-id", "format": {"provider": "parquet", "options": {}},
+        "schemaString": "{\"type\":\"struct\",\"fields\":[]}",
+        "partitionColumns": ["date"], "configuration": {}, "createdTime": 2
+    }});
+    std::fs::write(log_file(&url, 13), format!("{metadata}\n")).unwrap();
+    let next = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .await
+        .unwrap();
+    let replaced = next.replaced.as_ref().expect("the replacement is reported");
+    assert_eq!(replaced.table_id.as_deref(), Some("a-new-table-id"));
+    assert_eq!(
+        replaced.previous_table_id,
+        first.table_id().map(str::to_owned)
+    );
+    assert!(replaced.reason.contains("table id changed"), "{replaced:?}");
+}
