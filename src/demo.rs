@@ -75,6 +75,22 @@ pub enum DemoError {
     },
 }
 
+impl DemoError {
+    /// The class of this error, as `run` would give it.
+    pub fn class(&self) -> latefill_executor::ErrorClass {
+        use latefill_executor::ErrorClass;
+        match self {
+            DemoError::DirectoryInUse(_) => ErrorClass::Usage,
+            DemoError::Io { .. } => ErrorClass::Storage,
+            DemoError::Generate(latefill_datagen::Error::Delta { .. }) => ErrorClass::Storage,
+            DemoError::Generate(_) => ErrorClass::Usage,
+            DemoError::Run(e) => e.class(),
+            // The demo's own check of its result failed: a bug.
+            DemoError::Compare { .. } => ErrorClass::Internal,
+        }
+    }
+}
+
 impl From<latefill_executor::Error> for DemoError {
     fn from(e: latefill_executor::Error) -> Self {
         DemoError::Run(e.into())

@@ -46,6 +46,18 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The class of this error: its part's, or storage for the plan file.
+    pub fn class(&self) -> latefill_executor::ErrorClass {
+        match self {
+            Error::Executor(e) => e.class(),
+            Error::State(e) => e.class(),
+            Error::Detector(e) => e.class(),
+            Error::PlanFile { .. } => latefill_executor::ErrorClass::Storage,
+        }
+    }
+}
+
 /// `Result` with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -403,75 +403,42 @@ fn without_backtrace(text: &str) -> String {
         .to_owned()
 }
 
-/// Maps an error to its exit code by the class of the library error inside it.
+/// Maps an error to its exit code by the class of the library error inside it: the
+/// one place where classes become exit codes.
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<latefill::engine::Error>() {
-            use latefill::engine::Error as E;
-            return match e {
-                E::Executor(e) => executor_code(e),
-                E::State(e) => state_code(e),
-                E::Detector(e) => detector_code(e),
-                _ => exit::FAILURE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<executor::Error>() {
-            return executor_code(e);
-        }
-        if let Some(e) = cause.downcast_ref::<latefill::datagen::Error>() {
-            return match e {
-                latefill::datagen::Error::Delta { .. } => exit::FAILURE,
-                _ => exit::USAGE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<latefill::demo::DemoError>() {
-            use latefill::demo::DemoError;
-            return match e {
-                DemoError::DirectoryInUse(_) => exit::USAGE,
-                DemoError::Run(latefill::engine::Error::Executor(e)) => executor_code(e),
-                DemoError::Run(latefill::engine::Error::State(e)) => state_code(e),
-                _ => exit::FAILURE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<latefill::detector::Error>() {
-            return detector_code(e);
-        }
-        if cause.downcast_ref::<UsageError>().is_some() {
-            return exit::USAGE;
-        }
-        if cause.downcast_ref::<DataFailure>().is_some() {
-            return exit::DATA;
-        }
-        if cause.downcast_ref::<Interrupted>().is_some() {
+        let class = if let Some(e) = cause.downcast_ref::<latefill::engine::Error>() {
+            e.class()
+        } else if let Some(e) = cause.downcast_ref::<executor::Error>() {
+            e.class()
+        } else if let Some(e) = cause.downcast_ref::<latefill::state::Error>() {
+            e.class()
+        } else if let Some(e) = cause.downcast_ref::<latefill::detector::Error>() {
+            e.class()
+        } else if let Some(e) = cause.downcast_ref::<latefill::demo::DemoError>() {
+            e.class()
+        } else if let Some(e) = cause.downcast_ref::<latefill::datagen::Error>() {
+            match e {
+                latefill::datagen::Error::Delta { .. } => ErrorClass::Storage,
+                _ => ErrorClass::Usage,
+            }
+        } else if cause.downcast_ref::<UsageError>().is_some() {
+            ErrorClass::Usage
+        } else if cause.downcast_ref::<DataFailure>().is_some() {
+            ErrorClass::Data
+        } else if cause.downcast_ref::<Interrupted>().is_some() {
             return exit::INTERRUPTED;
-        }
+        } else {
+            continue;
+        };
+        return match class {
+            ErrorClass::Usage => exit::USAGE,
+            ErrorClass::Data => exit::DATA,
+            ErrorClass::Contention => exit::CONTENTION,
+            _ => exit::FAILURE,
+        };
     }
     exit::FAILURE
-}
-
-fn executor_code(e: &executor::Error) -> u8 {
-    match e.class() {
-        ErrorClass::Usage => exit::USAGE,
-        ErrorClass::Data => exit::DATA,
-        _ => exit::FAILURE,
-    }
-}
-
-fn detector_code(e: &latefill::detector::Error) -> u8 {
-    use latefill::detector::Error as D;
-    match e {
-        D::Storage { .. } | D::Delta { .. } => exit::FAILURE,
-        _ => exit::DATA,
-    }
-}
-
-fn state_code(e: &latefill::state::Error) -> u8 {
-    use latefill::state::Error as S;
-    match e {
-        S::Claimed { .. } | S::LeaseLost { .. } | S::Contention { .. } => exit::CONTENTION,
-        S::Malformed { .. } | S::DamagedLog { .. } | S::NoPipelineColumn { .. } => exit::DATA,
-        _ => exit::FAILURE,
-    }
 }
 
 /// A usage problem found by the binary itself.

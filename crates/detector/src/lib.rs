@@ -44,6 +44,6 @@ mod naming;
 pub use detect::{
     Changes, Cursor, DetectChanges, PartitionChange, Replacement, ScanStats, detect_changes,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};
 pub use log::{LogBounds, check_log, log_bounds};
 pub use naming::{NULL_PARTITION_VALUE, PartitionNaming};

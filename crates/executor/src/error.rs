@@ -220,17 +220,7 @@ pub enum Error {
 /// `Result` with the executor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Whose fault an error is, which decides the CLI's exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorClass {
-    /// Bad arguments or configuration: fix the command or the pipeline file.
-    Usage,
-    /// The data (tables, SQL against them) cannot be processed as asked.
-    Data,
-    /// Storage or an unexpected failure.
-    Internal,
-}
+pub use latefill_detector::ErrorClass;
 
 impl Error {
     /// The class of this error.
@@ -250,9 +240,9 @@ impl Error {
             | Error::SchemaMismatch { .. }
             | Error::DamagedLog { .. }
             | Error::Execution { .. } => ErrorClass::Data,
-            Error::Delta { .. } | Error::TargetConflict { .. } | Error::Internal(_) => {
-                ErrorClass::Internal
-            }
+            Error::TargetConflict { .. } => ErrorClass::Contention,
+            Error::Delta { .. } => ErrorClass::Storage,
+            Error::Internal(_) => ErrorClass::Internal,
         }
     }
 }

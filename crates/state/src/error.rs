@@ -98,5 +98,22 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The class of this error.
+    pub fn class(&self) -> latefill_detector::ErrorClass {
+        use latefill_detector::ErrorClass;
+        match self {
+            Error::Claimed { .. }
+            | Error::ChangedSincePlanned { .. }
+            | Error::LeaseLost { .. }
+            | Error::Contention { .. } => ErrorClass::Contention,
+            Error::NoPipelineColumn { .. } | Error::DamagedLog { .. } | Error::Malformed { .. } => {
+                ErrorClass::Data
+            }
+            Error::Delta { .. } => ErrorClass::Storage,
+        }
+    }
+}
+
 /// `Result` with the state table's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
