@@ -162,7 +162,6 @@ impl BackfillRange {
     /// row it was planned from.
     pub async fn plan(&self) -> Result<Vec<(PartitionDate, Option<PartitionState>)>> {
         let engine = &self.engine;
-        let column = &engine.pipeline().partition_column;
         let after = self
             .to
             .date()
@@ -180,7 +179,7 @@ impl BackfillRange {
             .collect();
         let mut dates = Vec::new();
         for change in detection.changes() {
-            let Some(date) = partition_date(column, &change.partition) else {
+            let Some(date) = partition_date(engine.pipeline(), &change.partition) else {
                 continue;
             };
             if date < self.from || date > self.to {

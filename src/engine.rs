@@ -91,17 +91,20 @@ pub struct DetectionSummary {
 /// date's change is then the latest of its sub-partitions', exact when that latest
 /// one is. Source partitions that name no date are returned apart.
 fn by_pipeline_partition(
-    column: &str,
+    pipeline: &Pipeline,
     changes: &Changes,
 ) -> (
     BTreeMap<String, PartitionChange>,
     Vec<UnrecognisedPartition>,
 ) {
+    let (column, granularity) = (&pipeline.partition_column, pipeline.granularity);
     let mut grouped: BTreeMap<String, PartitionChange> = BTreeMap::new();
     let mut unrecognised = Vec::new();
     for change in &changes.partitions {
         let key = match changes.values_of(&change.partition) {
-            Some(values) => PartitionKey::from_source_values(column, &change.partition, values),
+            Some(values) => {
+                PartitionKey::from_source_values(column, granularity, &change.partition, values)
+            }
             None => Err(UnrecognisedPartition {
                 partition: change.partition.clone(),
                 reason: format!(
@@ -499,8 +502,7 @@ impl Engine {
     ) -> Result<Detection> {
         let changes = self.changes().await?;
         let state = self.state.read().await?;
-        let (mut grouped, unrecognised) =
-            by_pipeline_partition(&self.pipeline.partition_column, &changes);
+        let (mut grouped, unrecognised) = by_pipeline_partition(&self.pipeline, &changes);
         // A processed partition with no source version was processed against a source
         // that was since replaced; if the new table has no such partition, its data is
         // gone, which is a change too.
@@ -537,6 +539,7 @@ impl Engine {
         };
         let input = PlanInput {
             column: &self.pipeline.partition_column,
+            granularity: self.pipeline.granularity,
             date,
             lookback_days,
             now: self.state.now(),
@@ -617,9 +620,7 @@ impl Engine {
             }
             LateHandling::InProcess => {
                 for late in &detection.late {
-                    let Some(day) =
-                        partition_date(&self.pipeline.partition_column, &late.partition)
-                    else {
+                    let Some(day) = partition_date(&self.pipeline, &late.partition) else {
                         // Plans are made of pipeline partition names: this is a bug.
                         outcome.failed.push(Skipped {
                             partition: late.partition.clone(),
@@ -725,7 +726,12 @@ async fn processed_partitions(
     for file in &files {
         let values = file.partition_values_map();
         let values = values.iter().map(|(c, v)| (c.as_str(), v.as_deref()));
-        match PartitionKey::from_source_values(column, file.path().as_ref(), values) {
+        match PartitionKey::from_source_values(
+            column,
+            pipeline.granularity,
+            file.path().as_ref(),
+            values,
+        ) {
             Ok(key) => {
                 partitions.insert(key.to_string());
             }

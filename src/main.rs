@@ -124,6 +124,11 @@ enum Command {
         /// Replace the file if it exists.
         #[arg(long)]
         force: bool,
+        /// Write an hourly pipeline instead: partitions `YYYY-MM-DDTHH`, over
+        /// `latefill-demo/devices_hourly` (fill it with `latefill generate --date
+        /// 2024-01-03T05`).
+        #[arg(long)]
+        hourly: bool,
     },
     /// Append generated device rows for one day to a Delta table (one commit).
     Generate(GenerateArgs),
@@ -142,7 +147,8 @@ enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArg,
-        /// The partition to process, YYYY-MM-DD.
+        /// The partition to process: YYYY-MM-DD, or YYYY-MM-DDTHH / YYYY-MM for a
+        /// pipeline of hours / months (`source.granularity`).
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: String,
         /// Read the source at this version instead of the latest.
@@ -209,10 +215,10 @@ enum Command {
     Backfill {
         #[command(flatten)]
         config: ConfigArg,
-        /// The first date, YYYY-MM-DD.
+        /// The first date (YYYY-MM-DD, or the pipeline's granularity).
         #[arg(long, value_name = "YYYY-MM-DD")]
         from: String,
-        /// The last date, YYYY-MM-DD (included).
+        /// The last date, included.
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: String,
         /// Partitions processed at once.
@@ -459,7 +465,11 @@ struct DataFailure(String);
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo { dir, output } => demo(&dir, output).await,
-        Command::Init { path, force } => init(&path, force),
+        Command::Init {
+            path,
+            force,
+            hourly,
+        } => init(&path, force, hourly),
         Command::Generate(args) => {
             let report = args.to_options()?.write().await?;
             out!(
@@ -483,8 +493,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             output,
         } => {
             // Validate every argument before any storage is touched.
-            let date = PartitionDate::parse(&date)?;
             let (pipeline, origin) = config.load()?;
+            let date = pipeline.parse_date(&date)?;
             let mut engine = late.engine(pipeline);
             if let Some(id) = run_id {
                 engine = engine.with_run_id(id);
@@ -521,8 +531,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             backfill_config,
             output,
         } => {
-            let date = PartitionDate::parse(&date)?;
             let (pipeline, _) = config.load()?;
+            let date = pipeline.parse_date(&date)?;
             let engine = late.engine(pipeline);
             let detection = engine.detect(date, late.lookback).await?;
             let plan = match &backfill_config {
@@ -579,8 +589,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             lease_seconds,
             output,
         } => {
-            let from = PartitionDate::parse(&from)?;
-            let to = PartitionDate::parse(&to)?;
+            let (pipeline, _) = config.load()?;
+            let from = pipeline.parse_date(&from)?;
+            let to = pipeline.parse_date(&to)?;
             if from > to {
                 return Err(UsageError(format!(
                     "--from {from} is after --to {to}: the range would be empty"
@@ -593,7 +604,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 (_, _, true) => Selection::Stale,
                 _ => Selection::Pending,
             };
-            let (pipeline, _) = config.load()?;
             let engine = Engine::new(pipeline)
                 .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)));
             backfill(
@@ -927,7 +937,7 @@ fn describe_run(r: &RunReport) -> String {
     )
 }
 
-fn init(path: &Path, force: bool) -> anyhow::Result<()> {
+fn init(path: &Path, force: bool, hourly: bool) -> anyhow::Result<()> {
     if path.exists() && !force {
         return Err(UsageError(format!(
             "{} exists; pass --force to replace it",
@@ -935,12 +945,18 @@ fn init(path: &Path, force: bool) -> anyhow::Result<()> {
         ))
         .into());
     }
-    std::fs::write(path, executor::DEFAULT_PIPELINE_TOML)
+    let granularity = if hourly {
+        executor::Granularity::Hour
+    } else {
+        executor::Granularity::Day
+    };
+    std::fs::write(path, executor::example_pipeline_toml(granularity))
         .with_context(|| format!("writing {}", path.display()))?;
     out!(
-        "wrote {}: edit it, then `latefill run --config {} --date YYYY-MM-DD`",
+        "wrote {}: edit it, then `latefill run --config {} --date {}`",
         path.display(),
-        path.display()
+        path.display(),
+        granularity.pattern()
     );
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use latefill_detector::PartitionChange;
-use latefill_executor::{PartitionDate, PartitionKey};
+use latefill_executor::{Granularity, PartitionDate, PartitionKey, Pipeline};
 use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
@@ -33,6 +33,8 @@ pub struct LatePartition {
 pub struct PlanInput<'a> {
     /// The partition column.
     pub column: &'a str,
+    /// How its values are written.
+    pub granularity: Granularity,
     /// The run's date: only partitions before it are considered.
     pub date: PartitionDate,
     /// Only partitions at most this many days before `date`.
@@ -44,25 +46,28 @@ pub struct PlanInput<'a> {
     pub fingerprints: Option<&'a BTreeMap<String, String>>,
 }
 
-/// The date of a partition named `column=YYYY-MM-DD` ([`PartitionKey`]), if it is one.
-pub fn partition_date(column: &str, partition: &str) -> Option<PartitionDate> {
-    PartitionKey::parse_name(column, partition).map(|key| key.date())
+/// The period of a partition of `pipeline` named `column=<value>` ([`PartitionKey`]),
+/// if it is one.
+pub fn partition_date(pipeline: &Pipeline, partition: &str) -> Option<PartitionDate> {
+    PartitionKey::parse_name(&pipeline.partition_column, pipeline.granularity, partition)
+        .map(|key| key.date())
 }
 
 impl PlanInput<'_> {
     /// Whether a plan for `date` looks at `partition`: a partition of the pipeline's
     /// column, before the date, within the look-back horizon.
     pub fn considers(&self, partition: &str) -> bool {
-        let Some(date) = partition_date(self.column, partition) else {
+        let Some(date) = PartitionKey::parse_name(self.column, self.granularity, partition) else {
             return false;
         };
+        let date = date.date();
         let earliest = self.lookback_days.map(|days| {
             self.date
-                .date()
+                .start()
                 .checked_sub_days(chrono::Days::new(u64::from(days)))
-                .unwrap_or(chrono::NaiveDate::MIN)
+                .unwrap_or(chrono::NaiveDateTime::MIN)
         });
-        date < self.date && earliest.is_none_or(|e| date.date() >= e)
+        date < self.date && earliest.is_none_or(|e| date.start() >= e)
     }
 }
 
@@ -167,6 +172,7 @@ mod tests {
     fn input<'a>() -> PlanInput<'a> {
         PlanInput {
             column: COL,
+            granularity: Granularity::Day,
             date: PartitionDate::parse("2024-01-10").unwrap(),
             lookback_days: None,
             now: now(),

@@ -11,8 +11,8 @@ pub struct GenerateArgs {
     /// The Delta table to append to, a path or URL; created if missing.
     #[arg(long, value_name = "URI")]
     pub table: String,
-    /// The day the rows belong to (the `event_time` partition), YYYY-MM-DD. A past
-    /// date makes late data.
+    /// The period the rows belong to (the `event_time` partition): a day YYYY-MM-DD,
+    /// an hour YYYY-MM-DDTHH or a month YYYY-MM. A past one makes late data.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: String,
     /// Number of rows to append.

@@ -31,11 +31,12 @@
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Timelike};
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
+use latefill_executor::{Granularity, PartitionDate};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use url::Url;
@@ -49,8 +50,12 @@ pub const PARTITION_COLUMN: &str = "event_time";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The date is not a calendar date written `YYYY-MM-DD`.
-    #[error("invalid date {value:?}: expected a calendar date written YYYY-MM-DD, e.g. 2024-01-03")]
+    /// The date is not a day `YYYY-MM-DD`, an hour `YYYY-MM-DDTHH` or a month
+    /// `YYYY-MM`.
+    #[error(
+        "invalid date {value:?}: expected a calendar date written YYYY-MM-DD (e.g. 2024-01-03), \
+         an hour YYYY-MM-DDTHH (2024-01-03T05) or a month YYYY-MM (2024-01)"
+    )]
     InvalidDate {
         /// The value as given.
         value: String,
@@ -118,7 +123,7 @@ pub fn device_schema() -> SchemaRef {
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     table: Url,
-    date: NaiveDate,
+    date: PartitionDate,
     rows: usize,
     seed: u64,
     duplicates_pct: f64,
@@ -143,6 +148,8 @@ pub struct GenerateReport {
 impl GenerateOptions {
     /// Options for `date` (`YYYY-MM-DD`) in the table at `table` (a path or URL),
     /// with 1,000 clean rows and seed 0.
+    /// `date` is a day (`YYYY-MM-DD`), an hour (`YYYY-MM-DDTHH`) or a month
+    /// (`YYYY-MM`): the value of `event_time` in every row.
     pub fn new(table: &str, date: &str) -> Result<Self> {
         Ok(Self {
             table: table_url(table)?,
@@ -216,10 +223,20 @@ impl GenerateOptions {
     /// Generates the rows in memory, without touching storage.
     pub fn generate_batch(&self) -> Result<RecordBatch> {
         self.validate()?;
-        // Mix the date into the seed so that two days with the same seed differ.
-        let day = self.date.signed_duration_since(NaiveDate::MIN).num_days() as u64;
+        // Mix the period into the seed so that two days (hours, months) with the same
+        // seed differ; days mix as they always have, so their rows never change.
+        let day = self
+            .date
+            .date()
+            .signed_duration_since(NaiveDate::MIN)
+            .num_days() as u64;
+        let mix = match self.date.granularity() {
+            Granularity::Day => day,
+            Granularity::Hour => (1 << 40) + day * 24 + u64::from(self.date.start().hour()),
+            Granularity::Month => (1 << 41) + day,
+        };
         let mut rng =
-            ChaCha8Rng::seed_from_u64(self.seed ^ day.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            ChaCha8Rng::seed_from_u64(self.seed ^ mix.wrapping_mul(0x9E37_79B9_7F4A_7C15));
 
         let duplicate_p = self.duplicates_pct / 100.0;
         let missing_p = self.missing_fields_pct / 100.0;
@@ -254,7 +271,7 @@ impl GenerateOptions {
             });
         }
 
-        let date = self.date.format("%Y-%m-%d").to_string();
+        let date = self.date.to_string();
         let mut types = StringBuilder::with_capacity(self.rows, self.rows * 6);
         let mut names = StringBuilder::with_capacity(self.rows, self.rows * 10);
         let mut versions = StringBuilder::with_capacity(self.rows, self.rows * 4);
@@ -311,7 +328,7 @@ impl GenerateOptions {
             .await
             .map_err(delta_err)?;
         Ok(GenerateReport {
-            partition: format!("{PARTITION_COLUMN}={}", self.date.format("%Y-%m-%d")),
+            partition: self.date.partition_name(PARTITION_COLUMN),
             table: self.table,
             rows,
             table_version: table.version().unwrap_or_default(),
@@ -319,16 +336,14 @@ impl GenerateOptions {
     }
 }
 
-/// Parses a strict `YYYY-MM-DD` calendar date.
-pub fn parse_date(value: &str) -> Result<NaiveDate> {
-    let invalid = || Error::InvalidDate {
-        value: value.to_owned(),
-    };
-    // chrono accepts "2024-1-3"; partition names must be exactly ten characters.
-    if value.len() != 10 {
-        return Err(invalid());
-    }
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| invalid())
+/// Parses a strict day `YYYY-MM-DD`, hour `YYYY-MM-DDTHH` or month `YYYY-MM`.
+pub fn parse_date(value: &str) -> Result<PartitionDate> {
+    [Granularity::Day, Granularity::Hour, Granularity::Month]
+        .into_iter()
+        .find_map(|g| PartitionDate::parse_as(g, value).ok())
+        .ok_or_else(|| Error::InvalidDate {
+            value: value.to_owned(),
+        })
 }
 
 /// Turns a path or URL into a table URL; relative paths are made absolute.
@@ -409,6 +424,22 @@ mod tests {
         }
         let dates = batch.column(3).as_string::<i32>();
         assert!(dates.iter().all(|d| d == Some("2024-01-05")));
+    }
+
+    #[test]
+    fn writes_hours_and_months_as_their_own_partitions() {
+        let day = options("2024-01-05").generate_batch().unwrap();
+        for value in ["2024-01-05T07", "2024-01"] {
+            let batch = options(value).generate_batch().unwrap();
+            let times = batch.column(3).as_string::<i32>();
+            assert!(times.iter().all(|t| t == Some(value)), "{value}");
+            assert_ne!(batch.column(0), day.column(0), "{value} draws other rows");
+        }
+        let hour = options("2024-01-05T07");
+        assert_eq!(
+            hour.date.partition_name(PARTITION_COLUMN),
+            "event_time=2024-01-05T07"
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ async fn a_partition_value_that_is_no_date_is_reported_not_skipped() {
         unrecognised[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("not a date"),
+            .contains("not a calendar date written YYYY-MM-DD"),
         "{detect}"
     );
     let text = ws.latefill(&[
@@ -142,4 +142,137 @@ async fn a_partition_value_that_is_no_date_is_reported_not_skipped() {
         "{}",
         stdout(&text)
     );
+}
+
+/// An hourly pipeline as `latefill init --hourly` writes it, fed by `latefill
+/// generate`, through the CLI: hours are partitions, a late hour is reprocessed.
+#[tokio::test]
+async fn an_hourly_pipeline_reprocesses_a_late_hour() {
+    let ws = Workspace::new();
+    let init = ws.latefill(&["init", "--hourly", "--path", "hourly.toml"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    assert!(
+        stdout(&init).contains("--date YYYY-MM-DDTHH"),
+        "{}",
+        stdout(&init)
+    );
+    let generate = |hour: &str, rows: &str, seed: &str| {
+        let out = ws.latefill(&[
+            "generate",
+            "--table",
+            "latefill-demo/devices_hourly",
+            "--date",
+            hour,
+            "--rows",
+            rows,
+            "--seed",
+            seed,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let run = |hour: &str| {
+        let out = ws.latefill(&[
+            "run",
+            "--config",
+            "hourly.toml",
+            "--date",
+            hour,
+            "--output",
+            "json",
+        ]);
+        json(&out)
+    };
+    for (i, hour) in ["2024-01-03T00", "2024-01-03T01", "2024-01-03T02"]
+        .iter()
+        .enumerate()
+    {
+        generate(hour, "200", &i.to_string());
+        assert_eq!(run(hour)["partition"], format!("event_time={hour}"));
+    }
+    generate("2024-01-03T01", "30", "9");
+    generate("2024-01-03T03", "200", "3");
+    let outcome = run("2024-01-03T03");
+    assert_eq!(
+        names(&outcome["backfilled"]),
+        ["event_time=2024-01-03T01"],
+        "{outcome}"
+    );
+    let target = ws.dir.path().join("latefill-demo/devices_hourly_counts");
+    assert_eq!(
+        target_counts(&target, "2024-01-03T01").await,
+        expected_counts("2024-01-03T01", &[(200, 1), (30, 9)])
+    );
+    for (hour, seed) in [
+        ("2024-01-03T00", 0),
+        ("2024-01-03T02", 2),
+        ("2024-01-03T03", 3),
+    ] {
+        assert_eq!(
+            target_counts(&target, hour).await,
+            expected_counts(hour, &[(200, seed)]),
+            "{hour}"
+        );
+    }
+
+    // A day is no hour: a usage error that says what an hour looks like.
+    let out = ws.latefill(&["run", "--config", "hourly.toml", "--date", "2024-01-03"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("YYYY-MM-DDTHH"), "{}", stderr(&out));
+}
+
+/// A source whose partition column is a DATE, not a string.
+#[tokio::test]
+async fn a_date_typed_partition_column_works_like_a_string_one() {
+    use deltalake::arrow::array::Date32Array;
+    let ws = Workspace::new();
+    let append = |date: &'static str, rows: usize| {
+        let path = ws.source_path();
+        async move {
+            let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+            let days =
+                (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("type", DataType::Utf8, true),
+                Field::new("version", DataType::Utf8, true),
+                Field::new("event_time", DataType::Date32, true),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        (0..rows).map(|i| ["a", "b"][i % 2]),
+                    )),
+                    Arc::new(StringArray::from_iter_values((0..rows).map(|_| "1.0"))),
+                    Arc::new(Date32Array::from(vec![days; rows])),
+                ],
+            )
+            .unwrap();
+            std::fs::create_dir_all(&path).unwrap();
+            DeltaTable::try_from_url(url_of(&path))
+                .await
+                .unwrap()
+                .write(vec![batch])
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(["event_time"])
+                .await
+                .unwrap();
+        }
+    };
+    append("2024-01-01", 10).await;
+    append("2024-01-02", 12).await;
+    for date in ["2024-01-01", "2024-01-02"] {
+        let run = json(&ws.run_cli(&["--date", date, "--output", "json"]));
+        assert_eq!(run["partition"], format!("event_time={date}"), "{run}");
+    }
+    append("2024-01-01", 4).await;
+    append("2024-01-03", 6).await;
+    let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
+    assert_eq!(
+        names(&run["backfilled"]),
+        ["event_time=2024-01-01"],
+        "{run}"
+    );
+    assert_eq!(run["backfilled"][0]["rows_read"], 14, "{run}");
+    let counts = target_counts(&ws.target_path(), "2024-01-01").await;
+    assert_eq!(counts.values().sum::<i64>(), 14);
 }

@@ -14,11 +14,14 @@ use url::Url;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A partition date is not a calendar date written `YYYY-MM-DD`.
-    #[error("invalid date {value:?}: expected a calendar date written YYYY-MM-DD, e.g. 2024-01-03")]
+    /// A partition value is not of the pipeline's granularity (`YYYY-MM-DD` for
+    /// days).
+    #[error("invalid date {value:?}: expected {expected}")]
     InvalidDate {
         /// The value as given.
         value: String,
+        /// What was expected, e.g. `a calendar date written YYYY-MM-DD, e.g. 2024-01-03`.
+        expected: &'static str,
     },
 
     /// The pipeline file cannot be read.

@@ -35,8 +35,10 @@ mod run;
 
 pub use error::{Error, ErrorClass, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint};
-pub use partition::{PartitionDate, PartitionKey, UnrecognisedPartition};
-pub use pipeline::{DEFAULT_PIPELINE_TOML, Pipeline, parse_retention, resolve_location};
+pub use partition::{Granularity, PartitionDate, PartitionKey, UnrecognisedPartition};
+pub use pipeline::{
+    DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_retention, resolve_location,
+};
 pub use run::{
     COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, file_identity, fingerprint,
     inspect_partition, partition_fingerprints, run_partition, target_txn_version,

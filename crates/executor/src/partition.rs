@@ -8,36 +8,178 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
 use crate::error::Error;
 
-/// A day partition, `YYYY-MM-DD`, checked when made.
+/// How long one partition of a pipeline lasts, and how its value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Granularity {
+    /// `YYYY-MM-DDTHH`, e.g. `2024-01-03T05`.
+    Hour,
+    /// `YYYY-MM-DD`, e.g. `2024-01-03` (the default).
+    #[default]
+    Day,
+    /// `YYYY-MM`, e.g. `2024-01`.
+    Month,
+}
+
+impl Granularity {
+    /// The name in the pipeline file: `hour`, `day` or `month`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+            Granularity::Month => "month",
+        }
+    }
+
+    /// How a value is written, for messages: `YYYY-MM-DD`.
+    pub fn pattern(&self) -> &'static str {
+        match self {
+            Granularity::Hour => "YYYY-MM-DDTHH",
+            Granularity::Day => "YYYY-MM-DD",
+            Granularity::Month => "YYYY-MM",
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Granularity::Hour => "an hour written YYYY-MM-DDTHH, e.g. 2024-01-03T05",
+            Granularity::Day => "a calendar date written YYYY-MM-DD, e.g. 2024-01-03",
+            Granularity::Month => "a month written YYYY-MM, e.g. 2024-01",
+        }
+    }
+}
+
+impl FromStr for Granularity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hour" => Ok(Granularity::Hour),
+            "day" => Ok(Granularity::Day),
+            "month" => Ok(Granularity::Month),
+            other => Err(format!(
+                "unknown granularity {other:?}: expected \"hour\", \"day\" or \"month\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Granularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One partition's period: an hour, a day or a month, checked when made. Displays
+/// as the partition column's value (`2024-01-03T05`, `2024-01-03`, `2024-01`).
+///
+/// Periods order by their start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PartitionDate(NaiveDate);
+pub struct PartitionDate {
+    start: NaiveDateTime,
+    granularity: Granularity,
+}
 
 impl PartitionDate {
-    /// Parses a strict `YYYY-MM-DD` date (chrono alone would accept `2024-1-3`).
+    /// Parses a strict `YYYY-MM-DD` day (chrono alone would accept `2024-1-3`).
     pub fn parse(value: &str) -> Result<Self, Error> {
+        Self::parse_as(Granularity::Day, value)
+    }
+
+    /// Parses a strict value of `granularity`: `YYYY-MM-DDTHH`, `YYYY-MM-DD` or
+    /// `YYYY-MM`.
+    pub fn parse_as(granularity: Granularity, value: &str) -> Result<Self, Error> {
         let invalid = || Error::InvalidDate {
             value: value.to_owned(),
+            expected: granularity.what(),
         };
-        if value.len() != 10 {
+        if value.len() != granularity.pattern().len() {
             return Err(invalid());
         }
-        NaiveDate::parse_from_str(value, "%Y-%m-%d")
-            .map(PartitionDate)
-            .map_err(|_| invalid())
+        // chrono alone accepts `2024-1-3`: every part must have its full width.
+        let day = |text: &str| {
+            (text.len() == 10)
+                .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+                .flatten()
+        };
+        let start = match granularity {
+            Granularity::Day => day(value).map(|d| d.and_time(NaiveTime::MIN)),
+            Granularity::Month => day(&format!("{value}-01")).map(|d| d.and_time(NaiveTime::MIN)),
+            Granularity::Hour => {
+                // `get`, not `split_at`: byte 10 may fall inside a character.
+                let d = value.get(..10).and_then(day);
+                let hour = value
+                    .get(10..)
+                    .and_then(|h| h.strip_prefix('T'))
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_digit()));
+                match (d, hour.and_then(|h| h.parse::<u32>().ok())) {
+                    (Some(d), Some(h)) => d.and_hms_opt(h, 0, 0),
+                    _ => None,
+                }
+            }
+        };
+        start
+            .map(|start| PartitionDate { start, granularity })
+            .ok_or_else(invalid)
     }
 
-    /// The date.
+    /// The day the period starts on.
     pub fn date(&self) -> NaiveDate {
-        self.0
+        self.start.date()
     }
 
-    /// The partition's name in the table: `column=YYYY-MM-DD`.
+    /// When the period starts.
+    pub fn start(&self) -> NaiveDateTime {
+        self.start
+    }
+
+    /// The period's granularity.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    /// The next period of the same granularity.
+    pub fn succ(&self) -> Option<Self> {
+        let start = match self.granularity {
+            Granularity::Hour => self.start.checked_add_signed(chrono::Duration::hours(1))?,
+            Granularity::Day => self.start.checked_add_days(chrono::Days::new(1))?,
+            Granularity::Month => self.start.checked_add_months(chrono::Months::new(1))?,
+        };
+        Some(PartitionDate { start, ..*self })
+    }
+
+    /// The partition's name in the table: `column=<value>`.
     pub fn partition_name(&self, column: &str) -> String {
         PartitionKey::new(column, *self).to_string()
+    }
+}
+
+impl From<NaiveDate> for PartitionDate {
+    fn from(date: NaiveDate) -> Self {
+        PartitionDate {
+            start: date.and_time(NaiveTime::MIN),
+            granularity: Granularity::Day,
+        }
+    }
+}
+
+impl FromStr for PartitionDate {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for PartitionDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = match self.granularity {
+            Granularity::Hour => "%Y-%m-%dT%H",
+            Granularity::Day => "%Y-%m-%d",
+            Granularity::Month => "%Y-%m",
+        };
+        write!(f, "{}", self.start.format(format))
     }
 }
 
@@ -73,16 +215,16 @@ impl PartitionKey {
         &self.column
     }
 
-    /// The date.
+    /// The period.
     pub fn date(&self) -> PartitionDate {
         self.date
     }
 
-    /// Reads a name this type wrote, `column=YYYY-MM-DD`; `None` for anything else
-    /// (another column, another form).
-    pub fn parse_name(column: &str, name: &str) -> Option<Self> {
+    /// Reads a name this type wrote, `column=<value>` at `granularity`; `None` for
+    /// anything else (another column, another form).
+    pub fn parse_name(column: &str, granularity: Granularity, name: &str) -> Option<Self> {
         let value = name.strip_prefix(column)?.strip_prefix('=')?;
-        PartitionDate::parse(value)
+        PartitionDate::parse_as(granularity, value)
             .ok()
             .map(|date| PartitionKey::new(column, date))
     }
@@ -92,6 +234,7 @@ impl PartitionKey {
     /// `column`, whatever other columns the source is partitioned by.
     pub fn from_source_values<'a>(
         column: &str,
+        granularity: Granularity,
         partition: &str,
         values: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     ) -> Result<Self, UnrecognisedPartition> {
@@ -105,11 +248,12 @@ impl PartitionKey {
             .ok_or_else(|| unrecognised(format!("has no value for column {column:?}")))?
             .1
             .ok_or_else(|| unrecognised(format!("has a null {column:?}")))?;
-        PartitionDate::parse(value)
+        PartitionDate::parse_as(granularity, value)
             .map(|date| PartitionKey::new(column, date))
             .map_err(|_| {
                 unrecognised(format!(
-                    "has {column:?} value {value:?}, which is not a date written YYYY-MM-DD"
+                    "has {column:?} value {value:?}, which is not {}",
+                    granularity.what()
                 ))
             })
     }
@@ -118,25 +262,6 @@ impl PartitionKey {
 impl fmt::Display for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.column, self.date)
-    }
-}
-
-impl From<NaiveDate> for PartitionDate {
-    fn from(date: NaiveDate) -> Self {
-        PartitionDate(date)
-    }
-}
-
-impl FromStr for PartitionDate {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::parse(s)
-    }
-}
-
-impl fmt::Display for PartitionDate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
     }
 }
 
@@ -172,36 +297,94 @@ mod key_tests {
 
     #[test]
     fn a_key_reads_back_the_name_it_writes() {
+        let day = Granularity::Day;
         let key = PartitionKey::new("event_time", date("2024-01-03"));
         assert_eq!(key.to_string(), "event_time=2024-01-03");
         assert_eq!(
-            PartitionKey::parse_name("event_time", &key.to_string()),
+            PartitionKey::parse_name("event_time", day, &key.to_string()),
             Some(key)
         );
         assert_eq!(
-            PartitionKey::parse_name("day", "event_time=2024-01-03"),
+            PartitionKey::parse_name("day", day, "event_time=2024-01-03"),
             None
         );
-        assert_eq!(PartitionKey::parse_name("event_time", "event_time=x"), None);
+        assert_eq!(
+            PartitionKey::parse_name("event_time", day, "event_time=x"),
+            None
+        );
+        let hour = Granularity::Hour;
+        let key = PartitionKey::parse_name("event_time", hour, "event_time=2024-01-03T05").unwrap();
+        assert_eq!(key.to_string(), "event_time=2024-01-03T05");
+        assert_eq!(
+            PartitionKey::parse_name("event_time", hour, "event_time=2024-01-03"),
+            None
+        );
     }
 
     #[test]
     fn a_source_partition_of_several_columns_maps_to_its_date() {
         let values = [("region", Some("eu")), ("event_time", Some("2024-01-01"))];
-        let key = PartitionKey::from_source_values("event_time", "p", values).unwrap();
+        let key =
+            PartitionKey::from_source_values("event_time", Granularity::Day, "p", values).unwrap();
         assert_eq!(key.to_string(), "event_time=2024-01-01");
     }
 
     #[test]
     fn a_source_partition_that_is_no_date_says_why() {
         let cases = [
-            (vec![("event_time", Some("2024/01/01"))], "not a date"),
+            (vec![("event_time", Some("2024/01/01"))], "not a calendar date"),
             (vec![("event_time", None)], "null"),
             (vec![("region", Some("eu"))], "no value"),
         ];
         for (values, why) in cases {
-            let err = PartitionKey::from_source_values("event_time", "p", values).unwrap_err();
+            let err = PartitionKey::from_source_values("event_time", Granularity::Day, "p", values)
+                .unwrap_err();
             assert!(err.to_string().contains(why), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod granularity_tests {
+    use super::*;
+
+    #[test]
+    fn each_granularity_reads_and_writes_its_own_form_only() {
+        let cases = [
+            (Granularity::Hour, "2024-01-03T05", "2024-01-03T06"),
+            (Granularity::Hour, "2024-12-31T23", "2025-01-01T00"),
+            (Granularity::Day, "2024-02-28", "2024-02-29"),
+            (Granularity::Month, "2024-12", "2025-01"),
+        ];
+        for (granularity, value, next) in cases {
+            let period = PartitionDate::parse_as(granularity, value).unwrap();
+            assert_eq!(period.to_string(), value);
+            assert_eq!(period.succ().unwrap().to_string(), next);
+        }
+        for (granularity, bad) in [
+            (Granularity::Hour, "2024-01-03"),
+            (Granularity::Hour, "2024-01-03T24"),
+            (Granularity::Hour, "2024-01-03 05"),
+            (Granularity::Hour, "2024-01-03T5x"),
+            (Granularity::Hour, "2024-01-03T+5"),
+            (Granularity::Hour, "2024-1-3T0012"),
+            (Granularity::Hour, "2024-01-0éT1"),
+            (Granularity::Day, "2024-01"),
+            (Granularity::Month, "2024-13"),
+            (Granularity::Month, "2024-01-01"),
+        ] {
+            let err = PartitionDate::parse_as(granularity, bad).unwrap_err();
+            assert!(
+                err.to_string().contains(granularity.pattern()),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn periods_order_by_their_start() {
+        let hour = |v| PartitionDate::parse_as(Granularity::Hour, v).unwrap();
+        assert!(hour("2024-01-03T05") < hour("2024-01-03T06"));
+        assert!(hour("2024-01-03T23") < PartitionDate::parse("2024-01-04").unwrap());
     }
 }

@@ -8,6 +8,7 @@
 //! [source]
 //! table = "devices"              # path (relative to this file) or URL
 //! partition_column = "event_time"
+//! granularity = "day"            # or "hour" (YYYY-MM-DDTHH), "month" (YYYY-MM)
 //!
 //! [target]
 //! table = "devices_daily"
@@ -28,6 +29,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::partition::{Granularity, PartitionDate};
 
 /// The default pipeline's file, as `latefill init` writes it.
 pub const DEFAULT_PIPELINE_TOML: &str = r#"# latefill pipeline: reprocesses one partition of `source` into `target` with SQL.
@@ -42,6 +44,9 @@ name = "devices_daily"
 table = "latefill-demo/devices"
 # The column the source is partitioned by; `--date` picks one of its values.
 partition_column = "event_time"
+# How long one partition lasts: "day" (values YYYY-MM-DD), "hour" (YYYY-MM-DDTHH) or
+# "month" (YYYY-MM). The source may be partitioned by more columns than this one.
+granularity = "day"
 
 [target]
 # The Delta table to write, partitioned by the same column. Created on first run.
@@ -73,6 +78,8 @@ pub struct Pipeline {
     pub source: Url,
     /// The source's (and target's) partition column.
     pub partition_column: String,
+    /// How long one partition lasts (`source.granularity`, default a day).
+    pub granularity: Granularity,
     /// The target table.
     pub target: Url,
     /// The state table.
@@ -99,6 +106,7 @@ struct RawPipeline {
 struct RawSource {
     table: String,
     partition_column: String,
+    granularity: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +180,12 @@ impl Pipeline {
             name: raw.name,
             source: resolve_location("source", &raw.source.table, base_dir)?,
             partition_column: raw.source.partition_column,
+            granularity: match &raw.source.granularity {
+                Some(text) => text
+                    .parse()
+                    .map_err(|reason| invalid(format!("source.granularity: {reason}")))?,
+                None => Granularity::Day,
+            },
             target: resolve_location("target", &raw.target.table, base_dir)?,
             state: resolve_location("state", &raw.state.table, base_dir)?,
             state_retention: match &raw.state.retention {
@@ -216,10 +230,49 @@ impl Pipeline {
         format!("sql:{:016x}", crate::run::fnv1a(normalised.bytes()))
     }
 
+    /// Parses a partition value (`--date`, `--from`, `--to`) at this pipeline's
+    /// granularity.
+    pub fn parse_date(&self, value: &str) -> Result<PartitionDate> {
+        PartitionDate::parse_as(self.granularity, value)
+    }
+
     /// The Delta application-transaction id that the target's commits carry for
     /// `partition`, e.g. `latefill/devices_daily/event_time=2024-01-03`.
     pub fn app_id(&self, partition: &str) -> String {
         format!("latefill/{}/{}", self.name, partition)
+    }
+}
+
+/// The example pipeline `latefill init` writes: [`DEFAULT_PIPELINE_TOML`] for days;
+/// for hours, the same devices pipeline over `latefill-demo/devices_hourly`, with
+/// partitions written `YYYY-MM-DDTHH`.
+pub fn example_pipeline_toml(granularity: Granularity) -> String {
+    match granularity {
+        Granularity::Day => DEFAULT_PIPELINE_TOML.to_owned(),
+        other => {
+            let suffix = match other {
+                Granularity::Hour => "hourly",
+                _ => "monthly",
+            };
+            DEFAULT_PIPELINE_TOML
+                .replace("\"devices_daily\"", &format!("\"devices_{suffix}_counts\""))
+                .replace(
+                    "latefill-demo/devices_daily",
+                    &format!("latefill-demo/devices_{suffix}_counts"),
+                )
+                .replace(
+                    "latefill-demo/devices\"",
+                    &format!("latefill-demo/devices_{suffix}\""),
+                )
+                .replace(
+                    "latefill-demo/latefill_state",
+                    &format!("latefill-demo/latefill_state_{suffix}"),
+                )
+                .replace(
+                    "granularity = \"day\"",
+                    &format!("granularity = \"{other}\""),
+                )
+        }
     }
 }
 
