@@ -211,3 +211,106 @@ pub async fn files_by_partition(path: &Path) -> BTreeMap<String, Vec<String>> {
     }
     out
 }
+
+/// Asserts that `out` succeeded and parses its stdout as one JSON value.
+pub fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}\n{}", stderr(out), stdout(out));
+    serde_json::from_str(stdout(out).trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {}", stdout(out)))
+}
+
+/// Asserts that `out` succeeded and parses its stdout as JSON lines.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}\n{}", stderr(out), stdout(out));
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The `partition` field of each object of a JSON array.
+pub fn partitions(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|p| p["partition"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+impl Workspace {
+    /// `latefill status --config <config> --format json`, parsed.
+    pub fn status_json(&self, config: &Path) -> serde_json::Value {
+        json(&self.latefill(&[
+            "status",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ]))
+    }
+
+    /// `latefill detect --config <config> --date <date> --output json`, parsed.
+    pub fn detect_json(&self, config: &Path, date: &str) -> serde_json::Value {
+        let config = config.to_str().unwrap();
+        json(&self.latefill(&[
+            "detect", "--config", config, "--date", date, "--output", "json",
+        ]))
+    }
+
+    /// `latefill backfill --config <config> --from --to <extra> --output json`: its
+    /// JSON lines, asserting success.
+    pub fn backfill_lines(
+        &self,
+        config: &Path,
+        from: &str,
+        to: &str,
+        extra: &[&str],
+    ) -> Vec<serde_json::Value> {
+        let config = config.to_str().unwrap();
+        let mut args = vec!["backfill", "--config", config, "--from", from, "--to", to];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--output", "json"]);
+        json_lines(&self.latefill(&args))
+    }
+}
+
+/// `(type, version) -> devices` for `date`, recomputed from the whole source with
+/// the default SQL: what a target partition of the default pipeline must hold.
+pub async fn recomputed_counts(source: &Path, date: &str) -> BTreeMap<(String, String), i64> {
+    let batches = query(source, &format!("WHERE event_time = '{date}'")).await;
+    let mut out = BTreeMap::new();
+    for b in &batches {
+        let text = |name: &str| {
+            deltalake::arrow::compute::cast(
+                b.column_by_name(name).unwrap(),
+                &deltalake::arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap()
+        };
+        let (kinds, versions) = (text("type"), text("version"));
+        for i in 0..b.num_rows() {
+            let key = (
+                kinds.as_string::<i32>().value(i).to_owned(),
+                versions.as_string::<i32>().value(i).to_owned(),
+            );
+            *out.entry(key).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Appends `batch` to the Delta table at `path` (created, partitioned by
+/// `partition_columns`, if missing) in one commit; returns its version.
+pub async fn append_batch(path: &Path, batch: RecordBatch, partition_columns: &[&str]) -> u64 {
+    std::fs::create_dir_all(path).unwrap();
+    DeltaTable::try_from_url(url_of(path))
+        .await
+        .unwrap()
+        .write(vec![batch])
+        .with_save_mode(deltalake::protocol::SaveMode::Append)
+        .with_partition_columns(partition_columns.iter().copied())
+        .await
+        .unwrap()
+        .version()
+        .unwrap()
+}

@@ -2,12 +2,8 @@
 //! removed (checkpoints every 10 commits, as Spark writes them), vacuumed sources,
 //! sources dropped and re-created, and the state table's own upkeep.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use deltalake::arrow::array::{Array, AsArray};
-use deltalake::arrow::datatypes::{DataType, Int64Type};
-use deltalake::datafusion::prelude::SessionContext;
 use latefill::datagen::GenerateOptions;
 
 use crate::common::*;
@@ -42,43 +38,6 @@ fn commit_versions(table: &Path) -> Vec<u64> {
     versions
 }
 
-/// `(type, version) -> devices` for `date`, recomputed from the whole source with the
-/// default SQL: what the target's partition must hold.
-async fn recomputed_counts(source: &Path, date: &str) -> BTreeMap<(String, String), i64> {
-    let table = open(source).await;
-    let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state()).unwrap();
-    ctx.register_table("source", table.table_provider().await.unwrap())
-        .unwrap();
-    let batches = ctx
-        .sql(&format!(
-            "SELECT CAST(type AS VARCHAR) AS type, CAST(version AS VARCHAR) AS version, \
-             count(*) AS devices FROM source WHERE event_time = '{date}' GROUP BY 1, 2"
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for b in &batches {
-        let kinds = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
-        let versions = deltalake::arrow::compute::cast(b.column(1), &DataType::Utf8).unwrap();
-        let devices = b.column(2).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            assert!(!devices.is_null(i));
-            out.insert(
-                (
-                    kinds.as_string::<i32>().value(i).to_owned(),
-                    versions.as_string::<i32>().value(i).to_owned(),
-                ),
-                devices.value(i),
-            );
-        }
-    }
-    out
-}
-
 /// Asserts that every target partition in `dates` equals its recomputation.
 async fn assert_target_is_recomputation(ws: &Workspace, dates: &[&str]) {
     for date in dates {
@@ -88,19 +47,6 @@ async fn assert_target_is_recomputation(ws: &Workspace, dates: &[&str]) {
             "target partition {date} differs from a recomputation of the source"
         );
     }
-}
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_str(stdout(out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
-}
-
-fn partitions(list: &serde_json::Value) -> Vec<String> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["partition"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The scenario of a production table: its first commits are gone.
@@ -140,23 +86,9 @@ async fn a_source_whose_early_commits_were_cleaned_up_is_read_and_its_late_days_
     append_cleaned(&ws, "2024-02-03", 40, 22).await;
 
     // Read-only commands work on it.
-    let status = json(&ws.latefill(&[
-        "status",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+    let status = ws.status_json(&ws.config);
     assert_eq!(status.as_array().unwrap().len(), 10, "{status}");
-    let detect = json(&ws.latefill(&[
-        "detect",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--date",
-        "2024-02-04",
-        "--output",
-        "json",
-    ]));
+    let detect = ws.detect_json(&ws.config, "2024-02-04");
     assert_eq!(
         partitions(&detect["late"]),
         ["event_time=2024-02-02", "event_time=2024-02-03"],
@@ -173,22 +105,14 @@ async fn a_source_whose_early_commits_were_cleaned_up_is_read_and_its_late_days_
         ["event_time=2024-02-02", "event_time=2024-02-03"],
         "{run}"
     );
-    backfill_json(&ws, "2024-02-05", "2024-02-10", &[]);
+    ws.backfill_lines(&ws.config, "2024-02-05", "2024-02-10", &[]);
     let dates: Vec<String> = (1..=10).map(|d| format!("2024-02-{d:02}")).collect();
     let dates: Vec<&str> = dates.iter().map(String::as_str).collect();
     assert_target_is_recomputation(&ws, &dates).await;
 
     // Nothing is late any more, and a pinned version the cleanup removed is a clear
     // data error naming the oldest readable version.
-    let detect = json(&ws.latefill(&[
-        "detect",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--date",
-        "2024-02-11",
-        "--output",
-        "json",
-    ]));
+    let detect = ws.detect_json(&ws.config, "2024-02-11");
     assert_eq!(detect["late"], serde_json::json!([]), "{detect}");
     let out = ws.run_cli(&["--date", "2024-02-02", "--source-version", "3"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -212,20 +136,6 @@ async fn a_source_whose_early_commits_were_cleaned_up_is_read_and_its_late_days_
     assert_target_is_recomputation(&ws, &["2024-02-09"]).await;
 }
 
-/// A backfill's output lines, as JSON, asserting success.
-fn backfill_json(ws: &Workspace, from: &str, to: &str, extra: &[&str]) -> Vec<serde_json::Value> {
-    let config = ws.config.to_str().unwrap();
-    let mut args = vec!["backfill", "--config", config, "--from", from, "--to", to];
-    args.extend_from_slice(&["--output", "json"]);
-    args.extend_from_slice(extra);
-    let out = ws.latefill(&args);
-    assert!(out.status.success(), "{}\n{}", stderr(&out), stdout(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_vacuumed_source_works_at_its_latest_version_and_names_the_oldest_readable_one() {
     let ws = Workspace::new();
@@ -234,7 +144,7 @@ async fn a_vacuumed_source_works_at_its_latest_version_and_names_the_oldest_read
             ws.generate(d, 200, seed).await;
         }
     }
-    backfill_json(&ws, "2024-03-01", "2024-03-03", &[]);
+    ws.backfill_lines(&ws.config, "2024-03-01", "2024-03-03", &[]);
     // Late rows for 2024-03-02, then OPTIMIZE compacts its four files into one and
     // VACUUM removes the four.
     let late_version = ws.generate("2024-03-02", 70, 50).await;
@@ -297,7 +207,7 @@ async fn processed_then_dropped(ws: &Workspace) {
             ws.generate(d, 200, seed).await;
         }
     }
-    backfill_json(ws, "2024-04-01", "2024-04-03", &[]);
+    ws.backfill_lines(&ws.config, "2024-04-01", "2024-04-03", &[]);
     std::fs::remove_dir_all(ws.source_path()).unwrap();
 }
 
@@ -401,7 +311,7 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
     }
     // 56 partitions: a claim and a completion each, 112 commits or more, two
     // workers reading while the table vacuums itself.
-    let lines = backfill_json(&ws, &days[0], &days[55], &["--concurrency", "2"]);
+    let lines = ws.backfill_lines(&ws.config, &days[0], &days[55], &["--concurrency", "2"]);
     assert!(lines.len() >= 56, "{lines:?}");
 
     let state = ws.dir.path().join("state");
@@ -417,13 +327,7 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
         files <= 20,
         "replaced state files are vacuumed every 100 commits: {files} files at {version}"
     );
-    let status = json(&ws.latefill(&[
-        "status",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+    let status = ws.status_json(&ws.config);
     let rows = status.as_array().unwrap();
     assert_eq!(rows.len(), 56);
     assert!(

@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use deltalake::DeltaTable;
 use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use deltalake::protocol::SaveMode;
 
 use crate::common::*;
 
@@ -34,31 +32,7 @@ async fn append(ws: &Workspace, date: &str, region: &str, rows: usize) -> u64 {
         ],
     )
     .unwrap();
-    let path = ws.source_path();
-    std::fs::create_dir_all(&path).unwrap();
-    DeltaTable::try_from_url(url_of(&path))
-        .await
-        .unwrap()
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .with_partition_columns(["event_time", "region"])
-        .await
-        .unwrap()
-        .version()
-        .unwrap()
-}
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_str(stdout(out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
-}
-
-fn names(list: &serde_json::Value) -> Vec<&str> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["partition"].as_str().unwrap())
-        .collect()
+    append_batch(&ws.source_path(), batch, &["event_time", "region"]).await
 }
 
 /// Regression: the planner could not read `event_time=2024-01-01/region=eu` as a
@@ -76,24 +50,16 @@ async fn a_late_change_in_one_region_makes_its_whole_date_late() {
     }
     append(&ws, "2024-01-01", "eu", 5).await;
 
-    let detect = json(&ws.latefill(&[
-        "detect",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--date",
-        "2024-01-03",
-        "--output",
-        "json",
-    ]));
+    let detect = ws.detect_json(&ws.config, "2024-01-03");
     assert_eq!(
-        names(&detect["late"]),
+        partitions(&detect["late"]),
         ["event_time=2024-01-01"],
         "{detect}"
     );
     append(&ws, "2024-01-03", "us", 10).await;
     let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
     assert_eq!(
-        names(&run["backfilled"]),
+        partitions(&run["backfilled"]),
         ["event_time=2024-01-01"],
         "{run}"
     );
@@ -107,19 +73,10 @@ async fn a_partition_value_that_is_no_date_is_reported_not_skipped() {
     let ws = Workspace::new();
     append(&ws, "2024-01-01", "eu", 10).await;
     append(&ws, "01/02/2024", "eu", 10).await;
-    let detect = ws.latefill(&[
-        "detect",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--date",
-        "2024-01-03",
-        "--output",
-        "json",
-    ]);
-    let detect = json(&detect);
+    let detect = ws.detect_json(&ws.config, "2024-01-03");
     let unrecognised = &detect["detection"]["unrecognised"];
     assert_eq!(
-        names(unrecognised),
+        partitions(unrecognised),
         ["event_time=01/02/2024/region=eu"],
         "{detect}"
     );
@@ -193,7 +150,7 @@ async fn an_hourly_pipeline_reprocesses_a_late_hour() {
     generate("2024-01-03T03", "200", "3");
     let outcome = run("2024-01-03T03");
     assert_eq!(
-        names(&outcome["backfilled"]),
+        partitions(&outcome["backfilled"]),
         ["event_time=2024-01-03T01"],
         "{outcome}"
     );
@@ -247,15 +204,7 @@ async fn a_date_typed_partition_column_works_like_a_string_one() {
                 ],
             )
             .unwrap();
-            std::fs::create_dir_all(&path).unwrap();
-            DeltaTable::try_from_url(url_of(&path))
-                .await
-                .unwrap()
-                .write(vec![batch])
-                .with_save_mode(SaveMode::Append)
-                .with_partition_columns(["event_time"])
-                .await
-                .unwrap();
+            append_batch(&path, batch, &["event_time"]).await;
         }
     };
     append("2024-01-01", 10).await;
@@ -268,7 +217,7 @@ async fn a_date_typed_partition_column_works_like_a_string_one() {
     append("2024-01-03", 6).await;
     let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
     assert_eq!(
-        names(&run["backfilled"]),
+        partitions(&run["backfilled"]),
         ["event_time=2024-01-01"],
         "{run}"
     );

@@ -58,25 +58,6 @@ async fn type_counts(table: &Path, date: &str, recompute: bool) -> BTreeMap<Stri
     out
 }
 
-fn backfill(ws: &Workspace, config: &Path, from: &str, to: &str) -> Vec<serde_json::Value> {
-    let out = ws.latefill(&[
-        "backfill",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        from,
-        "--to",
-        to,
-        "--output",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Partitions a backfill's JSON lines report as processed.
 fn processed(lines: &[serde_json::Value]) -> Vec<String> {
     let mut names: Vec<String> = lines
@@ -90,7 +71,7 @@ fn processed(lines: &[serde_json::Value]) -> Vec<String> {
 
 async fn assert_both_targets_are_recomputations(ws: &Workspace, dates: &[&str]) {
     for date in dates {
-        let recomputed = expected_counts_from_source(ws, date).await;
+        let recomputed = recomputed_counts(&ws.source_path(), date).await;
         assert_eq!(
             target_counts(&ws.target_path(), date).await,
             recomputed,
@@ -104,31 +85,6 @@ async fn assert_both_targets_are_recomputations(ws: &Workspace, dates: &[&str]) 
     }
 }
 
-/// `(type, version) -> devices` of the default SQL, recomputed from the source.
-async fn expected_counts_from_source(
-    ws: &Workspace,
-    date: &str,
-) -> BTreeMap<(String, String), i64> {
-    let batches = query(&ws.source_path(), &format!("WHERE event_time = '{date}'")).await;
-    let mut out = BTreeMap::new();
-    for b in &batches {
-        let kinds =
-            deltalake::arrow::compute::cast(b.column_by_name("type").unwrap(), &DataType::Utf8)
-                .unwrap();
-        let versions =
-            deltalake::arrow::compute::cast(b.column_by_name("version").unwrap(), &DataType::Utf8)
-                .unwrap();
-        for i in 0..b.num_rows() {
-            let key = (
-                kinds.as_string::<i32>().value(i).to_owned(),
-                versions.as_string::<i32>().value(i).to_owned(),
-            );
-            *out.entry(key).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
 /// Regression: rows were keyed by partition alone, so b's backfill found a's rows,
 /// printed "0 partition(s) to process" and never created its target.
 #[tokio::test]
@@ -139,9 +95,9 @@ async fn a_second_pipeline_on_the_same_state_table_processes_its_own_partitions(
         ws.generate(d, 300, i as u64).await;
     }
     let b = second_pipeline(&ws);
-    let a_lines = backfill(&ws, &ws.config, dates[0], dates[2]);
+    let a_lines = ws.backfill_lines(&ws.config, dates[0], dates[2], &[]);
     assert_eq!(processed(&a_lines).len(), 3, "{a_lines:?}");
-    let b_lines = backfill(&ws, &b, dates[0], dates[2]);
+    let b_lines = ws.backfill_lines(&b, dates[0], dates[2], &[]);
     assert_eq!(
         processed(&b_lines),
         dates.map(|d| format!("event_time={d}")),
@@ -152,15 +108,7 @@ async fn a_second_pipeline_on_the_same_state_table_processes_its_own_partitions(
     // Each pipeline's status is its own, and late data makes both late.
     ws.generate("2024-01-02", 40, 9).await;
     for config in [&ws.config, &b] {
-        let status = ws.latefill(&[
-            "status",
-            "--config",
-            config.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        assert!(status.status.success(), "{}", stderr(&status));
-        let rows: serde_json::Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+        let rows = ws.status_json(config);
         let late: Vec<&str> = rows
             .as_array()
             .unwrap()
@@ -175,8 +123,8 @@ async fn a_second_pipeline_on_the_same_state_table_processes_its_own_partitions(
             config.display()
         );
     }
-    backfill(&ws, &ws.config, dates[0], dates[2]);
-    backfill(&ws, &b, dates[0], dates[2]);
+    ws.backfill_lines(&ws.config, dates[0], dates[2], &[]);
+    ws.backfill_lines(&b, dates[0], dates[2], &[]);
     assert_both_targets_are_recomputations(&ws, &dates).await;
 
     // state rebuild restores the named pipeline's rows only.
@@ -184,14 +132,7 @@ async fn a_second_pipeline_on_the_same_state_table_processes_its_own_partitions(
     let rebuild = ws.latefill(&["state", "rebuild", "--config", b.to_str().unwrap()]);
     assert!(rebuild.status.success(), "{}", stderr(&rebuild));
     for (config, expected) in [(&b, "processed"), (&ws.config, "unprocessed")] {
-        let status = ws.latefill(&[
-            "status",
-            "--config",
-            config.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        let rows: serde_json::Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+        let rows = ws.status_json(config);
         assert!(
             rows.as_array()
                 .unwrap()
@@ -309,29 +250,14 @@ async fn a_state_table_without_pipelines_is_refused_with_the_way_out() {
     std::fs::rename(&state, ws.dir.path().join("state.old")).unwrap();
     let rebuild = ws.latefill(&["state", "rebuild", "--config", ws.config.to_str().unwrap()]);
     assert!(rebuild.status.success(), "{}", stderr(&rebuild));
-    let status = ws.latefill(&[
-        "status",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let rows: serde_json::Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+    let rows = ws.status_json(&ws.config);
     assert_eq!(rows[0]["partition"], "event_time=2024-03-01");
     assert_eq!(rows[0]["status"], "processed", "{rows}");
 }
 
 /// The `stale` flag of each partition in `latefill status --format json`.
 fn stale_flags(ws: &Workspace) -> BTreeMap<String, bool> {
-    let out = ws.latefill(&[
-        "status",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let rows = ws.status_json(&ws.config);
     rows.as_array()
         .unwrap()
         .iter()
@@ -361,7 +287,7 @@ async fn editing_the_sql_makes_partitions_stale_and_backfill_stale_brings_them_c
     for (i, d) in dates.iter().enumerate() {
         ws.generate(d, 400, i as u64).await;
     }
-    backfill(&ws, &ws.config, dates[0], dates[2]);
+    ws.backfill_lines(&ws.config, dates[0], dates[2], &[]);
     assert!(stale_flags(&ws).values().all(|s| !s));
 
     // The same SQL laid out otherwise is the same transform.
@@ -382,16 +308,7 @@ async fn editing_the_sql_makes_partitions_stale_and_backfill_stale_brings_them_c
         "{:?}",
         stale_flags(&ws)
     );
-    let detect = ws.latefill(&[
-        "detect",
-        "--config",
-        ws.config.to_str().unwrap(),
-        "--date",
-        "2024-05-04",
-        "--output",
-        "json",
-    ]);
-    let detect: serde_json::Value = serde_json::from_str(stdout(&detect).trim()).unwrap();
+    let detect = ws.detect_json(&ws.config, "2024-05-04");
     assert_eq!(detect["late"], serde_json::json!([]), "{detect}");
     assert_eq!(
         detect["stale"],
@@ -400,7 +317,7 @@ async fn editing_the_sql_makes_partitions_stale_and_backfill_stale_brings_them_c
     );
 
     // Only on request: a plain backfill leaves them; --stale reprocesses them.
-    let plain = backfill(&ws, &ws.config, dates[0], dates[2]);
+    let plain = ws.backfill_lines(&ws.config, dates[0], dates[2], &[]);
     assert!(processed(&plain).is_empty(), "{plain:?}");
     let out = ws.latefill(&[
         "backfill",
@@ -422,7 +339,7 @@ async fn editing_the_sql_makes_partitions_stale_and_backfill_stale_brings_them_c
     assert_eq!(processed(&lines).len(), 3, "{lines:?}");
     assert!(stale_flags(&ws).values().all(|s| !s));
     for date in dates {
-        let mut expected = expected_counts_from_source(&ws, date).await;
+        let mut expected = recomputed_counts(&ws.source_path(), date).await;
         expected.retain(|(kind, _), _| kind != "galaxy");
         assert_eq!(
             target_counts(&ws.target_path(), date).await,

@@ -332,7 +332,10 @@ mod key_tests {
     #[test]
     fn a_source_partition_that_is_no_date_says_why() {
         let cases = [
-            (vec![("event_time", Some("2024/01/01"))], "not a calendar date"),
+            (
+                vec![("event_time", Some("2024/01/01"))],
+                "not a calendar date",
+            ),
             (vec![("event_time", None)], "null"),
             (vec![("region", Some("eu"))], "no value"),
         ];

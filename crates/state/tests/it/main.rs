@@ -144,16 +144,13 @@ async fn the_cursor_is_kept_apart_from_partitions() {
     assert_eq!(read.partitions.len(), 1);
 }
 
-/// The compare-and-swap counter pattern: N writers making M claim+complete pairs each
-/// must end with exactly 2*N*M commits and every transition kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_lose_no_transition() {
-    const WRITERS: usize = 4;
-    const CLAIMS: usize = 3;
-    let (_dir, url) = table();
+/// Runs WRITERS tasks, each making CLAIMS claim+complete pairs of its own partitions
+/// (`p=<writer>-<claim>`, completed at version `100 * writer + claim`); writer `w`
+/// works for `pipeline_of(w)`.
+async fn count_transitions(url: &Url, pipeline_of: fn(usize) -> &'static str) {
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let state = StateTable::new(url.clone(), "p").with_owner(format!("writer-{w}"));
+        let state = StateTable::new(url.clone(), pipeline_of(w)).with_owner(format!("writer-{w}"));
         tasks.push(tokio::spawn(async move {
             for c in 0..CLAIMS {
                 let partition = format!("p={w}-{c}");
@@ -172,6 +169,17 @@ async fn concurrent_writers_lose_no_transition() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+const WRITERS: usize = 4;
+const CLAIMS: usize = 3;
+
+/// The compare-and-swap counter pattern: N writers making M claim+complete pairs each
+/// must end with exactly 2*N*M commits and every transition kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_no_transition() {
+    let (_dir, url) = table();
+    count_transitions(&url, |_| "p").await;
     let read = StateTable::new(url, "p").read().await.unwrap();
     assert_eq!(read.partitions.len(), WRITERS * CLAIMS);
     for (name, p) in &read.partitions {
@@ -245,30 +253,8 @@ async fn pipelines_sharing_a_state_table_never_see_each_others_rows() {
 /// table and lose nothing; they contend only in the compare-and-swap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_of_two_pipelines_on_one_table_lose_no_transition() {
-    const WRITERS: usize = 4;
-    const CLAIMS: usize = 3;
     let (_dir, url) = table();
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let state = StateTable::new(url.clone(), ["a", "b"][w % 2]);
-        tasks.push(tokio::spawn(async move {
-            for c in 0..CLAIMS {
-                let partition = format!("p={w}-{c}");
-                let run = format!("run-{w}-{c}");
-                state
-                    .claim(std::slice::from_ref(&partition), &run)
-                    .await
-                    .unwrap();
-                state
-                    .complete(&partition, &run, (w * 100 + c) as u64, None, None)
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    count_transitions(&url, |w| ["a", "b"][w % 2]).await;
     for (pipeline, parity) in [("a", 0), ("b", 1)] {
         let read = StateTable::new(url.clone(), pipeline).read().await.unwrap();
         let expected: Vec<String> = (0..WRITERS)
