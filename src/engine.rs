@@ -530,10 +530,7 @@ impl Engine {
             })
         });
         let fingerprints = if undecided {
-            Some(
-                partition_fingerprints(&self.pipeline.source, &self.pipeline.partition_column)
-                    .await?,
-            )
+            Some(partition_fingerprints(&self.pipeline).await?)
         } else {
             None
         };

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::{RecordBatch, StringArray};
+use deltalake::arrow::array::{AsArray, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::common::*;
@@ -224,4 +224,111 @@ async fn a_date_typed_partition_column_works_like_a_string_one() {
     assert_eq!(run["backfilled"][0]["rows_read"], 14, "{run}");
     let counts = target_counts(&ws.target_path(), "2024-01-01").await;
     assert_eq!(counts.values().sum::<i64>(), 14);
+}
+
+/// Devices in the target with `event_time` in `[from, to)` (timestamps).
+async fn devices_between(target: &std::path::Path, from: &str, to: &str) -> i64 {
+    let batches = query(
+        target,
+        &format!("WHERE event_time >= TIMESTAMP '{from}' AND event_time < TIMESTAMP '{to}'"),
+    )
+    .await;
+    batches
+        .iter()
+        .map(|b| {
+            let devices = b.column_by_name("devices").unwrap();
+            deltalake::arrow::compute::sum(
+                devices.as_primitive::<deltalake::arrow::datatypes::Int64Type>(),
+            )
+            .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A source partitioned by a TIMESTAMP, several timestamps an hour, processed by an
+/// hourly pipeline: an hour is every timestamp in it.
+#[tokio::test]
+async fn an_hourly_pipeline_over_a_timestamp_column_takes_every_timestamp_of_the_hour() {
+    use deltalake::arrow::array::TimestampMicrosecondArray;
+    use deltalake::arrow::datatypes::TimeUnit;
+    let ws = Workspace::new();
+    let text = std::fs::read_to_string(&ws.config).unwrap().replace(
+        "partition_column = \"event_time\"\n",
+        "partition_column = \"event_time\"\ngranularity = \"hour\"\n",
+    );
+    std::fs::write(&ws.config, text).unwrap();
+    let append = |at: &'static str, rows: usize| {
+        let path = ws.source_path();
+        async move {
+            let micros = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("type", DataType::Utf8, true),
+                Field::new("version", DataType::Utf8, true),
+                Field::new(
+                    "event_time",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    true,
+                ),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        (0..rows).map(|i| ["a", "b"][i % 2]),
+                    )),
+                    Arc::new(StringArray::from_iter_values((0..rows).map(|_| "1.0"))),
+                    Arc::new(
+                        TimestampMicrosecondArray::from(vec![micros; rows]).with_timezone("UTC"),
+                    ),
+                ],
+            )
+            .unwrap();
+            append_batch(&path, batch, &["event_time"]).await;
+        }
+    };
+    append("2024-01-03 05:00:00", 10).await;
+    append("2024-01-03 05:30:00", 12).await;
+    append("2024-01-03 06:00:00", 8).await;
+    let run = json(&ws.run_cli(&["--date", "2024-01-03T05", "--output", "json"]));
+    assert_eq!(run["partition"], "event_time=2024-01-03T05", "{run}");
+    assert_eq!(run["rows_read"], 22, "both timestamps of the hour: {run}");
+    json(&ws.run_cli(&["--date", "2024-01-03T06", "--output", "json"]));
+
+    // A late timestamp inside hour 05, then the next hour's run.
+    append("2024-01-03 05:45:00", 5).await;
+    append("2024-01-03 07:10:00", 3).await;
+    let detect = ws.detect_json(&ws.config, "2024-01-03T07");
+    assert_eq!(
+        partitions(&detect["late"]),
+        ["event_time=2024-01-03T05"],
+        "{detect}"
+    );
+    let run = json(&ws.run_cli(&["--date", "2024-01-03T07", "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-01-03T05"],
+        "{run}"
+    );
+    assert_eq!(run["backfilled"][0]["rows_read"], 27, "{run}");
+    let target = ws.target_path();
+    let hour = |h: u32| {
+        (
+            format!("2024-01-03 {h:02}:00:00"),
+            format!("2024-01-03 {:02}:00:00", h + 1),
+        )
+    };
+    let count = |h| {
+        let (from, to) = hour(h);
+        let target = target.clone();
+        async move { devices_between(&target, &from, &to).await }
+    };
+    assert_eq!(count(5).await, 27);
+    assert_eq!(count(6).await, 8);
+    assert_eq!(count(7).await, 3);
+    // Running the hour again replaces it: nothing is counted twice.
+    json(&ws.run_cli(&["--date", "2024-01-03T05", "--output", "json"]));
+    assert_eq!(count(5).await, 27);
 }

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use crate::error::Error;
 
@@ -123,6 +123,39 @@ impl PartitionDate {
         start
             .map(|start| PartitionDate { start, granularity })
             .ok_or_else(invalid)
+    }
+
+    /// The period of `granularity` that a raw partition value falls in: the value in
+    /// the granularity's own form (`2024-01-03T05`), or a date or timestamp as Delta
+    /// writes DATE and TIMESTAMP partition values (`2024-01-03`,
+    /// `2024-01-03 05:17:00.000000`, `2024-01-03T05:17:00Z`), truncated to the period.
+    /// The planner and the executor both decide with this which source partitions
+    /// make up a pipeline partition.
+    pub fn of_value(granularity: Granularity, raw: &str) -> Option<Self> {
+        if let Ok(period) = Self::parse_as(granularity, raw) {
+            return Some(period);
+        }
+        let instant = chrono::DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.naive_utc())
+            .ok()
+            .or_else(|| {
+                let text = raw.trim_end_matches('Z').replacen('T', " ", 1);
+                ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"]
+                    .iter()
+                    .find_map(|f| NaiveDateTime::parse_from_str(&text, f).ok())
+            })
+            .or_else(|| {
+                (raw.len() == 10)
+                    .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
+                    .flatten()
+                    .map(|d| d.and_time(NaiveTime::MIN))
+            })?;
+        let start = match granularity {
+            Granularity::Hour => instant.date().and_hms_opt(instant.hour(), 0, 0)?,
+            Granularity::Day => instant.date().and_time(NaiveTime::MIN),
+            Granularity::Month => instant.date().with_day(1)?.and_time(NaiveTime::MIN),
+        };
+        Some(PartitionDate { start, granularity })
     }
 
     /// The day the period starts on.
@@ -248,9 +281,9 @@ impl PartitionKey {
             .ok_or_else(|| unrecognised(format!("has no value for column {column:?}")))?
             .1
             .ok_or_else(|| unrecognised(format!("has a null {column:?}")))?;
-        PartitionDate::parse_as(granularity, value)
+        PartitionDate::of_value(granularity, value)
             .map(|date| PartitionKey::new(column, date))
-            .map_err(|_| {
+            .ok_or_else(|| {
                 unrecognised(format!(
                     "has {column:?} value {value:?}, which is not {}",
                     granularity.what()
@@ -381,6 +414,34 @@ mod granularity_tests {
                 err.to_string().contains(granularity.pattern()),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn dates_and_timestamps_fall_in_their_period() {
+        let of = |g, raw| PartitionDate::of_value(g, raw).map(|p| p.to_string());
+        let hour = Granularity::Hour;
+        for raw in [
+            "2024-01-03 05:17:00",
+            "2024-01-03 05:17:00.123456",
+            "2024-01-03T05:17:00Z",
+            "2024-01-03T05:17:00.000000Z",
+            "2024-01-03T06:17:00+01:00",
+            "2024-01-03T05",
+        ] {
+            assert_eq!(of(hour, raw).as_deref(), Some("2024-01-03T05"), "{raw}");
+        }
+        assert_eq!(
+            of(Granularity::Day, "2024-01-03 23:59:59").as_deref(),
+            Some("2024-01-03")
+        );
+        assert_eq!(
+            of(Granularity::Month, "2024-01-03").as_deref(),
+            Some("2024-01")
+        );
+        assert_eq!(of(hour, "2024-01-03").as_deref(), Some("2024-01-03T00"));
+        for raw in ["", "yesterday", "2024/01/03", "__HIVE_DEFAULT_PARTITION__"] {
+            assert_eq!(of(Granularity::Day, raw), None, "{raw}");
         }
     }
 

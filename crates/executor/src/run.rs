@@ -1,6 +1,7 @@
 //! Processing one partition: read it at a pinned source version, transform it with
 //! DataFusion, and replace it in the target in one Delta commit.
 
+use std::collections::BTreeSet;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{LogicalFileView, Transaction};
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, FilterOp, FilterValue};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
 use serde::Serialize;
 use url::Url;
@@ -80,10 +81,9 @@ pub async fn inspect_partition(
     let source = open_source(&pipeline.source, version).await?;
     let column = pipeline.partition_column.as_str();
     check_partitioned_by(&source, &pipeline.source, column)?;
-    let value = date.to_string();
-    let files = partition_files(&source, &pipeline.source, column, &value).await?;
+    let files = partition_files(&source, &pipeline.source, column, date).await?;
     if version.is_some() {
-        check_files_exist(&source, &pipeline.source, column, &value, &files).await?;
+        check_files_exist(&source, &pipeline.source, column, date, &files).await?;
     }
     Ok(PartitionInfo {
         source_version: source.version().unwrap_or_default(),
@@ -162,11 +162,14 @@ fn files_fingerprint(files: &[LogicalFileView]) -> String {
     fingerprint(ids.iter().map(String::as_str))
 }
 
-/// The fingerprint of every partition of `column` in the source at its latest version.
+/// The fingerprint of every partition of the pipeline in its source at the latest
+/// version, by partition name (`column=<period>`); files whose value names no period
+/// of the pipeline's granularity are left out.
 pub async fn partition_fingerprints(
-    source: &Url,
-    column: &str,
+    pipeline: &Pipeline,
 ) -> Result<std::collections::BTreeMap<String, String>> {
+    let source = &pipeline.source;
+    let column = pipeline.partition_column.as_str();
     let table = open_source(source, None).await?;
     let files: Vec<LogicalFileView> = table
         .get_active_add_actions_by_predicate(None)
@@ -177,20 +180,21 @@ pub async fn partition_fingerprints(
             table: source.clone(),
             source: e,
         })?;
-    let mut paths: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut identities: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for file in &files {
-        let value = file
-            .partition_values_map()
+        let values = file.partition_values_map();
+        let period = values
             .get(column)
-            .cloned()
-            .flatten()
-            .unwrap_or_else(|| "__HIVE_DEFAULT_PARTITION__".into());
-        paths
-            .entry(format!("{column}={value}"))
-            .or_default()
-            .push(file_identity(file));
+            .and_then(|v| v.as_deref())
+            .and_then(|v| PartitionDate::of_value(pipeline.granularity, v));
+        if let Some(period) = period {
+            identities
+                .entry(period.partition_name(column))
+                .or_default()
+                .push(file_identity(file));
+        }
     }
-    Ok(paths
+    Ok(identities
         .into_iter()
         .map(|(k, v)| (k, fingerprint(v.iter().map(String::as_str))))
         .collect())
@@ -247,7 +251,6 @@ impl RunPartition {
         let started_at = chrono::Utc::now();
         let pipeline = &self.pipeline;
         let column = pipeline.partition_column.as_str();
-        let value = self.date.to_string();
         let partition = self.date.partition_name(column);
 
         // 1. Pin the source version and list the partition's files from the log.
@@ -259,10 +262,11 @@ impl RunPartition {
             ))
         })?;
         check_partitioned_by(&source, &pipeline.source, column)?;
-        let files = partition_files(&source, &pipeline.source, column, &value).await?;
+        let files = partition_files(&source, &pipeline.source, column, self.date).await?;
         if self.source_version.is_some() {
-            check_files_exist(&source, &pipeline.source, column, &value, &files).await?;
+            check_files_exist(&source, &pipeline.source, column, self.date, &files).await?;
         }
+        let values = raw_values(&files, column);
         if files.is_empty() && !self.allow_empty {
             return Err(Error::PartitionEmpty {
                 table: pipeline.source.clone(),
@@ -274,15 +278,7 @@ impl RunPartition {
         // 2. Plan the transform over exactly that partition.
         // delta-rs's session: its planner knows the nodes a Delta write adds.
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
-        register_source(
-            &ctx,
-            &source,
-            &pipeline.source,
-            column,
-            &value,
-            files.is_empty(),
-        )
-        .await?;
+        register_source(&ctx, &source, &pipeline.source, column, &values).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -317,7 +313,15 @@ impl RunPartition {
             None => count_rows(&ctx, &partition).await?,
         };
 
-        // 4. Replace the partition, recording the source version as an app transaction.
+        // 4. Replace the partition: every partition of the period the target has,
+        // and those this run writes (the source's values, passed through by the SQL),
+        // recording the source version as an app transaction.
+        let target_type = target_column_type(&target, &pipeline.target, column, &result_schema)?;
+        let mut replaced = raw_values(
+            &partition_files(target.as_ref(), &pipeline.target, column, self.date).await?,
+            column,
+        );
+        replaced.extend(values.iter().cloned());
         let target = match target {
             Some(table) => table,
             None => create_target_handle(&pipeline.target).await?,
@@ -339,7 +343,14 @@ impl RunPartition {
                     "transform": transform,
                 }),
             )]);
-        let predicate = Expr::Column(Column::from_name(column)).eq(lit(value.clone()));
+        replaced.insert(period_literal(self.date, &target_type));
+        let predicate = Expr::Column(Column::from_name(column)).in_list(
+            replaced
+                .iter()
+                .map(|v| cast(lit(v.as_str()), target_type.clone()))
+                .collect(),
+            false,
+        );
         let watcher = crate::failpoint::abort_on_new_file(
             pipeline
                 .target
@@ -520,7 +531,7 @@ async fn check_files_exist(
     source: &DeltaTable,
     url: &Url,
     column: &str,
-    value: &str,
+    period: PartitionDate,
     files: &[LogicalFileView],
 ) -> Result<()> {
     let Some(path) = first_missing_file(source, url, files).await? else {
@@ -531,8 +542,11 @@ async fn check_files_exist(
     Err(Error::SourceVersionUnavailable {
         table: url.clone(),
         requested,
-        reason: format!("VACUUM removed its data file {path} of partition {column}={value}"),
-        oldest: oldest_whole_version(url, column, value, requested, latest).await?,
+        reason: format!(
+            "VACUUM removed its data file {path} of partition {}",
+            period.partition_name(column)
+        ),
+        oldest: oldest_whole_version(url, column, period, requested, latest).await?,
         latest,
     })
 }
@@ -579,7 +593,7 @@ async fn first_missing_file(
 async fn oldest_whole_version(
     url: &Url,
     column: &str,
-    value: &str,
+    period: PartitionDate,
     requested: u64,
     latest: u64,
 ) -> Result<u64> {
@@ -587,7 +601,7 @@ async fn oldest_whole_version(
     while low < high {
         let middle = low + (high - low) / 2;
         let table = open_source(url, Some(middle)).await?;
-        let files = partition_files(&table, url, column, value).await?;
+        let files = partition_files(&table, url, column, period).await?;
         if first_missing_file(&table, url, &files).await?.is_some() {
             low = middle + 1;
         } else {
@@ -619,22 +633,92 @@ fn check_partitioned_by(table: &DeltaTable, url: &Url, column: &str) -> Result<(
     }
 }
 
-/// The active files of one partition, selected from the log without reading data.
-async fn partition_files(
-    table: &DeltaTable,
+/// The active files of one pipeline partition, selected from the log without
+/// reading data: those whose value of `column` falls in `period`
+/// ([`PartitionDate::of_value`], as the planner decides), whatever other columns the
+/// table is partitioned by. `table` may be `None` (a target not created yet).
+async fn partition_files<'a>(
+    table: impl Into<Option<&'a DeltaTable>>,
     url: &Url,
     column: &str,
-    value: &str,
+    period: PartitionDate,
 ) -> Result<Vec<LogicalFileView>> {
-    table
-        .get_active_add_actions_by_partitions(&[(column, FilterOp::Eq, FilterValue::Scalar(value))])
+    let Some(table) = table.into() else {
+        return Ok(Vec::new());
+    };
+    let files: Vec<LogicalFileView> = table
+        .get_active_add_actions_by_predicate(None)
         .try_collect()
         .await
         .map_err(|source| Error::Delta {
-            action: "listing partition files of source",
+            action: "listing partition files of",
             table: url.clone(),
             source,
+        })?;
+    Ok(files
+        .into_iter()
+        .filter(|f| {
+            f.partition_values_map()
+                .get(column)
+                .and_then(|v| v.as_deref())
+                .and_then(|v| PartitionDate::of_value(period.granularity(), v))
+                == Some(period)
         })
+        .collect())
+}
+
+/// The distinct raw values of `column` among `files`.
+fn raw_values(files: &[LogicalFileView], column: &str) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|f| f.partition_values_map().get(column).cloned().flatten())
+        .collect()
+}
+
+/// A value of `column`'s type inside `period`: its own form for strings, its start for
+/// dates and timestamps. Part of the target predicate, so that a partition written
+/// empty, or by SQL that truncates the column to the period, is replaced too.
+fn period_literal(period: PartitionDate, data_type: &DataType) -> String {
+    match data_type {
+        DataType::Date32 | DataType::Date64 => period.date().format("%Y-%m-%d").to_string(),
+        DataType::Timestamp(..) => period.start().format("%Y-%m-%d %H:%M:%S").to_string(),
+        _ => period.to_string(),
+    }
+}
+
+/// The type of the partition column in the target, or in the result when the target
+/// does not exist yet.
+fn target_column_type(
+    target: &Option<DeltaTable>,
+    url: &Url,
+    column: &str,
+    result: &Schema,
+) -> Result<DataType> {
+    let field_type = |schema: &Schema| {
+        schema
+            .field_with_name(column)
+            .ok()
+            .map(|f| match f.data_type() {
+                DataType::Dictionary(_, v) => v.as_ref().clone(),
+                other => other.clone(),
+            })
+    };
+    let from_target = match target {
+        Some(t) => field_type(
+            &t.snapshot()
+                .map_err(|source| Error::Delta {
+                    action: "reading the schema of target",
+                    table: url.clone(),
+                    source,
+                })?
+                .snapshot()
+                .arrow_schema(),
+        ),
+        None => None,
+    };
+    from_target
+        .or_else(|| field_type(result))
+        .ok_or_else(|| Error::Internal(format!("no column {column} in the result or target {url}")))
 }
 
 /// Registers the partition's rows as the table `source`.
@@ -646,11 +730,10 @@ async fn register_source(
     table: &DeltaTable,
     url: &Url,
     column: &str,
-    value: &str,
-    empty: bool,
+    values: &BTreeSet<String>,
 ) -> Result<()> {
     let internal = |e: DataFusionError| Error::Internal(format!("registering source {url}: {e}"));
-    if empty {
+    if values.is_empty() {
         let schema = table
             .snapshot()
             .map_err(|source| Error::Delta {
@@ -673,28 +756,38 @@ async fn register_source(
             source,
         })?;
     let provider = table.table_provider().await.map_err(internal)?;
-    let rows = ctx
-        .read_table(provider)
-        .and_then(|df| df.filter(Expr::Column(Column::from_name(column)).eq(lit(value))))
+    let all = ctx.read_table(provider).map_err(internal)?;
+    let value_type = match all
+        .schema()
+        .as_arrow()
+        .field_with_name(column)
+        .map(|f| f.data_type())
+    {
+        Ok(DataType::Dictionary(_, v)) => v.as_ref().clone(),
+        Ok(other) => other.clone(),
+        Err(e) => return Err(internal(e.into())),
+    };
+    let typed = |v: &str| cast(lit(v.to_owned()), value_type.clone());
+    // The partition's source partitions by their values: pushed down, they prune the
+    // files of every other partition from the log.
+    let rows = all
+        .filter(
+            Expr::Column(Column::from_name(column))
+                .in_list(values.iter().map(|v| typed(v)).collect(), false),
+        )
         .map_err(internal)?;
-    // Within the partition its column is a constant: present it as a literal (of the
-    // column's type) rather than the scan's per-row dictionary column. DataFusion then
-    // folds it, e.g. out of GROUP BY keys; grouping 5M rows by it otherwise cost about
-    // two thirds of a run of the default pipeline.
+    // With one value, the column is a constant within the partition: present it as a
+    // literal rather than the scan's per-row dictionary column. DataFusion then folds
+    // it, e.g. out of GROUP BY keys; grouping 5M rows by it otherwise cost about two
+    // thirds of a run of the default pipeline.
+    let constant = (values.len() == 1).then(|| values.first().expect("one value"));
     let columns: Vec<Expr> = rows
         .schema()
         .fields()
         .iter()
-        .map(|f| {
-            if f.name() == column {
-                let value_type = match f.data_type() {
-                    DataType::Dictionary(_, v) => v.as_ref().clone(),
-                    other => other.clone(),
-                };
-                cast(lit(value), value_type).alias(column)
-            } else {
-                Expr::Column(Column::from_name(f.name()))
-            }
+        .map(|f| match constant {
+            Some(value) if f.name() == column => typed(value).alias(column),
+            _ => Expr::Column(Column::from_name(f.name())),
         })
         .collect();
     let rows = rows.select(columns).map_err(internal)?;
