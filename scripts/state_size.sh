@@ -22,11 +22,8 @@ trap 'rm -rf "$work"' EXIT
 "$bin" init --path "$work/pipeline.toml" >/dev/null
 sed -i 's#"latefill-demo/#"#' "$work/pipeline.toml"
 
-echo "generating $DAYS days x $ROWS rows..."
-for d in $(seq 0 $((DAYS - 1))); do
-  day=$(date -u -d "2024-01-01 + $d day" +%F)
-  "$bin" generate --table "$work/devices" --date "$day" --rows "$ROWS" --seed "$d" >/dev/null
-done
+echo "generating $DAYS days x $ROWS rows (one commit)..."
+"$bin" generate --table "$work/devices" --date 2024-01-01 --periods "$DAYS" --rows "$ROWS" >/dev/null
 last=$(date -u -d "2024-01-01 + $((DAYS - 1)) day" +%F)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -36,8 +33,15 @@ IFS='|' read -ra retentions <<<"$RETENTIONS"
 for retention in "${retentions[@]}"; do
   rm -rf "$work/devices_daily" "$work/latefill_state"
   sed -i "s#^retention = .*#retention = \"$retention\"#" "$work/pipeline.toml"
-  took=$(ms "$bin" backfill --config "$work/pipeline.toml" --from 2024-01-01 --to "$last" \
-    --concurrency 2 --output json)
+  start=$(date +%s%N)
+  if ! "$bin" backfill --config "$work/pipeline.toml" --from 2024-01-01 --to "$last" \
+    --concurrency 2 --output json >"$work/backfill.jsonl" 2>"$work/backfill.err"; then
+    echo "retention \"$retention\": the backfill failed (exit $?):"
+    tail -n 5 "$work/backfill.err"
+    grep -v '"processed"\|"started"' "$work/backfill.jsonl" | tail -n 5 | cut -c1-400
+    continue
+  fi
+  took=$((($(date +%s%N) - start) / 1000000))
   state=$work/latefill_state
   version=$(ls "$state/_delta_log" | grep -E '^[0-9]{20}\.json$' | tail -1 | sed 's/^0*//; s/\.json$//')
   commits=$(ls "$state/_delta_log" | grep -cE '^[0-9]{20}\.json$')

@@ -15,9 +15,14 @@ pub struct GenerateArgs {
     /// an hour YYYY-MM-DDTHH or a month YYYY-MM. A past one makes late data.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: String,
-    /// Number of rows to append.
+    /// Number of rows to append (per period).
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     pub rows: usize,
+    /// Consecutive periods (days, hours or months) to write from --date, each with
+    /// --rows rows, all in one commit: a long history in one step.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub periods: u32,
     /// Seed of the random stream: the same seed and arguments give the same rows.
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
@@ -40,7 +45,8 @@ impl GenerateArgs {
             .with_seed(self.seed)
             .with_duplicates_pct(self.duplicates_pct)
             .with_missing_fields_pct(self.missing_fields_pct)
-            .with_unprocessable_pct(self.unprocessable_pct);
+            .with_unprocessable_pct(self.unprocessable_pct)
+            .with_periods(self.periods as usize);
         options.validate()?;
         Ok(options)
     }

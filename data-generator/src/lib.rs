@@ -130,6 +130,7 @@ pub struct GenerateOptions {
     missing_fields_pct: f64,
     unprocessable_pct: f64,
     table_properties: Vec<(String, String)>,
+    periods: usize,
 }
 
 /// What one [`GenerateOptions::write`] did.
@@ -137,7 +138,8 @@ pub struct GenerateOptions {
 pub struct GenerateReport {
     /// The table written to.
     pub table: Url,
-    /// The partition written, e.g. `event_time=2024-01-02`.
+    /// The partition written, e.g. `event_time=2024-01-02`; with several periods,
+    /// `event_time=2024-01-01..2024-12-31 (366 partitions)`.
     pub partition: String,
     /// Rows appended.
     pub rows: usize,
@@ -160,6 +162,7 @@ impl GenerateOptions {
             missing_fields_pct: 0.0,
             unprocessable_pct: 0.0,
             table_properties: Vec::new(),
+            periods: 1,
         })
     }
 
@@ -199,6 +202,14 @@ impl GenerateOptions {
     /// as Spark writes them, and log cleanup.
     pub fn with_table_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.table_properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes `periods` consecutive periods (days, hours or months) from the date,
+    /// each with its rows, in the one commit: a long history without a commit per
+    /// day. Each period draws the rows that period alone would.
+    pub fn with_periods(mut self, periods: usize) -> Self {
+        self.periods = periods.max(1);
         self
     }
 
@@ -303,8 +314,15 @@ impl GenerateOptions {
     /// Generates the rows and appends them to the table in one commit, creating the
     /// table (partitioned by `event_time`) if it does not exist.
     pub async fn write(self) -> Result<GenerateReport> {
-        let batch = self.generate_batch()?;
-        let rows = batch.num_rows();
+        let mut batches = Vec::with_capacity(self.periods);
+        let mut period = self.clone();
+        for _ in 0..self.periods {
+            batches.push(period.generate_batch()?);
+            period.date = period.date.succ().ok_or_else(|| Error::InvalidDate {
+                value: format!("{} + {} periods", self.date, self.periods),
+            })?;
+        }
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let delta_err = |source| Error::Delta {
             table: self.table.clone(),
             source,
@@ -317,7 +335,7 @@ impl GenerateOptions {
             .await
             .map_err(delta_err)?;
         let table = table
-            .write(vec![batch])
+            .write(batches)
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([PARTITION_COLUMN])
             .with_configuration(
@@ -327,8 +345,18 @@ impl GenerateOptions {
             )
             .await
             .map_err(delta_err)?;
+        let first = self.date.partition_name(PARTITION_COLUMN);
+        let partition = match self.periods {
+            1 => first,
+            n => {
+                let last = (1..n)
+                    .try_fold(self.date, |d, _| d.succ())
+                    .unwrap_or(self.date);
+                format!("{first}..{last} ({n} partitions)")
+            }
+        };
         Ok(GenerateReport {
-            partition: self.date.partition_name(PARTITION_COLUMN),
+            partition,
             table: self.table,
             rows,
             table_version: table.version().unwrap_or_default(),

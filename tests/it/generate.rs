@@ -89,3 +89,44 @@ async fn bad_arguments_fail_with_usage_code_and_write_nothing() {
     }
     assert!(!ws.dir.path().join("t").exists());
 }
+
+#[tokio::test]
+async fn periods_write_consecutive_days_in_one_commit_with_each_days_rows() {
+    let ws = Workspace::new();
+    let out = ws.latefill(&[
+        "generate",
+        "--table",
+        "devices",
+        "--date",
+        "2024-02-28",
+        "--periods",
+        "3",
+        "--rows",
+        "50",
+        "--seed",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("event_time=2024-02-28..2024-03-01 (3 partitions)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        table_version(&ws.source_path()).await,
+        Some(0),
+        "one commit"
+    );
+    let files = files_by_partition(&ws.source_path()).await;
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["2024-02-28", "2024-02-29", "2024-03-01"]
+    );
+    for day in ["2024-02-28", "2024-02-29", "2024-03-01"] {
+        assert_eq!(
+            recomputed_counts(&ws.source_path(), day).await,
+            expected_counts(day, &[(50, 4)]),
+            "{day} holds what a single call for it writes"
+        );
+    }
+}
