@@ -53,7 +53,7 @@ for retention in "${retentions[@]}"; do
     times+=("$(ms "$bin" status --config "$work/pipeline.toml" --format json)")
   done
   status=$(printf '%s\n' "${times[@]}" | median)
-  rows=$("$bin" status --config "$work/pipeline.toml" --format json | grep -o '"status":"processed"' | wc -l)
+  rows=$("$bin" status --config "$work/pipeline.toml" --format json | grep -c '"status": "processed"' || true)
   echo "retention \"$retention\": backfill of $DAYS partitions ${took} ms; state table at version" \
     "$version: $((bytes / 1024)) KiB, $commits commit files, $checkpoints checkpoint(s)," \
     "$data data files; status ${status} ms (median of $RUNS, runs ${times[*]}), $rows processed rows"

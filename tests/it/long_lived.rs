@@ -322,9 +322,12 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
         commits.len() <= 20 && commits[0] >= version - 20,
         "old commits are removed at each checkpoint: {commits:?} at version {version}"
     );
+    // Each transition writes a file (and a writer that loses a race one more, which
+    // only the hourly orphan pass removes): without vacuum there would be one per
+    // version or more.
     let files = count_files(&state, ".parquet");
     assert!(
-        files <= 20,
+        files < version as usize / 2,
         "replaced state files are vacuumed every 100 commits: {files} files at {version}"
     );
     let status = ws.status_json(&ws.config);

@@ -33,6 +33,10 @@ const VACUUM_INTERVAL: u64 = 100;
 /// serves people inspecting the table's history.
 pub const DEFAULT_RETENTION: StdDuration = StdDuration::from_secs(7 * 24 * 3600);
 
+/// How old a file the state table's log never named must be before it is vacuumed:
+/// far longer than a writer takes between writing its file and committing it.
+const ORPHAN_MIN_AGE: Duration = Duration::hours(1);
+
 /// How many times a read of the state table is tried before its error is reported.
 const MAX_READ_ATTEMPTS: usize = 5;
 
@@ -102,7 +106,9 @@ impl StateTable {
     /// Every transition rewrites the table, so it gains a commit and replaces a file
     /// each time. Each process that commits a checkpoint (every 10 commits) then
     /// removes the commits older than this from before that checkpoint, and one that
-    /// commits a multiple of 100 vacuums files replaced longer ago than this. Only the
+    /// commits a multiple of 100 vacuums files the log removed longer ago than this,
+    /// and files of writers that lost a race once they are an hour old (never a file a
+    /// concurrent writer is committing). Only the
     /// latest version is ever read, so any retention is safe for latefill; a reader
     /// whose file is vacuumed under it simply reads again.
     pub fn with_retention(mut self, retention: StdDuration) -> Self {
@@ -308,16 +314,27 @@ impl StateTable {
             tracing::warn!(table = %self.url, version, error = %e, "state table: log cleanup failed");
         }
         if version.is_multiple_of(VACUUM_INTERVAL) {
-            let vacuum = table
-                .clone()
-                .vacuum()
-                .with_retention_period(retention)
-                .with_enforce_retention_duration(false)
-                .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
-                .with_clock(Arc::new(VacuumClock(self.clock.clone())))
-                .await;
-            if let Err(e) = vacuum {
-                tracing::warn!(table = %self.url, version, error = %e, "state table: vacuum failed");
+            use deltalake::operations::vacuum::VacuumMode;
+            // Lite: files the log removed (replaced states), after the retention. Full:
+            // also files the log never named, i.e. those of writers that lost the
+            // compare-and-swap race; only after ORPHAN_MIN_AGE, since a file that a
+            // concurrent writer is committing right now is not in this snapshot either.
+            let orphan_age = retention.max(ORPHAN_MIN_AGE);
+            for (mode, retention) in [
+                (VacuumMode::Lite, retention),
+                (VacuumMode::Full, orphan_age),
+            ] {
+                let vacuum = table
+                    .clone()
+                    .vacuum()
+                    .with_retention_period(retention)
+                    .with_enforce_retention_duration(false)
+                    .with_mode(mode)
+                    .with_clock(Arc::new(VacuumClock(self.clock.clone())))
+                    .await;
+                if let Err(e) = vacuum {
+                    tracing::warn!(table = %self.url, version, error = %e, "state table: vacuum failed");
+                }
             }
         }
     }
