@@ -35,6 +35,20 @@ async fn append(ws: &Workspace, date: &str, region: &str, rows: usize) -> u64 {
     append_batch(&ws.source_path(), batch, &["event_time", "region"]).await
 }
 
+/// Asserts that `latefill run --date <date>` reprocesses exactly the late `day`,
+/// reading its `rows` source rows (every sub-partition of it), into the target.
+async fn assert_run_backfills(ws: &Workspace, date: &str, day: &str, rows: i64) {
+    let run = json(&ws.run_cli(&["--date", date, "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        [format!("event_time={day}")],
+        "{run}"
+    );
+    assert_eq!(run["backfilled"][0]["rows_read"], rows, "{run}");
+    let counts = target_counts(&ws.target_path(), day).await;
+    assert_eq!(counts.values().sum::<i64>(), rows);
+}
+
 /// Regression: the planner could not read `event_time=2024-01-01/region=eu` as a
 /// date and skipped it silently, so late rows in one region were never processed.
 #[tokio::test]
@@ -57,15 +71,7 @@ async fn a_late_change_in_one_region_makes_its_whole_date_late() {
         "{detect}"
     );
     append(&ws, "2024-01-03", "us", 10).await;
-    let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
-    assert_eq!(
-        partitions(&run["backfilled"]),
-        ["event_time=2024-01-01"],
-        "{run}"
-    );
-    assert_eq!(run["backfilled"][0]["rows_read"], 75, "every region: {run}");
-    let counts = target_counts(&ws.target_path(), "2024-01-01").await;
-    assert_eq!(counts.values().sum::<i64>(), 75);
+    assert_run_backfills(&ws, "2024-01-03", "2024-01-01", 75).await;
 }
 
 #[tokio::test]
@@ -215,15 +221,7 @@ async fn a_date_typed_partition_column_works_like_a_string_one() {
     }
     append("2024-01-01", 4).await;
     append("2024-01-03", 6).await;
-    let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
-    assert_eq!(
-        partitions(&run["backfilled"]),
-        ["event_time=2024-01-01"],
-        "{run}"
-    );
-    assert_eq!(run["backfilled"][0]["rows_read"], 14, "{run}");
-    let counts = target_counts(&ws.target_path(), "2024-01-01").await;
-    assert_eq!(counts.values().sum::<i64>(), 14);
+    assert_run_backfills(&ws, "2024-01-03", "2024-01-01", 14).await;
 }
 
 /// Devices in the target with `event_time` in `[from, to)` (timestamps).

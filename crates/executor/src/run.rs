@@ -698,22 +698,10 @@ fn target_column_type(
         schema
             .field_with_name(column)
             .ok()
-            .map(|f| match f.data_type() {
-                DataType::Dictionary(_, v) => v.as_ref().clone(),
-                other => other.clone(),
-            })
+            .map(|f| value_type(f.data_type()))
     };
     let from_target = match target {
-        Some(t) => field_type(
-            &t.snapshot()
-                .map_err(|source| Error::Delta {
-                    action: "reading the schema of target",
-                    table: url.clone(),
-                    source,
-                })?
-                .snapshot()
-                .arrow_schema(),
-        ),
+        Some(t) => field_type(arrow_schema(t, url, "reading the schema of target")?.as_ref()),
         None => None,
     };
     from_target
@@ -734,15 +722,7 @@ async fn register_source(
 ) -> Result<()> {
     let internal = |e: DataFusionError| Error::Internal(format!("registering source {url}: {e}"));
     if values.is_empty() {
-        let schema = table
-            .snapshot()
-            .map_err(|source| Error::Delta {
-                action: "reading the schema of source",
-                table: url.clone(),
-                source,
-            })?
-            .snapshot()
-            .arrow_schema();
+        let schema = arrow_schema(table, url, "reading the schema of source")?;
         let empty = MemTable::try_new(schema, vec![vec![]]).map_err(internal)?;
         ctx.register_table("source", Arc::new(empty))
             .map_err(internal)?;
@@ -763,8 +743,7 @@ async fn register_source(
         .field_with_name(column)
         .map(|f| f.data_type())
     {
-        Ok(DataType::Dictionary(_, v)) => v.as_ref().clone(),
-        Ok(other) => other.clone(),
+        Ok(data_type) => value_type(data_type),
         Err(e) => return Err(internal(e.into())),
     };
     let typed = |v: &str| cast(lit(v.to_owned()), value_type.clone());
@@ -853,15 +832,7 @@ async fn create_target_handle(url: &Url) -> Result<DeltaTable> {
 /// Compares the result's columns with the target's: same names, same order, types
 /// that Delta stores alike.
 fn check_target_schema(target: &DeltaTable, url: &Url, result: &Schema) -> Result<()> {
-    let expected = target
-        .snapshot()
-        .map_err(|source| Error::Delta {
-            action: "reading the schema of target",
-            table: url.clone(),
-            source,
-        })?
-        .snapshot()
-        .arrow_schema();
+    let expected = arrow_schema(target, url, "reading the schema of target")?;
     let mismatch = |difference: String| Error::SchemaMismatch {
         table: url.clone(),
         difference,
@@ -902,6 +873,32 @@ fn check_target_schema(target: &DeltaTable, url: &Url, result: &Schema) -> Resul
 }
 
 /// Arrow types that Delta stores as the same logical type compare equal.
+/// The table's schema at its loaded version, in Arrow terms.
+fn arrow_schema(
+    table: &DeltaTable,
+    url: &Url,
+    action: &'static str,
+) -> Result<deltalake::arrow::datatypes::SchemaRef> {
+    Ok(table
+        .snapshot()
+        .map_err(|source| Error::Delta {
+            action,
+            table: url.clone(),
+            source,
+        })?
+        .snapshot()
+        .arrow_schema())
+}
+
+/// The type of a column's values: a Delta scan gives partition columns as
+/// dictionaries.
+fn value_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Dictionary(_, value) => value.as_ref().clone(),
+        other => other.clone(),
+    }
+}
+
 fn delta_type(t: &DataType) -> DataType {
     match t {
         DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
