@@ -183,6 +183,22 @@ async fn an_hourly_pipeline_reprocesses_a_late_hour() {
     assert!(stderr(&out).contains("YYYY-MM-DDTHH"), "{}", stderr(&out));
 }
 
+/// `rows` devices of two types whose `event_time` is `event_time` (any type).
+fn devices_at(rows: usize, event_time: deltalake::arrow::array::ArrayRef) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("type", DataType::Utf8, true),
+        Field::new("version", DataType::Utf8, true),
+        Field::new("event_time", event_time.data_type().clone(), true),
+    ]));
+    let kinds = StringArray::from_iter_values((0..rows).map(|i| ["a", "b"][i % 2]));
+    let versions = StringArray::from_iter_values((0..rows).map(|_| "1.0"));
+    RecordBatch::try_new(
+        schema,
+        vec![Arc::new(kinds), Arc::new(versions), event_time],
+    )
+    .unwrap()
+}
+
 /// A source whose partition column is a DATE, not a string.
 #[tokio::test]
 async fn a_date_typed_partition_column_works_like_a_string_one() {
@@ -194,22 +210,7 @@ async fn a_date_typed_partition_column_works_like_a_string_one() {
             let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
             let days =
                 (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("type", DataType::Utf8, true),
-                Field::new("version", DataType::Utf8, true),
-                Field::new("event_time", DataType::Date32, true),
-            ]));
-            let batch = RecordBatch::try_new(
-                schema,
-                vec![
-                    Arc::new(StringArray::from_iter_values(
-                        (0..rows).map(|i| ["a", "b"][i % 2]),
-                    )),
-                    Arc::new(StringArray::from_iter_values((0..rows).map(|_| "1.0"))),
-                    Arc::new(Date32Array::from(vec![days; rows])),
-                ],
-            )
-            .unwrap();
+            let batch = devices_at(rows, Arc::new(Date32Array::from(vec![days; rows])));
             append_batch(&path, batch, &["event_time"]).await;
         }
     };
@@ -248,7 +249,6 @@ async fn devices_between(target: &std::path::Path, from: &str, to: &str) -> i64 
 #[tokio::test]
 async fn an_hourly_pipeline_over_a_timestamp_column_takes_every_timestamp_of_the_hour() {
     use deltalake::arrow::array::TimestampMicrosecondArray;
-    use deltalake::arrow::datatypes::TimeUnit;
     let ws = Workspace::new();
     let text = std::fs::read_to_string(&ws.config).unwrap().replace(
         "partition_column = \"event_time\"\n",
@@ -262,28 +262,8 @@ async fn an_hourly_pipeline_over_a_timestamp_column_takes_every_timestamp_of_the
                 .unwrap()
                 .and_utc()
                 .timestamp_micros();
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("type", DataType::Utf8, true),
-                Field::new("version", DataType::Utf8, true),
-                Field::new(
-                    "event_time",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    true,
-                ),
-            ]));
-            let batch = RecordBatch::try_new(
-                schema,
-                vec![
-                    Arc::new(StringArray::from_iter_values(
-                        (0..rows).map(|i| ["a", "b"][i % 2]),
-                    )),
-                    Arc::new(StringArray::from_iter_values((0..rows).map(|_| "1.0"))),
-                    Arc::new(
-                        TimestampMicrosecondArray::from(vec![micros; rows]).with_timezone("UTC"),
-                    ),
-                ],
-            )
-            .unwrap();
+            let at = TimestampMicrosecondArray::from(vec![micros; rows]).with_timezone("UTC");
+            let batch = devices_at(rows, Arc::new(at));
             append_batch(&path, batch, &["event_time"]).await;
         }
     };
