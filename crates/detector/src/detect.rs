@@ -297,7 +297,9 @@ impl Fold {
     fn apply(&mut self, version: u64, commit: Commit) {
         self.commits_read += 1;
         self.version = Some(version);
-        self.last_digest = Some(commit.digest);
+        if !commit.digest.is_empty() {
+            self.last_digest = Some(commit.digest);
+        }
         if let Some(metadata) = &commit.metadata {
             self.naming = Some(PartitionNaming::from_metadata(metadata));
             if metadata.id.is_some() {

@@ -39,7 +39,8 @@ pub(crate) struct Commit {
     pub files: Vec<FileAction>,
     pub metadata: Option<MetadataAction>,
     /// A digest of the commit file's bytes: commit files are never rewritten, so a
-    /// different digest for the same version means a different table.
+    /// different digest for the same version means a different table. Empty where
+    /// the reader was not asked for it (all but the last commit of a long read).
     pub digest: String,
 }
 
@@ -215,10 +216,16 @@ impl LogReader {
         }
     }
 
-    /// Reads one commit; `None` when it does not exist.
+    /// Reads one commit, with its digest; `None` when it does not exist.
     pub async fn read_commit(&self, version: u64) -> Result<Option<Commit>> {
+        self.read_commit_with(version, true).await
+    }
+
+    /// Reads one commit; its digest only when asked (hashing every byte of a long
+    /// history costs as much as a good part of parsing it).
+    async fn read_commit_with(&self, version: u64, digest: bool) -> Result<Option<Commit>> {
         match self.commit_bytes(version).await? {
-            Some(bytes) => self.parse_commit(version, &bytes).map(Some),
+            Some(bytes) => self.parse_commit(version, &bytes, digest).map(Some),
             None => Ok(None),
         }
     }
@@ -229,9 +236,13 @@ impl LogReader {
         Ok(self.commit_bytes(version).await?.map(|b| digest(&b)))
     }
 
-    fn parse_commit(&self, version: u64, bytes: &[u8]) -> Result<Commit> {
+    fn parse_commit(&self, version: u64, bytes: &[u8], with_digest: bool) -> Result<Commit> {
         let mut commit = Commit {
-            digest: digest(bytes),
+            digest: if with_digest {
+                digest(bytes)
+            } else {
+                String::new()
+            },
             ..Commit::default()
         };
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -270,8 +281,9 @@ impl LogReader {
         let versions: Vec<u64> = versions.into_iter().collect();
         let later = versions.last().copied().unwrap_or_default();
         futures::stream::iter(versions)
+            // Only the last commit's digest is kept (by the cursor).
             .map(|v| async move {
-                match self.read_commit(v).await? {
+                match self.read_commit_with(v, v == later).await? {
                     Some(c) => Ok((v, c)),
                     None => Err(Error::MissingCommit {
                         table: self.table.clone(),
