@@ -216,11 +216,10 @@ impl BackfillRange {
             }
             event
         };
-        let column = self.engine.pipeline().partition_column.clone();
         let dates = self.plan().await?;
         let planned: Vec<String> = dates
             .iter()
-            .map(|(d, _)| d.partition_name(&column))
+            .map(|(d, _)| self.engine.pipeline().partition_name(*d))
             .collect();
         emit(BackfillEvent::Planned {
             partitions: planned.clone(),
@@ -231,7 +230,7 @@ impl BackfillRange {
         let emit = &emit;
         let events: Vec<BackfillEvent> = futures::stream::iter(dates)
             .map(|(date, seen)| async move {
-                let partition = date.partition_name(&engine.pipeline().partition_column);
+                let partition = engine.pipeline().partition_name(date);
                 if stop.load(Ordering::SeqCst) {
                     return emit(BackfillEvent::Skipped(Skipped {
                         partition,

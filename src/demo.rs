@@ -121,6 +121,8 @@ pub enum DemoEvent {
     },
     /// A run that found and reprocessed late partitions.
     Rerun {
+        /// The date it ran for.
+        date: String,
         /// What it did.
         outcome: Box<RunOutcome>,
         /// Whether the target equals a fresh full recomputation afterwards.
@@ -233,6 +235,7 @@ pub async fn run(
     let outcome = engine.run_date(day(4), options).await?;
     let matches = matches_full_recomputation(pipeline).await?;
     emit(DemoEvent::Rerun {
+        date: day(4).to_string(),
         outcome: Box::new(outcome),
         matches_full_recomputation: matches,
     });

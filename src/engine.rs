@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{
-    PartitionDate, PartitionKey, Pipeline, RunReport, UnrecognisedPartition, failpoint,
-    inspect_partition, partition_fingerprints, run_partition, target_txn_version,
+    PartitionDate, Pipeline, RunReport, UnrecognisedPartition, failpoint, inspect_partition,
+    partition_fingerprints, run_partition, target_txn_version,
 };
 use latefill_state::{Clock, PartitionState, StateTable, Status};
 use rand::RngExt;
@@ -97,14 +97,11 @@ fn by_pipeline_partition(
     BTreeMap<String, PartitionChange>,
     Vec<UnrecognisedPartition>,
 ) {
-    let (column, granularity) = (&pipeline.partition_column, pipeline.granularity);
     let mut grouped: BTreeMap<String, PartitionChange> = BTreeMap::new();
     let mut unrecognised = Vec::new();
     for change in &changes.partitions {
         let key = match changes.values_of(&change.partition) {
-            Some(values) => {
-                PartitionKey::from_source_values(column, granularity, &change.partition, values)
-            }
+            Some(values) => pipeline.partitioning.key_of(&change.partition, values),
             None => Err(UnrecognisedPartition {
                 partition: change.partition.clone(),
                 reason: format!(
@@ -357,7 +354,7 @@ impl Engine {
     ) -> Result<RunReport> {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
-        let partition = date.partition_name(&self.pipeline.partition_column);
+        let partition = self.pipeline.partition_name(date);
         if source_version.is_some() {
             // A pinned version that cannot be read is bad input: refuse it before the
             // claim, so that the partition's state is left as it was.
@@ -479,7 +476,7 @@ impl Engine {
                 });
         let changes = detect_changes(&self.pipeline.source)
             .with_cursor(cursor.clone())
-            .with_partition_column(&self.pipeline.partition_column)
+            .with_partition_column(self.pipeline.partitioning.column())
             .await?;
         if changes.replaced.is_some() {
             self.state.forget_source_versions().await?;
@@ -535,8 +532,7 @@ impl Engine {
             None
         };
         let input = PlanInput {
-            column: &self.pipeline.partition_column,
-            granularity: self.pipeline.granularity,
+            partitioning: &self.pipeline.partitioning,
             date,
             lookback_days,
             now: self.state.now(),
@@ -718,17 +714,11 @@ async fn processed_partitions(
         .try_collect()
         .await
         .map_err(delta)?;
-    let column = &pipeline.partition_column;
     let mut partitions = std::collections::BTreeSet::new();
     for file in &files {
         let values = file.partition_values_map();
         let values = values.iter().map(|(c, v)| (c.as_str(), v.as_deref()));
-        match PartitionKey::from_source_values(
-            column,
-            pipeline.granularity,
-            file.path().as_ref(),
-            values,
-        ) {
+        match pipeline.partitioning.key_of(file.path().as_ref(), values) {
             Ok(key) => {
                 partitions.insert(key.to_string());
             }

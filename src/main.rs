@@ -1012,11 +1012,11 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
                 out!("  appended {rows} late rows to {date} (source version {source_version})");
             }
             DemoEvent::Rerun {
+                date,
                 outcome,
                 matches_full_recomputation,
             } => {
                 step += 1;
-                let date = outcome.run.partition.split_once('=').map_or("", |(_, d)| d);
                 out!("\n{step}. latefill run --date {date}:");
                 out!("  {}", describe_run(&outcome.run));
                 for l in &outcome.late {

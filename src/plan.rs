@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use latefill_detector::PartitionChange;
-use latefill_executor::{Granularity, PartitionDate, PartitionKey, Pipeline};
+use latefill_executor::{PartitionDate, Partitioning, Pipeline};
 use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
 /// A partition to reprocess, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LatePartition {
-    /// `col=YYYY-MM-DD`.
+    /// `col=YYYY-MM-DD` ([`PartitionKey`](latefill_executor::PartitionKey)).
     pub partition: String,
     /// The source version it was last processed at; `None` when that was a version
     /// of a source table that was since replaced.
@@ -31,10 +31,8 @@ pub struct LatePartition {
 /// What planning needs to know beyond the state and the changes.
 #[derive(Debug, Clone)]
 pub struct PlanInput<'a> {
-    /// The partition column.
-    pub column: &'a str,
-    /// How its values are written.
-    pub granularity: Granularity,
+    /// How the pipeline's partitions are named.
+    pub partitioning: &'a Partitioning,
     /// The run's date: only partitions before it are considered.
     pub date: PartitionDate,
     /// Only partitions at most this many days before `date`.
@@ -46,10 +44,12 @@ pub struct PlanInput<'a> {
     pub fingerprints: Option<&'a BTreeMap<String, String>>,
 }
 
-/// The period of a partition of `pipeline` named `column=<value>` ([`PartitionKey`]),
-/// if it is one.
+/// The period of a partition of `pipeline` named `column=<value>`
+/// ([`PartitionKey`](latefill_executor::PartitionKey)), if it is one.
 pub fn partition_date(pipeline: &Pipeline, partition: &str) -> Option<PartitionDate> {
-    PartitionKey::parse_name(&pipeline.partition_column, pipeline.granularity, partition)
+    pipeline
+        .partitioning
+        .parse_name(partition)
         .map(|key| key.date())
 }
 
@@ -57,7 +57,7 @@ impl PlanInput<'_> {
     /// Whether a plan for `date` looks at `partition`: a partition of the pipeline's
     /// column, before the date, within the look-back horizon.
     pub fn considers(&self, partition: &str) -> bool {
-        let Some(date) = PartitionKey::parse_name(self.column, self.granularity, partition) else {
+        let Some(date) = self.partitioning.parse_name(partition) else {
             return false;
         };
         let date = date.date();
@@ -134,7 +134,9 @@ pub fn plan_late(
 mod tests {
     use super::*;
 
-    const COL: &str = "event_time";
+    static DAYS: std::sync::LazyLock<Partitioning> = std::sync::LazyLock::new(|| {
+        Partitioning::new("event_time", latefill_executor::Granularity::Day)
+    });
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap()
@@ -171,8 +173,7 @@ mod tests {
     /// A run of 2024-01-10, no lookback, no fingerprints.
     fn input<'a>() -> PlanInput<'a> {
         PlanInput {
-            column: COL,
-            granularity: Granularity::Day,
+            partitioning: &DAYS,
             date: PartitionDate::parse("2024-01-10").unwrap(),
             lookback_days: None,
             now: now(),

@@ -310,3 +310,123 @@ async fn an_hourly_pipeline_over_a_timestamp_column_takes_every_timestamp_of_the
     json(&ws.run_cli(&["--date", "2024-01-03T05", "--output", "json"]));
     assert_eq!(count(5).await, 27);
 }
+
+/// Appends `rows` devices at `date` hour `hour` to a source partitioned by a DATE
+/// `event_date` and an integer `event_hour`, as Hive-style hourly tables are.
+async fn append_split_hour(ws: &Workspace, date: &str, hour: i32, rows: usize) {
+    use deltalake::arrow::array::{Date32Array, Int32Array};
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+    let days = (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("type", DataType::Utf8, true),
+        Field::new("version", DataType::Utf8, true),
+        Field::new("event_date", DataType::Date32, true),
+        Field::new("event_hour", DataType::Int32, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| ["a", "b"][i % 2]),
+            )),
+            Arc::new(StringArray::from_iter_values((0..rows).map(|_| "1.0"))),
+            Arc::new(Date32Array::from(vec![days; rows])),
+            Arc::new(Int32Array::from(vec![hour; rows])),
+        ],
+    )
+    .unwrap();
+    append_batch(&ws.source_path(), batch, &["event_date", "event_hour"]).await;
+}
+
+/// Devices in the target's `event_date`/`event_hour` partition.
+async fn devices_in_hour(ws: &Workspace, date: &str, hour: i32) -> i64 {
+    let batches = query(
+        &ws.target_path(),
+        &format!("WHERE event_date = DATE '{date}' AND event_hour = {hour}"),
+    )
+    .await;
+    batches
+        .iter()
+        .map(|b| {
+            let devices = b.column_by_name("devices").unwrap();
+            deltalake::arrow::compute::sum(
+                devices.as_primitive::<deltalake::arrow::datatypes::Int64Type>(),
+            )
+            .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// An hour kept in two columns, the day and the hour of the day (`source.hour_column`):
+/// each hour is a partition, a late hour is found and reprocessed alone, an hour
+/// value that is no hour is a warning, and `--date` takes `YYYY-MM-DDTHH`.
+#[tokio::test]
+async fn an_hour_split_over_a_day_column_and_an_hour_column() {
+    let ws = Workspace::new();
+    let text = std::fs::read_to_string(&ws.config)
+        .unwrap()
+        .replace(
+            "partition_column = \"event_time\"\n",
+            "partition_column = \"event_date\"\ngranularity = \"hour\"\nhour_column = \"event_hour\"\n",
+        )
+        .replace("event_time", "event_date, event_hour");
+    std::fs::write(&ws.config, text).unwrap();
+    append_split_hour(&ws, "2024-01-03", 5, 10).await;
+    append_split_hour(&ws, "2024-01-03", 6, 8).await;
+    append_split_hour(&ws, "2024-01-03", 23, 4).await;
+    for (date, rows) in [
+        ("2024-01-03T05", 10),
+        ("2024-01-03T06", 8),
+        ("2024-01-03T23", 4),
+    ] {
+        let run = json(&ws.run_cli(&["--date", date, "--output", "json"]));
+        let (day, hour) = date.split_once('T').unwrap();
+        assert_eq!(
+            run["partition"],
+            format!("event_date={day}/event_hour={hour}"),
+            "{run}"
+        );
+        assert_eq!(run["rows_read"], rows, "only that hour of the day: {run}");
+    }
+
+    // Late rows for 05, and the first hour of the next day.
+    append_split_hour(&ws, "2024-01-03", 5, 3).await;
+    append_split_hour(&ws, "2024-01-04", 0, 2).await;
+    let detect = ws.detect_json(&ws.config, "2024-01-04T00");
+    assert_eq!(
+        partitions(&detect["late"]),
+        ["event_date=2024-01-03/event_hour=05"],
+        "{detect}"
+    );
+    let run = json(&ws.run_cli(&["--date", "2024-01-04T00", "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_date=2024-01-03/event_hour=05"],
+        "{run}"
+    );
+    assert_eq!(devices_in_hour(&ws, "2024-01-03", 5).await, 13);
+    assert_eq!(devices_in_hour(&ws, "2024-01-03", 6).await, 8);
+    assert_eq!(devices_in_hour(&ws, "2024-01-03", 23).await, 4);
+    assert_eq!(devices_in_hour(&ws, "2024-01-04", 0).await, 2);
+    // The status lists hours in time order, across midnight.
+    let status = ws.status_json(&ws.config);
+    assert_eq!(
+        partitions(&status),
+        [
+            "event_date=2024-01-03/event_hour=05",
+            "event_date=2024-01-03/event_hour=06",
+            "event_date=2024-01-03/event_hour=23",
+            "event_date=2024-01-04/event_hour=00",
+        ],
+        "{status}"
+    );
+
+    // An hour value that is no hour is reported, not skipped silently.
+    append_split_hour(&ws, "2024-01-03", 24, 1).await;
+    let detect = ws.detect_json(&ws.config, "2024-01-04T01");
+    let unrecognised = detect["detection"]["unrecognised"].to_string();
+    assert!(
+        unrecognised.contains("event_hour=24") && unrecognised.contains("not an hour"),
+        "{detect}"
+    );
+}

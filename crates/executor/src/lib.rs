@@ -35,7 +35,9 @@ mod run;
 
 pub use error::{Error, ErrorClass, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint};
-pub use partition::{Granularity, PartitionDate, PartitionKey, UnrecognisedPartition};
+pub use partition::{
+    Granularity, PartitionDate, PartitionKey, Partitioning, UnrecognisedPartition,
+};
 pub use pipeline::{
     DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_retention, resolve_location,
 };

@@ -216,11 +216,162 @@ impl fmt::Display for PartitionDate {
     }
 }
 
-/// One partition of a pipeline: its partition column and its date. Displays as
-/// `column=YYYY-MM-DD`.
+/// How a pipeline's partitions are laid out in its tables: the column that holds the
+/// period, the period's [`Granularity`] and, for hours kept apart from their day
+/// (`event_date=2024-01-03/event_hour=5`), the hour column.
+///
+/// It maps a table's partition values to the pipeline's periods, in both directions,
+/// and it alone names partitions ([`PartitionKey`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Partitioning {
+    column: String,
+    hour_column: Option<String>,
+    granularity: Granularity,
+}
+
+impl Partitioning {
+    /// Periods of `granularity` held in `column`.
+    pub fn new(column: impl Into<String>, granularity: Granularity) -> Self {
+        Partitioning {
+            column: column.into(),
+            hour_column: None,
+            granularity,
+        }
+    }
+
+    /// Hours split over two columns: the day in [`Partitioning::column`] and the hour
+    /// of the day (0 to 23) in `column`. Makes the granularity an hour.
+    pub fn with_hour_column(mut self, column: impl Into<String>) -> Self {
+        self.hour_column = Some(column.into());
+        self.granularity = Granularity::Hour;
+        self
+    }
+
+    /// The column that holds the period (the day, when hours are split).
+    pub fn column(&self) -> &str {
+        &self.column
+    }
+
+    /// The column that holds the hour of the day, when hours are split.
+    pub fn hour_column(&self) -> Option<&str> {
+        self.hour_column.as_deref()
+    }
+
+    /// How long one partition lasts.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    /// Every column a partition's value is spread over: the period's, then the hour's.
+    pub fn columns(&self) -> Vec<&str> {
+        std::iter::once(self.column.as_str())
+            .chain(self.hour_column.as_deref())
+            .collect()
+    }
+
+    /// The partition of `date`.
+    pub fn key(&self, date: PartitionDate) -> PartitionKey {
+        PartitionKey {
+            column: self.column.clone(),
+            hour_column: self.hour_column.clone(),
+            date,
+        }
+    }
+
+    /// The partition's name: `column=<value>`, or `day_column=YYYY-MM-DD/hour_column=HH`.
+    pub fn name(&self, date: PartitionDate) -> String {
+        self.key(date).to_string()
+    }
+
+    /// Reads a name [`Partitioning::name`] wrote; `None` for anything else (another
+    /// column, another form).
+    pub fn parse_name(&self, name: &str) -> Option<PartitionKey> {
+        let value = name.strip_prefix(self.column.as_str())?.strip_prefix('=')?;
+        let date = match &self.hour_column {
+            None => PartitionDate::parse_as(self.granularity, value).ok()?,
+            Some(hour_column) => {
+                let (day, hour) = value.split_once('/')?;
+                let hour = hour.strip_prefix(hour_column.as_str())?.strip_prefix('=')?;
+                let key = self.key(
+                    PartitionDate::parse_as(Granularity::Hour, &format!("{day}T{hour}")).ok()?,
+                );
+                // Only the canonical form: `05`, never `5`.
+                return (key.to_string() == name).then_some(key);
+            }
+        };
+        Some(self.key(date))
+    }
+
+    /// The period a table partition's values fall in ([`PartitionDate::of_value`]);
+    /// `value(column)` is `None` when the partition has no such column and
+    /// `Some(None)` when its value is null. The error says why there is none.
+    pub fn period_of<'a>(
+        &self,
+        value: impl Fn(&str) -> Option<Option<&'a str>>,
+    ) -> Result<PartitionDate, String> {
+        let get = |column: &str| {
+            value(column)
+                .ok_or_else(|| format!("has no value for column {column:?}"))?
+                .ok_or_else(|| format!("has a null {column:?}"))
+        };
+        let raw = get(&self.column)?;
+        let Some(hour_column) = &self.hour_column else {
+            return PartitionDate::of_value(self.granularity, raw).ok_or_else(|| {
+                format!(
+                    "has {:?} value {raw:?}, which is not {}",
+                    self.column,
+                    self.granularity.what()
+                )
+            });
+        };
+        let day = PartitionDate::of_value(Granularity::Day, raw).ok_or_else(|| {
+            format!(
+                "has {:?} value {raw:?}, which is not {}",
+                self.column,
+                Granularity::Day.what()
+            )
+        })?;
+        let raw_hour = get(hour_column)?;
+        raw_hour
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|h| *h < 24)
+            .and_then(|h| day.date().and_hms_opt(h, 0, 0))
+            .map(|start| PartitionDate {
+                start,
+                granularity: Granularity::Hour,
+            })
+            .ok_or_else(|| {
+                format!("has {hour_column:?} value {raw_hour:?}, which is not an hour from 0 to 23")
+            })
+    }
+
+    /// The pipeline partition a source partition named `partition` belongs to, from
+    /// its values (`column -> raw value`, `None` for null), whatever other columns the
+    /// source is partitioned by.
+    pub fn key_of<'a>(
+        &self,
+        partition: &str,
+        values: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<PartitionKey, UnrecognisedPartition> {
+        let values: Vec<(&str, Option<&str>)> = values.into_iter().collect();
+        self.period_of(|column| values.iter().find(|(c, _)| *c == column).map(|(_, v)| *v))
+            .map(|date| self.key(date))
+            .map_err(|reason| UnrecognisedPartition {
+                partition: partition.to_owned(),
+                reason,
+            })
+    }
+}
+
+/// One partition of a pipeline: its period and the columns that hold it. Made by a
+/// [`Partitioning`]; displays as `column=<value>`, or
+/// `day_column=YYYY-MM-DD/hour_column=HH` when hours are split.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionKey {
     column: String,
+    hour_column: Option<String>,
     date: PartitionDate,
 }
 
@@ -235,15 +386,12 @@ pub struct UnrecognisedPartition {
 }
 
 impl PartitionKey {
-    /// The partition of `column` at `date`.
+    /// The partition of `column` at `date`, its period held in one column.
     pub fn new(column: impl Into<String>, date: PartitionDate) -> Self {
-        PartitionKey {
-            column: column.into(),
-            date,
-        }
+        Partitioning::new(column, date.granularity()).key(date)
     }
 
-    /// The partition column.
+    /// The period's column.
     pub fn column(&self) -> &str {
         &self.column
     }
@@ -252,49 +400,20 @@ impl PartitionKey {
     pub fn date(&self) -> PartitionDate {
         self.date
     }
-
-    /// Reads a name this type wrote, `column=<value>` at `granularity`; `None` for
-    /// anything else (another column, another form).
-    pub fn parse_name(column: &str, granularity: Granularity, name: &str) -> Option<Self> {
-        let value = name.strip_prefix(column)?.strip_prefix('=')?;
-        PartitionDate::parse_as(granularity, value)
-            .ok()
-            .map(|date| PartitionKey::new(column, date))
-    }
-
-    /// The pipeline partition a source partition belongs to, from the source
-    /// partition's values (`column -> raw value`, `None` for null): the value of
-    /// `column`, whatever other columns the source is partitioned by.
-    pub fn from_source_values<'a>(
-        column: &str,
-        granularity: Granularity,
-        partition: &str,
-        values: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
-    ) -> Result<Self, UnrecognisedPartition> {
-        let unrecognised = |reason: String| UnrecognisedPartition {
-            partition: partition.to_owned(),
-            reason,
-        };
-        let value = values
-            .into_iter()
-            .find(|(c, _)| *c == column)
-            .ok_or_else(|| unrecognised(format!("has no value for column {column:?}")))?
-            .1
-            .ok_or_else(|| unrecognised(format!("has a null {column:?}")))?;
-        PartitionDate::of_value(granularity, value)
-            .map(|date| PartitionKey::new(column, date))
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "has {column:?} value {value:?}, which is not {}",
-                    granularity.what()
-                ))
-            })
-    }
 }
 
 impl fmt::Display for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.column, self.date)
+        match &self.hour_column {
+            None => write!(f, "{}={}", self.column, self.date),
+            Some(hour_column) => write!(
+                f,
+                "{}={}/{hour_column}={:02}",
+                self.column,
+                self.date.start.format("%Y-%m-%d"),
+                self.date.start.hour()
+            ),
+        }
     }
 }
 
@@ -330,36 +449,69 @@ mod key_tests {
 
     #[test]
     fn a_key_reads_back_the_name_it_writes() {
-        let day = Granularity::Day;
-        let key = PartitionKey::new("event_time", date("2024-01-03"));
+        let days = Partitioning::new("event_time", Granularity::Day);
+        let key = days.key(date("2024-01-03"));
         assert_eq!(key.to_string(), "event_time=2024-01-03");
-        assert_eq!(
-            PartitionKey::parse_name("event_time", day, &key.to_string()),
-            Some(key)
-        );
-        assert_eq!(
-            PartitionKey::parse_name("day", day, "event_time=2024-01-03"),
-            None
-        );
-        assert_eq!(
-            PartitionKey::parse_name("event_time", day, "event_time=x"),
-            None
-        );
-        let hour = Granularity::Hour;
-        let key = PartitionKey::parse_name("event_time", hour, "event_time=2024-01-03T05").unwrap();
+        assert_eq!(days.parse_name(&key.to_string()), Some(key));
+        let other = Partitioning::new("day", Granularity::Day);
+        assert_eq!(other.parse_name("event_time=2024-01-03"), None);
+        assert_eq!(days.parse_name("event_time=x"), None);
+        let hours = Partitioning::new("event_time", Granularity::Hour);
+        let key = hours.parse_name("event_time=2024-01-03T05").unwrap();
         assert_eq!(key.to_string(), "event_time=2024-01-03T05");
-        assert_eq!(
-            PartitionKey::parse_name("event_time", hour, "event_time=2024-01-03"),
-            None
+        assert_eq!(hours.parse_name("event_time=2024-01-03"), None);
+    }
+
+    #[test]
+    fn a_split_hour_is_named_by_both_columns() {
+        let split =
+            Partitioning::new("event_date", Granularity::Day).with_hour_column("event_hour");
+        assert_eq!(split.granularity(), Granularity::Hour);
+        assert_eq!(split.columns(), ["event_date", "event_hour"]);
+        let hour = PartitionDate::parse_as(Granularity::Hour, "2024-01-03T05").unwrap();
+        let name = split.name(hour);
+        assert_eq!(name, "event_date=2024-01-03/event_hour=05");
+        assert_eq!(split.parse_name(&name).map(|k| k.date()), Some(hour));
+        for other in [
+            "event_date=2024-01-03/event_hour=5",
+            "event_date=2024-01-03T05",
+            "event_date=2024-01-03/hour=05",
+            "event_date=2024-01-03/event_hour=24",
+        ] {
+            assert_eq!(split.parse_name(other), None, "{other}");
+        }
+        // Hive writes an integer hour without padding; a DATE day as YYYY-MM-DD.
+        for (day, h) in [("2024-01-03", "5"), ("2024-01-03", "05")] {
+            let values = [("event_date", Some(day)), ("event_hour", Some(h))];
+            assert_eq!(split.key_of("p", values).unwrap().date(), hour);
+        }
+        for (h, why) in [
+            (Some("24"), "not an hour"),
+            (Some("x"), "not an hour"),
+            (None, "null"),
+        ] {
+            let values = [("event_date", Some("2024-01-03")), ("event_hour", h)];
+            let err = split.key_of("p", values).unwrap_err();
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        let err = split
+            .key_of("p", [("event_date", Some("2024-01-03"))])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no value for column \"event_hour\""),
+            "{err}"
         );
     }
 
     #[test]
     fn a_source_partition_of_several_columns_maps_to_its_date() {
         let values = [("region", Some("eu")), ("event_time", Some("2024-01-01"))];
-        let key =
-            PartitionKey::from_source_values("event_time", Granularity::Day, "p", values).unwrap();
-        assert_eq!(key.to_string(), "event_time=2024-01-01");
+        let days = Partitioning::new("event_time", Granularity::Day);
+        assert_eq!(
+            days.key_of("p", values).unwrap().to_string(),
+            "event_time=2024-01-01"
+        );
     }
 
     #[test]
@@ -372,9 +524,9 @@ mod key_tests {
             (vec![("event_time", None)], "null"),
             (vec![("region", Some("eu"))], "no value"),
         ];
+        let days = Partitioning::new("event_time", Granularity::Day);
         for (values, why) in cases {
-            let err = PartitionKey::from_source_values("event_time", Granularity::Day, "p", values)
-                .unwrap_err();
+            let err = days.key_of("p", values).unwrap_err();
             assert!(err.to_string().contains(why), "{err}");
         }
     }

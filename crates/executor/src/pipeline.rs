@@ -9,6 +9,7 @@
 //! table = "devices"              # path (relative to this file) or URL
 //! partition_column = "event_time"
 //! granularity = "day"            # or "hour" (YYYY-MM-DDTHH), "month" (YYYY-MM)
+//! # hour_column = "event_hour"   # hours split over two columns: the day, then this
 //!
 //! [target]
 //! table = "devices_daily"
@@ -29,7 +30,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::partition::{Granularity, PartitionDate};
+use crate::partition::{Granularity, PartitionDate, Partitioning};
 
 /// The default pipeline's file, as `latefill init` writes it.
 pub const DEFAULT_PIPELINE_TOML: &str = r#"# latefill pipeline: reprocesses one partition of `source` into `target` with SQL.
@@ -47,6 +48,9 @@ partition_column = "event_time"
 # How long one partition lasts: "day" (values YYYY-MM-DD), "hour" (YYYY-MM-DDTHH) or
 # "month" (YYYY-MM). The source may be partitioned by more columns than this one.
 granularity = "day"
+# Hours kept in two columns, the date in partition_column and the hour of the day
+# (0 to 23) in another, take granularity = "hour" and:
+# hour_column = "event_hour"
 
 [target]
 # The Delta table to write, partitioned by the same column. Created on first run.
@@ -76,10 +80,10 @@ pub struct Pipeline {
     pub name: String,
     /// The source table.
     pub source: Url,
-    /// The source's (and target's) partition column.
-    pub partition_column: String,
-    /// How long one partition lasts (`source.granularity`, default a day).
-    pub granularity: Granularity,
+    /// How the source's (and target's) partitions hold the period:
+    /// `source.partition_column`, `source.granularity` (default a day) and
+    /// `source.hour_column`.
+    pub partitioning: Partitioning,
     /// The target table.
     pub target: Url,
     /// The state table.
@@ -107,6 +111,7 @@ struct RawSource {
     table: String,
     partition_column: String,
     granularity: Option<String>,
+    hour_column: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -173,19 +178,34 @@ impl Pipeline {
         if raw.source.partition_column.trim().is_empty() {
             return Err(invalid("source.partition_column is empty".into()));
         }
+        let granularity = match &raw.source.granularity {
+            Some(text) => text
+                .parse()
+                .map_err(|reason| invalid(format!("source.granularity: {reason}")))?,
+            None => Granularity::Day,
+        };
+        let mut partitioning = Partitioning::new(raw.source.partition_column, granularity);
+        if let Some(hour_column) = raw.source.hour_column {
+            if granularity != Granularity::Hour {
+                return Err(invalid(format!(
+                    "source.hour_column {hour_column:?} needs granularity = \"hour\", not \"{granularity}\": \
+                     it holds the hour of the day whose date is in source.partition_column"
+                )));
+            }
+            if hour_column.trim().is_empty() || hour_column == partitioning.column() {
+                return Err(invalid(format!(
+                    "source.hour_column {hour_column:?} must name a column other than source.partition_column"
+                )));
+            }
+            partitioning = partitioning.with_hour_column(hour_column);
+        }
         if raw.transform.sql.trim().is_empty() {
             return Err(invalid("transform.sql is empty".into()));
         }
         let pipeline = Pipeline {
             name: raw.name,
             source: resolve_location("source", &raw.source.table, base_dir)?,
-            partition_column: raw.source.partition_column,
-            granularity: match &raw.source.granularity {
-                Some(text) => text
-                    .parse()
-                    .map_err(|reason| invalid(format!("source.granularity: {reason}")))?,
-                None => Granularity::Day,
-            },
+            partitioning,
             target: resolve_location("target", &raw.target.table, base_dir)?,
             state: resolve_location("state", &raw.state.table, base_dir)?,
             state_retention: match &raw.state.retention {
@@ -233,7 +253,13 @@ impl Pipeline {
     /// Parses a partition value (`--date`, `--from`, `--to`) at this pipeline's
     /// granularity.
     pub fn parse_date(&self, value: &str) -> Result<PartitionDate> {
-        PartitionDate::parse_as(self.granularity, value)
+        PartitionDate::parse_as(self.partitioning.granularity(), value)
+    }
+
+    /// The name of the partition of `date`, as the state table and the output give it
+    /// ([`Partitioning::name`]).
+    pub fn partition_name(&self, date: PartitionDate) -> String {
+        self.partitioning.name(date)
     }
 
     /// The Delta application-transaction id that the target's commits carry for
@@ -359,7 +385,7 @@ mod tests {
             p.target.as_str(),
             "file:///data/x/latefill-demo/devices_daily/"
         );
-        assert_eq!(p.partition_column, "event_time");
+        assert_eq!(p.partitioning.column(), "event_time");
         assert_eq!(
             p.app_id("event_time=2024-01-03"),
             "latefill/devices_daily/event_time=2024-01-03"
@@ -395,6 +421,28 @@ mod tests {
         let bad_name = DEFAULT_PIPELINE_TOML.replace("\"devices_daily\"", "\"a b\"");
         let err = Pipeline::from_toml(&bad_name, Path::new("/")).unwrap_err();
         assert!(err.to_string().contains("\"a b\""), "{err}");
+    }
+
+    #[test]
+    fn an_hour_column_needs_hours_and_another_column() {
+        let with = |granularity: &str, hour_column: &str| {
+            Pipeline::from_toml(
+                &DEFAULT_PIPELINE_TOML.replace(
+                    "granularity = \"day\"",
+                    &format!("granularity = \"{granularity}\"\nhour_column = \"{hour_column}\""),
+                ),
+                Path::new("/"),
+            )
+        };
+        let split = with("hour", "event_hour").unwrap();
+        assert_eq!(split.partitioning.columns(), ["event_time", "event_hour"]);
+        let err = with("day", "event_hour").unwrap_err();
+        assert!(
+            err.to_string().contains("needs granularity = \"hour\""),
+            "{err}"
+        );
+        let err = with("hour", "event_time").unwrap_err();
+        assert!(err.to_string().contains("other than"), "{err}");
     }
 
     #[test]

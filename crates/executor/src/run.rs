@@ -1,7 +1,7 @@
 //! Processing one partition: read it at a pinned source version, transform it with
 //! DataFusion, and replace it in the target in one Delta commit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::partition::PartitionDate;
+use crate::partition::{PartitionDate, Partitioning};
 use crate::pipeline::Pipeline;
 
 /// What one partition run did. Serialises to the `--output json` object.
@@ -79,11 +79,11 @@ pub async fn inspect_partition(
     version: Option<u64>,
 ) -> Result<PartitionInfo> {
     let source = open_source(&pipeline.source, version).await?;
-    let column = pipeline.partition_column.as_str();
-    check_partitioned_by(&source, &pipeline.source, column)?;
-    let files = partition_files(&source, &pipeline.source, column, date).await?;
+    let partitioning = &pipeline.partitioning;
+    check_partitioned_by(&source, &pipeline.source, partitioning)?;
+    let files = partition_files(&source, &pipeline.source, partitioning, date).await?;
     if version.is_some() {
-        check_files_exist(&source, &pipeline.source, column, date, &files).await?;
+        check_files_exist(&source, &pipeline.source, partitioning, date, &files).await?;
     }
     Ok(PartitionInfo {
         source_version: source.version().unwrap_or_default(),
@@ -165,11 +165,8 @@ fn files_fingerprint(files: &[LogicalFileView]) -> String {
 /// The fingerprint of every partition of the pipeline in its source at the latest
 /// version, by partition name (`column=<period>`); files whose value names no period
 /// of the pipeline's granularity are left out.
-pub async fn partition_fingerprints(
-    pipeline: &Pipeline,
-) -> Result<std::collections::BTreeMap<String, String>> {
+pub async fn partition_fingerprints(pipeline: &Pipeline) -> Result<BTreeMap<String, String>> {
     let source = &pipeline.source;
-    let column = pipeline.partition_column.as_str();
     let table = open_source(source, None).await?;
     let files: Vec<LogicalFileView> = table
         .get_active_add_actions_by_predicate(None)
@@ -180,16 +177,11 @@ pub async fn partition_fingerprints(
             table: source.clone(),
             source: e,
         })?;
-    let mut identities: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut identities: BTreeMap<String, Vec<String>> = Default::default();
     for file in &files {
-        let values = file.partition_values_map();
-        let period = values
-            .get(column)
-            .and_then(|v| v.as_deref())
-            .and_then(|v| PartitionDate::of_value(pipeline.granularity, v));
-        if let Some(period) = period {
+        if let Some(period) = period_of_file(&pipeline.partitioning, file) {
             identities
-                .entry(period.partition_name(column))
+                .entry(pipeline.partition_name(period))
                 .or_default()
                 .push(file_identity(file));
         }
@@ -250,8 +242,8 @@ impl RunPartition {
         let started = Instant::now();
         let started_at = chrono::Utc::now();
         let pipeline = &self.pipeline;
-        let column = pipeline.partition_column.as_str();
-        let partition = self.date.partition_name(column);
+        let partitioning = &pipeline.partitioning;
+        let partition = pipeline.partition_name(self.date);
 
         // 1. Pin the source version and list the partition's files from the log.
         let source = open_source(&pipeline.source, self.source_version).await?;
@@ -261,12 +253,12 @@ impl RunPartition {
                 pipeline.source
             ))
         })?;
-        check_partitioned_by(&source, &pipeline.source, column)?;
-        let files = partition_files(&source, &pipeline.source, column, self.date).await?;
+        check_partitioned_by(&source, &pipeline.source, partitioning)?;
+        let files = partition_files(&source, &pipeline.source, partitioning, self.date).await?;
         if self.source_version.is_some() {
-            check_files_exist(&source, &pipeline.source, column, self.date, &files).await?;
+            check_files_exist(&source, &pipeline.source, partitioning, self.date, &files).await?;
         }
-        let values = raw_values(&files, column);
+        let values = raw_values(&files, partitioning);
         if files.is_empty() && !self.allow_empty {
             return Err(Error::PartitionEmpty {
                 table: pipeline.source.clone(),
@@ -278,7 +270,7 @@ impl RunPartition {
         // 2. Plan the transform over exactly that partition.
         // delta-rs's session: its planner knows the nodes a Delta write adds.
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
-        register_source(&ctx, &source, &pipeline.source, column, &values).await?;
+        register_source(&ctx, &source, &pipeline.source, &values).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -292,7 +284,11 @@ impl RunPartition {
             .await
             .map_err(invalid_sql)?;
         let result_schema: Schema = result.schema().as_arrow().clone();
-        if result_schema.field_with_name(column).is_err() {
+        if let Some(column) = partitioning
+            .columns()
+            .into_iter()
+            .find(|c| result_schema.field_with_name(c).is_err())
+        {
             return Err(Error::MissingPartitionColumn {
                 column: column.to_owned(),
                 columns: result_schema
@@ -316,12 +312,40 @@ impl RunPartition {
         // 4. Replace the partition: every partition of the period the target has,
         // and those this run writes (the source's values, passed through by the SQL),
         // recording the source version as an app transaction.
-        let target_type = target_column_type(&target, &pipeline.target, column, &result_schema)?;
         let mut replaced = raw_values(
-            &partition_files(target.as_ref(), &pipeline.target, column, self.date).await?,
-            column,
+            &partition_files(target.as_ref(), &pipeline.target, partitioning, self.date).await?,
+            partitioning,
         );
-        replaced.extend(values.iter().cloned());
+        for (column, values) in &values {
+            replaced
+                .entry(column.clone())
+                .or_default()
+                .extend(values.iter().cloned());
+        }
+        let mut predicate: Option<Expr> = None;
+        for column in partitioning.columns() {
+            let target_type =
+                target_column_type(&target, &pipeline.target, column, &result_schema)?;
+            let mut members = replaced.remove(column).unwrap_or_default();
+            members.extend(period_literals(
+                partitioning,
+                column,
+                self.date,
+                &target_type,
+            ));
+            let member_of = Expr::Column(Column::from_name(column)).in_list(
+                members
+                    .iter()
+                    .map(|v| cast(lit(v.as_str()), target_type.clone()))
+                    .collect(),
+                false,
+            );
+            predicate = Some(match predicate {
+                Some(p) => p.and(member_of),
+                None => member_of,
+            });
+        }
+        let predicate = predicate.expect("a partitioning has at least one column");
         let target = match target {
             Some(table) => table,
             None => create_target_handle(&pipeline.target).await?,
@@ -343,14 +367,6 @@ impl RunPartition {
                     "transform": transform,
                 }),
             )]);
-        replaced.insert(period_literal(self.date, &target_type));
-        let predicate = Expr::Column(Column::from_name(column)).in_list(
-            replaced
-                .iter()
-                .map(|v| cast(lit(v.as_str()), target_type.clone()))
-                .collect(),
-            false,
-        );
         let watcher = crate::failpoint::abort_on_new_file(
             pipeline
                 .target
@@ -364,7 +380,7 @@ impl RunPartition {
             .with_session_state(Arc::new(ctx.state()))
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(predicate)
-            .with_partition_columns([column])
+            .with_partition_columns(partitioning.columns())
             .with_commit_properties(commit)
             .await
             .map_err(|source| write_error(&pipeline.target, &partition, source))?;
@@ -530,7 +546,7 @@ async fn unreadable_version(url: &Url, requested: u64, source: DeltaTableError) 
 async fn check_files_exist(
     source: &DeltaTable,
     url: &Url,
-    column: &str,
+    partitioning: &Partitioning,
     period: PartitionDate,
     files: &[LogicalFileView],
 ) -> Result<()> {
@@ -544,9 +560,9 @@ async fn check_files_exist(
         requested,
         reason: format!(
             "VACUUM removed its data file {path} of partition {}",
-            period.partition_name(column)
+            partitioning.name(period)
         ),
-        oldest: oldest_whole_version(url, column, period, requested, latest).await?,
+        oldest: oldest_whole_version(url, partitioning, period, requested, latest).await?,
         latest,
     })
 }
@@ -592,7 +608,7 @@ async fn first_missing_file(
 /// time, so versions from some point on are whole.
 async fn oldest_whole_version(
     url: &Url,
-    column: &str,
+    partitioning: &Partitioning,
     period: PartitionDate,
     requested: u64,
     latest: u64,
@@ -601,7 +617,7 @@ async fn oldest_whole_version(
     while low < high {
         let middle = low + (high - low) / 2;
         let table = open_source(url, Some(middle)).await?;
-        let files = partition_files(&table, url, column, period).await?;
+        let files = partition_files(&table, url, partitioning, period).await?;
         if first_missing_file(&table, url, &files).await?.is_some() {
             low = middle + 1;
         } else {
@@ -611,7 +627,7 @@ async fn oldest_whole_version(
     Ok(high)
 }
 
-fn check_partitioned_by(table: &DeltaTable, url: &Url, column: &str) -> Result<()> {
+fn check_partitioned_by(table: &DeltaTable, url: &Url, partitioning: &Partitioning) -> Result<()> {
     let actual = table
         .snapshot()
         .map_err(|source| Error::Delta {
@@ -622,25 +638,28 @@ fn check_partitioned_by(table: &DeltaTable, url: &Url, column: &str) -> Result<(
         .metadata()
         .partition_columns()
         .to_vec();
-    if actual.iter().any(|c| c == column) {
-        Ok(())
-    } else {
-        Err(Error::NotPartitionedBy {
+    match partitioning
+        .columns()
+        .into_iter()
+        .find(|column| !actual.iter().any(|c| c == column))
+    {
+        None => Ok(()),
+        Some(column) => Err(Error::NotPartitionedBy {
             table: url.clone(),
             column: column.to_owned(),
             actual,
-        })
+        }),
     }
 }
 
 /// The active files of one pipeline partition, selected from the log without
-/// reading data: those whose value of `column` falls in `period`
-/// ([`PartitionDate::of_value`], as the planner decides), whatever other columns the
+/// reading data: those whose partition values fall in `period`
+/// ([`Partitioning::period_of`], as the planner decides), whatever other columns the
 /// table is partitioned by. `table` may be `None` (a target not created yet).
 async fn partition_files<'a>(
     table: impl Into<Option<&'a DeltaTable>>,
     url: &Url,
-    column: &str,
+    partitioning: &Partitioning,
     period: PartitionDate,
 ) -> Result<Vec<LogicalFileView>> {
     let Some(table) = table.into() else {
@@ -657,33 +676,63 @@ async fn partition_files<'a>(
         })?;
     Ok(files
         .into_iter()
-        .filter(|f| {
-            f.partition_values_map()
-                .get(column)
-                .and_then(|v| v.as_deref())
-                .and_then(|v| PartitionDate::of_value(period.granularity(), v))
-                == Some(period)
-        })
+        .filter(|f| period_of_file(partitioning, f) == Some(period))
         .collect())
 }
 
-/// The distinct raw values of `column` among `files`.
-fn raw_values(files: &[LogicalFileView], column: &str) -> BTreeSet<String> {
-    files
-        .iter()
-        .filter_map(|f| f.partition_values_map().get(column).cloned().flatten())
-        .collect()
+/// The pipeline period a data file belongs to, from its partition values.
+fn period_of_file(partitioning: &Partitioning, file: &LogicalFileView) -> Option<PartitionDate> {
+    let values = file.partition_values_map();
+    partitioning
+        .period_of(|column| values.get(column).map(|v| v.as_deref()))
+        .ok()
 }
 
-/// A value of `column`'s type inside `period`: its own form for strings, its start for
-/// dates and timestamps. Part of the target predicate, so that a partition written
-/// empty, or by SQL that truncates the column to the period, is replaced too.
-fn period_literal(period: PartitionDate, data_type: &DataType) -> String {
-    match data_type {
+/// The distinct raw values of each partitioning column among `files`.
+fn raw_values(
+    files: &[LogicalFileView],
+    partitioning: &Partitioning,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let values = file.partition_values_map();
+        for column in partitioning.columns() {
+            if let Some(Some(value)) = values.get(column) {
+                out.entry(column.to_owned())
+                    .or_default()
+                    .insert(value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Values of `column`'s type inside `period`: its own form for strings, its start for
+/// dates and timestamps; for a split hour's hour column, the hour with and without a
+/// leading zero. Part of the target predicate, so that a partition written empty, or
+/// by SQL that truncates the column to the period, is replaced too.
+fn period_literals(
+    partitioning: &Partitioning,
+    column: &str,
+    period: PartitionDate,
+    data_type: &DataType,
+) -> Vec<String> {
+    use chrono::Timelike;
+    if partitioning.hour_column() == Some(column) {
+        let hour = period.start().hour();
+        return if data_type.is_integer() {
+            vec![hour.to_string()]
+        } else {
+            vec![hour.to_string(), format!("{hour:02}")]
+        };
+    }
+    let text = match data_type {
         DataType::Date32 | DataType::Date64 => period.date().format("%Y-%m-%d").to_string(),
         DataType::Timestamp(..) => period.start().format("%Y-%m-%d %H:%M:%S").to_string(),
+        _ if partitioning.hour_column().is_some() => period.date().format("%Y-%m-%d").to_string(),
         _ => period.to_string(),
-    }
+    };
+    vec![text]
 }
 
 /// The type of the partition column in the target, or in the result when the target
@@ -709,7 +758,9 @@ fn target_column_type(
         .ok_or_else(|| Error::Internal(format!("no column {column} in the result or target {url}")))
 }
 
-/// Registers the partition's rows as the table `source`.
+/// Registers the partition's rows as the table `source`: those whose partition
+/// columns hold one of `values` (every column's raw values among the partition's
+/// files).
 ///
 /// The Delta provider gets the partition predicate pushed down and prunes files from
 /// the log, so files of other partitions are never opened.
@@ -717,8 +768,7 @@ async fn register_source(
     ctx: &SessionContext,
     table: &DeltaTable,
     url: &Url,
-    column: &str,
-    values: &BTreeSet<String>,
+    values: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<()> {
     let internal = |e: DataFusionError| Error::Internal(format!("registering source {url}: {e}"));
     if values.is_empty() {
@@ -736,37 +786,46 @@ async fn register_source(
             source,
         })?;
     let provider = table.table_provider().await.map_err(internal)?;
-    let all = ctx.read_table(provider).map_err(internal)?;
-    let value_type = match all
-        .schema()
-        .as_arrow()
-        .field_with_name(column)
-        .map(|f| f.data_type())
-    {
-        Ok(data_type) => value_type(data_type),
-        Err(e) => return Err(internal(e.into())),
-    };
-    let typed = |v: &str| cast(lit(v.to_owned()), value_type.clone());
+    let mut rows = ctx.read_table(provider).map_err(internal)?;
+    // The literal of a raw partition value, in its column's type.
+    let mut typed: BTreeMap<&str, DataType> = BTreeMap::new();
+    for column in values.keys() {
+        let data_type = rows
+            .schema()
+            .as_arrow()
+            .field_with_name(column)
+            .map(|f| value_type(f.data_type()))
+            .map_err(|e| internal(e.into()))?;
+        typed.insert(column, data_type);
+    }
+    let literal = |column: &str, v: &str| cast(lit(v.to_owned()), typed[column].clone());
     // The partition's source partitions by their values: pushed down, they prune the
     // files of every other partition from the log.
-    let rows = all
-        .filter(
-            Expr::Column(Column::from_name(column))
-                .in_list(values.iter().map(|v| typed(v)).collect(), false),
-        )
-        .map_err(internal)?;
-    // With one value, the column is a constant within the partition: present it as a
+    for (column, members) in values {
+        rows = rows
+            .filter(
+                Expr::Column(Column::from_name(column))
+                    .in_list(members.iter().map(|v| literal(column, v)).collect(), false),
+            )
+            .map_err(internal)?;
+    }
+    // A column with one value is a constant within the partition: present it as a
     // literal rather than the scan's per-row dictionary column. DataFusion then folds
     // it, e.g. out of GROUP BY keys; grouping 5M rows by it otherwise cost about two
     // thirds of a run of the default pipeline.
-    let constant = (values.len() == 1).then(|| values.first().expect("one value"));
+    let constant = |name: &str| {
+        values
+            .get(name)
+            .filter(|members| members.len() == 1)
+            .and_then(|members| members.first())
+    };
     let columns: Vec<Expr> = rows
         .schema()
         .fields()
         .iter()
-        .map(|f| match constant {
-            Some(value) if f.name() == column => typed(value).alias(column),
-            _ => Expr::Column(Column::from_name(f.name())),
+        .map(|f| match constant(f.name()) {
+            Some(value) => literal(f.name(), value).alias(f.name()),
+            None => Expr::Column(Column::from_name(f.name())),
         })
         .collect();
     let rows = rows.select(columns).map_err(internal)?;

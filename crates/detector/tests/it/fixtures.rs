@@ -10,7 +10,13 @@ use url::Url;
 pub fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("LATEFILL_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+        .unwrap_or_else(|| {
+            // At run time, not `env!`: a test binary built in another clone that shares
+            // the target directory must still find this clone's fixtures.
+            let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+            crate_dir.join("../../../shared/fixtures")
+        });
     assert!(
         dir.join("tables").is_dir(),
         "fixtures not found at {}: set LATEFILL_FIXTURES to the shared/fixtures directory",
