@@ -261,20 +261,22 @@ pub struct Engine {
     run_id: String,
 }
 
-/// A fresh run id: owner, time and a random suffix.
+/// A fresh run id: the time and 128 random bits. Claims belong to a run id, never to
+/// `host:pid`: two workers in containers may share a hostname and both be PID 1. The
+/// owner (`host:pid`) is recorded beside it for people.
 pub fn new_run_id() -> String {
     format!(
-        "{}-{}-{:08x}",
-        latefill_state::default_owner(),
+        "{}-{:032x}",
         Utc::now().format("%Y%m%dT%H%M%S"),
-        rand::rng().random::<u32>()
+        rand::rng().random::<u128>()
     )
 }
 
 impl Engine {
     /// An engine for `pipeline`, with its state table and a fresh run id.
     pub fn new(pipeline: Pipeline) -> Self {
-        let mut state = StateTable::new(pipeline.state.clone(), pipeline.name.clone());
+        let mut state = StateTable::new(pipeline.state.clone(), pipeline.name.clone())
+            .with_storage_options(pipeline.state_storage.clone());
         if let Some(retention) = pipeline.state_retention {
             state = state.with_retention(retention);
         }
@@ -475,6 +477,7 @@ impl Engine {
                     }
                 });
         let changes = detect_changes(&self.pipeline.source)
+            .with_storage_options(self.pipeline.source_storage.clone())
             .with_cursor(cursor.clone())
             .with_partition_column(self.pipeline.partitioning.column())
             .await?;
@@ -706,7 +709,7 @@ async fn processed_partitions(
         table: pipeline.target.clone(),
         source,
     };
-    let target = deltalake::open_table(pipeline.target.clone())
+    let target = latefill_detector::storage::open_table(&pipeline.target, &pipeline.target_storage)
         .await
         .map_err(delta)?;
     let files: Vec<_> = target

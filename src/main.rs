@@ -376,12 +376,18 @@ fn main() -> ExitCode {
 /// message already holds (errors that name their source in their own text).
 fn error_message(err: &anyhow::Error) -> String {
     let backtraces = std::env::var("RUST_BACKTRACE").is_ok_and(|v| v != "0");
+    let texts: Vec<String> = err
+        .chain()
+        .map(|cause| match backtraces {
+            true => cause.to_string(),
+            false => without_backtrace(&cause.to_string()),
+        })
+        .collect();
+    if let Some(failure) = latefill::detector::storage::diagnose(&texts.join("\n")) {
+        return store_failure_message(err, &texts, &failure);
+    }
     let mut message = String::new();
-    for cause in err.chain() {
-        let mut text = cause.to_string();
-        if !backtraces {
-            text = without_backtrace(&text);
-        }
+    for text in texts {
         if message.contains(&text) {
             continue;
         }
@@ -391,6 +397,38 @@ fn error_message(err: &anyhow::Error) -> String {
         message.push_str(&text);
     }
     message
+}
+
+/// A store failure in one paragraph: what latefill was doing to which table (the
+/// words of latefill's own errors in the chain, less their sources'), what the store
+/// said, and what to do; not the store's whole XML answer.
+fn store_failure_message(
+    err: &anyhow::Error,
+    texts: &[String],
+    failure: &latefill::detector::storage::StoreFailure,
+) -> String {
+    let ours = |cause: &(dyn std::error::Error + 'static)| {
+        cause.is::<latefill::engine::Error>()
+            || cause.is::<executor::Error>()
+            || cause.is::<latefill::state::Error>()
+            || cause.is::<latefill::detector::Error>()
+            || cause.is::<latefill::datagen::Error>()
+    };
+    let mut context: Vec<&str> = Vec::new();
+    for (i, cause) in err.chain().enumerate() {
+        if i > 0 && !ours(cause) {
+            break;
+        }
+        let text = texts[i].as_str();
+        let own = texts
+            .get(i + 1)
+            .and_then(|next| text.strip_suffix(next.as_str()))
+            .map_or(text, |own| own.trim_end_matches([':', ' ']));
+        if !own.is_empty() && !context.iter().any(|c| c.contains(own)) {
+            context.push(own);
+        }
+    }
+    format!("{}: {failure}\n  {}", context.join(": "), failure.hint())
 }
 
 /// `text` up to the first line that is a frame of a backtrace (`  12: name`): the
@@ -412,6 +450,11 @@ fn without_backtrace(text: &str) -> String {
 /// Maps an error to its exit code by the class of the library error inside it: the
 /// one place where classes become exit codes.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    // A bucket, credentials or endpoint that do not work are configuration to fix.
+    let text: Vec<String> = err.chain().map(ToString::to_string).collect();
+    if latefill::detector::storage::diagnose(&text.join("\n")).is_some() {
+        return exit::USAGE;
+    }
     for cause in err.chain() {
         let class = if let Some(e) = cause.downcast_ref::<latefill::engine::Error>() {
             e.class()

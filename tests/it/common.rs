@@ -111,17 +111,17 @@ pub async fn open(path: &Path) -> DeltaTable {
 
 /// The rows of `SELECT * FROM t <where>` as a sorted text table.
 pub async fn query(path: &Path, sql_after_from: &str) -> Vec<RecordBatch> {
-    let table = open(path).await;
+    sql_on(&url_of(path), &format!("SELECT * FROM t {sql_after_from}")).await
+}
+
+/// Runs `sql` over the table at `url` (any store), registered as `t`.
+pub async fn sql_on(url: &Url, sql: &str) -> Vec<RecordBatch> {
+    let table = deltalake::open_table(url.clone()).await.unwrap();
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state()).unwrap();
     ctx.register_table("t", table.table_provider().await.unwrap())
         .unwrap();
-    ctx.sql(&format!("SELECT * FROM t {sql_after_from}"))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap()
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
 }
 
 /// A partition of the target as a text table, sorted, for whole-table comparison.

@@ -10,6 +10,7 @@ mod damaged;
 mod generate;
 mod late;
 mod long_lived;
+mod object_store;
 mod partitions;
 mod pipelines;
 mod run_cli;

@@ -10,6 +10,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::log::{Commit, Listing, LogReader, PartitionValues};
 use crate::naming::{MetadataAction, PartitionNaming};
+use crate::storage::StorageOptions;
 
 /// One partition's last data change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +148,7 @@ impl Changes {
 #[must_use = "a DetectChanges does nothing until it is awaited"]
 pub struct DetectChanges {
     table: Url,
+    storage: StorageOptions,
     cursor: Option<Cursor>,
     since: Option<u64>,
     partition_column: Option<String>,
@@ -156,6 +158,7 @@ pub struct DetectChanges {
 pub fn detect_changes(table: &Url) -> DetectChanges {
     DetectChanges {
         table: table.clone(),
+        storage: StorageOptions::new(),
         cursor: None,
         since: None,
         partition_column: None,
@@ -163,6 +166,13 @@ pub fn detect_changes(table: &Url) -> DetectChanges {
 }
 
 impl DetectChanges {
+    /// Opens the table with these options over the environment's
+    /// ([`crate::storage`]).
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.storage = options;
+        self
+    }
+
     /// Continues from an earlier detection: reads only commits after its version.
     /// A cursor of another table is ignored.
     pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
@@ -183,7 +193,7 @@ impl DetectChanges {
     }
 
     async fn execute(self) -> Result<Changes> {
-        let reader = LogReader::open(&self.table)?;
+        let reader = LogReader::open(&self.table, &self.storage)?;
         let changes = match (&self.cursor, self.since) {
             (Some(cursor), None) => match incremental(&reader, cursor).await? {
                 Incremental::Done(changes) => *changes,
@@ -354,8 +364,7 @@ impl Fold {
 
 /// Resolves removes without partition values from the table's snapshot just before
 /// them; an old writer's habit, so rare, and costly only then.
-async fn resolve_removes(fold: &mut Fold) -> Result<()> {
-    use deltalake::DeltaTableBuilder;
+async fn resolve_removes(reader: &LogReader, fold: &mut Fold) -> Result<()> {
     use futures::TryStreamExt;
     let unresolved = std::mem::take(&mut fold.unresolved);
     for (version, path) in unresolved {
@@ -363,7 +372,7 @@ async fn resolve_removes(fold: &mut Fold) -> Result<()> {
             table: fold.table.clone(),
             source,
         };
-        let table = DeltaTableBuilder::from_url(fold.table.clone())
+        let table = crate::storage::table_builder(&fold.table, reader.storage_options())
             .map_err(delta)?
             .with_version(version.saturating_sub(1))
             .load()
@@ -466,7 +475,7 @@ async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental>
     if let Some(reason) = other_table(cursor, fold.table_id.as_deref()) {
         return Ok(Incremental::Replaced(reason));
     }
-    resolve_removes(&mut fold).await?;
+    resolve_removes(reader, &mut fold).await?;
     let naming = fold.naming(cursor.version)?;
     if naming != cursor.naming {
         return Ok(Incremental::NamingChanged);
@@ -582,7 +591,7 @@ async fn full(
     for (version, commit) in commits {
         fold.apply(version, commit);
     }
-    resolve_removes(&mut fold).await?;
+    resolve_removes(reader, &mut fold).await?;
     stats.commits_read += fold.commits_read;
     let naming = fold.naming(latest)?;
 

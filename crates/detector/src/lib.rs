@@ -40,6 +40,7 @@ mod detect;
 mod error;
 mod log;
 mod naming;
+pub mod storage;
 
 pub use detect::{
     Changes, Cursor, DetectChanges, PartitionChange, Replacement, ScanStats, detect_changes,

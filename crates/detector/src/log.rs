@@ -9,7 +9,9 @@ use deltalake::arrow::datatypes::DataType;
 use deltalake::logstore::LogStore;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use deltalake::{DeltaTableBuilder, ObjectStore, ObjectStoreError, Path};
+use deltalake::{ObjectStore, ObjectStoreError, Path};
+
+use crate::storage::{StorageOptions, table_builder};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
@@ -130,6 +132,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct LogReader {
     table: Url,
+    options: StorageOptions,
     store: Arc<dyn ObjectStore>,
 }
 
@@ -138,23 +141,28 @@ fn commit_path(version: u64) -> Path {
 }
 
 impl LogReader {
-    pub fn open(table: &Url) -> Result<Self> {
+    pub fn open(table: &Url, options: &StorageOptions) -> Result<Self> {
         let delta = |source| Error::Delta {
             table: table.clone(),
             source,
         };
-        let log_store = DeltaTableBuilder::from_url(table.clone())
+        let log_store = table_builder(table, options)
             .map_err(delta)?
             .build_storage()
             .map_err(delta)?;
         Ok(LogReader {
             table: table.clone(),
+            options: options.clone(),
             store: log_store.object_store(None),
         })
     }
 
     pub fn table(&self) -> &Url {
         &self.table
+    }
+
+    pub fn storage_options(&self) -> &StorageOptions {
+        &self.options
     }
 
     fn storage(&self, source: ObjectStoreError) -> Error {
@@ -457,8 +465,8 @@ pub struct LogBounds {
 
 /// Lists `table`'s log and says which versions can still be loaded. Data files may
 /// be gone (VACUUM) even where the log can be read.
-pub async fn log_bounds(table: &Url) -> Result<LogBounds> {
-    let reader = LogReader::open(table)?;
+pub async fn log_bounds(table: &Url, options: &StorageOptions) -> Result<LogBounds> {
+    let reader = LogReader::open(table, options)?;
     let listing = reader.list().await?;
     let latest = listing.latest().expect("a listing holds a version");
     let oldest = listing
@@ -475,8 +483,8 @@ pub async fn log_bounds(table: &Url) -> Result<LogBounds> {
 /// and every commit after it) and fails with the first damage found: a corrupt or
 /// torn commit, an unreadable checkpoint, a missing commit. `Ok` when that part of
 /// the log is sound, so that a load failure lies elsewhere (storage, data files).
-pub async fn check_log(table: &Url) -> Result<()> {
-    let reader = LogReader::open(table)?;
+pub async fn check_log(table: &Url, options: &StorageOptions) -> Result<()> {
+    let reader = LogReader::open(table, options)?;
     let listing = reader.list().await?;
     let latest = listing.latest().expect("a listing holds a version");
     let first = listing.contiguous_from();

@@ -30,6 +30,8 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use latefill_detector::storage::StorageOptions;
+
 use crate::partition::{Granularity, PartitionDate, Partitioning};
 
 /// The default pipeline's file, as `latefill init` writes it.
@@ -93,6 +95,12 @@ pub struct Pipeline {
     pub state_retention: Option<Duration>,
     /// The transform; the partition's rows are the table `source`.
     pub sql: String,
+    /// Store options for the source: `[storage]`, then `[source.storage]`.
+    pub source_storage: StorageOptions,
+    /// Store options for the target: `[storage]`, then `[target.storage]`.
+    pub target_storage: StorageOptions,
+    /// Store options for the state table: `[storage]`, then `[state.storage]`.
+    pub state_storage: StorageOptions,
 }
 
 #[derive(Deserialize)]
@@ -103,7 +111,11 @@ struct RawPipeline {
     target: RawTable,
     state: RawState,
     transform: RawTransform,
+    storage: Option<RawStorage>,
 }
+
+/// Store options as the file gives them: strings, numbers or booleans.
+type RawStorage = std::collections::BTreeMap<String, toml::Value>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,12 +124,14 @@ struct RawSource {
     partition_column: String,
     granularity: Option<String>,
     hour_column: Option<String>,
+    storage: Option<RawStorage>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTable {
     table: String,
+    storage: Option<RawStorage>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +139,7 @@ struct RawTable {
 struct RawState {
     table: String,
     retention: Option<String>,
+    storage: Option<RawStorage>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +217,15 @@ impl Pipeline {
         if raw.transform.sql.trim().is_empty() {
             return Err(invalid("transform.sql is empty".into()));
         }
+        let common = storage_options("storage", raw.storage.as_ref()).map_err(&invalid)?;
+        let per_table = |section: &str, raw: Option<&RawStorage>| {
+            storage_options(&format!("{section}.storage"), raw)
+                .map(|own| common.merged(&own))
+                .map_err(&invalid)
+        };
+        let source_storage = per_table("source", raw.source.storage.as_ref())?;
+        let target_storage = per_table("target", raw.target.storage.as_ref())?;
+        let state_storage = per_table("state", raw.state.storage.as_ref())?;
         let pipeline = Pipeline {
             name: raw.name,
             source: resolve_location("source", &raw.source.table, base_dir)?,
@@ -216,6 +240,9 @@ impl Pipeline {
                 None => None,
             },
             sql: raw.transform.sql,
+            source_storage,
+            target_storage,
+            state_storage,
         };
         if pipeline.source == pipeline.target {
             return Err(invalid(format!(
@@ -300,6 +327,30 @@ pub fn example_pipeline_toml(granularity: Granularity) -> String {
                 )
         }
     }
+}
+
+/// A `[storage]` table's options as strings; nested tables and arrays are errors.
+fn storage_options(
+    section: &str,
+    raw: Option<&RawStorage>,
+) -> std::result::Result<StorageOptions, String> {
+    let mut options = StorageOptions::new();
+    for (key, value) in raw.into_iter().flatten() {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(format!(
+                    "{section}.{key} is a {}; store options are strings, numbers or booleans",
+                    other.type_str()
+                ));
+            }
+        };
+        options = options.with(key.clone(), text);
+    }
+    Ok(options)
 }
 
 /// Parses `"<n> <unit>"`, the unit one of seconds, minutes, hours, days (or singular).

@@ -23,6 +23,8 @@ use serde::Serialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use latefill_detector::storage::{StorageOptions, table_builder};
+
 use crate::partition::{PartitionDate, Partitioning};
 use crate::pipeline::Pipeline;
 
@@ -78,12 +80,12 @@ pub async fn inspect_partition(
     date: PartitionDate,
     version: Option<u64>,
 ) -> Result<PartitionInfo> {
-    let source = open_source(&pipeline.source, version).await?;
+    let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
     let partitioning = &pipeline.partitioning;
     check_partitioned_by(&source, &pipeline.source, partitioning)?;
     let files = partition_files(&source, &pipeline.source, partitioning, date).await?;
     if version.is_some() {
-        check_files_exist(&source, &pipeline.source, partitioning, date, &files).await?;
+        check_files_exist(&source, pipeline, date, &files).await?;
     }
     Ok(PartitionInfo {
         source_version: source.version().unwrap_or_default(),
@@ -99,7 +101,7 @@ pub async fn target_txn_version(
     pipeline: &Pipeline,
     partition: &str,
 ) -> Result<Option<(u64, Option<u64>)>> {
-    let Some(target) = open_target(&pipeline.target).await? else {
+    let Some(target) = open_target(pipeline).await? else {
         return Ok(None);
     };
     let delta = |source| Error::Delta {
@@ -167,7 +169,7 @@ fn files_fingerprint(files: &[LogicalFileView]) -> String {
 /// of the pipeline's granularity are left out.
 pub async fn partition_fingerprints(pipeline: &Pipeline) -> Result<BTreeMap<String, String>> {
     let source = &pipeline.source;
-    let table = open_source(source, None).await?;
+    let table = open_source(source, &pipeline.source_storage, None).await?;
     let files: Vec<LogicalFileView> = table
         .get_active_add_actions_by_predicate(None)
         .try_collect()
@@ -246,7 +248,12 @@ impl RunPartition {
         let partition = pipeline.partition_name(self.date);
 
         // 1. Pin the source version and list the partition's files from the log.
-        let source = open_source(&pipeline.source, self.source_version).await?;
+        let source = open_source(
+            &pipeline.source,
+            &pipeline.source_storage,
+            self.source_version,
+        )
+        .await?;
         let source_version = source.version().ok_or_else(|| {
             Error::Internal(format!(
                 "source {} loaded without a version",
@@ -256,7 +263,7 @@ impl RunPartition {
         check_partitioned_by(&source, &pipeline.source, partitioning)?;
         let files = partition_files(&source, &pipeline.source, partitioning, self.date).await?;
         if self.source_version.is_some() {
-            check_files_exist(&source, &pipeline.source, partitioning, self.date, &files).await?;
+            check_files_exist(&source, pipeline, self.date, &files).await?;
         }
         let values = raw_values(&files, partitioning);
         if files.is_empty() && !self.allow_empty {
@@ -300,7 +307,7 @@ impl RunPartition {
         }
 
         // 3. Check the result against the target before anything is written.
-        let target = open_target(&pipeline.target).await?;
+        let target = open_target(pipeline).await?;
         if let Some(target) = &target {
             check_target_schema(target, &pipeline.target, &result_schema)?;
         }
@@ -348,7 +355,7 @@ impl RunPartition {
         let predicate = predicate.expect("a partitioning has at least one column");
         let target = match target {
             Some(table) => table,
-            None => create_target_handle(&pipeline.target).await?,
+            None => create_target_handle(pipeline).await?,
         };
         // The txn says which source version the partition reflects; the commit info
         // says which transform made it, for `state rebuild`.
@@ -455,7 +462,11 @@ pub const COMMIT_INFO_KEY: &str = "latefill";
 const MAX_RUN_ATTEMPTS: usize = 5;
 
 /// Opens the source at `version`, or at its latest version.
-async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
+async fn open_source(
+    url: &Url,
+    options: &StorageOptions,
+    version: Option<u64>,
+) -> Result<DeltaTable> {
     let not_found = |reason: String| Error::SourceNotFound {
         table: url.clone(),
         reason,
@@ -468,7 +479,7 @@ async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
             path.display()
         )));
     }
-    let mut table = DeltaTableBuilder::from_url(url.clone())
+    let mut table = table_builder(url, options)
         .and_then(DeltaTableBuilder::build)
         .map_err(|e| not_found(e.to_string()))?;
     // Both loads start from the newest checkpoint that covers the version, so a log
@@ -480,9 +491,13 @@ async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
     match (loaded, version) {
         (Ok(()), _) => Ok(table),
         // An old version that does not load: say why, if the log tells.
-        (Err(source), Some(requested)) => Err(unreadable_version(url, requested, source).await),
+        (Err(source), Some(requested)) => {
+            Err(unreadable_version(url, options, requested, source).await)
+        }
         (Err(DeltaTableError::NotATable(reason)), None) => Err(not_found(reason)),
-        (Err(source), None) => Err(load_error("source", url, "loading source", source).await),
+        (Err(source), None) => {
+            Err(load_error("source", url, options, "loading source", source).await)
+        }
     }
 }
 
@@ -492,11 +507,12 @@ async fn open_source(url: &Url, version: Option<u64>) -> Result<DeltaTable> {
 pub(crate) async fn load_error(
     role: &'static str,
     url: &Url,
+    options: &StorageOptions,
     action: &'static str,
     source: DeltaTableError,
 ) -> Error {
     use latefill_detector::Error as LogError;
-    match latefill_detector::check_log(url).await {
+    match latefill_detector::check_log(url, options).await {
         Err(
             damage @ (LogError::CorruptCommit { .. }
             | LogError::CorruptCheckpoint { .. }
@@ -516,8 +532,13 @@ pub(crate) async fn load_error(
 
 /// Why version `requested` of the source did not load: beyond the latest, removed by
 /// log cleanup, or else what delta-rs said.
-async fn unreadable_version(url: &Url, requested: u64, source: DeltaTableError) -> Error {
-    match latefill_detector::log_bounds(url).await {
+async fn unreadable_version(
+    url: &Url,
+    options: &StorageOptions,
+    requested: u64,
+    source: DeltaTableError,
+) -> Error {
+    match latefill_detector::log_bounds(url, options).await {
         Ok(bounds) if requested > bounds.latest => Error::SourceVersionNotFound {
             table: url.clone(),
             requested,
@@ -535,7 +556,7 @@ async fn unreadable_version(url: &Url, requested: u64, source: DeltaTableError) 
                 table: url.clone(),
                 reason,
             },
-            source => load_error("source", url, "loading source", source).await,
+            source => load_error("source", url, options, "loading source", source).await,
         },
     }
 }
@@ -545,24 +566,27 @@ async fn unreadable_version(url: &Url, requested: u64, source: DeltaTableError) 
 /// whole, so only pinned versions need this check: a HEAD request per file.
 async fn check_files_exist(
     source: &DeltaTable,
-    url: &Url,
-    partitioning: &Partitioning,
+    pipeline: &Pipeline,
     period: PartitionDate,
     files: &[LogicalFileView],
 ) -> Result<()> {
+    let url = &pipeline.source;
     let Some(path) = first_missing_file(source, url, files).await? else {
         return Ok(());
     };
     let requested = source.version().unwrap_or_default();
-    let latest = open_source(url, None).await?.version().unwrap_or(requested);
+    let latest = open_source(url, &pipeline.source_storage, None)
+        .await?
+        .version()
+        .unwrap_or(requested);
     Err(Error::SourceVersionUnavailable {
         table: url.clone(),
         requested,
         reason: format!(
             "VACUUM removed its data file {path} of partition {}",
-            partitioning.name(period)
+            pipeline.partition_name(period)
         ),
-        oldest: oldest_whole_version(url, partitioning, period, requested, latest).await?,
+        oldest: oldest_whole_version(pipeline, period, requested, latest).await?,
         latest,
     })
 }
@@ -607,17 +631,17 @@ async fn first_missing_file(
 /// exists, by bisection: VACUUM removes files that stopped being live before some
 /// time, so versions from some point on are whole.
 async fn oldest_whole_version(
-    url: &Url,
-    partitioning: &Partitioning,
+    pipeline: &Pipeline,
     period: PartitionDate,
     requested: u64,
     latest: u64,
 ) -> Result<u64> {
+    let url = &pipeline.source;
     let (mut low, mut high) = (requested + 1, latest);
     while low < high {
         let middle = low + (high - low) / 2;
-        let table = open_source(url, Some(middle)).await?;
-        let files = partition_files(&table, url, partitioning, period).await?;
+        let table = open_source(url, &pipeline.source_storage, Some(middle)).await?;
+        let files = partition_files(&table, url, &pipeline.partitioning, period).await?;
         if first_missing_file(&table, url, &files).await?.is_some() {
             low = middle + 1;
         } else {
@@ -862,30 +886,35 @@ async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<u64> {
 }
 
 /// Opens the target, or `None` when no table exists there yet.
-async fn open_target(url: &Url) -> Result<Option<DeltaTable>> {
+async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
+    let (url, options) = (&pipeline.target, &pipeline.target_storage);
     if let Ok(path) = url.to_file_path()
         && !path.join("_delta_log").is_dir()
     {
         return Ok(None);
     }
-    match deltalake::open_table(url.clone()).await {
+    match latefill_detector::storage::open_table(url, options).await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(source) => Err(load_error("target", url, "opening target", source).await),
+        Err(source) => Err(load_error("target", url, options, "opening target", source).await),
     }
 }
 
 /// A handle on a target that does not exist yet; the first write creates it.
-async fn create_target_handle(url: &Url) -> Result<DeltaTable> {
+async fn create_target_handle(pipeline: &Pipeline) -> Result<DeltaTable> {
+    let url = &pipeline.target;
     let delta = |source| Error::Delta {
         action: "creating target",
         table: url.clone(),
         source,
     };
+    // A local store writes into an existing directory; object stores have none.
     if let Ok(path) = url.to_file_path() {
         std::fs::create_dir_all(&path).map_err(|e| delta(DeltaTableError::from(e)))?;
     }
-    DeltaTable::try_from_url(url.clone()).await.map_err(delta)
+    table_builder(url, &pipeline.target_storage)
+        .and_then(DeltaTableBuilder::build)
+        .map_err(delta)
 }
 
 /// Compares the result's columns with the target's: same names, same order, types

@@ -11,6 +11,7 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
+use latefill_detector::storage::{StorageOptions, open_table, table_builder};
 use object_store::ObjectStoreExt;
 use rand::RngExt;
 use url::Url;
@@ -58,6 +59,7 @@ pub struct StateTable {
     owner: String,
     lease: Duration,
     retention: StdDuration,
+    storage: StorageOptions,
 }
 
 /// The state table as read at one version.
@@ -98,7 +100,15 @@ impl StateTable {
             owner: default_owner(),
             lease: DEFAULT_LEASE,
             retention: DEFAULT_RETENTION,
+            storage: StorageOptions::new(),
         }
+    }
+
+    /// Opens the table with these store options over the environment's
+    /// ([`latefill_detector::storage`]).
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     /// How long old commits and replaced files are kept ([`DEFAULT_RETENTION`]).
@@ -189,7 +199,7 @@ impl StateTable {
     /// [`Error::DamagedLog`] when the table's log is damaged, else the read's error.
     async fn diagnose(&self, source: DeltaTableError) -> Error {
         use latefill_detector::Error as LogError;
-        match latefill_detector::check_log(&self.url).await {
+        match latefill_detector::check_log(&self.url, &self.storage).await {
             Err(
                 damage @ (LogError::CorruptCommit { .. }
                 | LogError::CorruptCheckpoint { .. }
@@ -208,7 +218,7 @@ impl StateTable {
         {
             return Ok((None, AllRows::default()));
         }
-        let table = match deltalake::open_table(self.url.clone()).await {
+        let table = match open_table(&self.url, &self.storage).await {
             Ok(t) => t,
             Err(DeltaTableError::NotATable(_)) => return Ok((None, AllRows::default())),
             Err(e) => return Err(self.delta("opening state table")(e)),
@@ -260,7 +270,7 @@ impl StateTable {
                 }
                 // An unloaded handle: the write must create version 0 or fail. Loading
                 // here would base the commit on a table this decision never read.
-                deltalake::DeltaTableBuilder::from_url(self.url.clone())
+                table_builder(&self.url, &self.storage)
                     .and_then(|b| b.build())
                     .map_err(self.delta("creating state table"))?
             }

@@ -1,4 +1,6 @@
-//! The state table on real Delta tables in temporary directories.
+//! The state table's conformance suite: every test runs unchanged on real Delta tables
+//! in a temporary directory, on S3 (moto's server) and on Azure Blob (Azurite), the
+//! emulators that `scripts/with-emulators.sh` starts on loopback.
 
 use std::sync::Arc;
 
@@ -6,19 +8,81 @@ use chrono::{DateTime, Duration};
 use latefill_state::{Error, StateTable, Status, TestClock};
 use url::Url;
 
-fn table() -> (tempfile::TempDir, Url) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = Url::from_directory_path(dir.path().join("state")).unwrap();
-    (dir, url)
+/// Where a test's state table lives.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Local,
+    S3,
+    Azure,
 }
+
+impl Backend {
+    /// A new, empty table location, and the temporary directory that holds it (local).
+    fn table(self) -> (Option<tempfile::TempDir>, Url) {
+        let root = match self {
+            Backend::Local => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = Url::from_directory_path(dir.path().join("state")).unwrap();
+                return (Some(dir), url);
+            }
+            Backend::S3 => emulator("LATEFILL_TEST_S3"),
+            Backend::Azure => emulator("LATEFILL_TEST_AZURE"),
+        };
+        let unique = format!("{:016x}", rand::random::<u64>());
+        (
+            None,
+            Url::parse(&format!("{root}/state-tests/{unique}/state/")).unwrap(),
+        )
+    }
+}
+
+/// The bucket or container an emulator serves, from `scripts/with-emulators.sh`.
+fn emulator(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!(
+            "{variable} is not set: run the tests through scripts/test.sh, which starts \
+             the storage emulators (scripts/with-emulators.sh)"
+        )
+    })
+}
+
+/// Runs each test on every backend: `local::name`, `s3::name`, `azure::name`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Backend::Local).await })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Backend::S3).await })*
+        }
+        mod azure {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Backend::Azure).await })*
+        }
+    };
+}
+
+on_every_backend!(
+    claim_then_complete_records_the_source_version,
+    a_claim_takes_all_partitions_or_none,
+    an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it,
+    a_failure_is_recorded_and_the_partition_can_be_claimed_again,
+    a_planned_claim_fails_when_the_row_changed_since_the_plan,
+    the_cursor_is_kept_apart_from_partitions,
+    concurrent_writers_lose_no_transition,
+    racing_claims_on_one_partition_have_exactly_one_winner,
+    pipelines_sharing_a_state_table_never_see_each_others_rows,
+    writers_of_two_pipelines_on_one_table_lose_no_transition,
+);
 
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-#[tokio::test]
-async fn claim_then_complete_records_the_source_version() {
-    let (_dir, url) = table();
+async fn claim_then_complete_records_the_source_version(backend: Backend) {
+    let (_dir, url) = backend.table();
     let state = StateTable::new(url, "p");
     assert_eq!(state.read().await.unwrap().version, None);
     state.claim(&names(&["p=1"]), "run-1").await.unwrap();
@@ -36,9 +100,8 @@ async fn claim_then_complete_records_the_source_version() {
     assert_eq!(read.version, Some(1), "one commit per transition");
 }
 
-#[tokio::test]
-async fn a_claim_takes_all_partitions_or_none() {
-    let (_dir, url) = table();
+async fn a_claim_takes_all_partitions_or_none(backend: Backend) {
+    let (_dir, url) = backend.table();
     let state = StateTable::new(url, "p");
     state.claim(&names(&["p=a", "p=b"]), "run-1").await.unwrap();
     let err = state
@@ -57,9 +120,8 @@ async fn a_claim_takes_all_partitions_or_none() {
     assert_eq!(read.partitions["p=b"].run_id, "run-1");
 }
 
-#[tokio::test]
-async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it() {
-    let (_dir, url) = table();
+async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it(backend: Backend) {
+    let (_dir, url) = backend.table();
     let clock = Arc::new(TestClock::new(
         DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
     ));
@@ -87,9 +149,8 @@ async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it() {
     state.complete("p=1", "run-2", 6, None, None).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again() {
-    let (_dir, url) = table();
+async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again(backend: Backend) {
+    let (_dir, url) = backend.table();
     let state = StateTable::new(url, "p");
     state.claim(&names(&["p=1"]), "run-1").await.unwrap();
     state.fail("p=1", "run-1", "disk full").await.unwrap();
@@ -101,9 +162,8 @@ async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again() {
     state.claim(&names(&["p=1"]), "run-2").await.unwrap();
 }
 
-#[tokio::test]
-async fn a_planned_claim_fails_when_the_row_changed_since_the_plan() {
-    let (_dir, url) = table();
+async fn a_planned_claim_fails_when_the_row_changed_since_the_plan(backend: Backend) {
+    let (_dir, url) = backend.table();
     let state = StateTable::new(url, "p");
     state.claim(&names(&["p=1"]), "run-0").await.unwrap();
     state.complete("p=1", "run-0", 3, None, None).await.unwrap();
@@ -133,9 +193,8 @@ async fn a_planned_claim_fails_when_the_row_changed_since_the_plan() {
     );
 }
 
-#[tokio::test]
-async fn the_cursor_is_kept_apart_from_partitions() {
-    let (_dir, url) = table();
+async fn the_cursor_is_kept_apart_from_partitions(backend: Backend) {
+    let (_dir, url) = backend.table();
     let state = StateTable::new(url, "p");
     state.save_cursor("{\"version\":7}".into()).await.unwrap();
     state.claim(&names(&["p=1"]), "run-1").await.unwrap();
@@ -176,9 +235,8 @@ const CLAIMS: usize = 3;
 
 /// The compare-and-swap counter pattern: N writers making M claim+complete pairs each
 /// must end with exactly 2*N*M commits and every transition kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_lose_no_transition() {
-    let (_dir, url) = table();
+async fn concurrent_writers_lose_no_transition(backend: Backend) {
+    let (_dir, url) = backend.table();
     count_transitions(&url, |_| "p").await;
     let read = StateTable::new(url, "p").read().await.unwrap();
     assert_eq!(read.partitions.len(), WRITERS * CLAIMS);
@@ -199,9 +257,8 @@ async fn concurrent_writers_lose_no_transition() {
 /// Regression: on a table that did not exist yet, a run that decided on "no table"
 /// used to commit on top of the table a competitor had just created, so two runs
 /// both claimed the partition.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_claims_on_one_partition_have_exactly_one_winner() {
-    let (_dir, url) = table();
+async fn racing_claims_on_one_partition_have_exactly_one_winner(backend: Backend) {
+    let (_dir, url) = backend.table();
     let mut tasks = Vec::new();
     for w in 0..5 {
         let state = StateTable::new(url.clone(), "p");
@@ -224,9 +281,8 @@ async fn racing_claims_on_one_partition_have_exactly_one_winner() {
 
 /// Regression: rows were keyed by partition alone, so a second pipeline on the same
 /// state table saw the first one's rows as its own and processed nothing.
-#[tokio::test]
-async fn pipelines_sharing_a_state_table_never_see_each_others_rows() {
-    let (_dir, url) = table();
+async fn pipelines_sharing_a_state_table_never_see_each_others_rows(backend: Backend) {
+    let (_dir, url) = backend.table();
     let a = StateTable::new(url.clone(), "a");
     let b = StateTable::new(url.clone(), "b");
     let p = names(&["event_time=2024-01-01"]);
@@ -251,9 +307,8 @@ async fn pipelines_sharing_a_state_table_never_see_each_others_rows() {
 
 /// The counter pattern across pipelines: writers of two pipelines interleave on one
 /// table and lose nothing; they contend only in the compare-and-swap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn writers_of_two_pipelines_on_one_table_lose_no_transition() {
-    let (_dir, url) = table();
+async fn writers_of_two_pipelines_on_one_table_lose_no_transition(backend: Backend) {
+    let (_dir, url) = backend.table();
     count_transitions(&url, |w| ["a", "b"][w % 2]).await;
     for (pipeline, parity) in [("a", 0), ("b", 1)] {
         let read = StateTable::new(url.clone(), pipeline).read().await.unwrap();

@@ -1,0 +1,333 @@
+//! Where tables live: local paths and object stores, opened one way.
+//!
+//! latefill is built with delta-rs's S3 (`s3://`, `s3a://`), Azure (`az://`, `abfs://`,
+//! `abfss://`, `azure://`) and GCS (`gs://`) stores. Every table, whatever its store,
+//! is opened through [`table_builder`], so a new backend needs no code change here.
+//!
+//! Credentials and endpoints come from the environment that object_store and delta-rs
+//! read (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AZURE_STORAGE_ACCOUNT_NAME`,
+//! `GOOGLE_SERVICE_ACCOUNT`, ...), and from [`StorageOptions`] (the pipeline file's
+//! `[storage]` section), which win over the environment.
+//!
+//! Commits are put-if-absent on every store (S3 `If-None-Match: *`, Azure and GCS
+//! preconditions): two writers on two machines can never both commit one version, and
+//! no lock service is needed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use deltalake::{DeltaResult, DeltaTableBuilder};
+use url::Url;
+
+/// Retries are bounded: an unreachable or refusing store fails a command within about
+/// a minute instead of hanging (object_store's own default retries for 3 minutes).
+/// Any of these can be overridden in [`StorageOptions`].
+pub const DEFAULT_OPTIONS: &[(&str, &str)] = &[
+    ("max_retries", "5"),
+    ("retry_timeout", "60s"),
+    ("connect_timeout", "10s"),
+];
+
+/// Options for a table's store, as object_store and delta-rs name them
+/// (`aws_endpoint`, `aws_region`, `azure_storage_account_key`, `max_retries`, ...).
+///
+/// Its `Debug` shows keys only: values may be secrets, and options reach logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StorageOptions(BTreeMap<String, String>);
+
+impl StorageOptions {
+    /// No options: the environment and [`DEFAULT_OPTIONS`] alone.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// These options, with `overrides` taking precedence.
+    pub fn merged(&self, overrides: &StorageOptions) -> StorageOptions {
+        let mut out = self.clone();
+        out.0
+            .extend(overrides.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+
+    /// The option keys, e.g. to say which were given without their values.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values of secret options ([`is_secret`]), for messages that must not show
+    /// them.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(k, v)| is_secret(k) && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The options delta-rs receives: [`DEFAULT_OPTIONS`], then these.
+    fn with_defaults(&self) -> std::collections::HashMap<String, String> {
+        DEFAULT_OPTIONS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain(self.0.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect()
+    }
+}
+
+impl fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for StorageOptions {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        StorageOptions(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// Whether an option's value is a secret: keys, tokens, passwords, signatures.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "secret",
+        "key",
+        "token",
+        "password",
+        "sas",
+        "credential",
+        "signature",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+}
+
+/// A builder for the table at `url` with `options` (over [`DEFAULT_OPTIONS`] and the
+/// environment). Every table latefill opens is opened through this.
+pub fn table_builder(url: &Url, options: &StorageOptions) -> DeltaResult<DeltaTableBuilder> {
+    Ok(DeltaTableBuilder::from_url(url.clone())?.with_storage_options(options.with_defaults()))
+}
+
+/// Opens the table at `url` at its latest version.
+pub async fn open_table(url: &Url, options: &StorageOptions) -> DeltaResult<deltalake::DeltaTable> {
+    table_builder(url, options)?.load().await
+}
+
+/// The table at `url` loaded at its latest version, or an unloaded handle when there
+/// is no table yet, for a write that creates it.
+pub async fn open_or_new(
+    url: &Url,
+    options: &StorageOptions,
+) -> DeltaResult<deltalake::DeltaTable> {
+    let mut table = table_builder(url, options)?.build()?;
+    match table.load().await {
+        Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(table),
+        Err(e) => Err(e),
+    }
+}
+
+/// `text` with every secret value of `options` replaced by `<redacted>`: for
+/// messages built from errors of a store that may echo what it was given.
+pub fn redact(text: &str, options: &StorageOptions) -> String {
+    options
+        .secret_values()
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret, "<redacted>")
+        })
+}
+
+/// What went wrong talking to a store, when it is something the user can fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The bucket or container does not exist.
+    NoBucket {
+        /// The store's own words, e.g. `NoSuchBucket: The specified bucket does not exist`.
+        detail: String,
+    },
+    /// The store refused the credentials, or they grant no access.
+    Denied {
+        /// The store's own words.
+        detail: String,
+    },
+    /// Nothing answered at the endpoint (refused connection, unknown host), even
+    /// after the bounded retries.
+    Unreachable {
+        /// The endpoint, e.g. `http://127.0.0.1:9000`.
+        endpoint: String,
+        /// What the client said.
+        detail: String,
+    },
+}
+
+impl StoreFailure {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StoreFailure::NoBucket { .. } => {
+                "check the bucket or container in the table's URI: latefill creates tables, \
+                 never buckets or containers"
+            }
+            StoreFailure::Denied { .. } => {
+                "check the credentials: the environment (AWS_ACCESS_KEY_ID, \
+                 AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_ACCOUNT_KEY, \
+                 GOOGLE_SERVICE_ACCOUNT, ...) or the [storage] section of the pipeline file"
+            }
+            StoreFailure::Unreachable { .. } => {
+                "check the endpoint (AWS_ENDPOINT_URL, AZURITE_BLOB_STORAGE_URL, or \
+                 aws_endpoint in [storage]) and that the store is up and reachable"
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreFailure::NoBucket { detail } => {
+                write!(f, "the bucket or container does not exist ({detail})")
+            }
+            StoreFailure::Denied { detail } => write!(f, "the store denied access ({detail})"),
+            StoreFailure::Unreachable { endpoint, detail } => {
+                write!(f, "nothing answers at {endpoint} ({detail})")
+            }
+        }
+    }
+}
+
+/// Recognises a [`StoreFailure`] in the text of an error and its causes (the Delta
+/// kernel passes store errors on as text). `None` for anything else.
+pub fn diagnose(text: &str) -> Option<StoreFailure> {
+    let code = between(text, "<Code>", "</Code>");
+    let message = between(text, "<Message>", "</Message>")
+        .map(|m| m.lines().next().unwrap_or_default().trim().to_owned());
+    let detail = || match (&code, &message) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.clone(),
+        _ => text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .rsplit(": ")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    };
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if has(&[
+        "NoSuchBucket",
+        "ContainerNotFound",
+        "The specified bucket does not exist",
+    ]) {
+        return Some(StoreFailure::NoBucket { detail: detail() });
+    }
+    if has(&[
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AuthorizationFailure",
+        "AuthenticationFailed",
+        "ExpiredToken",
+        "403 Forbidden",
+        "401 Unauthorized",
+        "lacked the necessary privileges",
+    ]) {
+        return Some(StoreFailure::Denied { detail: detail() });
+    }
+    if has(&[
+        "error sending request",
+        "dns error",
+        "Connection refused",
+        "tcp connect error",
+    ]) && !has(&["operation timed out", "timed out"])
+    {
+        let endpoint = text
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .and_then(|w| Url::parse(w).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|| "the store's endpoint".to_owned());
+        let retries = between(text, "after ", " retries")
+            .map(|n| format!(", after {n} retries"))
+            .unwrap_or_default();
+        return Some(StoreFailure::Unreachable {
+            endpoint,
+            detail: format!("the connection failed{retries}"),
+        });
+    }
+    None
+}
+
+/// The text between the first `start` and the next `end`.
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(text[from..from + len].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_redact_never_show_values() {
+        let options = StorageOptions::new()
+            .with("aws_secret_access_key", "s3cr3t-value")
+            .with("aws_region", "eu-west-1");
+        let debug = format!("{options:?}");
+        assert!(debug.contains("aws_secret_access_key"), "{debug}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+        assert_eq!(
+            redact("denied for s3cr3t-value in eu-west-1", &options),
+            "denied for <redacted> in eu-west-1"
+        );
+    }
+
+    #[test]
+    fn options_override_the_defaults() {
+        let options = StorageOptions::new().with("max_retries", "1");
+        let all = options.with_defaults();
+        assert_eq!(all["max_retries"], "1");
+        assert_eq!(all["retry_timeout"], "60s");
+    }
+
+    #[test]
+    fn store_failures_are_recognised_from_the_stores_words() {
+        let no_bucket = "Generic S3 error: Error performing list request: Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
+        assert_eq!(
+            diagnose(no_bucket),
+            Some(StoreFailure::NoBucket {
+                detail: "NoSuchBucket: The specified bucket does not exist".into()
+            })
+        );
+        let denied = "403 Forbidden: <Error>\n  <Code>AuthorizationFailure</Code>\n  <Message>Server failed to authenticate the request.\nRequestId:1</Message></Error>";
+        assert!(
+            matches!(diagnose(denied), Some(StoreFailure::Denied { detail }) if detail.starts_with("AuthorizationFailure: Server failed"))
+        );
+        let refused = "Generic S3 error: Error performing GET http://127.0.0.1:41967/b/k in 1.5s, after 5 retries, max_retries: 5, retry_timeout: 60s  - HTTP error: error sending request";
+        assert_eq!(
+            diagnose(refused),
+            Some(StoreFailure::Unreachable {
+                endpoint: "http://127.0.0.1:41967".into(),
+                detail: "the connection failed, after 5 retries".into()
+            })
+        );
+        assert_eq!(diagnose("Json error: expected value"), None);
+    }
+}

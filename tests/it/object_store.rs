@@ -1,0 +1,320 @@
+//! Tables on object storage, through the real CLI: S3 on moto's server and Azure Blob
+//! on Azurite, both started on loopback by `scripts/with-emulators.sh` (the test
+//! command runs under it). No storage API is mocked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::common::*;
+
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    S3,
+    Azure,
+}
+
+impl Store {
+    /// The bucket or container the emulator serves.
+    fn root(self) -> String {
+        let variable = match self {
+            Store::S3 => "LATEFILL_TEST_S3",
+            Store::Azure => "LATEFILL_TEST_AZURE",
+        };
+        std::env::var(variable).unwrap_or_else(|_| {
+            panic!(
+                "{variable} is not set: run the tests through scripts/test.sh, which starts \
+                 the storage emulators (scripts/with-emulators.sh)"
+            )
+        })
+    }
+}
+
+/// A pipeline whose source, target and state tables live under a fresh prefix of
+/// the store; only its pipeline file is local.
+struct Remote {
+    dir: tempfile::TempDir,
+    base: String,
+    config: PathBuf,
+}
+
+impl Remote {
+    fn new(store: Store) -> Self {
+        Self::with_storage(store, "")
+    }
+
+    /// With `storage` appended to the pipeline file (a `[storage]` section).
+    fn with_storage(store: Store, storage: &str) -> Self {
+        let base = format!("{}/cli-{:016x}", store.root(), rand::random::<u64>());
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pipeline.toml");
+        let text = format!(
+            "name = \"devices_daily\"\n\
+             [source]\ntable = \"{base}/devices\"\npartition_column = \"event_time\"\n\
+             [target]\ntable = \"{base}/devices_daily\"\n\
+             [state]\ntable = \"{base}/state\"\n\
+             [transform]\nsql = '''{DEFAULT_SQL}'''\n{storage}"
+        );
+        std::fs::write(&config, text).unwrap();
+        Remote { dir, base, config }
+    }
+
+    fn uri(&self, table: &str) -> String {
+        format!("{}/{table}", self.base)
+    }
+
+    fn url(&self, table: &str) -> Url {
+        Url::parse(&self.uri(table)).unwrap()
+    }
+
+    fn latefill(&self, args: &[&str]) -> Output {
+        latefill_in(self.dir.path(), args)
+    }
+
+    /// `latefill <command> --config <pipeline> <extra>`.
+    fn with_config(&self, command: &[&str], extra: &[&str]) -> Output {
+        let mut args = command.to_vec();
+        args.extend(["--config", self.config.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        self.latefill(&args)
+    }
+
+    /// `latefill generate` into the source: `rows` rows of `date`.
+    fn generate(&self, date: &str, rows: usize, seed: u64) {
+        let source = self.uri("devices");
+        let (rows, seed) = (rows.to_string(), seed.to_string());
+        let out = self.latefill(&[
+            "generate", "--table", &source, "--date", date, "--rows", &rows, "--seed", &seed,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+/// `(type, version) -> devices` in the target's partition of `date`.
+async fn target_counts_at(target: &Url, date: &str) -> BTreeMap<(String, String), i64> {
+    let sql = format!(
+        "SELECT CAST(type AS VARCHAR) AS t, CAST(version AS VARCHAR) AS v, devices FROM t \
+         WHERE event_time = '{date}'"
+    );
+    counts_of(target, &sql).await
+}
+
+/// The same counts, recomputed from the whole source.
+async fn recomputed_counts_at(source: &Url, date: &str) -> BTreeMap<(String, String), i64> {
+    let sql = format!(
+        "SELECT CAST(type AS VARCHAR) AS t, CAST(version AS VARCHAR) AS v, count(*) AS devices \
+         FROM t WHERE event_time = '{date}' GROUP BY 1, 2"
+    );
+    counts_of(source, &sql).await
+}
+
+async fn counts_of(table: &Url, sql: &str) -> BTreeMap<(String, String), i64> {
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::datatypes::Int64Type;
+    let mut out = BTreeMap::new();
+    let text = |column: &deltalake::arrow::array::ArrayRef| {
+        deltalake::arrow::compute::cast(column, &deltalake::arrow::datatypes::DataType::Utf8)
+            .unwrap()
+    };
+    for batch in sql_on(table, sql).await {
+        let (t, v) = (text(batch.column(0)), text(batch.column(1)));
+        let (t, v) = (t.as_string::<i32>(), v.as_string::<i32>());
+        let n = batch.column(2).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let key = (t.value(i).to_owned(), v.value(i).to_owned());
+            assert!(out.insert(key, n.value(i)).is_none(), "duplicate group");
+        }
+    }
+    out
+}
+
+/// The late-data story on one store, every command through the CLI: generate, run,
+/// late rows, detect, run again, status, changes, backfill and state rebuild.
+async fn late_data_is_found_and_reprocessed_on(store: Store) {
+    let remote = Remote::new(store);
+    remote.generate("2024-01-01", 300, 1);
+    remote.generate("2024-01-02", 200, 2);
+    for (date, rows) in [("2024-01-01", 300), ("2024-01-02", 200)] {
+        let run = json(&remote.with_config(&["run"], &["--date", date, "--output", "json"]));
+        assert_eq!(run["partition"], format!("event_time={date}"), "{run}");
+        assert_eq!(run["rows_read"], rows, "{run}");
+    }
+
+    // Late rows for the first day; then the next day's run.
+    remote.generate("2024-01-01", 40, 3);
+    remote.generate("2024-01-03", 100, 4);
+    let detect =
+        json(&remote.with_config(&["detect"], &["--date", "2024-01-03", "--output", "json"]));
+    assert_eq!(
+        partitions(&detect["late"]),
+        ["event_time=2024-01-01"],
+        "{detect}"
+    );
+    let run = json(&remote.with_config(&["run"], &["--date", "2024-01-03", "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-01-01"],
+        "{run}"
+    );
+    assert_eq!(run["backfilled"][0]["rows_read"], 340, "{run}");
+    for date in ["2024-01-01", "2024-01-02", "2024-01-03"] {
+        assert_eq!(
+            target_counts_at(&remote.url("devices_daily"), date).await,
+            recomputed_counts_at(&remote.url("devices"), date).await,
+            "{date}"
+        );
+    }
+
+    let status = json(&remote.with_config(&["status"], &["--format", "json"]));
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{status}");
+    assert!(rows.iter().all(|r| r["status"] == "processed"), "{status}");
+
+    let changes = json(&remote.latefill(&[
+        "changes",
+        "--table",
+        &remote.uri("devices"),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(changes["table_version"], 3, "{changes}");
+
+    // Nothing left to do: a backfill of the range processes nothing.
+    let lines = json_lines(&remote.with_config(
+        &["backfill"],
+        &[
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-03",
+            "--only-late",
+            "--output",
+            "json",
+        ],
+    ));
+    assert!(lines.iter().all(|l| l["event"] != "processed"), "{lines:?}");
+
+    // A state table rebuilt elsewhere on the store from the target's log agrees.
+    let rebuilt_config = remote.dir.path().join("rebuilt.toml");
+    let text = std::fs::read_to_string(&remote.config).unwrap().replace(
+        &format!("{}/state", remote.base),
+        &remote.uri("rebuilt_state"),
+    );
+    std::fs::write(&rebuilt_config, text).unwrap();
+    let config = rebuilt_config.to_str().unwrap();
+    let out = remote.latefill(&["state", "rebuild", "--config", config]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rebuilt = json(&remote.latefill(&["status", "--config", config, "--format", "json"]));
+    let versions = |rows: &serde_json::Value| -> Vec<(String, u64)> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let partition = r["partition"].as_str().unwrap().to_owned();
+                (partition, r["source_version"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(versions(&rebuilt), versions(&status));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_late_data_is_found_and_reprocessed() {
+    late_data_is_found_and_reprocessed_on(Store::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_late_data_is_found_and_reprocessed() {
+    late_data_is_found_and_reprocessed_on(Store::Azure).await;
+}
+
+/// Waits for `child` at most `limit`; kills it and fails if it is still running, so
+/// that a command that hangs fails the test instead of hanging it.
+fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("still running after {limit:?}: a hang, not a bounded retry");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `latefill run` with `storage` in the pipeline file: its output, bounded in time.
+fn run_with_storage(store: Store, storage: &str) -> (Remote, Output) {
+    let remote = Remote::with_storage(store, storage);
+    let child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+        .args(["run", "--config", remote.config.to_str().unwrap()])
+        .args(["--date", "2024-01-01", "-vv"])
+        .current_dir(remote.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(180));
+    (remote, out)
+}
+
+/// Asserts a clear failure: exit 2 or 3, one error paragraph naming `what`, no
+/// backtrace, and nothing on stdout.
+fn assert_clear_error(out: &Output, what: &str) {
+    let err = stderr(out);
+    assert!(
+        matches!(out.status.code(), Some(2 | 3)),
+        "exit {:?}: {err}",
+        out.status.code()
+    );
+    assert!(err.contains("error: "), "{err}");
+    assert!(err.contains(what), "{what} not named: {err}");
+    assert!(!err.contains("stack backtrace"), "{err}");
+    assert!(stdout(out).is_empty(), "{}", stdout(out));
+}
+
+#[test]
+fn a_bucket_that_does_not_exist_is_a_clear_error() {
+    let remote = Remote::new(Store::S3);
+    let text = std::fs::read_to_string(&remote.config).unwrap();
+    let root = Store::S3.root();
+    let missing = "s3://latefill-no-such-bucket";
+    std::fs::write(&remote.config, text.replace(&root, missing)).unwrap();
+    let out = remote.with_config(&["run"], &["--date", "2024-01-01"]);
+    assert_clear_error(&out, "latefill-no-such-bucket");
+}
+
+/// Wrong credentials: Azurite checks every request's signature. The key given in the
+/// pipeline file must not appear anywhere in the output, even at `-vv`.
+#[test]
+fn wrong_credentials_are_a_clear_error_that_shows_no_secret() {
+    let secret = "bm90LXRoZS1yZWFsLWtleS1sYXRlZmlsbC10ZXN0";
+    let storage = format!("[storage]\nazure_storage_account_key = \"{secret}\"\n");
+    let (remote, out) = run_with_storage(Store::Azure, &storage);
+    assert_clear_error(&out, &remote.base);
+    assert!(stderr(&out).contains("denied access"), "{}", stderr(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains(secret), "the secret leaked: {all}");
+    // Nor does the environment's key of the emulator.
+    if let Ok(key) = std::env::var("AWS_SECRET_ACCESS_KEY") {
+        assert!(!all.contains(&key), "the secret leaked: {all}");
+    }
+}
+
+/// An endpoint nobody listens on: retries are bounded and the command fails instead
+/// of hanging.
+#[test]
+fn an_unreachable_endpoint_fails_after_bounded_retries() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+        // Dropped: nothing listens there any more.
+    };
+    let storage = format!("[storage]\naws_endpoint = \"http://127.0.0.1:{port}\"\n");
+    let (_remote, out) = run_with_storage(Store::S3, &storage);
+    assert_clear_error(&out, &format!("127.0.0.1:{port}"));
+}
