@@ -318,3 +318,151 @@ fn an_unreachable_endpoint_fails_after_bounded_retries() {
     let (_remote, out) = run_with_storage(Store::S3, &storage);
     assert_clear_error(&out, &format!("127.0.0.1:{port}"));
 }
+
+fn day(d: u32) -> String {
+    format!("2024-01-{d:02}")
+}
+
+/// `latefill backfill` in its own UTS and PID namespace, as in a container: every
+/// worker is host `latefill-worker`, PID 1. `--kill-child` makes a SIGKILL of the
+/// `unshare` process kill the worker too.
+fn containerised_backfill(remote: &Remote, from: u32, to: u32) -> std::process::Child {
+    Command::new("unshare")
+        .args(["--uts", "--pid", "--fork", "--kill-child", "sh", "-c"])
+        .arg("hostname latefill-worker && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_latefill"))
+        .args(["backfill", "--config", remote.config.to_str().unwrap()])
+        .args(["--from", &day(from), "--to", &day(to)])
+        .args(["--lease-seconds", "5", "--output", "json"])
+        .current_dir(remote.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare runs (util-linux, as root)")
+}
+
+/// The JSON lines a worker printed, read as they come; `kill_after_start` kills it
+/// (SIGKILL) as soon as it says it started a partition, mid-partition.
+fn worker_lines(
+    mut child: std::process::Child,
+    kill_after_start: bool,
+) -> std::thread::JoinHandle<(Vec<serde_json::Value>, String, Option<i32>)> {
+    use std::io::{BufRead, Read};
+    std::thread::spawn(move || {
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        for line in stdout.lines() {
+            let value: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let started = value["event"] == "started";
+            lines.push(value);
+            if started && kill_after_start {
+                child.kill().unwrap();
+                break;
+            }
+        }
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        (lines, err, status.code())
+    })
+}
+
+/// K=6 workers on overlapping ranges against one S3 state table, all with the same
+/// hostname and PID 1, late data landing while they run, two SIGKILLed mid-partition.
+/// After the leases expire one more backfill leaves every partition processed and the
+/// target equal to a recomputation of the whole source; no partition was ever
+/// processed by two workers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_containerised_workers_with_one_hostname_and_pid_share_an_s3_state_table() {
+    let remote = Remote::new(Store::S3);
+    for d in 1..=8 {
+        remote.generate(&day(d), 2_000, u64::from(d));
+    }
+    let ranges = [(1, 8), (1, 4), (5, 8), (1, 8), (3, 6), (2, 8)];
+    let workers: Vec<_> = ranges
+        .iter()
+        .enumerate()
+        .map(|(i, (from, to))| {
+            // Workers 0 and 3 are killed mid-partition.
+            worker_lines(containerised_backfill(&remote, *from, *to), i % 3 == 0)
+        })
+        .collect();
+    // Late data lands while they run.
+    remote.generate(&day(2), 500, 100);
+    remote.generate(&day(7), 500, 101);
+    let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    for (i, (lines, err, code)) in results.iter().enumerate() {
+        if i % 3 == 0 {
+            assert_eq!(*code, None, "worker {i} was killed by a signal: {err}");
+            continue;
+        }
+        assert!(
+            lines.iter().all(|l| l["event"] != "failed"),
+            "worker {i}: {lines:?}"
+        );
+        assert!(
+            matches!(code, Some(0 | 4)),
+            "worker {i} exit {code:?}: {err}"
+        );
+    }
+
+    // The killed workers' claims expire (5 s); one more backfill finishes the work.
+    std::thread::sleep(Duration::from_secs(6));
+    let last = remote.with_config(
+        &["backfill"],
+        &["--from", &day(1), "--to", &day(8), "--output", "json"],
+    );
+    let last_lines = json_lines(&last);
+
+    // No partition was processed by two workers at once.
+    let mut spans: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for line in results.iter().flat_map(|r| &r.0).chain(&last_lines) {
+        if line["event"] == "processed" {
+            spans
+                .entry(line["partition"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((
+                    line["started_at"].as_str().unwrap().to_owned(),
+                    line["finished_at"].as_str().unwrap().to_owned(),
+                ));
+        }
+    }
+    for (partition, list) in &mut spans {
+        list.sort();
+        for pair in list.windows(2) {
+            let parse = |t: &str| t.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+            assert!(
+                parse(&pair[0].1) <= parse(&pair[1].0),
+                "{partition} processed twice at once: {pair:?}"
+            );
+        }
+    }
+
+    // Every partition processed, and the target is the whole source recomputed.
+    let status = json(&remote.with_config(&["status"], &["--format", "json"]));
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 8, "{status}");
+    // The workers were indistinguishable by host and PID: only run ids told them apart.
+    assert!(
+        rows.iter().any(|r| r["owner"] == "latefill-worker:1"),
+        "{status}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "processed" && r["late"] != true),
+        "{status}"
+    );
+    for d in 1..=8 {
+        assert_eq!(
+            target_counts_at(&remote.url("devices_daily"), &day(d)).await,
+            recomputed_counts_at(&remote.url("devices"), &day(d)).await,
+            "{}",
+            day(d)
+        );
+    }
+}
