@@ -497,6 +497,33 @@ mod tests {
     }
 
     #[test]
+    fn storage_options_apply_to_every_table_and_a_table_may_override_them() {
+        let text = format!(
+            "{DEFAULT_PIPELINE_TOML}\n[storage]\naws_region = \"eu-west-1\"\nmax_retries = 3\n"
+        )
+        .replace(
+            "table = \"latefill-demo/devices\"",
+            "table = \"latefill-demo/devices\"\nstorage = { aws_region = \"us-east-2\", aws_allow_http = true }",
+        );
+        let p = Pipeline::from_toml(&text, Path::new("/")).unwrap();
+        let expected = |region: &str| {
+            let base = StorageOptions::new()
+                .with("aws_region", region)
+                .with("max_retries", "3");
+            match region {
+                "us-east-2" => base.with("aws_allow_http", "true"),
+                _ => base,
+            }
+        };
+        assert_eq!(p.source_storage, expected("us-east-2"));
+        assert_eq!(p.target_storage, expected("eu-west-1"));
+        assert_eq!(p.state_storage, expected("eu-west-1"));
+        let nested = format!("{DEFAULT_PIPELINE_TOML}\n[storage]\nx = [1]\n");
+        let err = Pipeline::from_toml(&nested, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("storage.x is a array"), "{err}");
+    }
+
+    #[test]
     fn source_and_target_must_differ() {
         let same =
             DEFAULT_PIPELINE_TOML.replace("latefill-demo/devices_daily", "latefill-demo/devices");
