@@ -4,6 +4,7 @@
 #   scripts/with-emulators.sh cargo test --workspace
 #
 # - S3: moto's server (PyPI `moto[server]`), which enforces `If-None-Match: *` with 412.
+# - S3 that ignores put-if-absent: moto 4, for the test that latefill refuses it.
 # - Azure Blob: Azurite (npm `azurite`).
 #
 # Missing ones are installed first, into $LATEFILL_TOOLS_DIR (default
@@ -15,6 +16,8 @@
 #   LATEFILL_TEST_S3     s3://<bucket>  a bucket on moto
 #   LATEFILL_TEST_AZURE  az://<container>  a container on Azurite
 #   LATEFILL_TEST_S3_LOG  moto's request log (one line per request)
+#   LATEFILL_TEST_S3_NO_PRECONDITION  the endpoint of an S3 server (moto 4) that ignores
+#                        `If-None-Match`, with the same bucket
 set -euo pipefail
 
 tools="${LATEFILL_TOOLS_DIR:-$HOME/.cache/latefill-tools}"
@@ -27,6 +30,15 @@ install_moto() {
     log "installing moto[server] into $tools/venv"
     python3 -m venv "$tools/venv"
     "$tools/venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+}
+
+# moto 4 predates S3's conditional writes: it ignores `If-None-Match: *`, as some
+# S3-compatible stores do. The tests check that latefill refuses to create tables there.
+install_old_moto() {
+    if [[ -x "$tools/venv-moto4/bin/moto_server" ]]; then return; fi
+    log "installing moto[server] 4 into $tools/venv-moto4"
+    python3 -m venv "$tools/venv-moto4"
+    "$tools/venv-moto4/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==4.2.14'
 }
 
 install_azurite() {
@@ -56,6 +68,7 @@ wait_for() {
 }
 
 install_moto
+install_old_moto
 install_azurite
 
 if [[ -n "${LATEFILL_EMULATOR_LOGS:-}" ]]; then
@@ -79,6 +92,11 @@ s3_port=$(free_port)
 pids+=($!)
 wait_for moto "$s3_port" "${pids[-1]}"
 
+old_s3_port=$(free_port)
+"$tools/venv-moto4/bin/moto_server" -H 127.0.0.1 -p "$old_s3_port" >"$logs/moto4.log" 2>&1 &
+pids+=($!)
+wait_for moto4 "$old_s3_port" "${pids[-1]}"
+
 az_port=$(free_port)
 "$tools/node/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" \
     --location "$logs/azurite" --skipApiVersionCheck --loose >"$logs/azurite.log" 2>&1 &
@@ -98,13 +116,14 @@ export AZURE_STORAGE_ACCOUNT_NAME=devstoreaccount1
 
 bucket=latefill-test
 container=latefill-test
-"$tools/venv/bin/python" - "$bucket" "$container" <<'EOF'
+"$tools/venv/bin/python" - "$bucket" "$container" "http://127.0.0.1:$old_s3_port" <<'EOF'
 # Creates the test bucket and container: object_store has no such call.
 import base64, datetime, hashlib, hmac, os, sys, urllib.request
 import boto3
 
-bucket, container = sys.argv[1], sys.argv[2]
-boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
+bucket, container, old_s3 = sys.argv[1], sys.argv[2], sys.argv[3]
+for endpoint in (os.environ["AWS_ENDPOINT_URL"], old_s3):
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
 
 # Azure: Create Container, signed with the emulator's well-known shared key.
 account = "devstoreaccount1"
@@ -135,6 +154,7 @@ EOF
 export LATEFILL_TEST_S3="s3://$bucket"
 export LATEFILL_TEST_AZURE="az://$container"
 export LATEFILL_TEST_S3_LOG="$logs/moto.log"
+export LATEFILL_TEST_S3_NO_PRECONDITION="http://127.0.0.1:$old_s3_port"
 log "moto on :$s3_port, azurite on :$az_port, logs in $logs"
 
 status=0

@@ -475,3 +475,41 @@ async fn six_containerised_workers_with_one_hostname_and_pid_share_an_s3_state_t
         );
     }
 }
+
+/// A store that ignores put-if-absent (moto 4 predates S3's conditional writes) would
+/// let two commits of one version overwrite each other. latefill checks before it
+/// creates a table there, and refuses: exit 2, one paragraph, no table created.
+#[test]
+fn a_store_that_ignores_put_if_absent_is_refused_before_any_table_is_created() {
+    let endpoint = std::env::var("LATEFILL_TEST_S3_NO_PRECONDITION")
+        .expect("LATEFILL_TEST_S3_NO_PRECONDITION: run through scripts/test.sh");
+    let remote = Remote::new(Store::S3);
+    let on_old_store = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_latefill"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .current_dir(remote.dir.path())
+            .output()
+            .unwrap()
+    };
+    let source = remote.uri("devices");
+    let out = on_old_store(&["generate", "--table", &source, "--date", "2024-01-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = remote.config.to_str().unwrap();
+    let out = on_old_store(&["run", "--config", config, "--date", "2024-01-01"]);
+    assert_clear_error(&out, "ignores put-if-absent");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&remote.uri("state")),
+        "{}",
+        stderr(&out)
+    );
+    for table in ["state", "devices_daily"] {
+        let out = on_old_store(&["changes", "--table", &remote.uri(table)]);
+        assert!(
+            !out.status.success(),
+            "{table} was created: {}",
+            stdout(&out)
+        );
+    }
+}

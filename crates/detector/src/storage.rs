@@ -152,6 +152,66 @@ pub fn redact(text: &str, options: &StorageOptions) -> String {
         })
 }
 
+/// A store that cannot be trusted with commits.
+#[derive(Debug, thiserror::Error)]
+pub enum PutIfAbsentError {
+    /// A conditional create of an existing object succeeded.
+    #[error(
+        "the store of {table} ignores put-if-absent: a second conditional create of one \
+         object succeeded and overwrote the first. Delta commits there could overwrite each \
+         other, so latefill will not create a table on it; use a store that honours \
+         `If-None-Match: *` or its equivalent (AWS S3, Azure Blob, ADLS Gen2, GCS, MinIO, R2)"
+    )]
+    Ignored {
+        /// The table that was to be created.
+        table: Url,
+    },
+    /// The check itself failed.
+    #[error("checking that the store of {table} honours put-if-absent: {source}")]
+    Store {
+        /// The table that was to be created.
+        table: Url,
+        /// What the store said.
+        #[source]
+        source: deltalake::ObjectStoreError,
+    },
+}
+
+/// Checks, before a table is created at `url`, that its store honours put-if-absent,
+/// on which every commit relies: creates one probe object twice, conditionally, and
+/// expects the second create to be refused. Three requests, once in a table's life.
+pub async fn check_put_if_absent(
+    table: &deltalake::DeltaTable,
+    url: &Url,
+) -> Result<(), PutIfAbsentError> {
+    use deltalake::ObjectStoreError;
+    use object_store::{ObjectStoreExt, PutMode, PutOptions};
+    let store = table.log_store().object_store(None);
+    let probe = deltalake::Path::from(format!(
+        "_latefill_put_if_absent_probe_{:016x}",
+        rand::random::<u64>()
+    ));
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    let failed = |source| PutIfAbsentError::Store {
+        table: url.clone(),
+        source,
+    };
+    store
+        .put_opts(&probe, "first".into(), create())
+        .await
+        .map_err(failed)?;
+    let second = store.put_opts(&probe, "second".into(), create()).await;
+    let removed = store.delete(&probe).await;
+    match second {
+        Err(ObjectStoreError::AlreadyExists { .. }) => removed.map_err(failed),
+        Ok(_) => Err(PutIfAbsentError::Ignored { table: url.clone() }),
+        Err(e) => Err(failed(e)),
+    }
+}
+
 /// What went wrong talking to a store, when it is something the user can fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreFailure {

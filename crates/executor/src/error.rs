@@ -215,6 +215,10 @@ pub enum Error {
         source: DeltaTableError,
     },
 
+    /// The target's store cannot be trusted with commits, or could not be checked.
+    #[error(transparent)]
+    Store(#[from] latefill_detector::storage::PutIfAbsentError),
+
     /// A broken invariant: a bug in latefill, not in the input.
     #[error("internal error (a bug in latefill, please report it): {0}")]
     Internal(String),
@@ -244,7 +248,10 @@ impl Error {
             | Error::DamagedLog { .. }
             | Error::Execution { .. } => ErrorClass::Data,
             Error::TargetConflict { .. } => ErrorClass::Contention,
-            Error::Delta { .. } => ErrorClass::Storage,
+            Error::Store(latefill_detector::storage::PutIfAbsentError::Ignored { .. }) => {
+                ErrorClass::Usage
+            }
+            Error::Delta { .. } | Error::Store(_) => ErrorClass::Storage,
             Error::Internal(_) => ErrorClass::Internal,
         }
     }

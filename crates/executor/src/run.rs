@@ -912,9 +912,11 @@ async fn create_target_handle(pipeline: &Pipeline) -> Result<DeltaTable> {
     if let Ok(path) = url.to_file_path() {
         std::fs::create_dir_all(&path).map_err(|e| delta(DeltaTableError::from(e)))?;
     }
-    table_builder(url, &pipeline.target_storage)
+    let table = table_builder(url, &pipeline.target_storage)
         .and_then(DeltaTableBuilder::build)
-        .map_err(delta)
+        .map_err(delta)?;
+    latefill_detector::storage::check_put_if_absent(&table, url).await?;
+    Ok(table)
 }
 
 /// Compares the result's columns with the target's: same names, same order, types

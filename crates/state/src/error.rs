@@ -85,6 +85,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The store cannot be trusted with commits, or could not be checked.
+    #[error(transparent)]
+    Store(#[from] latefill_detector::storage::PutIfAbsentError),
     /// Storage or Delta failed.
     #[error("{action} {table}: {source}")]
     Delta {
@@ -110,7 +113,10 @@ impl Error {
             Error::NoPipelineColumn { .. } | Error::DamagedLog { .. } | Error::Malformed { .. } => {
                 ErrorClass::Data
             }
-            Error::Delta { .. } => ErrorClass::Storage,
+            Error::Store(latefill_detector::storage::PutIfAbsentError::Ignored { .. }) => {
+                ErrorClass::Usage
+            }
+            Error::Delta { .. } | Error::Store(_) => ErrorClass::Storage,
         }
     }
 }
