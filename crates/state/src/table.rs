@@ -11,7 +11,7 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
-use latefill_detector::storage::{StorageOptions, open_table, table_builder};
+use latefill_detector::storage::{StorageOptions, check_put_if_absent, open_table, table_builder};
 use object_store::ObjectStoreExt;
 use rand::RngExt;
 use url::Url;
@@ -51,6 +51,12 @@ const MAX_ATTEMPTS: usize = 200;
 /// writer took N+1 first, it reads again and decides again, after a jittered backoff.
 /// Because the decision is remade on fresh data, two runs can never both claim a
 /// partition, across processes and across hosts that share the storage.
+///
+/// A handle (and its clones) keeps the last version it read or wrote, and brings it up
+/// to date from the commits after it rather than reading the table again: on object
+/// storage a read from scratch costs a dozen requests, an update one listing when
+/// nothing changed. The snapshot only saves reads: every decision is still made on
+/// the latest version and committed at exactly the next one.
 #[derive(Debug, Clone)]
 pub struct StateTable {
     url: Url,
@@ -60,6 +66,25 @@ pub struct StateTable {
     lease: Duration,
     retention: StdDuration,
     storage: StorageOptions,
+    snapshot: Arc<std::sync::Mutex<Option<Snapshot>>>,
+}
+
+/// The table at the version this handle last read or wrote, with its rows.
+#[derive(Clone)]
+struct Snapshot {
+    table: DeltaTable,
+    all: AllRows,
+    /// The data files the rows were read from.
+    files: Vec<deltalake::Path>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.table.version())
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The state table as read at one version.
@@ -101,6 +126,7 @@ impl StateTable {
             lease: DEFAULT_LEASE,
             retention: DEFAULT_RETENTION,
             storage: StorageOptions::new(),
+            snapshot: Arc::default(),
         }
     }
 
@@ -187,6 +213,7 @@ impl StateTable {
                 // damaged table fails the same way each time and is reported.
                 Err(Error::Delta { .. }) if attempt < MAX_READ_ATTEMPTS => {
                     attempt += 1;
+                    self.forget();
                     let pause = rand::rng().random_range(5..=50);
                     tokio::time::sleep(StdDuration::from_millis(pause)).await;
                 }
@@ -212,7 +239,29 @@ impl StateTable {
         }
     }
 
+    /// The latest version: this handle's snapshot brought up to date, or the table read
+    /// afresh when there is none or it cannot be advanced (log cleanup removed the
+    /// commits after it, the table was re-created).
     async fn try_load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
+        let kept = self.snapshot.lock().expect("not poisoned").clone();
+        if let Some(mut kept) = kept {
+            match kept.table.update_incremental(None).await {
+                Ok(()) => {
+                    let files = self.data_files(&kept.table).await?;
+                    let all = if files == kept.files {
+                        kept.all
+                    } else {
+                        self.read_rows(&kept.table, &files).await?
+                    };
+                    self.keep(&kept.table, &all, files);
+                    return Ok((Some(kept.table), all));
+                }
+                Err(e) => {
+                    tracing::debug!(table = %self.url, error = %e, "state table: reading afresh");
+                    self.forget();
+                }
+            }
+        }
         if let Ok(path) = self.url.to_file_path()
             && !path.join("_delta_log").is_dir()
         {
@@ -223,16 +272,45 @@ impl StateTable {
             Err(DeltaTableError::NotATable(_)) => return Ok((None, AllRows::default())),
             Err(e) => return Err(self.delta("opening state table")(e)),
         };
+        let files = self.data_files(&table).await?;
+        let all = self.read_rows(&table, &files).await?;
+        self.keep(&table, &all, files);
+        Ok((Some(table), all))
+    }
+
+    /// Keeps `table` and its rows as this handle's snapshot.
+    fn keep(&self, table: &DeltaTable, all: &AllRows, files: Vec<deltalake::Path>) {
+        *self.snapshot.lock().expect("not poisoned") = Some(Snapshot {
+            table: table.clone(),
+            all: all.clone(),
+            files,
+        });
+    }
+
+    fn forget(&self) {
+        *self.snapshot.lock().expect("not poisoned") = None;
+    }
+
+    /// The paths of the table's data files at its loaded version (from the log, in
+    /// memory).
+    async fn data_files(&self, table: &DeltaTable) -> Result<Vec<deltalake::Path>> {
         let files: Vec<_> = table
             .get_active_add_actions_by_predicate(None)
             .try_collect()
             .await
             .map_err(self.delta("listing state table files"))?;
+        let mut paths: Vec<deltalake::Path> = files.iter().map(|f| f.object_store_path()).collect();
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// Reads every row of `files`.
+    async fn read_rows(&self, table: &DeltaTable, files: &[deltalake::Path]) -> Result<AllRows> {
         let store = table.log_store().object_store(None);
         let mut batches = Vec::new();
         for file in files {
             let bytes = store
-                .get(&file.object_store_path())
+                .get(file)
                 .await
                 .map_err(|e| self.delta("reading state table")(e.into()))?
                 .bytes()
@@ -245,7 +323,7 @@ impl StateTable {
                 batches.push(batch.map_err(|e| self.delta("reading state table")(e.into()))?);
             }
         }
-        let rows = model::from_batches(&batches).map_err(|e| match e {
+        model::from_batches(&batches).map_err(|e| match e {
             FormatError::NoPipelineColumn => Error::NoPipelineColumn {
                 table: self.url.clone(),
             },
@@ -253,8 +331,7 @@ impl StateTable {
                 table: self.url.clone(),
                 reason,
             },
-        })?;
-        Ok((Some(table), rows))
+        })
     }
 
     /// Commits `rows` as the table's whole content at exactly the version after
@@ -270,14 +347,17 @@ impl StateTable {
                 }
                 // An unloaded handle: the write must create version 0 or fail. Loading
                 // here would base the commit on a table this decision never read.
-                table_builder(&self.url, &self.storage)
+                let table = table_builder(&self.url, &self.storage)
                     .and_then(|b| b.build())
-                    .map_err(self.delta("creating state table"))?
+                    .map_err(self.delta("creating state table"))?;
+                check_put_if_absent(&table, &self.url).await?;
+                table
             }
         };
         let interval = STATE_CHECKPOINT_INTERVAL.to_string();
+        let batch = model::to_batch(rows);
         let result = table
-            .write(vec![model::to_batch(rows)])
+            .write(vec![batch.clone()])
             // Every transition opens the table: a checkpoint every few commits keeps
             // the JSON it replays short (delta-rs checkpoints every 100 by default).
             .with_configuration([("delta.checkpointInterval", Some(interval.as_str()))])
@@ -292,6 +372,15 @@ impl StateTable {
             .await;
         match result {
             Ok(table) => {
+                // What was just written is the latest version this handle knows, as a
+                // read would return it (timestamps in microseconds, say).
+                match model::from_batches(&[batch]) {
+                    Ok(written) => {
+                        let files = self.data_files(&table).await?;
+                        self.keep(&table, &written, files);
+                    }
+                    Err(_) => self.forget(),
+                }
                 self.upkeep(&table, next_version).await;
                 Ok(true)
             }

@@ -65,6 +65,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    a_stale_snapshot_never_wins_a_commit,
     claim_then_complete_records_the_source_version,
     a_claim_takes_all_partitions_or_none,
     an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it,
@@ -98,6 +99,28 @@ async fn claim_then_complete_records_the_source_version(backend: Backend) {
     assert_eq!((p.status, p.source_version), (Status::Processed, Some(12)));
     assert_eq!(p.fingerprint.as_deref(), Some("fp"));
     assert_eq!(read.version, Some(1), "one commit per transition");
+}
+
+/// Each handle keeps the version it last read or wrote. Another handle's commit since
+/// then still decides: a handle never decides on, or commits over, a stale snapshot.
+async fn a_stale_snapshot_never_wins_a_commit(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let a = StateTable::new(url.clone(), "p");
+    let b = StateTable::new(url, "p");
+    a.claim(&names(&["p=0"]), "run-a").await.unwrap();
+    // a's snapshot is version 0; b reads it and commits version 1.
+    b.claim(&names(&["p=1"]), "run-b").await.unwrap();
+    let err = a.claim(&names(&["p=1"]), "run-a").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Claimed { run_id, .. } if run_id == "run-b"),
+        "{err}"
+    );
+    // a's next commit lands on top of b's: nothing of b's is lost.
+    a.complete("p=0", "run-a", 3, None, None).await.unwrap();
+    let read = b.read().await.unwrap();
+    assert_eq!(read.version, Some(2));
+    assert_eq!(read.partitions["p=1"].run_id, "run-b");
+    assert_eq!(read.partitions["p=0"].status, Status::Processed);
 }
 
 async fn a_claim_takes_all_partitions_or_none(backend: Backend) {
