@@ -457,13 +457,13 @@ impl Engine {
         }
     }
 
-    /// Reads the source's changes, continuing from the cursor in the state table and
-    /// saving the new one.
+    /// Reads the source's changes, continuing from the cursor in the state table;
+    /// with `persist`, saves the new one.
     ///
     /// When the detector finds that the source was replaced, the state's source
-    /// versions are forgotten before the cursor moves on to the new table, so that a
-    /// crash in between finds the replacement again.
-    async fn changes(&self) -> Result<Changes> {
+    /// versions are forgotten (with `persist`) before the cursor moves on to the new
+    /// table, so that a crash in between finds the replacement again.
+    async fn changes(&self, persist: bool) -> Result<Changes> {
         let snapshot = self.state.read().await?;
         let cursor: Option<Cursor> =
             snapshot
@@ -481,6 +481,9 @@ impl Engine {
             .with_cursor(cursor.clone())
             .with_partition_column(self.pipeline.partitioning.column())
             .await?;
+        if !persist {
+            return Ok(changes);
+        }
         if changes.replaced.is_some() {
             self.state.forget_source_versions().await?;
         }
@@ -494,14 +497,32 @@ impl Engine {
         Ok(changes)
     }
 
-    /// Detects the late partitions before `date`.
+    /// Detects the late partitions before `date`. Read-only: it commits nothing, not
+    /// even the detector's cursor (the next run saves it).
     pub async fn detect(
         &self,
         date: PartitionDate,
         lookback_days: Option<u32>,
     ) -> Result<Detection> {
-        let changes = self.changes().await?;
-        let state = self.state.read().await?;
+        self.detect_with(date, lookback_days, false).await
+    }
+
+    /// [`Engine::detect`]; with `persist`, also saves the cursor (and forgets the
+    /// source versions of a replaced source) in the state table, as a run does.
+    pub(crate) async fn detect_with(
+        &self,
+        date: PartitionDate,
+        lookback_days: Option<u32>,
+        persist: bool,
+    ) -> Result<Detection> {
+        let changes = self.changes(persist).await?;
+        let mut state = self.state.read().await?;
+        if changes.replaced.is_some() && !persist {
+            // What forget_source_versions would record, in memory only.
+            for row in state.partitions.values_mut() {
+                row.source_version = None;
+            }
+        }
         let (mut grouped, unrecognised) = by_pipeline_partition(&self.pipeline, &changes);
         // A processed partition with no source version was processed against a source
         // that was since replaced; if the new table has no such partition, its data is
@@ -598,7 +619,7 @@ impl Engine {
         let run = self
             .process(date, options.source_version, options.allow_empty)
             .await?;
-        let detection = self.detect(date, options.lookback_days).await?;
+        let detection = self.detect_with(date, options.lookback_days, true).await?;
         let mut outcome = RunOutcome {
             run,
             detection: detection.detection,

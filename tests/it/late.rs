@@ -205,3 +205,44 @@ async fn a_handed_out_plan_is_claimed_until_its_run_takes_it_over() {
         .unwrap();
     assert!(detection.late.is_empty());
 }
+
+/// `status` and `detect` only read: the state table gains no commit from them, not
+/// even the detector's cursor, and they still report the late day; the next run saves
+/// the cursor once and processes it.
+#[tokio::test]
+async fn status_and_detect_commit_nothing() {
+    let ws = Workspace::new();
+    two_processed_days(&ws).await;
+    ws.generate("2024-01-01", 50, 99).await;
+    let state = ws.dir.path().join("state");
+    let before = table_version(&state).await;
+    for _ in 0..2 {
+        let detect = ws.detect_json(&ws.config, "2024-01-03");
+        assert_eq!(
+            partitions(&detect["late"]),
+            ["event_time=2024-01-01"],
+            "{detect}"
+        );
+        let status = ws.status_json(&ws.config);
+        assert!(
+            status.as_array().unwrap().iter().any(|r| r["late"] == true),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        table_version(&state).await,
+        before,
+        "status and detect committed"
+    );
+
+    ws.generate("2024-01-03", 100, 5).await;
+    let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-01-01"],
+        "{run}"
+    );
+    // The run's own transitions (claim and complete of both days) and one cursor save.
+    let after = table_version(&state).await.unwrap();
+    assert_eq!(after, before.unwrap() + 5, "one cursor save per run");
+}
