@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Counts the S3 requests of one `latefill run --date D`, from moto's request log:
-#   1. when nothing is late (the run processes D alone);
-#   2. when 2 earlier partitions are late (the run processes D and backfills both).
+# Counts the S3 requests of `latefill run --date D`, from moto's request log:
+#   1. ten daily runs with nothing late (each processes D alone);
+#   2. three runs that each find 2 earlier partitions late and backfill them.
+# Prints each run's count (by kind and by table), then the mean of each group.
 #
 #   bash scripts/s3_requests.sh [path/to/latefill]
 #
@@ -10,18 +11,19 @@
 # build, only on what latefill asks the store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}"
-bin="${1:-$target/release/latefill}"
-if [[ ! -x "$bin" ]]; then
-    echo "no latefill binary at $bin: cargo build --release, or pass its path" >&2
-    exit 2
-fi
-export LATEFILL_BIN="$(realpath "$bin")"
 
-exec scripts/with-emulators.sh bash -c '
-set -euo pipefail
+if [[ -z "${LATEFILL_TEST_S3_LOG:-}" ]]; then
+    target="${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}"
+    bin="${1:-$target/release/latefill}"
+    if [[ ! -x "$bin" ]]; then
+        echo "no latefill binary at $bin: cargo build --release, or pass its path" >&2
+        exit 2
+    fi
+    LATEFILL_BIN="$(realpath "$bin")" exec scripts/with-emulators.sh bash "$0"
+fi
+
 work=$(mktemp -d)
-trap "rm -rf $work" EXIT
+trap 'rm -rf "$work"' EXIT
 base="$LATEFILL_TEST_S3/requests-$RANDOM$RANDOM"
 cat >"$work/pipeline.toml" <<EOF
 name = "devices_daily"
@@ -35,45 +37,70 @@ table = "$base/state"
 [transform]
 sql = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP BY type, version, event_time"
 EOF
-lf() { "$LATEFILL_BIN" "$@"; }
-gen() { lf generate --table "$base/devices" --date "$1" --rows 1000 --seed "$2" >/dev/null; }
-run() { lf run --config "$work/pipeline.toml" --date "$1" --output json; }
 
-# Counts the requests logged since line $1 of the log, by kind.
+day() { date -d "2024-01-01 + $(($1 - 1)) days" +%F; }
+gen() { "$LATEFILL_BIN" generate --table "$base/devices" --date "$1" --rows 1000 --seed "$2" >/dev/null; }
+run() { "$LATEFILL_BIN" run --config "$work/pipeline.toml" --date "$1" --output json; }
+lines() { wc -l <"$LATEFILL_TEST_S3_LOG"; }
+backfilled() { python3 -c 'import json, sys; print(len(json.load(sys.stdin)["backfilled"]))'; }
+
+# The requests logged after line $1, by kind and by table.
 count() {
-    tail -n +"$(( $1 + 1 ))" "$LATEFILL_TEST_S3_LOG" | python3 -c "
+    tail -n +"$(($1 + 1))" "$LATEFILL_TEST_S3_LOG" | python3 -c '
 import collections, re, sys
-kinds = collections.Counter()
-tables = collections.Counter()
+kinds, tables = collections.Counter(), collections.Counter()
 for line in sys.stdin:
-    m = re.search(r\"\\\"(GET|PUT|HEAD|POST|DELETE) (\\S+) HTTP\", line)
+    m = re.search(r"\"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP", line)
     if not m:
         continue
     method, path = m.groups()
-    if method == \"GET\" and \"list-type=2\" in path:
-        method = \"LIST\"
+    if method == "GET" and "list-type=2" in path:
+        method = "LIST"
     kinds[method] += 1
-    parts = re.split(r\"[/?]\", path)
-    prefix = re.search(r\"prefix=[^&]*?%2F([a-z_]+)%2F\", path)
-    tables[prefix.group(1) if prefix else (parts[3] if len(parts) > 3 else \"?\")] += 1
-total = sum(kinds.values())
-print(f\"{total} requests: \" + \", \".join(f\"{k} {kinds[k]}\" for k in (\"GET\", \"PUT\", \"LIST\", \"HEAD\", \"DELETE\", \"POST\") if kinds[k]))
-print(\"  by table: \" + \", \".join(f\"{t} {n}\" for t, n in tables.most_common()))
-"
-}
-lines() { wc -l <"$LATEFILL_TEST_S3_LOG"; }
-
-for d in 1 2 3; do gen 2024-01-0$d $d; run 2024-01-0$d >/dev/null; done
-
-gen 2024-01-04 4
-before=$(lines)
-out=$(run 2024-01-04)
-echo "run --date 2024-01-04, nothing late: $(count "$before")"
-echo "  late partitions: $(echo "$out" | python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"backfilled\"]))")"
-
-gen 2024-01-01 11; gen 2024-01-02 12; gen 2024-01-05 5
-before=$(lines)
-out=$(run 2024-01-05)
-echo "run --date 2024-01-05, 2 late partitions backfilled: $(count "$before")"
-echo "  late partitions: $(echo "$out" | python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"backfilled\"]))")"
+    listed = re.search(r"prefix=[^&]*?%2F([a-z_]+)%2F", path)
+    parts = re.split(r"[/?]", path)
+    tables[listed.group(1) if listed else (parts[3] if len(parts) > 3 else "?")] += 1
+order = ("GET", "PUT", "LIST", "HEAD", "DELETE", "POST")
+print(f"{sum(kinds.values())} requests: " + ", ".join(f"{k} {kinds[k]}" for k in order if kinds[k])
+      + " (" + ", ".join(f"{t} {n}" for t, n in tables.most_common()) + ")")
 '
+}
+
+summary() {
+    python3 -c '
+import re, sys
+totals = [int(m.group(1)) for m in map(re.compile(r"(\d+) requests").search, sys.stdin) if m]
+print(f"mean {sum(totals) / len(totals):.1f}, min {min(totals)}, max {max(totals)} over {len(totals)} runs")
+'
+}
+
+for d in 1 2 3; do
+    gen "$(day $d)" "$d"
+    run "$(day $d)" >/dev/null
+done
+
+all=""
+for d in $(seq 4 13); do
+    gen "$(day "$d")" "$d"
+    before=$(lines)
+    late=$(run "$(day "$d")" | backfilled)
+    [[ $late == 0 ]] || { echo "expected nothing late on $(day "$d"), got $late" >&2; exit 1; }
+    line=$(count "$before")
+    echo "run --date $(day "$d"), nothing late: $line"
+    all+="$line"$'\n'
+done
+echo "== nothing late: $(echo "$all" | summary)"
+
+all=""
+for d in 14 15 16; do
+    gen "$(day $((d - 10)))" $((100 + d))
+    gen "$(day $((d - 5)))" $((200 + d))
+    gen "$(day "$d")" "$d"
+    before=$(lines)
+    late=$(run "$(day "$d")" | backfilled)
+    [[ $late == 2 ]] || { echo "expected 2 late partitions on $(day "$d"), got $late" >&2; exit 1; }
+    line=$(count "$before")
+    echo "run --date $(day "$d"), 2 late partitions backfilled: $line"
+    all+="$line"$'\n'
+done
+echo "== 2 late partitions: $(echo "$all" | summary)"
