@@ -244,3 +244,33 @@ async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
         );
     }
 }
+
+/// A target latefill creates is checkpointed every 10 commits, as Spark does: opening
+/// it then replays at most 10 commits, on every store.
+#[tokio::test]
+async fn a_new_target_is_checkpointed_every_ten_commits() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 100, 1).await;
+    for _ in 0..10 {
+        run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    }
+    let log = ws.target_path().join("_delta_log");
+    assert!(
+        log.join("00000000000000000009.checkpoint.parquet").exists(),
+        "no checkpoint at version 9"
+    );
+    let properties = open(&ws.target_path()).await;
+    let configuration = properties
+        .snapshot()
+        .unwrap()
+        .metadata()
+        .configuration()
+        .clone();
+    assert_eq!(
+        configuration
+            .get("delta.checkpointInterval")
+            .map(String::as_str),
+        Some("10")
+    );
+}
