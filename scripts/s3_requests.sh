@@ -79,15 +79,21 @@ for d in 1 2 3; do
     run "$(day $d)" >/dev/null
 done
 
+# Counts the requests of `run --date <day $1>`, which must backfill $2 partitions.
+measure() {
+    local before late line
+    before=$(lines)
+    late=$(run "$(day "$1")" | backfilled)
+    [[ $late == "$2" ]] || { echo "expected $2 late partitions on $(day "$1"), got $late" >&2; exit 1; }
+    line=$(count "$before")
+    echo "run --date $(day "$1"), $2 late: $line" >&2
+    echo "$line"
+}
+
 all=""
 for d in $(seq 4 13); do
     gen "$(day "$d")" "$d"
-    before=$(lines)
-    late=$(run "$(day "$d")" | backfilled)
-    [[ $late == 0 ]] || { echo "expected nothing late on $(day "$d"), got $late" >&2; exit 1; }
-    line=$(count "$before")
-    echo "run --date $(day "$d"), nothing late: $line"
-    all+="$line"$'\n'
+    all+="$(measure "$d" 0)"$'\n'
 done
 echo "== nothing late: $(echo "$all" | summary)"
 
@@ -96,11 +102,6 @@ for d in 14 15 16; do
     gen "$(day $((d - 10)))" $((100 + d))
     gen "$(day $((d - 5)))" $((200 + d))
     gen "$(day "$d")" "$d"
-    before=$(lines)
-    late=$(run "$(day "$d")" | backfilled)
-    [[ $late == 2 ]] || { echo "expected 2 late partitions on $(day "$d"), got $late" >&2; exit 1; }
-    line=$(count "$before")
-    echo "run --date $(day "$d"), 2 late partitions backfilled: $line"
-    all+="$line"$'\n'
+    all+="$(measure "$d" 2)"$'\n'
 done
 echo "== 2 late partitions: $(echo "$all" | summary)"

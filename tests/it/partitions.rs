@@ -227,11 +227,13 @@ async fn a_date_typed_partition_column_works_like_a_string_one() {
 
 /// Devices in the target with `event_time` in `[from, to)` (timestamps).
 async fn devices_between(target: &std::path::Path, from: &str, to: &str) -> i64 {
-    let batches = query(
-        target,
-        &format!("WHERE event_time >= TIMESTAMP '{from}' AND event_time < TIMESTAMP '{to}'"),
-    )
-    .await;
+    let condition = format!("event_time >= TIMESTAMP '{from}' AND event_time < TIMESTAMP '{to}'");
+    devices_where(target, &condition).await
+}
+
+/// The sum of `devices` over the target's rows where `condition` holds.
+async fn devices_where(target: &std::path::Path, condition: &str) -> i64 {
+    let batches = query(target, &format!("WHERE {condition}")).await;
     batches
         .iter()
         .map(|b| {
@@ -340,21 +342,8 @@ async fn append_split_hour(ws: &Workspace, date: &str, hour: i32, rows: usize) {
 
 /// Devices in the target's `event_date`/`event_hour` partition.
 async fn devices_in_hour(ws: &Workspace, date: &str, hour: i32) -> i64 {
-    let batches = query(
-        &ws.target_path(),
-        &format!("WHERE event_date = DATE '{date}' AND event_hour = {hour}"),
-    )
-    .await;
-    batches
-        .iter()
-        .map(|b| {
-            let devices = b.column_by_name("devices").unwrap();
-            deltalake::arrow::compute::sum(
-                devices.as_primitive::<deltalake::arrow::datatypes::Int64Type>(),
-            )
-            .unwrap_or(0)
-        })
-        .sum()
+    let condition = format!("event_date = DATE '{date}' AND event_hour = {hour}");
+    devices_where(&ws.target_path(), &condition).await
 }
 
 /// An hour kept in two columns, the day and the hour of the day (`source.hour_column`):
