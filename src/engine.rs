@@ -481,6 +481,10 @@ impl Engine {
             .with_cursor(cursor.clone())
             .with_partition_column(self.pipeline.partitioning.column())
             .await?;
+        if changes.replaced.is_some() {
+            // What this process keeps of the old table must not be advanced.
+            latefill_detector::storage::forget(&self.pipeline.source);
+        }
         if !persist {
             return Ok(changes);
         }

@@ -13,8 +13,9 @@
 //! preconditions): two writers on two machines can never both commit one version, and
 //! no lock service is needed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 use deltalake::{DeltaResult, DeltaTableBuilder};
 use url::Url;
@@ -32,7 +33,7 @@ pub const DEFAULT_OPTIONS: &[(&str, &str)] = &[
 /// (`aws_endpoint`, `aws_region`, `azure_storage_account_key`, `max_retries`, ...).
 ///
 /// Its `Debug` shows keys only: values may be secrets, and options reach logs.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct StorageOptions(BTreeMap<String, String>);
 
 impl StorageOptions {
@@ -127,6 +128,79 @@ pub fn table_builder(url: &Url, options: &StorageOptions) -> DeltaResult<DeltaTa
 /// Opens the table at `url` at its latest version.
 pub async fn open_table(url: &Url, options: &StorageOptions) -> DeltaResult<deltalake::DeltaTable> {
     table_builder(url, options)?.load().await
+}
+
+/// The latest version of each table this process has loaded, by location.
+type Loaded = HashMap<(Url, StorageOptions), deltalake::DeltaTable>;
+
+static LOADED: LazyLock<Mutex<Loaded>> = LazyLock::new(Mutex::default);
+
+/// The table at `url`, at its latest version or at `version`, read once per process:
+/// a table this process loaded before is brought up to date from the commits after
+/// the version it has (a listing, and the new commits) instead of replaying its log
+/// from the last checkpoint, which on object storage costs two requests a commit.
+///
+/// A version older than the one kept is loaded afresh. A table that was replaced at
+/// the same location is not noticed here: the detector notices it, and the caller
+/// then calls [`forget`].
+pub async fn load(
+    url: &Url,
+    options: &StorageOptions,
+    version: Option<u64>,
+) -> DeltaResult<deltalake::DeltaTable> {
+    let key = (url.clone(), options.clone());
+    let kept = LOADED.lock().expect("not poisoned").get(&key).cloned();
+    if let Some(mut table) = kept {
+        let current = table.version();
+        let advanced = match (version, current) {
+            (None, Some(_)) => Some(table.update_incremental(None).await),
+            (Some(v), Some(c)) if v >= c => Some(table.update_incremental(Some(v)).await),
+            _ => None,
+        };
+        match advanced {
+            Some(Ok(())) => {
+                if version.is_none() {
+                    remember(url, options, &table);
+                }
+                return Ok(table);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(%url, error = %e, "could not advance the loaded table; loading afresh");
+                forget(url);
+            }
+            None => {}
+        }
+    }
+    let mut table = table_builder(url, options)?.build()?;
+    match version {
+        None => table.load().await?,
+        Some(v) => table.load_version(v).await?,
+    }
+    if version.is_none() {
+        remember(url, options, &table);
+    }
+    Ok(table)
+}
+
+/// Keeps `table` as the latest version of `url` this process knows, e.g. the table a
+/// write returned; an older version than the one kept is ignored.
+pub fn remember(url: &Url, options: &StorageOptions, table: &deltalake::DeltaTable) {
+    let mut loaded = LOADED.lock().expect("not poisoned");
+    let key = (url.clone(), options.clone());
+    let newer = loaded
+        .get(&key)
+        .is_none_or(|kept| kept.version() <= table.version());
+    if newer {
+        loaded.insert(key, table.clone());
+    }
+}
+
+/// Drops what this process keeps of `url`: its next [`load`] reads the log afresh.
+pub fn forget(url: &Url) {
+    LOADED
+        .lock()
+        .expect("not poisoned")
+        .retain(|(kept, _), _| kept != url);
 }
 
 /// The table at `url` loaded at its latest version, or an unloaded handle when there

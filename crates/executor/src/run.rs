@@ -401,6 +401,7 @@ impl RunPartition {
             // The data file appeared too briefly to be seen: the commit has landed.
             crate::failpoint::failpoint("mid-write");
         }
+        latefill_detector::storage::remember(&pipeline.target, &pipeline.target_storage, &written);
         let target_version = written.version().ok_or_else(|| {
             Error::Internal(format!(
                 "target {} has no version after a write",
@@ -495,17 +496,13 @@ async fn open_source(
             path.display()
         )));
     }
-    let mut table = table_builder(url, options)
-        .and_then(DeltaTableBuilder::build)
-        .map_err(|e| not_found(e.to_string()))?;
-    // Both loads start from the newest checkpoint that covers the version, so a log
-    // whose early commits were cleaned up reads as well as a whole one.
-    let loaded = match version {
-        None => table.load().await,
-        Some(version) => table.load_version(version).await,
-    };
+    table_builder(url, options).map_err(|e| not_found(e.to_string()))?;
+    // Once per process: later opens advance the table loaded first. A first load
+    // starts from the newest checkpoint that covers the version, so a log whose early
+    // commits were cleaned up reads as well as a whole one.
+    let loaded = latefill_detector::storage::load(url, options, version).await;
     match (loaded, version) {
-        (Ok(()), _) => Ok(table),
+        (Ok(table), _) => Ok(table),
         // An old version that does not load: say why, if the log tells.
         (Err(source), Some(requested)) => {
             Err(unreadable_version(url, options, requested, source).await)
@@ -909,7 +906,7 @@ async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
     {
         return Ok(None);
     }
-    match latefill_detector::storage::open_table(url, options).await {
+    match latefill_detector::storage::load(url, options, None).await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
         Err(source) => Err(load_error("target", url, options, "opening target", source).await),
