@@ -274,3 +274,34 @@ async fn a_new_target_is_checkpointed_every_ten_commits() {
         Some("10")
     );
 }
+
+/// A table read again in one process is brought up to date from the commits after
+/// the version read first; an older version asked for is that version.
+#[tokio::test]
+async fn a_table_read_again_in_one_process_is_its_latest_version() {
+    use futures::TryStreamExt;
+    use latefill::detector::storage::{StorageOptions, load};
+    let files = |table: &deltalake::DeltaTable| {
+        let table = table.clone();
+        async move {
+            let files: Vec<_> = table
+                .get_active_add_actions_by_predicate(None)
+                .try_collect()
+                .await
+                .unwrap();
+            files.len()
+        }
+    };
+    let ws = Workspace::new();
+    let (url, options) = (url_of(&ws.source_path()), StorageOptions::new());
+    ws.generate("2024-01-01", 100, 1).await;
+    let first = load(&url, &options, None).await.unwrap();
+    assert_eq!((first.version(), files(&first).await), (Some(0), 1));
+    ws.generate("2024-01-02", 100, 2).await;
+    let second = load(&url, &options, None).await.unwrap();
+    assert_eq!((second.version(), files(&second).await), (Some(1), 2));
+    let pinned = load(&url, &options, Some(0)).await.unwrap();
+    assert_eq!((pinned.version(), files(&pinned).await), (Some(0), 1));
+    let latest = load(&url, &options, None).await.unwrap();
+    assert_eq!(latest.version(), Some(1));
+}
