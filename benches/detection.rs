@@ -144,6 +144,12 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    // A run that died before removing its ten extra commits left them behind.
+    let log = url.to_file_path().expect("a path").join("_delta_log");
+    for v in COMMITS..COMMITS + 10 {
+        let _ = std::fs::remove_file(log.join(format!("{v:020}.json")));
+    }
+
     // Cold: no cursor, the whole log.
     let mut cold = Vec::new();
     let mut changes = None;
@@ -157,7 +163,6 @@ async fn main() {
     let cursor = changes.cursor().cloned();
 
     // Ten new commits after the cursor (removed again at the end).
-    let log = url.to_file_path().expect("a path").join("_delta_log");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     for v in COMMITS..COMMITS + 10 {
         let p = partition_of(&mut rng, v);
