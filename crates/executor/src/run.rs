@@ -247,6 +247,8 @@ impl RunPartition {
         let partitioning = &pipeline.partitioning;
         let partition = pipeline.partition_name(self.date);
 
+        let mut phases = Phases::new();
+
         // 1. Pin the source version and list the partition's files from the log.
         let source = open_source(
             &pipeline.source,
@@ -273,6 +275,8 @@ impl RunPartition {
                 version: source_version,
             });
         }
+
+        phases.mark("source");
 
         // 2. Plan the transform over exactly that partition.
         // delta-rs's session: its planner knows the nodes a Delta write adds.
@@ -306,8 +310,11 @@ impl RunPartition {
             });
         }
 
+        phases.mark("plan");
+
         // 3. Check the result against the target before anything is written.
         let target = open_target(pipeline).await?;
+        phases.mark("open target");
         if let Some(target) = &target {
             check_target_schema(target, &pipeline.target, &result_schema)?;
         }
@@ -386,6 +393,7 @@ impl RunPartition {
                 .ok()
                 .map(|p| p.join(&partition)),
         );
+        phases.mark("target files");
         let written = target
             .write(Vec::new())
             .with_input_plan(result.into_unoptimized_plan())
@@ -401,6 +409,7 @@ impl RunPartition {
             // The data file appeared too briefly to be seen: the commit has landed.
             crate::failpoint::failpoint("mid-write");
         }
+        phases.mark("write");
         latefill_detector::storage::remember(&pipeline.target, &pipeline.target_storage, &written);
         let target_version = written.version().ok_or_else(|| {
             Error::Internal(format!(
@@ -416,6 +425,8 @@ impl RunPartition {
             Some(rows) => rows,
             None => rows_added_by_last_commit(&written, &pipeline.target).await?,
         };
+        phases.mark("rows written");
+        tracing::debug!(%partition, phases = %phases, "partition run phases");
 
         Ok(RunReport {
             partition,
@@ -431,6 +442,39 @@ impl RunPartition {
             finished_at: chrono::Utc::now(),
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+}
+
+/// Where a partition run's time goes, for `-vv`: each phase's milliseconds.
+struct Phases {
+    last: Instant,
+    marks: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            last: Instant::now(),
+            marks: Vec::new(),
+        }
+    }
+
+    /// Ends the phase called `name`.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        let ms = now.duration_since(self.last).as_secs_f64() * 1000.0;
+        self.marks.push((name, ms));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, ms)) in self.marks.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{name} {ms:.1} ms")?;
+        }
+        Ok(())
     }
 }
 
