@@ -331,7 +331,7 @@ impl Engine {
         source_version: Option<u64>,
         allow_empty: bool,
     ) -> Result<RunReport> {
-        self.process_with(date, source_version, allow_empty, None)
+        self.process_with(date, source_version, allow_empty, None, None)
             .await
     }
 
@@ -344,7 +344,7 @@ impl Engine {
         date: PartitionDate,
         seen: Option<&PartitionState>,
     ) -> Result<RunReport> {
-        self.process_with(date, None, true, Some(seen)).await
+        self.process_with(date, None, true, Some(seen), None).await
     }
 
     async fn process_with(
@@ -353,6 +353,7 @@ impl Engine {
         source_version: Option<u64>,
         allow_empty: bool,
         seen: Option<Option<&PartitionState>>,
+        cursor: Option<&str>,
     ) -> Result<RunReport> {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
@@ -389,12 +390,13 @@ impl Engine {
                 // the SQL was edited between the crash and now.
                 let transform = self.pipeline.transform_version();
                 self.state
-                    .complete(
+                    .complete_with_cursor(
                         &partition,
                         &self.run_id,
                         txn,
                         Some(info.fingerprint.clone()),
                         Some(transform.clone()),
+                        cursor.map(str::to_owned),
                     )
                     .await?;
                 return Ok(RunReport {
@@ -431,12 +433,13 @@ impl Engine {
                 );
                 failpoint("after-commit");
                 self.state
-                    .complete(
+                    .complete_with_cursor(
                         &partition,
                         &self.run_id,
                         report.source_version,
                         Some(report.fingerprint.clone()),
                         Some(report.transform.clone()),
+                        cursor.map(str::to_owned),
                     )
                     .await?;
                 failpoint("after-complete");
@@ -458,12 +461,19 @@ impl Engine {
     }
 
     /// Reads the source's changes, continuing from the cursor in the state table;
-    /// with `persist`, saves the new one.
-    ///
-    /// When the detector finds that the source was replaced, the state's source
-    /// versions are forgotten (with `persist`) before the cursor moves on to the new
-    /// table, so that a crash in between finds the replacement again.
+    /// with `persist`, saves the new one ([`Engine::persist_changes`]).
     async fn changes(&self, persist: bool) -> Result<Changes> {
+        let (changes, cursor) = self.read_changes().await?;
+        if persist {
+            self.persist_changes(&changes, cursor.as_ref(), None)
+                .await?;
+        }
+        Ok(changes)
+    }
+
+    /// Reads the source's changes from the cursor in the state table, committing
+    /// nothing; returns them with the cursor they continued from.
+    async fn read_changes(&self) -> Result<(Changes, Option<Cursor>)> {
         let snapshot = self.state.read().await?;
         let cursor: Option<Cursor> =
             snapshot
@@ -480,25 +490,65 @@ impl Engine {
             .with_storage_options(self.pipeline.source_storage.clone())
             .with_cursor(cursor.clone())
             .with_partition_column(self.pipeline.partitioning.column())
-            .await?;
+            .await
+            .map_err(|e| self.source_error(e))?;
         if changes.replaced.is_some() {
             // What this process keeps of the old table must not be advanced.
             latefill_detector::storage::forget(&self.pipeline.source);
         }
-        if !persist {
-            return Ok(changes);
+        Ok((changes, cursor))
+    }
+
+    /// A detector error about the source, said as the executor says it about the
+    /// source: a missing table or a damaged log names the source's role.
+    fn source_error(&self, e: latefill_detector::Error) -> Error {
+        use latefill_detector::Error as Log;
+        let table = self.pipeline.source.clone();
+        match e {
+            Log::NotATable { reason, .. } => {
+                latefill_executor::Error::SourceNotFound { table, reason }.into()
+            }
+            damage @ (Log::CorruptCommit { .. }
+            | Log::CorruptCheckpoint { .. }
+            | Log::MissingCommit { .. }) => latefill_executor::Error::DamagedLog {
+                role: "source",
+                table,
+                source: damage,
+            }
+            .into(),
+            other => other.into(),
         }
+    }
+
+    /// The cursor `changes` moved to, as the state table stores it, when it differs
+    /// from `from`.
+    fn moved_cursor(changes: &Changes, from: Option<&Cursor>) -> Option<String> {
+        let position = |c: &Cursor| (c.version, c.table_id.clone(), c.commit_digest.clone());
+        changes
+            .cursor()
+            .filter(|new| from.map(position) != Some(position(new)))
+            .map(|new| serde_json::to_string(new).expect("a cursor serialises"))
+    }
+
+    /// Records what a detection learnt: when the source was replaced, forgets the
+    /// state's source versions before the cursor moves on to the new table (so that a
+    /// crash in between finds the replacement again); then saves the cursor, unless
+    /// `saved` is the cursor a completion already saved with it.
+    async fn persist_changes(
+        &self,
+        changes: &Changes,
+        from: Option<&Cursor>,
+        saved: Option<&str>,
+    ) -> Result<()> {
         if changes.replaced.is_some() {
             self.state.forget_source_versions().await?;
         }
-        let position = |c: &Cursor| (c.version, c.table_id.clone(), c.commit_digest.clone());
-        if let Some(new) = changes.cursor()
-            && cursor.as_ref().map(position) != Some(position(new))
+        if let Some(json) = Self::moved_cursor(changes, from)
+            && saved != Some(json.as_str())
         {
-            let json = serde_json::to_string(new).expect("a cursor serialises");
             self.state.save_cursor(json).await?;
         }
-        Ok(changes)
+        Ok(())
     }
 
     /// Detects the late partitions before `date`. Read-only: it commits nothing, not
@@ -520,8 +570,21 @@ impl Engine {
         persist: bool,
     ) -> Result<Detection> {
         let changes = self.changes(persist).await?;
+        self.plan(date, lookback_days, changes, persist).await
+    }
+
+    /// Plans the late and stale partitions before `date` from `changes` and the
+    /// state; `persisted` says whether a replaced source's versions were forgotten in
+    /// the state table already (else they are, in memory).
+    async fn plan(
+        &self,
+        date: PartitionDate,
+        lookback_days: Option<u32>,
+        changes: Changes,
+        persisted: bool,
+    ) -> Result<Detection> {
         let mut state = self.state.read().await?;
-        if changes.replaced.is_some() && !persist {
+        if changes.replaced.is_some() && !persisted {
             // What forget_source_versions would record, in memory only.
             for row in state.partitions.values_mut() {
                 row.source_version = None;
@@ -620,10 +683,28 @@ impl Engine {
         date: PartitionDate,
         options: RunDateOptions,
     ) -> Result<RunOutcome> {
+        // Detect first, committing nothing: the cursor it moves to is saved in the
+        // same commit as the completion of `date`. A replaced source must first have
+        // its versions forgotten, so then the cursor is saved on its own, after.
+        let (changes, cursor) = self.read_changes().await?;
+        let with_completion = match changes.replaced {
+            None => Self::moved_cursor(&changes, cursor.as_ref()),
+            Some(_) => None,
+        };
         let run = self
-            .process(date, options.source_version, options.allow_empty)
+            .process_with(
+                date,
+                options.source_version,
+                options.allow_empty,
+                None,
+                with_completion.as_deref(),
+            )
             .await?;
-        let detection = self.detect_with(date, options.lookback_days, true).await?;
+        self.persist_changes(&changes, cursor.as_ref(), with_completion.as_deref())
+            .await?;
+        let detection = self
+            .plan(date, options.lookback_days, changes, true)
+            .await?;
         let mut outcome = RunOutcome {
             run,
             detection: detection.detection,

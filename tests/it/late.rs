@@ -242,7 +242,21 @@ async fn status_and_detect_commit_nothing() {
         ["event_time=2024-01-01"],
         "{run}"
     );
-    // The run's own transitions (claim and complete of both days) and one cursor save.
+    // The run's claims and completions of both days; the cursor is saved with the
+    // completion of the run's own day, in the same commit.
     let after = table_version(&state).await.unwrap();
-    assert_eq!(after, before.unwrap() + 5, "one cursor save per run");
+    assert_eq!(
+        after,
+        before.unwrap() + 4,
+        "the cursor costs no commit of its own"
+    );
+    let status = ws.status_json(&ws.config);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["late"] == false),
+        "{status}"
+    );
 }

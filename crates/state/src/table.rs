@@ -597,7 +597,32 @@ impl StateTable {
         fingerprint: Option<String>,
         transform: Option<String>,
     ) -> Result<()> {
+        self.complete_with_cursor(
+            partition,
+            run_id,
+            source_version,
+            fingerprint,
+            transform,
+            None,
+        )
+        .await
+    }
+
+    /// [`StateTable::complete`], saving the detector's `cursor` in the same commit
+    /// when there is one: a run's completion and its detection, one commit.
+    pub async fn complete_with_cursor(
+        &self,
+        partition: &str,
+        run_id: &str,
+        source_version: u64,
+        fingerprint: Option<String>,
+        transform: Option<String>,
+        cursor: Option<String>,
+    ) -> Result<()> {
         self.transition(|rows, now| {
+            if let Some(cursor) = &cursor {
+                rows.cursor = Some(cursor.clone());
+            }
             // Already recorded (a retry after a commit that landed): nothing to do.
             if let Some(p) = rows.partitions.get(partition)
                 && p.status == Status::Processed
