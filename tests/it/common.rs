@@ -77,6 +77,30 @@ impl Workspace {
     }
 }
 
+/// Starts the `latefill` binary with `args` in `dir`, its output piped, for tests that
+/// run several at once.
+pub fn spawn_latefill(dir: &Path, args: &[&str]) -> std::process::Child {
+    use std::process::Stdio;
+    Command::new(env!("CARGO_BIN_EXE_latefill"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the latefill binary starts")
+}
+
+/// The partitions a `status --format json` array marks late.
+pub fn late_partitions(status: &serde_json::Value) -> Vec<String> {
+    status
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {status}"))
+        .iter()
+        .filter(|r| r["late"] == true)
+        .map(|r| r["partition"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn latefill_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_latefill"))
         .args(args)

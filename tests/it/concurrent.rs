@@ -1,7 +1,6 @@
 //! Many `latefill` processes on one pipeline at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Utc};
 use latefill::executor::{PartitionDate, run_partition};
@@ -84,26 +83,24 @@ async fn four_processes_on_overlapping_ranges_lose_and_duplicate_nothing() {
     let children: Vec<_> = ranges
         .iter()
         .map(|(from, to)| {
-            Command::new(env!("CARGO_BIN_EXE_latefill"))
-                .args([
+            let (from, to) = (day(*from), day(*to));
+            spawn_latefill(
+                ws.dir.path(),
+                &[
                     "backfill",
                     "--config",
                     &config,
                     "--from",
-                    &day(*from),
+                    &from,
                     "--to",
-                    &day(*to),
+                    &to,
                     "--only-late",
                     "--concurrency",
                     "2",
                     "--output",
                     "json",
-                ])
-                .current_dir(ws.dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+                ],
+            )
         })
         .collect();
     // Late data lands while they run.

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::{DataType, Int64Type};
@@ -109,15 +108,8 @@ async fn a_second_pipeline_on_the_same_state_table_processes_its_own_partitions(
     ws.generate("2024-01-02", 40, 9).await;
     for config in [&ws.config, &b] {
         let rows = ws.status_json(config);
-        let late: Vec<&str> = rows
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["late"] == true)
-            .map(|r| r["partition"].as_str().unwrap())
-            .collect();
         assert_eq!(
-            late,
+            late_partitions(&rows),
             ["event_time=2024-01-02"],
             "{}: {rows}",
             config.display()
@@ -180,15 +172,24 @@ async fn four_processes_running_two_pipelines_on_one_state_table_do_all_the_work
     let children: Vec<_> = runs
         .iter()
         .map(|(config, from, to)| {
-            Command::new(env!("CARGO_BIN_EXE_latefill"))
-                .args(["backfill", "--config", config.to_str().unwrap()])
-                .args(["--from", &dates[from - 1], "--to", &dates[to - 1]])
-                .args(["--concurrency", "2", "--output", "json"])
-                .current_dir(ws.dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            let config = config.to_str().unwrap();
+            let (from, to) = (dates[from - 1].as_str(), dates[to - 1].as_str());
+            spawn_latefill(
+                ws.dir.path(),
+                &[
+                    "backfill",
+                    "--config",
+                    config,
+                    "--from",
+                    from,
+                    "--to",
+                    to,
+                    "--concurrency",
+                    "2",
+                    "--output",
+                    "json",
+                ],
+            )
         })
         .collect();
     let outputs: Vec<_> = children
