@@ -41,6 +41,9 @@ const ORPHAN_MIN_AGE: Duration = Duration::hours(1);
 /// How many times a read of the state table is tried before its error is reported.
 const MAX_READ_ATTEMPTS: usize = 5;
 
+/// How many times a vacuum that raced a transition is tried.
+const VACUUM_ATTEMPTS: usize = 5;
+
 /// How many times a transition re-reads and retries before giving up.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -419,20 +422,38 @@ impl StateTable {
             // compare-and-swap race; only after ORPHAN_MIN_AGE, since a file that a
             // concurrent writer is committing right now is not in this snapshot either.
             let orphan_age = retention.max(ORPHAN_MIN_AGE);
+            //
+            // Vacuum commits too (VACUUM START before deleting anything), and that
+            // commit conflicts with any transition another writer lands meanwhile:
+            // then it is tried again on the latest version.
             for (mode, retention) in [
                 (VacuumMode::Lite, retention),
                 (VacuumMode::Full, orphan_age),
             ] {
-                let vacuum = table
-                    .clone()
-                    .vacuum()
-                    .with_retention_period(retention)
-                    .with_enforce_retention_duration(false)
-                    .with_mode(mode)
-                    .with_clock(Arc::new(VacuumClock(self.clock.clone())))
-                    .await;
-                if let Err(e) = vacuum {
-                    tracing::warn!(table = %self.url, version, error = %e, "state table: vacuum failed");
+                let mut base = table.clone();
+                for attempt in 1..=VACUUM_ATTEMPTS {
+                    let vacuum = base
+                        .clone()
+                        .vacuum()
+                        .with_retention_period(retention)
+                        .with_enforce_retention_duration(false)
+                        .with_mode(mode.clone())
+                        .with_clock(Arc::new(VacuumClock(self.clock.clone())))
+                        .await;
+                    match vacuum {
+                        Ok(_) => break,
+                        Err(e) if attempt < VACUUM_ATTEMPTS && is_conflict(&e) => {
+                            tracing::debug!(table = %self.url, version, attempt, "state table: vacuum raced a transition; again");
+                            match self.load().await {
+                                Ok((Some(latest), _)) => base = latest,
+                                _ => break,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(table = %self.url, version, error = %e, "state table: vacuum failed");
+                            break;
+                        }
+                    }
                 }
             }
         }
