@@ -20,6 +20,7 @@ use latefill_state::{Clock, PartitionState, StateTable, Status};
 use rand::RngExt;
 use serde::Serialize;
 
+use crate::backfill::BackfillEvent;
 use crate::plan::{LatePartition, PlanInput, is_stale, partition_date, plan_late, plan_stale};
 
 /// Errors of the engine: those of its parts, plus its own.
@@ -355,8 +356,6 @@ impl Engine {
         seen: Option<Option<&PartitionState>>,
         cursor: Option<&str>,
     ) -> Result<RunReport> {
-        let started = std::time::Instant::now();
-        let started_at = Utc::now();
         let partition = self.pipeline.partition_name(date);
         if source_version.is_some() {
             // A pinned version that cannot be read is bad input: refuse it before the
@@ -379,7 +378,38 @@ impl Engine {
             }
         };
         failpoint("after-claim");
+        let report = self
+            .run_claimed(date, previous.as_ref(), source_version, allow_empty)
+            .await?;
+        self.state
+            .complete_with_cursor(
+                &partition,
+                &self.run_id,
+                report.source_version,
+                Some(report.fingerprint.clone()),
+                Some(report.transform.clone()),
+                cursor.map(str::to_owned),
+            )
+            .await?;
+        failpoint("after-complete");
+        Ok(report)
+    }
 
+    /// Processes a partition this run has claimed, up to and including the target
+    /// commit; its completion is the caller's to record (at once, or in a batch). A
+    /// claim taken over from a crashed run whose target commit landed is not redone:
+    /// the commit is recognised by its `txn` and reported as recovered. A failure is
+    /// recorded in the state table before it is returned.
+    pub(crate) async fn run_claimed(
+        &self,
+        date: PartitionDate,
+        previous: Option<&PartitionState>,
+        source_version: Option<u64>,
+        allow_empty: bool,
+    ) -> Result<RunReport> {
+        let started = std::time::Instant::now();
+        let started_at = Utc::now();
+        let partition = self.pipeline.partition_name(date);
         if previous.is_some_and(|p| p.status == Status::Processing) && source_version.is_none() {
             let info = inspect_partition(&self.pipeline, date, None).await?;
             if let Some((target_version, Some(txn))) =
@@ -388,17 +418,6 @@ impl Engine {
             {
                 // The commit that landed was made by this pipeline's transform unless
                 // the SQL was edited between the crash and now.
-                let transform = self.pipeline.transform_version();
-                self.state
-                    .complete_with_cursor(
-                        &partition,
-                        &self.run_id,
-                        txn,
-                        Some(info.fingerprint.clone()),
-                        Some(transform.clone()),
-                        cursor.map(str::to_owned),
-                    )
-                    .await?;
                 return Ok(RunReport {
                     partition,
                     source_version: txn,
@@ -407,7 +426,7 @@ impl Engine {
                     rows_written: 0,
                     target_version,
                     fingerprint: info.fingerprint,
-                    transform,
+                    transform: self.pipeline.transform_version(),
                     recovered: true,
                     started_at,
                     finished_at: Utc::now(),
@@ -432,17 +451,6 @@ impl Engine {
                     "processed"
                 );
                 failpoint("after-commit");
-                self.state
-                    .complete_with_cursor(
-                        &partition,
-                        &self.run_id,
-                        report.source_version,
-                        Some(report.fingerprint.clone()),
-                        Some(report.transform.clone()),
-                        cursor.map(str::to_owned),
-                    )
-                    .await?;
-                failpoint("after-complete");
                 Ok(report)
             }
             Err(e) => {
@@ -721,29 +729,34 @@ impl Engine {
                 outcome.backfill_config = Some(path.clone());
             }
             LateHandling::InProcess => {
+                let mut planned = Vec::new();
                 for late in &detection.late {
-                    let Some(day) = partition_date(&self.pipeline, &late.partition) else {
+                    match partition_date(&self.pipeline, &late.partition) {
+                        Some(day) => {
+                            planned.push((day, detection.state.get(&late.partition).cloned()));
+                        }
                         // Plans are made of pipeline partition names: this is a bug.
-                        outcome.failed.push(Skipped {
+                        None => outcome.failed.push(Skipped {
                             partition: late.partition.clone(),
                             reason: "internal error: not a partition of this pipeline".into(),
-                        });
-                        continue;
-                    };
-                    let seen = detection.state.get(&late.partition);
-                    match self.process_planned(day, seen).await {
-                        Ok(report) => outcome.backfilled.push(report),
-                        Err(Error::State(
-                            e @ (latefill_state::Error::Claimed { .. }
-                            | latefill_state::Error::ChangedSincePlanned { .. }),
-                        )) => outcome.skipped.push(Skipped {
-                            partition: late.partition.clone(),
-                            reason: e.to_string(),
                         }),
-                        Err(e) => outcome.failed.push(Skipped {
-                            partition: late.partition.clone(),
-                            reason: e.to_string(),
-                        }),
+                    }
+                }
+                // One state commit claims them all and one records them.
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                let batching = crate::backfill::Batching {
+                    size: planned.len().max(1),
+                    ..Default::default()
+                };
+                let events =
+                    crate::backfill::process_batched(self, planned, 1, batching, &stop, &|e| e)
+                        .await;
+                for event in events {
+                    match event {
+                        BackfillEvent::Processed(report) => outcome.backfilled.push(report),
+                        BackfillEvent::Skipped(s) => outcome.skipped.push(s),
+                        BackfillEvent::Failed(f) => outcome.failed.push(f),
+                        _ => {}
                     }
                 }
             }

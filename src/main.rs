@@ -13,7 +13,7 @@ use latefill::datagen::cli::GenerateArgs;
 use std::future::IntoFuture;
 use std::io::IsTerminal;
 
-use latefill::backfill::{BackfillEvent, Selection};
+use latefill::backfill::{BackfillEvent, Batching, Selection};
 use latefill::engine::{Engine, LateHandling, RunDateOptions, RunOutcome};
 use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, RunReport};
 
@@ -241,6 +241,13 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 600,
               value_parser = clap::value_parser!(u32).range(1..))]
         lease_seconds: u32,
+        /// Partitions claimed per state commit, and processed partitions recorded per
+        /// commit (or after 2 seconds, whichever comes first). 1 makes a commit per
+        /// transition. A crash between a partition's target commit and its record
+        /// loses nothing: the next run recognises the commit by its txn.
+        #[arg(long, value_name = "N", default_value_t = 8,
+              value_parser = clap::value_parser!(u16).range(1..=1024))]
+        batch_size: u16,
         /// Output format: `json` prints JSON lines (one per event, then a summary) and
         /// no progress bar.
         #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
@@ -630,6 +637,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             all,
             stale,
             lease_seconds,
+            batch_size,
             output,
         } => {
             let (pipeline, _) = config.load()?;
@@ -649,11 +657,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let engine = Engine::new(pipeline)
                 .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)));
+            let batching = Batching {
+                size: usize::from(batch_size),
+                ..Batching::default()
+            };
             backfill(
                 engine,
-                from,
-                to,
+                (from, to),
                 usize::from(concurrency),
+                batching,
                 selection,
                 output,
             )
@@ -726,9 +738,9 @@ fn emit_line(line: &str) {
 
 async fn backfill(
     engine: Engine,
-    from: PartitionDate,
-    to: PartitionDate,
+    (from, to): (PartitionDate, PartitionDate),
     concurrency: usize,
+    batching: Batching,
     selection: Selection,
     output: Output,
 ) -> anyhow::Result<()> {
@@ -737,7 +749,8 @@ async fn backfill(
     use std::sync::{Arc, Mutex};
 
     let stop = Arc::new(AtomicBool::new(false));
-    let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    // Partitions this run claimed and has not finished with: released on a second signal.
+    let held: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let bar = (output == Output::Text && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -750,18 +763,19 @@ async fn backfill(
     });
     let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let listener = {
-        let (bar, in_flight, rows) = (bar.clone(), in_flight.clone(), rows.clone());
+        let (bar, held, rows) = (bar.clone(), held.clone(), rows.clone());
         move |event: &BackfillEvent| {
-            let mut running = in_flight.lock().expect("in-flight lock");
+            let mut running = held.lock().expect("held-claims lock");
             match event {
                 BackfillEvent::Planned { partitions } => {
                     if let Some(bar) = &bar {
                         bar.set_length(partitions.len() as u64);
                     }
                 }
-                BackfillEvent::Started { partition } => {
-                    running.insert(partition.clone());
+                BackfillEvent::Claimed { partitions } => {
+                    running.extend(partitions.iter().cloned());
                 }
+                BackfillEvent::Started { .. } => {}
                 BackfillEvent::Processed(r) => {
                     running.remove(&r.partition);
                     rows.fetch_add(r.rows_read, Ordering::Relaxed);
@@ -777,7 +791,9 @@ async fn backfill(
                 (Some(bar), _) => {
                     if !matches!(
                         event,
-                        BackfillEvent::Planned { .. } | BackfillEvent::Started { .. }
+                        BackfillEvent::Planned { .. }
+                            | BackfillEvent::Claimed { .. }
+                            | BackfillEvent::Started { .. }
                     ) {
                         bar.inc(1);
                     }
@@ -797,7 +813,7 @@ async fn backfill(
                     BackfillEvent::Planned { partitions } => {
                         emit_line(&format!("{} partition(s) to process", partitions.len()))
                     }
-                    BackfillEvent::Started { .. } => {}
+                    BackfillEvent::Claimed { .. } | BackfillEvent::Started { .. } => {}
                 },
             }
         }
@@ -805,6 +821,7 @@ async fn backfill(
     let run = engine
         .backfill(from, to)
         .with_concurrency(concurrency)
+        .with_batching(batching)
         .with_selection(selection)
         .with_stop(stop.clone())
         .with_listener(listener);
@@ -818,8 +835,9 @@ async fn backfill(
                     eprintln!("interrupt: no new partitions; finishing the running ones (interrupt again to abandon them)");
                     continue;
                 }
-                // Second signal: abandon the running partitions and release their claims.
-                let running: Vec<String> = in_flight.lock().expect("in-flight lock").iter().cloned().collect();
+                // Second signal: abandon the running partitions and release their claims
+                // and those of the partitions claimed and not started.
+                let running: Vec<String> = held.lock().expect("held-claims lock").iter().cloned().collect();
                 for partition in &running {
                     if let Err(e) = engine.state().release(partition, engine.run_id(), "interrupted").await {
                         tracing::warn!(%partition, error = %e, "could not release the claim; it expires with its lease");

@@ -309,9 +309,14 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
     for (i, d) in days.iter().enumerate() {
         ws.generate(d, 20, i as u64).await;
     }
-    // 56 partitions: a claim and a completion each, 112 commits or more, two
-    // workers reading while the table vacuums itself.
-    let lines = ws.backfill_lines(&ws.config, &days[0], &days[55], &["--concurrency", "2"]);
+    // 56 partitions: a claim and a completion each (batches of one), 112 commits or
+    // more, two workers reading while the table vacuums itself.
+    let lines = ws.backfill_lines(
+        &ws.config,
+        &days[0],
+        &days[55],
+        &["--concurrency", "2", "--batch-size", "1"],
+    );
     assert!(lines.len() >= 56, "{lines:?}");
 
     let state = ws.dir.path().join("state");

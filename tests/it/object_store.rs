@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -342,7 +343,15 @@ fn containerised_backfill(remote: &Remote, from: u32, to: u32) -> std::process::
         .arg(env!("CARGO_BIN_EXE_latefill"))
         .args(["backfill", "--config", remote.config.to_str().unwrap()])
         .args(["--from", &day(from), "--to", &day(to)])
-        .args(["--lease-seconds", "5", "--output", "json"])
+        // Small batches spread the partitions over the workers.
+        .args([
+            "--lease-seconds",
+            "5",
+            "--batch-size",
+            "2",
+            "--output",
+            "json",
+        ])
         .current_dir(remote.dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -350,13 +359,15 @@ fn containerised_backfill(remote: &Remote, from: u32, to: u32) -> std::process::
         .expect("unshare runs (util-linux, as root)")
 }
 
-/// The JSON lines a worker printed, read as they come; `kill_after_start` kills it
-/// (SIGKILL) as soon as it says it started a partition, mid-partition.
+/// The JSON lines a worker printed, read as they come. While `kills` is above zero, a
+/// worker that says it started a partition takes one and is killed (SIGKILL),
+/// mid-partition, with the rest of its batch claimed and not started.
 fn worker_lines(
     mut child: std::process::Child,
-    kill_after_start: bool,
+    kills: Arc<std::sync::atomic::AtomicUsize>,
 ) -> std::thread::JoinHandle<(Vec<serde_json::Value>, String, Option<i32>)> {
     use std::io::{BufRead, Read};
+    use std::sync::atomic::Ordering;
     std::thread::spawn(move || {
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut lines = Vec::new();
@@ -364,7 +375,11 @@ fn worker_lines(
             let value: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
             let started = value["event"] == "started";
             lines.push(value);
-            if started && kill_after_start {
+            if started
+                && kills
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
+                    .is_ok()
+            {
                 child.kill().unwrap();
                 break;
             }
@@ -393,21 +408,20 @@ async fn six_containerised_workers_with_one_hostname_and_pid_share_an_s3_state_t
         remote.generate(&day(d), 2_000, u64::from(d));
     }
     let ranges = [(1, 8), (1, 4), (5, 8), (1, 8), (3, 6), (2, 8)];
+    // The first two workers to start a partition are killed mid-partition.
+    let kills = Arc::new(std::sync::atomic::AtomicUsize::new(2));
     let workers: Vec<_> = ranges
         .iter()
-        .enumerate()
-        .map(|(i, (from, to))| {
-            // Workers 0 and 3 are killed mid-partition.
-            worker_lines(containerised_backfill(&remote, *from, *to), i % 3 == 0)
-        })
+        .map(|(from, to)| worker_lines(containerised_backfill(&remote, *from, *to), kills.clone()))
         .collect();
     // Late data lands while they run.
     remote.generate(&day(2), 500, 100);
     remote.generate(&day(7), 500, 101);
     let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let killed = results.iter().filter(|(_, _, code)| code.is_none()).count();
+    assert_eq!(killed, 2, "two workers were killed mid-partition");
     for (i, (lines, err, code)) in results.iter().enumerate() {
-        if i % 3 == 0 {
-            assert_eq!(*code, None, "worker {i} was killed by a signal: {err}");
+        if code.is_none() {
             continue;
         }
         assert!(

@@ -102,6 +102,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// The partition a per-partition error is about (a claim refused, a lease lost).
+    pub fn partition(&self) -> Option<&str> {
+        match self {
+            Error::Claimed { partition, .. }
+            | Error::ChangedSincePlanned { partition }
+            | Error::LeaseLost { partition, .. } => Some(partition),
+            _ => None,
+        }
+    }
+
     /// The class of this error.
     pub fn class(&self) -> latefill_detector::ErrorClass {
         use latefill_detector::ErrorClass;

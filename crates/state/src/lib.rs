@@ -11,6 +11,9 @@
 //! - [`StateTable::claim`] takes one or many partitions, all or none, each only if no
 //!   unexpired lease holds it; [`StateTable::complete`] and [`StateTable::fail`] end a
 //!   claim. A lease whose owner crashed expires and can be claimed again.
+//! - [`StateTable::commit_batch`] commits many transitions of one run at once
+//!   (completions, releases, claims), each partition on its own terms: a backfill
+//!   makes one state commit per batch of partitions.
 //! - Rows are keyed by pipeline and partition: pipelines sharing one state table
 //!   never see each other's rows, claims or cursors.
 //! - Every transition is a compare-and-swap on the table: read at version N, decide,
@@ -42,4 +45,7 @@ mod table;
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Error, Result};
 pub use model::{PartitionState, Status};
-pub use table::{DEFAULT_LEASE, StateSnapshot, StateTable, default_owner};
+pub use table::{
+    Batch, BatchOutcome, Completion, DEFAULT_LEASE, Planned, StateSnapshot, StateTable,
+    default_owner,
+};

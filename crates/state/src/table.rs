@@ -101,6 +101,68 @@ pub struct StateSnapshot {
     pub cursor: Option<String>,
 }
 
+/// What a run records of a partition it processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The partition.
+    pub partition: String,
+    /// The source version it was processed at.
+    pub source_version: u64,
+    /// The fingerprint of its source files at that version.
+    pub fingerprint: Option<String>,
+    /// The version of the transform that processed it.
+    pub transform: Option<String>,
+}
+
+/// A partition a plan picked, with the row it was planned from (`None`: it had no row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The partition.
+    pub partition: String,
+    /// Its row when the plan was made.
+    pub seen: Option<PartitionState>,
+}
+
+/// Transitions of one run committed together by [`StateTable::commit_batch`].
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Partitions processed, to record as such.
+    pub complete: Vec<Completion>,
+    /// Partitions claimed and not started, given back: their rows return to what the
+    /// plan saw, as if never claimed.
+    pub release: Vec<Planned>,
+    /// Partitions to claim, each only if its row is still the one planned from and no
+    /// other run's lease holds it.
+    pub claim: Vec<Planned>,
+    /// Partitions this run holds whose leases start anew.
+    pub renew: Vec<String>,
+    /// The detector's cursor to save with them.
+    pub cursor: Option<String>,
+}
+
+impl Batch {
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.complete.is_empty()
+            && self.release.is_empty()
+            && self.claim.is_empty()
+            && self.renew.is_empty()
+            && self.cursor.is_none()
+    }
+}
+
+/// What [`StateTable::commit_batch`] did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// The partitions recorded as processed.
+    pub completed: Vec<String>,
+    /// The partitions now claimed by the run.
+    pub claimed: Vec<String>,
+    /// Why the others were not: [`Error::Claimed`] or [`Error::ChangedSincePlanned`]
+    /// for a claim, [`Error::LeaseLost`] for a completion.
+    pub refused: Vec<Error>,
+}
+
 /// This process, as `host:pid`.
 pub fn default_owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -171,6 +233,11 @@ impl StateTable {
     pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = owner.into();
         self
+    }
+
+    /// How long a claim holds.
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// The table's URL.
@@ -525,68 +592,185 @@ impl StateTable {
         run_id: &str,
         seen: Option<&[Option<&PartitionState>]>,
     ) -> Result<()> {
-        let lease = self.lease;
         self.transition(|rows, now| {
-            if let Some(seen) = seen {
-                for (name, seen) in partitions.iter().zip(seen) {
-                    let current = rows.partitions.get(name);
-                    // Our own claim, re-read after a retried commit, is not a change.
-                    let ours = current.is_some_and(|c| c.run_id == run_id && c.is_leased(now));
-                    if current != *seen && !ours {
-                        return Err(Error::ChangedSincePlanned {
-                            partition: name.clone(),
-                        });
-                    }
-                }
+            for (i, name) in partitions.iter().enumerate() {
+                let seen = seen.map(|s| s.get(i).copied().flatten());
+                Self::claimable(rows, name, run_id, seen, now)?;
             }
             for name in partitions {
-                if let Some(p) = rows.partitions.get(name)
-                    && p.is_leased(now)
-                    && p.run_id != run_id
-                {
-                    return Err(Error::Claimed {
-                        partition: name.clone(),
-                        owner: p.owner.clone(),
-                        run_id: p.run_id.clone(),
-                        lease_expires_at: p
-                            .lease_expires_at
-                            .map(|t| t.to_rfc3339())
-                            .unwrap_or_default(),
-                    });
-                }
-            }
-            for name in partitions {
-                let previous = rows.partitions.get(name);
-                if let Some(p) =
-                    previous.filter(|p| p.status == Status::Processing && p.run_id != run_id)
-                {
-                    tracing::warn!(
-                        partition = %name,
-                        owner = %p.owner,
-                        run_id = %p.run_id,
-                        "taking over a claim whose lease expired (its run died or stalled)"
-                    );
-                }
-                let state = PartitionState {
-                    partition: name.clone(),
-                    status: Status::Processing,
-                    source_version: previous.and_then(|p| p.source_version),
-                    fingerprint: previous.and_then(|p| p.fingerprint.clone()),
-                    transform: previous.and_then(|p| p.transform.clone()),
-                    run_id: run_id.to_owned(),
-                    owner: self.owner.clone(),
-                    lease_expires_at: Some(now + lease),
-                    attempts: previous.map_or(0, |p| p.attempts) + 1,
-                    last_error: previous.and_then(|p| p.last_error.clone()),
-                    updated_at: now,
-                };
-                rows.partitions.insert(name.clone(), state);
+                self.put_claim(rows, name, run_id, now);
             }
             Ok(())
         })
         .await?;
         tracing::info!(table = %self.url, ?partitions, run_id, "claimed");
         Ok(())
+    }
+
+    /// Whether `run_id` may claim `name`: no unexpired lease of another run holds it
+    /// and, for a planned claim (`seen` is `Some`), its row is still the one the plan
+    /// was made from.
+    fn claimable(
+        rows: &Rows,
+        name: &str,
+        run_id: &str,
+        seen: Option<Option<&PartitionState>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let current = rows.partitions.get(name);
+        if let Some(seen) = seen {
+            // Our own claim, re-read after a retried commit, is not a change.
+            let ours = current.is_some_and(|c| c.run_id == run_id && c.is_leased(now));
+            if current != seen && !ours {
+                return Err(Error::ChangedSincePlanned {
+                    partition: name.to_owned(),
+                });
+            }
+        }
+        if let Some(p) = current
+            && p.is_leased(now)
+            && p.run_id != run_id
+        {
+            return Err(Error::Claimed {
+                partition: name.to_owned(),
+                owner: p.owner.clone(),
+                run_id: p.run_id.clone(),
+                lease_expires_at: p
+                    .lease_expires_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `run_id`'s claim of `name` into `rows`, with a fresh lease.
+    fn put_claim(&self, rows: &mut Rows, name: &str, run_id: &str, now: DateTime<Utc>) {
+        let previous = rows.partitions.get(name);
+        if let Some(p) = previous.filter(|p| p.status == Status::Processing && p.run_id != run_id) {
+            tracing::warn!(
+                partition = %name,
+                owner = %p.owner,
+                run_id = %p.run_id,
+                "taking over a claim whose lease expired (its run died or stalled)"
+            );
+        }
+        // A renewal of our own claim is not another attempt.
+        let renewal =
+            previous.is_some_and(|p| p.status == Status::Processing && p.run_id == run_id);
+        let state = PartitionState {
+            partition: name.to_owned(),
+            status: Status::Processing,
+            source_version: previous.and_then(|p| p.source_version),
+            fingerprint: previous.and_then(|p| p.fingerprint.clone()),
+            transform: previous.and_then(|p| p.transform.clone()),
+            run_id: run_id.to_owned(),
+            owner: self.owner.clone(),
+            lease_expires_at: Some(now + self.lease),
+            attempts: previous.map_or(0, |p| p.attempts) + u64::from(!renewal),
+            last_error: previous.and_then(|p| p.last_error.clone()),
+            updated_at: now,
+        };
+        rows.partitions.insert(name.to_owned(), state);
+    }
+
+    /// Records `done` in `rows`, if `run_id` still holds it.
+    fn put_completion(
+        rows: &mut Rows,
+        done: &Completion,
+        run_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        // Already recorded (a retry after a commit that landed): nothing to do.
+        if let Some(p) = rows.partitions.get(&done.partition)
+            && p.status == Status::Processed
+            && p.run_id == run_id
+            && p.source_version == Some(done.source_version)
+        {
+            return Ok(());
+        }
+        let p = Self::held(rows, &done.partition, run_id)?;
+        p.status = Status::Processed;
+        p.source_version = Some(done.source_version);
+        p.fingerprint.clone_from(&done.fingerprint);
+        p.transform.clone_from(&done.transform);
+        p.lease_expires_at = None;
+        p.last_error = None;
+        p.updated_at = now;
+        Ok(())
+    }
+
+    /// Commits several transitions of one run at once: completes `batch.complete`,
+    /// gives back `batch.release` as planned, and claims `batch.claim`, each
+    /// partition on its own terms, in one compare-and-swap commit. A partition that
+    /// cannot be claimed or completed is reported in the outcome and does not stop
+    /// the others; a commit lost to another writer is decided again on fresh rows, as
+    /// every transition is.
+    ///
+    /// A batch is what lets a backfill make one state commit per batch of
+    /// partitions instead of two per partition.
+    pub async fn commit_batch(&self, run_id: &str, batch: &Batch) -> Result<BatchOutcome> {
+        let outcome = self
+            .transition(|rows, now| {
+                let mut outcome = BatchOutcome::default();
+                if let Some(cursor) = &batch.cursor {
+                    rows.cursor = Some(cursor.clone());
+                }
+                for done in &batch.complete {
+                    match Self::put_completion(rows, done, run_id, now) {
+                        Ok(()) => outcome.completed.push(done.partition.clone()),
+                        Err(e) => outcome.refused.push(e),
+                    }
+                }
+                for planned in &batch.release {
+                    match rows.partitions.get(&planned.partition) {
+                        Some(p) if p.status == Status::Processing && p.run_id == run_id => {
+                            match &planned.seen {
+                                Some(seen) => {
+                                    rows.partitions
+                                        .insert(planned.partition.clone(), seen.clone());
+                                }
+                                None => {
+                                    rows.partitions.remove(&planned.partition);
+                                }
+                            }
+                        }
+                        // No longer ours (its lease expired and was taken over).
+                        _ => {}
+                    }
+                }
+                for name in &batch.renew {
+                    match Self::held(rows, name, run_id) {
+                        Ok(_) => {
+                            self.put_claim(rows, name, run_id, now);
+                            outcome.claimed.push(name.clone());
+                        }
+                        Err(e) => outcome.refused.push(e),
+                    }
+                }
+                for planned in &batch.claim {
+                    let seen = Some(planned.seen.as_ref());
+                    match Self::claimable(rows, &planned.partition, run_id, seen, now) {
+                        Ok(()) => {
+                            self.put_claim(rows, &planned.partition, run_id, now);
+                            outcome.claimed.push(planned.partition.clone());
+                        }
+                        Err(e) => outcome.refused.push(e),
+                    }
+                }
+                Ok(outcome)
+            })
+            .await?;
+        tracing::info!(
+            table = %self.url,
+            run_id,
+            completed = outcome.completed.len(),
+            released = batch.release.len(),
+            claimed = ?outcome.claimed,
+            refused = outcome.refused.len(),
+            "batch committed"
+        );
+        Ok(outcome)
     }
 
     fn held<'a>(
@@ -640,27 +824,17 @@ impl StateTable {
         transform: Option<String>,
         cursor: Option<String>,
     ) -> Result<()> {
+        let done = Completion {
+            partition: partition.to_owned(),
+            source_version,
+            fingerprint,
+            transform,
+        };
         self.transition(|rows, now| {
             if let Some(cursor) = &cursor {
                 rows.cursor = Some(cursor.clone());
             }
-            // Already recorded (a retry after a commit that landed): nothing to do.
-            if let Some(p) = rows.partitions.get(partition)
-                && p.status == Status::Processed
-                && p.run_id == run_id
-                && p.source_version == Some(source_version)
-            {
-                return Ok(());
-            }
-            let p = Self::held(rows, partition, run_id)?;
-            p.status = Status::Processed;
-            p.source_version = Some(source_version);
-            p.fingerprint = fingerprint.clone();
-            p.transform = transform.clone();
-            p.lease_expires_at = None;
-            p.last_error = None;
-            p.updated_at = now;
-            Ok(())
+            Self::put_completion(rows, &done, run_id, now)
         })
         .await
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration};
-use latefill_state::{Error, StateTable, Status, TestClock};
+use latefill_state::{Batch, Completion, Error, Planned, StateTable, Status, TestClock};
 use url::Url;
 
 /// Where a test's state table lives.
@@ -76,6 +76,8 @@ on_every_backend!(
     racing_claims_on_one_partition_have_exactly_one_winner,
     pipelines_sharing_a_state_table_never_see_each_others_rows,
     writers_of_two_pipelines_on_one_table_lose_no_transition,
+    a_batch_decides_each_partition_on_its_own_terms_in_one_commit,
+    racing_batches_never_claim_one_partition_twice,
 );
 
 fn names(list: &[&str]) -> Vec<String> {
@@ -350,5 +352,143 @@ async fn writers_of_two_pipelines_on_one_table_lose_no_transition(backend: Backe
                 .all(|p| p.status == Status::Processed)
         );
         assert_eq!(read.version, Some((2 * WRITERS * CLAIMS - 1) as u64));
+    }
+}
+
+fn done(partition: &str, source_version: u64) -> Completion {
+    Completion {
+        partition: partition.into(),
+        source_version,
+        fingerprint: Some(format!("fp{source_version}")),
+        transform: Some("sql:1".into()),
+    }
+}
+
+fn planned(partition: &str, seen: Option<&latefill_state::PartitionState>) -> Planned {
+    Planned {
+        partition: partition.into(),
+        seen: seen.cloned(),
+    }
+}
+
+/// One batch completes, releases and claims: a partition that cannot be claimed or
+/// completed is refused alone, the rest lands, all in one commit.
+async fn a_batch_decides_each_partition_on_its_own_terms_in_one_commit(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let state = StateTable::new(url, "p");
+    state
+        .claim(&names(&["p=done", "p=back"]), "run-1")
+        .await
+        .unwrap();
+    state.claim(&names(&["p=other"]), "run-2").await.unwrap();
+    state.claim(&names(&["p=moved"]), "run-0").await.unwrap();
+    state
+        .complete("p=moved", "run-0", 1, None, None)
+        .await
+        .unwrap();
+    let before = state.read().await.unwrap();
+    let moved_as_planned = before.partitions["p=moved"].clone();
+    // p=moved changes after the plan: another run reprocesses it.
+    state.claim(&names(&["p=moved"]), "run-3").await.unwrap();
+    state
+        .complete("p=moved", "run-3", 2, None, None)
+        .await
+        .unwrap();
+    let version = state.read().await.unwrap().version.unwrap();
+
+    let batch = Batch {
+        complete: vec![done("p=done", 5), done("p=other", 5)],
+        release: vec![planned("p=back", None)],
+        claim: vec![
+            planned("p=new", None),
+            // Planned while run-2 held it, and still held.
+            planned("p=other", Some(&before.partitions["p=other"])),
+            planned("p=moved", Some(&moved_as_planned)),
+        ],
+        ..Batch::default()
+    };
+    let outcome = state.commit_batch("run-1", &batch).await.unwrap();
+    assert_eq!(outcome.completed, names(&["p=done"]));
+    assert_eq!(outcome.claimed, names(&["p=new"]));
+    let refused: Vec<_> = outcome
+        .refused
+        .iter()
+        .map(|e| e.partition().unwrap())
+        .collect();
+    assert_eq!(
+        refused,
+        ["p=other", "p=other", "p=moved"],
+        "{:?}",
+        outcome.refused
+    );
+    assert!(matches!(outcome.refused[0], Error::LeaseLost { .. }));
+    assert!(matches!(outcome.refused[1], Error::Claimed { .. }));
+    assert!(matches!(
+        outcome.refused[2],
+        Error::ChangedSincePlanned { .. }
+    ));
+
+    let read = state.read().await.unwrap();
+    assert_eq!(read.version, Some(version + 1), "one commit for the batch");
+    let row = &read.partitions["p=done"];
+    assert_eq!(
+        (row.status, row.source_version),
+        (Status::Processed, Some(5))
+    );
+    assert_eq!(row.fingerprint.as_deref(), Some("fp5"));
+    assert!(
+        !read.partitions.contains_key("p=back"),
+        "released as planned: no row"
+    );
+    assert_eq!(read.partitions["p=new"].run_id, "run-1");
+    assert_eq!(read.partitions["p=other"].run_id, "run-2");
+    assert_eq!(read.partitions["p=moved"].source_version, Some(2));
+}
+
+/// Workers claiming overlapping batches at once: every partition is claimed by
+/// exactly one of them, and each learns which ones it got.
+async fn racing_batches_never_claim_one_partition_twice(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let partitions: Vec<String> = (0..12).map(|i| format!("p={i:02}")).collect();
+    let tasks: Vec<_> = (0..4)
+        .map(|w| {
+            let state = StateTable::new(url.clone(), "p");
+            // Each worker wants 6 of the 12, overlapping its neighbours'.
+            let wanted: Vec<Planned> = (0..6)
+                .map(|i| planned(&partitions[(w * 3 + i) % 12], None))
+                .collect();
+            tokio::spawn(async move {
+                let batch = Batch {
+                    claim: wanted,
+                    ..Batch::default()
+                };
+                (
+                    format!("run-{w}"),
+                    state
+                        .commit_batch(&format!("run-{w}"), &batch)
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut winners = std::collections::BTreeMap::new();
+    for task in tasks {
+        let (run, outcome) = task.await.unwrap();
+        for p in outcome.claimed {
+            assert!(
+                winners.insert(p.clone(), run.clone()).is_none(),
+                "{p} claimed twice"
+            );
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        12,
+        "every partition was wanted by two workers"
+    );
+    let read = StateTable::new(url, "p").read().await.unwrap();
+    for (p, run) in &winners {
+        assert_eq!(&read.partitions[p].run_id, run, "{p}");
     }
 }
