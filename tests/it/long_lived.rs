@@ -345,3 +345,44 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
         "{status}"
     );
 }
+
+/// A target's expired commits are removed at its checkpoints, as Delta writers do,
+/// and what is left loads and holds every partition.
+#[tokio::test]
+async fn the_target_log_is_cleaned_up_at_its_checkpoints() {
+    let ws = Workspace::new();
+    let days: Vec<String> = (1..=25).map(|d| format!("2024-03-{d:02}")).collect();
+    for (i, d) in days.iter().enumerate() {
+        ws.generate(d, 20, i as u64).await;
+    }
+    let first = ws.run_cli(&["--date", &days[0]]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // The target now keeps no expired commit.
+    open(&ws.target_path())
+        .await
+        .set_tbl_properties()
+        .with_properties(
+            [(
+                "delta.logRetentionDuration".to_owned(),
+                "interval 0 seconds".to_owned(),
+            )]
+            .into(),
+        )
+        .await
+        .unwrap();
+    let lines = ws.backfill_lines(&ws.config, &days[1], &days[24], &["--batch-size", "4"]);
+    let processed = lines.iter().filter(|l| l["event"] == "processed").count();
+    assert_eq!(processed, 24, "{lines:?}");
+
+    let version = table_version(&ws.target_path()).await.unwrap();
+    assert!(version >= 25, "{version}");
+    let latest_checkpoint = version - (version + 1) % 10;
+    let commits = commit_versions(&ws.target_path());
+    assert_eq!(
+        commits.first(),
+        Some(&latest_checkpoint),
+        "commits before the latest checkpoint are removed: {commits:?}"
+    );
+    let refs: Vec<&str> = days.iter().map(String::as_str).collect();
+    assert_target_is_recomputation(&ws, &refs).await;
+}

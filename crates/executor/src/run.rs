@@ -372,7 +372,11 @@ impl RunPartition {
         // The txn says which source version the partition reflects; the commit info
         // says which transform made it, for `state rebuild`.
         let transform = pipeline.transform_version();
+        // Expired commits are removed at checkpoints only (below), not after every
+        // commit: delta-rs's cleanup lists the whole log, so after every commit it made
+        // each write cost more as the target's log grew.
         let commit = CommitProperties::default()
+            .with_cleanup_expired_logs(Some(false))
             .with_application_transaction(Transaction::new(
                 pipeline.app_id(&partition),
                 source_version as i64,
@@ -417,6 +421,7 @@ impl RunPartition {
                 pipeline.target
             ))
         })?;
+        cleanup_expired_logs_at_checkpoint(&written, &pipeline.target, target_version).await;
         // The partition's files are exactly those this commit wrote: their row counts
         // are in the log already read; the last commit's metrics cost more requests.
         let rows_written = match rows_from_stats(
@@ -442,6 +447,35 @@ impl RunPartition {
             finished_at: chrono::Utc::now(),
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+}
+
+/// After the commit of `version`, when it was checkpointed: removes the commits older
+/// than the target's log retention (`delta.logRetentionDuration`, 30 days by default),
+/// as Delta writers do at checkpoints, unless `delta.enableExpiredLogCleanup` is off.
+/// Best effort: the write has landed, and the next checkpoint tries again.
+async fn cleanup_expired_logs_at_checkpoint(table: &DeltaTable, url: &Url, version: u64) {
+    use deltalake::table::config::TablePropertiesExt;
+    let Ok(snapshot) = table.snapshot() else {
+        return;
+    };
+    let config = snapshot.table_config();
+    if !(version + 1).is_multiple_of(config.checkpoint_interval().get())
+        || !config.enable_expired_log_cleanup()
+    {
+        return;
+    }
+    let retention = config.log_retention_duration();
+    let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
+    if let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
+        version,
+        table.log_store().as_ref(),
+        cutoff,
+        None,
+    )
+    .await
+    {
+        tracing::warn!(table = %url, version, error = %e, "target: log cleanup failed");
     }
 }
 
