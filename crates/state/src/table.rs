@@ -44,6 +44,11 @@ const MAX_READ_ATTEMPTS: usize = 5;
 /// How many times a vacuum that raced a transition is tried.
 const VACUUM_ATTEMPTS: usize = 5;
 
+/// How recently a kept snapshot must have been read or written for a transition to
+/// decide on it without first asking the store for newer commits. A stale one costs
+/// a commit attempt that fails; it can never win one.
+const RECENT: StdDuration = StdDuration::from_secs(2);
+
 /// How many times a transition re-reads and retries before giving up.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -79,6 +84,8 @@ struct Snapshot {
     all: AllRows,
     /// The data files the rows were read from.
     files: Vec<deltalake::Path>,
+    /// When this was last known to be the latest version (read or written).
+    confirmed_at: std::time::Instant,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -354,7 +361,16 @@ impl StateTable {
             table: table.clone(),
             all: all.clone(),
             files,
+            confirmed_at: std::time::Instant::now(),
         });
+    }
+
+    /// The kept snapshot, if it was confirmed the latest within [`RECENT`].
+    fn recent(&self) -> Option<Snapshot> {
+        let kept = self.snapshot.lock().expect("not poisoned");
+        kept.as_ref()
+            .filter(|k| k.confirmed_at.elapsed() < RECENT)
+            .cloned()
     }
 
     fn forget(&self) {
@@ -535,19 +551,39 @@ impl StateTable {
         mut decide: impl FnMut(&mut Rows, DateTime<Utc>) -> Result<T>,
     ) -> Result<T> {
         for attempt in 0..MAX_ATTEMPTS {
-            let (table, all) = self.load().await?;
+            // A first attempt decides on the snapshot this handle read or wrote moments
+            // ago, without asking the store whether it is still the latest (on object
+            // storage, a listing and a read): its commit at the next version fails if it
+            // is not. Only a commit ends such an attempt; a decision to refuse or to
+            // change nothing is made again on a fresh read.
+            let recent = if attempt == 0 { self.recent() } else { None };
+            let optimistic = recent.is_some();
+            let (table, all) = match recent {
+                Some(kept) => (Some(kept.table), kept.all),
+                None => self.load().await?,
+            };
             let mut next = all.clone();
             let mine = next.entry(self.pipeline.clone()).or_default();
-            let out = decide(mine, self.clock.now())?;
+            let out = match decide(mine, self.clock.now()) {
+                Ok(out) => out,
+                Err(_) if optimistic => continue,
+                Err(e) => return Err(e),
+            };
             if *mine == Rows::default() {
                 next.remove(&self.pipeline);
             }
             if next == all {
+                if optimistic {
+                    continue;
+                }
                 return Ok(out);
             }
             let base = table.as_ref().and_then(|t| t.version());
             if self.commit(table, &next).await? {
                 return Ok(out);
+            }
+            if optimistic {
+                continue;
             }
             tracing::debug!(
                 table = %self.url,
