@@ -15,9 +15,11 @@
 #   (read, aggregate, partition overwrite), each tool writing a fresh target:
 #     - latefill run; Python deltalake + polars; DuckDB (+ deltalake for the log and
 #       the write). Wall time, rows/s and peak RSS (/usr/bin/time).
-#   end to end: the late-data story with 7 days x 100,000 rows: the 7 daily runs, then
-#     late rows in 2 days (prepared, not timed) and the next day's run that finds and
-#     reprocesses them;
+#   end to end: the late-data story with 7 days x 100,000 rows, generated then run day
+#     by day, then late rows in 2 days and the next day's run that finds and
+#     reprocesses them: timed whole (generation included) for latefill and for the
+#     same story in Python deltalake + polars (scripts/peers/story_polars.py); the
+#     runs alone, for latefill;
 #   concurrency scaling: backfill of 30 partitions x 100,000 rows, --concurrency 1 vs 2
 #     (scripts/concurrency.sh).
 # Peers are installed with pip into a virtual environment; when that fails, latefill's
@@ -145,36 +147,63 @@ else
 fi
 
 # --- End to end: the late-data story ----------------------------------------------
+# For 7 days: generate 100,000 rows, then run the day; then late rows land in 2 days
+# and the next day's run finds and reprocesses them. Timed whole, generation included,
+# on both sides: latefill (`latefill generate`, `latefill run`) and the same story
+# scripted with Python deltalake + polars (scripts/peers/story_polars.py, one process
+# per step). The runs alone are timed too, for latefill.
 e2e=$BENCH_DIR/../e2e
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 story() {
   rm -rf "$e2e" && mkdir -p "$e2e"
   "$bin" init --path "$e2e/pipeline.toml" >/dev/null
   sed -i 's#"latefill-demo/#"#' "$e2e/pipeline.toml"
+  local start runs=0 s out
+  start=$(now_ms)
   for d in 1 2 3 4 5 6 7; do
     "$bin" generate --table "$e2e/devices" --date "2024-01-0$d" --rows 100000 --seed "$d" >/dev/null
-  done
-  local s e
-  s=$(date +%s%N)
-  for d in 1 2 3 4 5 6 7; do
+    s=$(now_ms)
     "$bin" run --config "$e2e/pipeline.toml" --date "2024-01-0$d" --output json >/dev/null
+    runs=$(( runs + $(now_ms) - s ))
   done
-  e=$(date +%s%N)
-  echo $(( (e - s) / 1000000 )) >> "$e2e/../e2e-daily"
+  echo "$runs" >> "$e2e/../e2e-daily"
   for d in 2 3; do
     "$bin" generate --table "$e2e/devices" --date "2024-01-0$d" --rows 20000 --seed "1$d" >/dev/null
   done
-  s=$(date +%s%N)
-  local out
+  s=$(now_ms)
   out=$("$bin" run --config "$e2e/pipeline.toml" --date 2024-01-08 --allow-empty --output json)
-  e=$(date +%s%N)
-  echo $(( (e - s) / 1000000 )) >> "$e2e/../e2e-rerun"
+  echo $(( $(now_ms) - s )) >> "$e2e/../e2e-rerun"
+  echo $(( $(now_ms) - start )) >> "$e2e/../e2e-total"
   echo "$out" | python3 -c 'import json,sys; o=json.load(sys.stdin); assert [r["partition"] for r in o["backfilled"]] == ["event_time=2024-01-02", "event_time=2024-01-03"], o'
 }
-rm -f "$BENCH_DIR/../e2e-daily" "$BENCH_DIR/../e2e-rerun"
-for _ in $(seq "$RUNS"); do story; done
+story_peer() {
+  local py=$venv/bin/python peer=scripts/peers/story_polars.py start out
+  rm -rf "$e2e" && mkdir -p "$e2e"
+  start=$(now_ms)
+  for d in 1 2 3 4 5 6 7; do
+    "$py" "$peer" generate "$e2e/devices" "2024-01-0$d" 100000 "$d"
+    "$py" "$peer" run "$e2e" "2024-01-0$d" >/dev/null
+  done
+  for d in 2 3; do
+    "$py" "$peer" generate "$e2e/devices" "2024-01-0$d" 20000 "1$d"
+  done
+  out=$("$py" "$peer" run "$e2e" 2024-01-08)
+  echo $(( $(now_ms) - start )) >> "$e2e/../e2e-peer"
+  echo "$out" | python3 -c 'import json,sys; o=json.load(sys.stdin); assert o["backfilled"] == ["event_time=2024-01-02", "event_time=2024-01-03"], o'
+}
+rm -f "$BENCH_DIR/../e2e-daily" "$BENCH_DIR/../e2e-rerun" "$BENCH_DIR/../e2e-total" "$BENCH_DIR/../e2e-peer"
+peer_story=""
+if [ -n "$pl_ms" ]; then peer_story=yes; fi
+for _ in $(seq "$RUNS"); do
+  story
+  if [ -n "$peer_story" ]; then story_peer; fi
+done
 med() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 e2e_daily=$(med "$BENCH_DIR/../e2e-daily")
 e2e_rerun=$(med "$BENCH_DIR/../e2e-rerun")
+e2e_total=$(med "$BENCH_DIR/../e2e-total")
+e2e_peer=""
+if [ -n "$peer_story" ]; then e2e_peer=$(med "$BENCH_DIR/../e2e-peer"); fi
 
 # --- Concurrency scaling ---------------------------------------------------------
 scaling=$(DAYS=30 ROWS=100000 RUNS=$RUNS bash scripts/concurrency.sh 2>/dev/null | tail -n 3)
@@ -205,9 +234,13 @@ if [ -n "$dd_ms" ]; then
 fi
 
 echo
-echo "End to end, 7 days x 100,000 rows (medians of $RUNS; data generation not timed)"
-printf '%-72s %8s ms\n' "7 daily runs (latefill run --date D, each with detection)" "$e2e_daily"
-printf '%-72s %8s ms\n' "next day's run after late rows in 2 days (finds and reprocesses them)" "$e2e_rerun"
+echo "End to end, 7 days x 100,000 rows (medians of $RUNS)"
+printf '%-72s %8s ms %14s\n' "the whole story, generation included: latefill" "$e2e_total" ""
+if [ -n "$e2e_peer" ]; then
+  printf '%-72s %8s ms %14s\n' "the whole story, generation included: Python deltalake + polars" "$e2e_peer" "$(ratio "$e2e_peer" "$e2e_total")"
+fi
+printf '%-72s %8s ms\n' "latefill: the 7 daily runs alone (run --date D, each with detection)" "$e2e_daily"
+printf '%-72s %8s ms\n' "latefill: next day's run after late rows in 2 days (finds and reprocesses them)" "$e2e_rerun"
 
 echo
 echo "Concurrency scaling, backfill of 30 partitions x 100,000 rows"
