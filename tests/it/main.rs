@@ -16,3 +16,4 @@ mod pipelines;
 mod run_cli;
 mod run_partition;
 mod signals;
+mod transforms;

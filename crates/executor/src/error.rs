@@ -135,6 +135,16 @@ pub enum Error {
         source: DataFusionError,
     },
 
+    /// A Rust transform could not build its plan over the source.
+    #[error("the transform {version} failed on the partition's rows: {source}")]
+    InvalidTransform {
+        /// The transform's version.
+        version: String,
+        /// DataFusion's explanation.
+        #[source]
+        source: DataFusionError,
+    },
+
     /// The transform's result lacks the partition column.
     #[error(
         "the transform's result has no column {column:?} (it has {columns:?}); \
@@ -243,6 +253,7 @@ impl Error {
             | Error::NotPartitionedBy { .. }
             | Error::PartitionEmpty { .. }
             | Error::InvalidSql { .. }
+            | Error::InvalidTransform { .. }
             | Error::MissingPartitionColumn { .. }
             | Error::SchemaMismatch { .. }
             | Error::DamagedLog { .. }

@@ -32,6 +32,7 @@ mod failpoint;
 mod partition;
 mod pipeline;
 mod run;
+mod transform;
 
 pub use error::{Error, ErrorClass, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint};
@@ -45,3 +46,4 @@ pub use run::{
     COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, file_identity, fingerprint,
     inspect_partition, partition_fingerprints, run_partition, target_txn_version,
 };
+pub use transform::{DataFrameTransform, Transform};

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::transform::Transform;
 use latefill_detector::storage::StorageOptions;
 
 use crate::partition::{Granularity, PartitionDate, Partitioning};
@@ -93,8 +94,9 @@ pub struct Pipeline {
     /// How long the state table keeps old commits and replaced files
     /// (`state.retention`); `None` leaves it to the state table's default (a week).
     pub state_retention: Option<Duration>,
-    /// The transform; the partition's rows are the table `source`.
-    pub sql: String,
+    /// What the pipeline computes from a partition: `transform.sql` in a pipeline
+    /// file; a program embedding latefill may give a Rust function instead.
+    pub transform: Transform,
     /// Store options for the source: `[storage]`, then `[source.storage]`.
     pub source_storage: StorageOptions,
     /// Store options for the target: `[storage]`, then `[target.storage]`.
@@ -239,7 +241,7 @@ impl Pipeline {
                 ),
                 None => None,
             },
-            sql: raw.transform.sql,
+            transform: Transform::Sql(raw.transform.sql),
             source_storage,
             target_storage,
             state_storage,
@@ -258,23 +260,16 @@ impl Pipeline {
         Self::from_toml(DEFAULT_PIPELINE_TOML, base_dir)
     }
 
-    /// The transform's version: `sql:` and a hash of the SQL as DataFusion's parser
-    /// reads it back, so that layout, comments and keyword case are no change but
-    /// anything the SQL says differently is. Each processed partition records it; a
-    /// partition processed by another version is stale.
+    /// The transform's version ([`Transform::version`]). Each processed partition
+    /// records it; a partition processed by another version is stale.
     pub fn transform_version(&self) -> String {
-        use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
-        use deltalake::datafusion::sql::sqlparser::parser::Parser;
-        let normalised = match Parser::parse_sql(&GenericDialect {}, &self.sql) {
-            Ok(statements) => statements
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(";\n"),
-            // Invalid SQL fails its runs anyway; its words still identify it.
-            Err(_) => self.sql.split_whitespace().collect::<Vec<_>>().join(" "),
-        };
-        format!("sql:{:016x}", crate::run::fnv1a(normalised.bytes()))
+        self.transform.version()
+    }
+
+    /// This pipeline with another transform, e.g. a Rust one.
+    pub fn with_transform(mut self, transform: Transform) -> Self {
+        self.transform = transform;
+        self
     }
 
     /// Parses a partition value (`--date`, `--from`, `--to`) at this pipeline's
@@ -445,9 +440,10 @@ mod tests {
 
     #[test]
     fn the_transform_version_changes_with_what_the_sql_says_only() {
-        let with_sql = |sql: &str| Pipeline {
-            sql: sql.to_owned(),
-            ..Pipeline::default_devices(Path::new("/x")).unwrap()
+        let with_sql = |sql: &str| {
+            Pipeline::default_devices(Path::new("/x"))
+                .unwrap()
+                .with_transform(Transform::Sql(sql.to_owned()))
         };
         let base = with_sql(
             "SELECT type, count(*) AS n, event_time FROM source GROUP BY type, event_time",
@@ -461,6 +457,18 @@ mod tests {
         assert_eq!(base.transform_version(), relaid.transform_version());
         assert_ne!(base.transform_version(), other.transform_version());
         assert!(base.transform_version().starts_with("sql:"));
+    }
+
+    #[test]
+    fn a_rust_transform_records_its_declared_version() {
+        let with_fn = |version: &str| {
+            Pipeline::default_devices(Path::new("/x"))
+                .unwrap()
+                .with_transform(Transform::from_fn(version, Ok))
+        };
+        assert_eq!(with_fn("v1").transform_version(), "rust:v1");
+        assert_ne!(with_fn("v1"), with_fn("v2"));
+        assert_eq!(with_fn("v1"), with_fn("v1"));
     }
 
     #[test]

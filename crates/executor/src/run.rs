@@ -23,6 +23,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::transform::Transform;
 use latefill_detector::storage::{StorageOptions, table_builder};
 
 use crate::partition::{PartitionDate, Partitioning};
@@ -286,14 +287,24 @@ impl RunPartition {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let invalid_sql = |source| Error::InvalidSql {
-            sql: pipeline.sql.trim().to_owned(),
-            source,
+        let result = match &pipeline.transform {
+            Transform::Sql(sql) => {
+                ctx.sql_with_options(sql, options)
+                    .await
+                    .map_err(|source| Error::InvalidSql {
+                        sql: sql.trim().to_owned(),
+                        source,
+                    })?
+            }
+            Transform::DataFrame(transform) => {
+                let failed = |source| Error::InvalidTransform {
+                    version: pipeline.transform_version(),
+                    source,
+                };
+                let source = ctx.table("source").await.map_err(failed)?;
+                transform.apply(source).map_err(failed)?
+            }
         };
-        let result = ctx
-            .sql_with_options(&pipeline.sql, options)
-            .await
-            .map_err(invalid_sql)?;
         let result_schema: Schema = result.schema().as_arrow().clone();
         if let Some(column) = partitioning
             .columns()

@@ -1,0 +1,120 @@
+//! Transforms written in Rust, through the library: what a program embedding
+//! latefill gives instead of SQL.
+
+use deltalake::datafusion::functions_aggregate::expr_fn::count;
+use deltalake::datafusion::prelude::{col, lit};
+use latefill::Engine;
+use latefill::backfill::Selection;
+use latefill::engine::{Error, LateHandling, RunDateOptions};
+use latefill::executor::{PartitionDate, Transform};
+
+use crate::common::*;
+
+/// The default pipeline's SQL, as a DataFrame function with a declared version.
+fn devices_per_version(version: &str) -> Transform {
+    Transform::from_fn(version, |source| {
+        source.aggregate(
+            vec![col("type"), col("version"), col("event_time")],
+            vec![count(lit(1)).alias("devices")],
+        )
+    })
+}
+
+fn day(d: u32) -> PartitionDate {
+    PartitionDate::parse(&format!("2024-04-{d:02}")).unwrap()
+}
+
+fn report_only() -> RunDateOptions {
+    RunDateOptions {
+        backfill: LateHandling::ReportOnly,
+        ..RunDateOptions::default()
+    }
+}
+
+/// A Rust transform processes partitions as its SQL twin would, records its declared
+/// version, and a new version makes what it processed stale until reprocessed.
+#[tokio::test]
+async fn a_rust_transform_processes_partitions_and_versions_them() {
+    let ws = Workspace::new();
+    for d in 1..=3 {
+        ws.generate(&day(d).to_string(), 1_000, u64::from(d)).await;
+    }
+    let pipeline = ws.pipeline().with_transform(devices_per_version("v1"));
+    let engine = Engine::new(pipeline.clone());
+    for d in 1..=3 {
+        let outcome = engine.run_date(day(d), report_only()).await.unwrap();
+        assert_eq!(outcome.run.transform, "rust:v1");
+    }
+    for d in 1..=3 {
+        let date = day(d).to_string();
+        assert_eq!(
+            target_counts(&ws.target_path(), &date).await,
+            expected_counts(&date, &[(1_000, u64::from(d))]),
+            "{date}"
+        );
+    }
+    let status = engine.status().await.unwrap();
+    assert!(
+        status
+            .iter()
+            .all(|r| r.transform.as_deref() == Some("rust:v1") && !r.stale),
+        "{status:?}"
+    );
+
+    // Version 2 of the transform: everything it has not processed is stale.
+    let engine = Engine::new(pipeline.with_transform(devices_per_version("v2")));
+    let status = engine.status().await.unwrap();
+    assert!(status.iter().all(|r| r.stale), "{status:?}");
+    let report = engine
+        .backfill(day(1), day(3))
+        .with_selection(Selection::Stale)
+        .await
+        .unwrap();
+    assert_eq!(report.processed.len(), 3, "{report:?}");
+    let status = engine.status().await.unwrap();
+    assert!(
+        status
+            .iter()
+            .all(|r| r.transform.as_deref() == Some("rust:v2") && !r.stale),
+        "{status:?}"
+    );
+}
+
+/// A transform whose plan fails (a column the source lacks) fails the run with its
+/// version and DataFusion's reason, and the failure is recorded for the partition.
+#[tokio::test]
+async fn a_failing_rust_transform_fails_its_partition_with_the_reason() {
+    let ws = Workspace::new();
+    ws.generate(&day(1).to_string(), 100, 1).await;
+    let broken = Transform::from_fn("broken/1", |source| {
+        source.select(vec![col("no_such_column"), col("event_time")])
+    });
+    let engine = Engine::new(ws.pipeline().with_transform(broken));
+    let err = engine.run_date(day(1), report_only()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            &err,
+            Error::Executor(latefill::executor::Error::InvalidTransform { .. })
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("rust:broken/1") && text.contains("no_such_column"),
+        "{text}"
+    );
+    let status = engine.status().await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].status, "failed", "{status:?}");
+    assert!(
+        status[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no_such_column")),
+        "{status:?}"
+    );
+    assert!(
+        table_version(&ws.target_path()).await.is_none(),
+        "nothing written"
+    );
+}
