@@ -221,6 +221,8 @@ pub struct RunDateOptions {
 /// One row of [`Engine::status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusRow {
+    /// The pipeline.
+    pub pipeline: String,
     /// The partition.
     pub partition: String,
     /// `processing`, `processed`, `failed`, or `unprocessed` (seen in the source only).
@@ -789,6 +791,7 @@ impl Engine {
             .map(|name| {
                 let row = state.partitions.get(name);
                 StatusRow {
+                    pipeline: self.pipeline.name.clone(),
                     partition: name.to_owned(),
                     status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
                     source_version: row.and_then(|r| r.source_version),

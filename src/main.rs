@@ -15,7 +15,7 @@ use std::io::IsTerminal;
 
 use latefill::backfill::{BackfillEvent, Batching, Selection};
 use latefill::engine::{Engine, LateHandling, RunDateOptions, RunOutcome};
-use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, RunReport};
+use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, Project, RunReport};
 
 /// `println!` that ignores a closed stdout (see [`emit_line`]).
 macro_rules! out {
@@ -306,26 +306,69 @@ impl LateArgs {
 
 #[derive(Debug, clap::Args)]
 struct ConfigArg {
-    /// The pipeline file. Default: ./latefill.toml if it exists, otherwise the built-in
+    /// The pipeline file, a project file (a [[pipeline]] list), or a directory of
+    /// pipeline files. Default: ./latefill.toml if it exists, otherwise the built-in
     /// devices pipeline with its tables under ./latefill-demo.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Of a project's pipelines, work on this one only. Without it, run, detect,
+    /// backfill and status take every pipeline, upstream before downstream.
+    #[arg(long, value_name = "NAME")]
+    pipeline: Option<String>,
 }
 
 impl ConfigArg {
-    fn load(&self) -> executor::Result<(Pipeline, String)> {
-        match &self.config {
-            Some(path) => Ok((Pipeline::from_file(path)?, path.display().to_string())),
-            None if Path::new("latefill.toml").exists() => Ok((
-                Pipeline::from_file("latefill.toml")?,
+    /// The pipelines to work on, in dependency order, and where they were declared.
+    fn load_all(&self) -> anyhow::Result<(Vec<Pipeline>, String)> {
+        let (project, origin) = match &self.config {
+            Some(path) => (Project::from_path(path)?, path.display().to_string()),
+            None if Path::new("latefill.toml").exists() => (
+                Project::from_path("latefill.toml")?,
                 "latefill.toml".to_owned(),
-            )),
-            None => Ok((
-                Pipeline::default_devices(Path::new("."))?,
+            ),
+            None => (
+                Project::new(vec![Pipeline::default_devices(Path::new("."))?])?,
                 "built-in devices pipeline".to_owned(),
-            )),
+            ),
+        };
+        match &self.pipeline {
+            None => Ok((project.pipelines().to_vec(), origin)),
+            Some(name) => match project.get(name) {
+                Some(p) => Ok((vec![p.clone()], origin)),
+                None => Err(UsageError(format!(
+                    "--pipeline {name:?}: {origin} declares no such pipeline; it declares {}",
+                    project.names().join(", ")
+                ))
+                .into()),
+            },
         }
     }
+
+    /// The one pipeline a command works on: the only one, or the one `--pipeline`
+    /// names.
+    fn load(&self) -> anyhow::Result<(Pipeline, String)> {
+        let (mut pipelines, origin) = self.load_all()?;
+        if pipelines.len() > 1 {
+            return Err(UsageError(format!(
+                "{origin} declares {} pipelines ({}); this works on one: choose it with \
+                 --pipeline NAME",
+                pipelines.len(),
+                pipelines
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+        Ok((pipelines.remove(0), origin))
+    }
+}
+
+/// Whether `pipeline` reads the target of one of `pipelines` (named by target).
+fn reads_from(pipeline: &Pipeline, targets: &[url::Url]) -> bool {
+    let key = |u: &url::Url| u.as_str().trim_end_matches('/').to_owned();
+    targets.iter().any(|t| key(t) == key(&pipeline.source))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -543,32 +586,95 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             output,
         } => {
             // Validate every argument before any storage is touched.
-            let (pipeline, origin) = config.load()?;
-            let date = pipeline.parse_date(&date)?;
-            let mut engine = late.engine(pipeline);
-            if let Some(id) = run_id {
-                engine = engine.with_run_id(id);
+            let (pipelines, origin) = config.load_all()?;
+            if pipelines.len() > 1
+                && let Some(flag) = [
+                    source_version.map(|_| "--source-version"),
+                    backfill_config.as_ref().map(|_| "--backfill-config"),
+                    run_id.as_ref().map(|_| "--run-id"),
+                ]
+                .into_iter()
+                .flatten()
+                .next()
+            {
+                return Err(UsageError(format!(
+                    "{flag} applies to one pipeline, and {origin} declares {}: choose one \
+                     with --pipeline NAME",
+                    pipelines.len()
+                ))
+                .into());
             }
+            let dates = pipelines
+                .iter()
+                .map(|p| p.parse_date(&date))
+                .collect::<executor::Result<Vec<_>>>()?;
             let backfill = match (no_backfill, backfill_config) {
                 (_, Some(path)) => LateHandling::PlanFile(path),
                 (true, None) => LateHandling::ReportOnly,
                 (false, None) => LateHandling::InProcess,
             };
-            let options = RunDateOptions {
-                source_version,
-                allow_empty,
-                backfill,
-                lookback_days: late.lookback,
-            };
-            let outcome = engine.run_date(date, options).await?;
-            match output {
-                Output::Json => out!("{}", serde_json::to_string(&outcome)?),
-                Output::Text => print_outcome(&engine, &origin, &outcome),
+            // Upstream first: a past partition an upstream pipeline rewrites is a late
+            // change of its downstream pipeline's source, reprocessed in this run too.
+            // A pipeline whose upstream failed is not run.
+            let several = pipelines.len() > 1;
+            let mut first_error = None;
+            let mut failed_targets = Vec::new();
+            let mut late_failures = 0;
+            for (pipeline, date) in pipelines.into_iter().zip(dates) {
+                let name = pipeline.name.clone();
+                if reads_from(&pipeline, &failed_targets) {
+                    let reason = "not run: a pipeline it reads from failed";
+                    match output {
+                        Output::Json => out!(
+                            "{}",
+                            serde_json::json!({"pipeline": name, "skipped": reason})
+                        ),
+                        Output::Text => out!("pipeline {name}: {reason}"),
+                    }
+                    failed_targets.push(pipeline.target.clone());
+                    continue;
+                }
+                let mut engine = late.engine(pipeline);
+                if let Some(id) = &run_id {
+                    engine = engine.with_run_id(id.clone());
+                }
+                let options = RunDateOptions {
+                    source_version,
+                    allow_empty,
+                    backfill: backfill.clone(),
+                    lookback_days: late.lookback,
+                };
+                match engine.run_date(date, options).await {
+                    Ok(outcome) => {
+                        match output {
+                            Output::Json => {
+                                let mut json = serde_json::to_value(&outcome)?;
+                                json["pipeline"] = name.into();
+                                out!("{json}");
+                            }
+                            Output::Text => print_outcome(&engine, &origin, &outcome),
+                        }
+                        late_failures += outcome.failed.len();
+                    }
+                    Err(e) => {
+                        failed_targets.push(engine.pipeline().target.clone());
+                        if first_error.is_some() {
+                            eprintln!("error: pipeline {name}: {e}");
+                        }
+                        let e = anyhow::Error::from(e);
+                        first_error.get_or_insert(match several {
+                            true => e.context(format!("pipeline {name}")),
+                            false => e,
+                        });
+                    }
+                }
             }
-            if !outcome.failed.is_empty() {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            if late_failures > 0 {
                 return Err(DataFailure(format!(
-                    "{} late partition(s) failed to reprocess",
-                    outcome.failed.len()
+                    "{late_failures} late partition(s) failed to reprocess"
                 ))
                 .into());
             }
@@ -581,50 +687,80 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             backfill_config,
             output,
         } => {
-            let (pipeline, _) = config.load()?;
-            let date = pipeline.parse_date(&date)?;
-            let engine = late.engine(pipeline);
-            let detection = engine.detect(date, late.lookback).await?;
-            let plan = match &backfill_config {
-                Some(path) => Some(engine.hand_out(&detection.late, path).await?),
-                None => None,
-            };
-            match output {
-                Output::Json => {
-                    let mut json = serde_json::to_value(&detection)?;
-                    if let Some(plan) = &plan {
-                        json["backfill_config"] = serde_json::to_value(plan)?;
+            let (pipelines, origin) = config.load_all()?;
+            if pipelines.len() > 1 && backfill_config.is_some() {
+                return Err(UsageError(format!(
+                    "--backfill-config applies to one pipeline, and {origin} declares {}: \
+                     choose one with --pipeline NAME",
+                    pipelines.len()
+                ))
+                .into());
+            }
+            let several = pipelines.len() > 1;
+            let dates = pipelines
+                .iter()
+                .map(|p| p.parse_date(&date))
+                .collect::<executor::Result<Vec<_>>>()?;
+            for (pipeline, date) in pipelines.into_iter().zip(dates) {
+                let name = pipeline.name.clone();
+                let engine = late.engine(pipeline);
+                let detection = engine.detect(date, late.lookback).await?;
+                let plan = match &backfill_config {
+                    Some(path) => Some(engine.hand_out(&detection.late, path).await?),
+                    None => None,
+                };
+                match output {
+                    Output::Json => {
+                        let mut json = serde_json::to_value(&detection)?;
+                        json["pipeline"] = name.into();
+                        if let Some(plan) = &plan {
+                            json["backfill_config"] = serde_json::to_value(plan)?;
+                        }
+                        out!("{json}");
                     }
-                    out!("{json}");
-                }
-                Output::Text => {
-                    print_detection(&detection.detection, &detection.late);
-                    if !detection.stale.is_empty() {
-                        out!(
-                            "stale: {} partition(s) processed by another version of the SQL \
+                    Output::Text => {
+                        if several {
+                            out!("pipeline {name}");
+                        }
+                        print_detection(&detection.detection, &detection.late);
+                        if !detection.stale.is_empty() {
+                            out!(
+                                "stale: {} partition(s) processed by another version of the SQL \
                              ({}); `latefill backfill --stale` reprocesses them",
-                            detection.stale.len(),
-                            detection.stale.join(", ")
-                        );
-                    }
-                    if let (Some(path), Some(plan)) = (&backfill_config, &plan) {
-                        out!(
-                            "claimed {} partition(s) for run {} and wrote {}",
-                            plan.partitions.len(),
-                            plan.run_id,
-                            path.display()
-                        );
+                                detection.stale.len(),
+                                detection.stale.join(", ")
+                            );
+                        }
+                        if let (Some(path), Some(plan)) = (&backfill_config, &plan) {
+                            out!(
+                                "claimed {} partition(s) for run {} and wrote {}",
+                                plan.partitions.len(),
+                                plan.run_id,
+                                path.display()
+                            );
+                        }
                     }
                 }
             }
             Ok(())
         }
         Command::Status { config, format } => {
-            let (pipeline, _) = config.load()?;
-            let rows = Engine::new(pipeline).status().await?;
-            match format {
-                Output::Json => out!("{}", serde_json::to_string_pretty(&rows)?),
-                Output::Text => print_status(&rows),
+            let (pipelines, _) = config.load_all()?;
+            let several = pipelines.len() > 1;
+            let mut rows = Vec::new();
+            for pipeline in pipelines {
+                let name = pipeline.name.clone();
+                let these = Engine::new(pipeline).status().await?;
+                if format == Output::Text {
+                    if several {
+                        out!("pipeline {name}");
+                    }
+                    print_status(&these);
+                }
+                rows.extend(these);
+            }
+            if format == Output::Json {
+                out!("{}", serde_json::to_string_pretty(&rows)?);
             }
             Ok(())
         }
@@ -640,14 +776,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             batch_size,
             output,
         } => {
-            let (pipeline, _) = config.load()?;
-            let from = pipeline.parse_date(&from)?;
-            let to = pipeline.parse_date(&to)?;
-            if from > to {
-                return Err(UsageError(format!(
-                    "--from {from} is after --to {to}: the range would be empty"
-                ))
-                .into());
+            let (pipelines, _) = config.load_all()?;
+            let mut ranges = Vec::new();
+            for pipeline in &pipelines {
+                let (from, to) = (pipeline.parse_date(&from)?, pipeline.parse_date(&to)?);
+                if from > to {
+                    return Err(UsageError(format!(
+                        "--from {from} is after --to {to}: the range would be empty"
+                    ))
+                    .into());
+                }
+                ranges.push((from, to));
             }
             let selection = match (only_late, all, stale) {
                 (true, _, _) => Selection::OnlyLate,
@@ -655,21 +794,25 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 (_, _, true) => Selection::Stale,
                 _ => Selection::Pending,
             };
-            let engine = Engine::new(pipeline)
-                .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)));
             let batching = Batching {
                 size: usize::from(batch_size),
                 ..Batching::default()
             };
-            backfill(
-                engine,
-                (from, to),
-                usize::from(concurrency),
-                batching,
-                selection,
-                output,
-            )
-            .await
+            // Upstream first, so that what a downstream pipeline reads is up to date.
+            for (pipeline, range) in pipelines.into_iter().zip(ranges) {
+                let engine = Engine::new(pipeline)
+                    .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)));
+                backfill(
+                    engine,
+                    range,
+                    usize::from(concurrency),
+                    batching,
+                    selection,
+                    output,
+                )
+                .await?;
+            }
+            Ok(())
         }
         Command::State(StateCommand::Rebuild { config }) => {
             let (pipeline, _) = config.load()?;
@@ -764,6 +907,7 @@ async fn backfill(
     let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let listener = {
         let (bar, held, rows) = (bar.clone(), held.clone(), rows.clone());
+        let name = engine.pipeline().name.clone();
         move |event: &BackfillEvent| {
             let mut running = held.lock().expect("held-claims lock");
             match event {
@@ -786,7 +930,9 @@ async fn backfill(
             }
             match (&bar, output) {
                 (_, Output::Json) => {
-                    emit_line(&serde_json::to_string(event).expect("events serialise"))
+                    let mut json = serde_json::to_value(event).expect("events serialise");
+                    json["pipeline"] = name.as_str().into();
+                    emit_line(&json.to_string())
                 }
                 (Some(bar), _) => {
                     if !matches!(
@@ -858,6 +1004,7 @@ async fn backfill(
             "{}",
             serde_json::json!({
                 "event": "summary",
+                "pipeline": engine.pipeline().name,
                 "planned": report.planned.len(),
                 "processed": report.processed.len(),
                 "skipped": report.skipped.len(),
@@ -867,7 +1014,8 @@ async fn backfill(
             })
         ),
         Output::Text => out!(
-            "backfill {from}..{to}: {} planned, {} processed, {} skipped, {} failed in {} ms",
+            "backfill of {} {from}..{to}: {} planned, {} processed, {} skipped, {} failed in {} ms",
+            engine.pipeline().name,
             report.planned.len(),
             report.processed.len(),
             report.skipped.len(),

@@ -357,3 +357,163 @@ async fn editing_the_sql_makes_partitions_stale_and_backfill_stale_brings_them_c
     assert_eq!(flags.len(), 3);
     assert!(flags.values().all(|s| !s), "{flags:?}");
 }
+
+const TYPES_FROM_DAILY_SQL: &str =
+    "SELECT type, sum(devices) AS devices, event_time FROM source GROUP BY type, event_time";
+
+/// A project file of two pipelines that feed each other, declared downstream first:
+/// devices -> devices_daily -> type_daily, on one state table.
+fn chain_project(ws: &Workspace) -> PathBuf {
+    let path = ws.dir.path().join("project.toml");
+    let pipeline = |name: &str, source: &str, sql: &str| {
+        format!(
+            "[[pipeline]]\nname = \"{name}\"\n\
+             source = {{ table = \"{source}\", partition_column = \"event_time\" }}\n\
+             target = {{ table = \"{name}\" }}\n\
+             state = {{ table = \"state\" }}\n\
+             transform = {{ sql = '''{sql}''' }}\n\n"
+        )
+    };
+    let text = pipeline("type_daily", "devices_daily", TYPES_FROM_DAILY_SQL)
+        + &pipeline("devices_daily", "devices", DEFAULT_SQL);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Late device rows for day 2 reach the end of the chain in one `run` of day 4: the
+/// upstream pipeline reprocesses day 2, which is a late change of the downstream
+/// pipeline's source, reprocessed in the same invocation.
+#[tokio::test]
+async fn late_rows_reach_the_end_of_a_chain_in_one_run() {
+    let ws = Workspace::new();
+    let project = chain_project(&ws);
+    let config = project.to_str().unwrap();
+    for d in 1..=3 {
+        let date = format!("2024-01-0{d}");
+        ws.generate(&date, 1_000, d).await;
+        let out = ws.latefill(&[
+            "run", "--config", config, "--date", &date, "--output", "json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let order: Vec<_> = json_lines(&out)
+            .iter()
+            .map(|l| l["pipeline"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(order, ["devices_daily", "type_daily"], "upstream first");
+    }
+    ws.generate("2024-01-02", 300, 20).await;
+    ws.generate("2024-01-04", 1_000, 4).await;
+
+    let out = ws.latefill(&[
+        "run",
+        "--config",
+        config,
+        "--date",
+        "2024-01-04",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for line in json_lines(&out) {
+        let backfilled: Vec<_> = line["backfilled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["partition"].as_str().unwrap())
+            .collect();
+        assert_eq!(backfilled, ["event_time=2024-01-02"], "{line}");
+    }
+
+    let type_daily = ws.dir.path().join("type_daily");
+    for d in 1..=4 {
+        let date = format!("2024-01-0{d}");
+        assert_eq!(
+            target_counts(&ws.target_path(), &date).await,
+            recomputed_counts(&ws.source_path(), &date).await,
+            "devices_daily {date}"
+        );
+        assert_eq!(
+            type_counts(&type_daily, &date, false).await,
+            type_counts(&ws.source_path(), &date, true).await,
+            "type_daily {date}"
+        );
+    }
+    let status = json(&ws.latefill(&["status", "--config", config, "--format", "json"]));
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 8, "{status}");
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "processed" && r["late"] == false),
+        "{status}"
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["pipeline"] == "type_daily")
+            .count(),
+        4,
+        "{status}"
+    );
+}
+
+/// Commands on a project of several pipelines: `--pipeline` picks one, an unknown
+/// name is a usage error that lists the names, and a command that works on one
+/// pipeline says so.
+#[tokio::test]
+async fn a_project_pipeline_is_chosen_by_name() {
+    let ws = Workspace::new();
+    let project = chain_project(&ws);
+    let config = project.to_str().unwrap();
+    ws.generate("2024-01-01", 100, 1).await;
+    let out = ws.latefill(&[
+        "run",
+        "--config",
+        config,
+        "--pipeline",
+        "devices_daily",
+        "--date",
+        "2024-01-01",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&out).len(), 1, "the named pipeline only");
+    assert!(!ws.dir.path().join("type_daily").exists());
+
+    let out = ws.latefill(&["status", "--config", config, "--pipeline", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("type_daily") && stderr(&out).contains("devices_daily"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ws.latefill(&["state", "rebuild", "--config", config]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--pipeline NAME"), "{}", stderr(&out));
+}
+
+/// A cycle is refused before anything is read or written, naming it.
+#[test]
+fn a_project_whose_pipelines_form_a_cycle_is_refused() {
+    let ws = Workspace::new();
+    let path = ws.dir.path().join("cycle.toml");
+    let pipeline = |name: &str, source: &str| {
+        format!(
+            "[[pipeline]]\nname = \"{name}\"\n\
+             source = {{ table = \"{source}\", partition_column = \"event_time\" }}\n\
+             target = {{ table = \"{name}\" }}\n\
+             state = {{ table = \"state\" }}\n\
+             transform = {{ sql = \"SELECT * FROM source\" }}\n\n"
+        )
+    };
+    std::fs::write(&path, pipeline("a", "b") + &pipeline("b", "a")).unwrap();
+    let out = ws.latefill(&[
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--date",
+        "2024-01-01",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("a -> b -> a"), "{}", stderr(&out));
+    assert!(!ws.dir.path().join("state").exists());
+}

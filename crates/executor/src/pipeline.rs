@@ -181,6 +181,27 @@ impl Pipeline {
             message,
         };
         let raw: RawPipeline = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        Self::from_raw(raw, base_dir)
+    }
+
+    /// Parses one `[[pipeline]]` table of a project file.
+    pub(crate) fn from_toml_value(value: toml::Value, base_dir: &Path) -> Result<Self> {
+        let raw: RawPipeline =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| Error::ConfigInvalid {
+                    path: PathBuf::from("<text>"),
+                    message: e.to_string(),
+                })?;
+        Self::from_raw(raw, base_dir)
+    }
+
+    /// Validates a parsed pipeline.
+    fn from_raw(raw: RawPipeline, base_dir: &Path) -> Result<Self> {
+        let invalid = |message: String| Error::ConfigInvalid {
+            path: PathBuf::from("<text>"),
+            message,
+        };
         if raw.name.is_empty()
             || !raw
                 .name
