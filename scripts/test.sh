@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # The project's test command (the README's, and CI's): every crate's unit tests,
 # integration tests and doc tests, with the S3 and Azure emulators running on
-# loopback (scripts/with-emulators.sh installs them on first use).
+# loopback (scripts/with-emulators.sh installs them on first use), and headless
+# Chromium for the status page's test (installed from Debian's packages when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ -z "${LATEFILL_CHROMIUM:-}" ]] && ! command -v chromium >/dev/null; then
+    echo "test.sh: installing Debian's chromium for the status page's browser test" >&2
+    sudo_=""
+    [[ $(id -u) -eq 0 ]] || sudo_=sudo
+    $sudo_ apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >&2
+fi
 exec scripts/with-emulators.sh cargo test --workspace --locked "$@"

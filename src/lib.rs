@@ -58,6 +58,7 @@ pub mod backfill;
 pub mod demo;
 pub mod engine;
 pub mod plan;
+pub mod status_page;
 
 pub use backfill::{BackfillRange, BackfillReport, Selection};
 pub use engine::{Engine, RunDateOptions, RunOutcome};

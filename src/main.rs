@@ -199,9 +199,15 @@ enum Command {
     Status {
         #[command(flatten)]
         config: ConfigArg,
-        /// Output format: `json` prints one JSON array on stdout.
-        #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
-        format: Output,
+        /// Output format: `json` prints one JSON array on stdout; `html` a page of
+        /// every partition as a coloured cell (processed, late, failed, processing,
+        /// never run), one self-contained file with no network access.
+        #[arg(long, visible_alias = "output", value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+        /// Write the output to this file instead of stdout (e.g. `--format html --out
+        /// status.html`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Process a range of dates, N partitions at a time.
     ///
@@ -372,6 +378,16 @@ fn reads_from(pipeline: &Pipeline, targets: &[url::Url]) -> bool {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StatusFormat {
+    /// Readable text.
+    Text,
+    /// JSON for machines.
+    Json,
+    /// A self-contained HTML page.
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     /// Readable text.
     Text,
@@ -387,8 +403,11 @@ fn main() -> ExitCode {
         | Command::Run { output, .. }
         | Command::Detect { output, .. }
         | Command::Backfill { output, .. }
-        | Command::Status { format: output, .. }
         | Command::Changes { format: output, .. } => *output,
+        Command::Status {
+            format: StatusFormat::Json,
+            ..
+        } => Output::Json,
         _ => Output::Text,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -744,23 +763,39 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { config, format } => {
+        Command::Status {
+            config,
+            format,
+            out,
+        } => {
             let (pipelines, _) = config.load_all()?;
             let several = pipelines.len() > 1;
-            let mut rows = Vec::new();
+            let mut all = Vec::new();
             for pipeline in pipelines {
-                let name = pipeline.name.clone();
-                let these = Engine::new(pipeline).status().await?;
-                if format == Output::Text {
-                    if several {
-                        out!("pipeline {name}");
-                    }
-                    print_status(&these);
-                }
-                rows.extend(these);
+                let rows = Engine::new(pipeline.clone()).status().await?;
+                all.push((pipeline, rows));
             }
-            if format == Output::Json {
-                out!("{}", serde_json::to_string_pretty(&rows)?);
+            let text = match format {
+                StatusFormat::Json => {
+                    let rows: Vec<_> = all.iter().flat_map(|(_, rows)| rows).collect();
+                    serde_json::to_string_pretty(&rows)? + "\n"
+                }
+                StatusFormat::Html => latefill::status_page::render(&all, chrono::Utc::now()),
+                StatusFormat::Text => {
+                    let mut text = String::new();
+                    for (pipeline, rows) in &all {
+                        if several {
+                            text += &format!("pipeline {}\n", pipeline.name);
+                        }
+                        text += &status_text(rows);
+                    }
+                    text
+                }
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?,
+                None => emit_line(text.trim_end_matches('\n')),
             }
             Ok(())
         }
@@ -1092,21 +1127,20 @@ fn print_detection(d: &latefill::engine::DetectionSummary, late: &[latefill::pla
     }
 }
 
-fn print_status(rows: &[latefill::engine::StatusRow]) {
+/// The status rows as a table of text, a line each.
+fn status_text(rows: &[latefill::engine::StatusRow]) -> String {
+    use std::fmt::Write;
     let width = rows
         .iter()
         .map(|r| r.partition.len())
         .max()
         .unwrap_or(9)
         .max(9);
-    out!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  note",
-        "partition",
-        "status",
-        "source version",
-        "last change",
-        "late",
-        "attempts"
+        "partition", "status", "source version", "last change", "late", "attempts"
     );
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     for r in rows {
@@ -1119,7 +1153,8 @@ fn print_status(rows: &[latefill::engine::StatusRow]) {
             _ if r.stale => "stale: processed by another version of the SQL".to_owned(),
             _ => String::new(),
         };
-        out!(
+        let _ = writeln!(
+            text,
             "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  {note}",
             r.partition,
             r.status,
@@ -1129,6 +1164,7 @@ fn print_status(rows: &[latefill::engine::StatusRow]) {
             r.attempts
         );
     }
+    text
 }
 
 fn describe_run(r: &RunReport) -> String {
@@ -1255,7 +1291,7 @@ async fn demo(dir: &Path, output: Output) -> anyhow::Result<()> {
             }
             DemoEvent::Status { after, rows } => {
                 out!("\n  state after {after}:");
-                print_status(rows);
+                emit_line(status_text(rows).trim_end_matches('\n'));
             }
         }
     })

@@ -16,4 +16,5 @@ mod pipelines;
 mod run_cli;
 mod run_partition;
 mod signals;
+mod status_page;
 mod transforms;
