@@ -517,3 +517,53 @@ fn a_project_whose_pipelines_form_a_cycle_is_refused() {
     assert!(stderr(&out).contains("a -> b -> a"), "{}", stderr(&out));
     assert!(!ws.dir.path().join("state").exists());
 }
+
+/// A directory of pipeline files is a project: each file's relative tables resolve
+/// against the directory, and the pipelines run upstream first whatever the files'
+/// order.
+#[tokio::test]
+async fn a_directory_of_pipeline_files_is_a_project() {
+    let ws = Workspace::new();
+    let dir = ws.dir.path().join("project");
+    std::fs::create_dir(&dir).unwrap();
+    let file = |name: &str, source: &str, sql: &str| {
+        format!(
+            "name = \"{name}\"\n\
+             [source]\ntable = \"../{source}\"\npartition_column = \"event_time\"\n\
+             [target]\ntable = \"../{name}\"\n\
+             [state]\ntable = \"../state\"\n\
+             [transform]\nsql = '''{sql}'''\n"
+        )
+    };
+    // Sorted by file name, the downstream pipeline comes first.
+    std::fs::write(
+        dir.join("1-types.toml"),
+        file("type_daily", "devices_daily", TYPES_FROM_DAILY_SQL),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("2-devices.toml"),
+        file("devices_daily", "devices", DEFAULT_SQL),
+    )
+    .unwrap();
+    ws.generate("2024-01-01", 500, 1).await;
+    let out = ws.latefill(&[
+        "run",
+        "--config",
+        dir.to_str().unwrap(),
+        "--date",
+        "2024-01-01",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let order: Vec<_> = json_lines(&out)
+        .iter()
+        .map(|l| l["pipeline"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, ["devices_daily", "type_daily"]);
+    assert_eq!(
+        type_counts(&ws.dir.path().join("type_daily"), "2024-01-01", false).await,
+        type_counts(&ws.source_path(), "2024-01-01", true).await
+    );
+}
