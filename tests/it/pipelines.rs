@@ -567,3 +567,87 @@ async fn a_directory_of_pipeline_files_is_a_project() {
         type_counts(&ws.source_path(), "2024-01-01", true).await
     );
 }
+
+/// `backfill` and `detect` on a project: every pipeline, upstream first; each detects
+/// late changes of its own source.
+#[tokio::test]
+async fn backfill_and_detect_take_a_project_upstream_first() {
+    let ws = Workspace::new();
+    let project = chain_project(&ws);
+    let config = project.to_str().unwrap();
+    for d in 1..=3 {
+        ws.generate(&format!("2024-01-0{d}"), 500, d).await;
+    }
+    let lines = ws.backfill_lines(&project, "2024-01-01", "2024-01-03", &[]);
+    let processed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "processed")
+        .map(|l| l["pipeline"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        processed,
+        [
+            "devices_daily",
+            "devices_daily",
+            "devices_daily",
+            "type_daily",
+            "type_daily",
+            "type_daily"
+        ],
+        "{lines:?}"
+    );
+    for d in 1..=3 {
+        let date = format!("2024-01-0{d}");
+        assert_eq!(
+            type_counts(&ws.dir.path().join("type_daily"), &date, false).await,
+            type_counts(&ws.source_path(), &date, true).await,
+            "{date}"
+        );
+    }
+
+    // Late rows for day 2: the upstream pipeline sees them; the downstream one sees a
+    // change only once the upstream rewrites its partition.
+    ws.generate("2024-01-02", 100, 9).await;
+    let out = ws.latefill(&[
+        "detect",
+        "--config",
+        config,
+        "--date",
+        "2024-01-04",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let late: BTreeMap<String, Vec<String>> = json_lines(&out)
+        .iter()
+        .map(|l| {
+            let names = l["late"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["partition"].as_str().unwrap().to_owned())
+                .collect();
+            (l["pipeline"].as_str().unwrap().to_owned(), names)
+        })
+        .collect();
+    assert_eq!(late["devices_daily"], ["event_time=2024-01-02"]);
+    assert!(late["type_daily"].is_empty(), "{late:?}");
+    let lines = ws.backfill_lines(&project, "2024-01-01", "2024-01-03", &["--only-late"]);
+    let processed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "processed")
+        .map(|l| {
+            (
+                l["pipeline"].as_str().unwrap(),
+                l["partition"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        processed,
+        [
+            ("devices_daily", "event_time=2024-01-02"),
+            ("type_daily", "event_time=2024-01-02")
+        ]
+    );
+}
