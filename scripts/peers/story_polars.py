@@ -31,6 +31,7 @@ from deltalake import DeltaTable, write_deltalake
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from detect_replay import detect  # noqa: E402
+from reprocess_polars import reprocess  # noqa: E402
 
 DEVICES = [
     ("galaxy", "Galaxy S24", ["14.0", "14.1", "15.0"]),
@@ -82,23 +83,9 @@ def write_state(path: str, state: dict, version_read) -> None:
 
 
 def process(work: str, day: str, version: int) -> int:
-    result = (
-        pl.scan_delta(os.path.join(work, "devices"), version=version)
-        .filter(pl.col("event_time") == day)
-        .group_by(["type", "version", "event_time"])
-        .agg(pl.len().cast(pl.Int64).alias("devices"))
-        .select(["type", "version", "devices", "event_time"])
-        .collect()
+    return reprocess(
+        os.path.join(work, "devices"), os.path.join(work, "devices_daily"), day, version
     )
-    result.write_delta(
-        os.path.join(work, "devices_daily"),
-        mode="overwrite",
-        delta_write_options={
-            "predicate": f"event_time = '{day}'",
-            "partition_by": ["event_time"],
-        },
-    )
-    return result.height
 
 
 def transition(work: str, partition: str, status: str, version) -> None:

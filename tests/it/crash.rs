@@ -20,6 +20,20 @@ fn run_with_failpoint(ws: &Workspace, step: &str, args: &[&str]) -> std::process
         .unwrap()
 }
 
+/// Asserts that `killed` was aborted by the failpoint `step`.
+fn assert_aborted_at(step: &str, killed: &std::process::Output) {
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "{step}: the process was aborted"
+    );
+    assert!(
+        stderr(killed).contains(&format!("failpoint {step}")),
+        "{step}: {}",
+        stderr(killed)
+    );
+}
+
 #[tokio::test]
 async fn a_run_killed_at_any_step_is_finished_by_the_next_run() {
     for step in STEPS {
@@ -33,15 +47,7 @@ async fn a_run_killed_at_any_step_is_finished_by_the_next_run() {
         // Killed while processing 2024-01-02 and backfilling the late 2024-01-01.
         let killed =
             run_with_failpoint(&ws, step, &["--date", "2024-01-02", "--lease-seconds", "1"]);
-        assert_eq!(
-            killed.status.code(),
-            None,
-            "{step}: the process was aborted"
-        );
-        assert!(
-            stderr(&killed).contains(&format!("failpoint {step}")),
-            "{step}"
-        );
+        assert_aborted_at(step, &killed);
         let target_after_crash = table_version(&ws.target_path()).await;
 
         // The crashed run's lease expires; the next run finishes the work.
@@ -102,16 +108,7 @@ async fn a_batched_backfill_killed_at_any_step_is_finished_by_the_next_one() {
             .current_dir(ws.dir.path())
             .output()
             .unwrap();
-        assert_eq!(
-            killed.status.code(),
-            None,
-            "{step}: the process was aborted"
-        );
-        assert!(
-            stderr(&killed).contains(&format!("failpoint {step}")),
-            "{step}: {}",
-            stderr(&killed)
-        );
+        assert_aborted_at(step, &killed);
         let target_after_crash = table_version(&ws.target_path()).await;
 
         std::thread::sleep(std::time::Duration::from_millis(1_200));

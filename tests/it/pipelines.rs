@@ -358,6 +358,21 @@ async fn editing_the_sql_makes_partitions_stale_and_backfill_stale_brings_them_c
     assert!(flags.values().all(|s| !s), "{flags:?}");
 }
 
+/// `latefill <command> --config <config> --date <date> --output json`: its JSON lines
+/// (one per pipeline), asserting success.
+fn lines_for_date(
+    ws: &Workspace,
+    command: &str,
+    config: &str,
+    date: &str,
+) -> Vec<serde_json::Value> {
+    let out = ws.latefill(&[
+        command, "--config", config, "--date", date, "--output", "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    json_lines(&out)
+}
+
 const TYPES_FROM_DAILY_SQL: &str =
     "SELECT type, sum(devices) AS devices, event_time FROM source GROUP BY type, event_time";
 
@@ -391,11 +406,7 @@ async fn late_rows_reach_the_end_of_a_chain_in_one_run() {
     for d in 1..=3 {
         let date = format!("2024-01-0{d}");
         ws.generate(&date, 1_000, d).await;
-        let out = ws.latefill(&[
-            "run", "--config", config, "--date", &date, "--output", "json",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let order: Vec<_> = json_lines(&out)
+        let order: Vec<_> = lines_for_date(&ws, "run", config, &date)
             .iter()
             .map(|l| l["pipeline"].as_str().unwrap().to_owned())
             .collect();
@@ -404,17 +415,7 @@ async fn late_rows_reach_the_end_of_a_chain_in_one_run() {
     ws.generate("2024-01-02", 300, 20).await;
     ws.generate("2024-01-04", 1_000, 4).await;
 
-    let out = ws.latefill(&[
-        "run",
-        "--config",
-        config,
-        "--date",
-        "2024-01-04",
-        "--output",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for line in json_lines(&out) {
+    for line in lines_for_date(&ws, "run", config, "2024-01-04") {
         let backfilled: Vec<_> = line["backfilled"]
             .as_array()
             .unwrap()
@@ -547,17 +548,7 @@ async fn a_directory_of_pipeline_files_is_a_project() {
     )
     .unwrap();
     ws.generate("2024-01-01", 500, 1).await;
-    let out = ws.latefill(&[
-        "run",
-        "--config",
-        dir.to_str().unwrap(),
-        "--date",
-        "2024-01-01",
-        "--output",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let order: Vec<_> = json_lines(&out)
+    let order: Vec<_> = lines_for_date(&ws, "run", dir.to_str().unwrap(), "2024-01-01")
         .iter()
         .map(|l| l["pipeline"].as_str().unwrap().to_owned())
         .collect();
@@ -608,17 +599,7 @@ async fn backfill_and_detect_take_a_project_upstream_first() {
     // Late rows for day 2: the upstream pipeline sees them; the downstream one sees a
     // change only once the upstream rewrites its partition.
     ws.generate("2024-01-02", 100, 9).await;
-    let out = ws.latefill(&[
-        "detect",
-        "--config",
-        config,
-        "--date",
-        "2024-01-04",
-        "--output",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let late: BTreeMap<String, Vec<String>> = json_lines(&out)
+    let late: BTreeMap<String, Vec<String>> = lines_for_date(&ws, "detect", config, "2024-01-04")
         .iter()
         .map(|l| {
             let names = l["late"]

@@ -155,15 +155,7 @@ impl Pipeline {
     /// the file's directory.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
-            path: path.to_owned(),
-            source,
-        })?;
-        let dir = path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("."));
+        let (text, dir) = read_config(path)?;
         Self::from_toml(&text, &dir).map_err(|e| match e {
             Error::ConfigInvalid { message, .. } => Error::ConfigInvalid {
                 path: path.to_owned(),
@@ -388,6 +380,21 @@ pub fn parse_retention(text: &str) -> std::result::Result<Duration, String> {
         .checked_mul(seconds)
         .map(Duration::from_secs)
         .ok_or_else(|| "too long".to_owned())
+}
+
+/// The text of a configuration file and the directory its relative paths resolve
+/// against.
+pub(crate) fn read_config(path: &Path) -> Result<(String, PathBuf)> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok((text, dir))
 }
 
 /// Resolves a table location: a URL as is, a path against `base_dir`.

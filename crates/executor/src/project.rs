@@ -157,15 +157,7 @@ impl Project {
                 .collect::<Result<Vec<_>>>()?;
             return Self::new(pipelines).map_err(|e| at_path(e, path));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
-            path: path.to_owned(),
-            source,
-        })?;
-        let dir = path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("."));
+        let (text, dir) = crate::pipeline::read_config(path)?;
         Self::from_toml(&text, &dir).map_err(|e| at_path(e, path))
     }
 
