@@ -299,3 +299,61 @@ document.querySelectorAll('section.pipeline').forEach(function (section) {
   });
 });
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(partition: String, status: &str, late: bool) -> StatusRow {
+        StatusRow {
+            pipeline: "devices_daily".into(),
+            partition,
+            status: status.into(),
+            source_version: Some(1),
+            last_change_version: Some(1),
+            late,
+            stale: false,
+            transform: None,
+            owner: None,
+            lease_expires_at: None,
+            attempts: 1,
+            last_error: Some("<b>boom</b> & \"quotes\"".into()),
+        }
+    }
+
+    /// Ten years of days are 120 rows of 31 slots, one cell a partition.
+    #[test]
+    fn ten_years_of_days_are_a_row_per_month() {
+        let pipeline = Pipeline::default_devices(std::path::Path::new("/x")).unwrap();
+        let start = chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap();
+        let rows: Vec<StatusRow> = (0..3_650)
+            .map(|i| {
+                let day = start + chrono::Days::new(i);
+                row(format!("event_time={day}"), "processed", i % 100 == 0)
+            })
+            .collect();
+        let html = render(&[(pipeline, rows)], Utc::now());
+        // The header row, then a row per month from 2015-01 to 2024-12.
+        assert_eq!(html.matches("<div class=\"row").count(), 1 + 120);
+        assert_eq!(
+            html.matches("data-kind=\"processed\" data-partition")
+                .count(),
+            3_613
+        );
+        assert_eq!(
+            html.matches("data-kind=\"late\" data-partition").count(),
+            37
+        );
+        assert!(html.contains("data-count=\"late\">37<"));
+    }
+
+    /// What the state holds is text, never markup.
+    #[test]
+    fn errors_and_names_are_escaped() {
+        let pipeline = Pipeline::default_devices(std::path::Path::new("/x")).unwrap();
+        let rows = vec![row("event_time=2024-01-01".into(), "failed", false)];
+        let html = render(&[(pipeline, rows)], Utc::now());
+        assert!(!html.contains("<b>boom"), "{html}");
+        assert!(html.contains("&lt;b&gt;boom&lt;/b&gt; &amp; &quot;quotes&quot;"));
+    }
+}
