@@ -408,7 +408,10 @@ pub(crate) async fn process_batched(
                 first_done = None;
             }
         }
-        if done.len() >= size {
+        // A full batch of completions is recorded now, unless the next batch is about
+        // to be claimed: that commit records them.
+        let claiming_next = ready.is_empty() && !queue.is_empty() && !stop.load(Ordering::SeqCst);
+        if done.len() >= size && !claiming_next {
             batcher.commit(std::mem::take(&mut done), &[], &[]).await;
             first_done = None;
         }

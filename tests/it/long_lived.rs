@@ -299,7 +299,7 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
         "[state]\ntable = \"state\"\nretention = \"0 seconds\"\n",
     );
     std::fs::write(&ws.config, text).unwrap();
-    let days: Vec<String> = (1..=56)
+    let days: Vec<String> = (1..=112)
         .map(|i| {
             (chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap() + chrono::Days::new(i - 1))
                 .format("%Y-%m-%d")
@@ -309,15 +309,16 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
     for (i, d) in days.iter().enumerate() {
         ws.generate(d, 20, i as u64).await;
     }
-    // 56 partitions: a claim and a completion each (batches of one), 112 commits or
-    // more, two workers reading while the table vacuums itself.
+    // 112 partitions in batches of one: a commit each (a claim records the completion
+    // before it), 112 commits or more, two workers reading while the table vacuums
+    // itself.
     let lines = ws.backfill_lines(
         &ws.config,
         &days[0],
-        &days[55],
+        &days[111],
         &["--concurrency", "2", "--batch-size", "1"],
     );
-    assert!(lines.len() >= 56, "{lines:?}");
+    assert!(lines.len() >= 112, "{lines:?}");
 
     let state = ws.dir.path().join("state");
     let version = table_version(&state).await.unwrap();
@@ -337,7 +338,7 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
     );
     let status = ws.status_json(&ws.config);
     let rows = status.as_array().unwrap();
-    assert_eq!(rows.len(), 56);
+    assert_eq!(rows.len(), 112);
     assert!(
         rows.iter().all(|r| r["status"] == "processed"
             && r["late"] == false
