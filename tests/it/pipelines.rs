@@ -632,3 +632,44 @@ async fn backfill_and_detect_take_a_project_upstream_first() {
         ]
     );
 }
+
+/// A pipeline that fails stops what reads from it, not the rest: its error decides the
+/// exit code, and the pipeline downstream of it says it was not run.
+#[tokio::test]
+async fn a_failed_pipeline_is_not_followed_by_those_that_read_it() {
+    let ws = Workspace::new();
+    let project = chain_project(&ws);
+    let text = std::fs::read_to_string(&project).unwrap().replace(
+        "GROUP BY type, version, event_time",
+        "GROUP BY no_such_column",
+    );
+    std::fs::write(&project, text).unwrap();
+    ws.generate("2024-01-01", 100, 1).await;
+    let out = ws.latefill(&[
+        "run",
+        "--config",
+        project.to_str().unwrap(),
+        "--date",
+        "2024-01-01",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pipeline devices_daily") && stderr(&out).contains("no_such_column"),
+        "{}",
+        stderr(&out)
+    );
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["pipeline"] == "type_daily" && l["skipped"].is_string()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap()["error"]["exit_code"], 3, "{lines:?}");
+    assert!(!ws.dir.path().join("type_daily").exists());
+}
