@@ -310,7 +310,8 @@ struct Claimed {
     date: PartitionDate,
     /// Its row when planned (what a release restores).
     seen: Option<PartitionState>,
-    claimed_at: Instant,
+    /// When its lease started, by the state table's clock.
+    claimed_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Processes `planned` partitions, `concurrency` at a time, with batched state
@@ -324,8 +325,9 @@ pub(crate) async fn process_batched(
     emit: &(dyn Fn(BackfillEvent) -> BackfillEvent + Sync),
 ) -> Vec<BackfillEvent> {
     let size = batching.size.max(1);
-    // A claim older than half its lease is renewed before its partition starts.
-    let renew_after = engine.state().lease().to_std().unwrap_or(Duration::MAX) / 2;
+    // A claim older than half its lease is renewed before its partition starts, so
+    // that no partition starts on a lease another run may take over meanwhile.
+    let renew_after = engine.state().lease() / 2;
     let mut batcher = Batcher {
         engine,
         emit,
@@ -357,7 +359,7 @@ pub(crate) async fn process_batched(
                         ready.push_back(Claimed {
                             date,
                             seen,
-                            claimed_at: Instant::now(),
+                            claimed_at: engine.state().now(),
                         });
                     }
                 }
@@ -366,7 +368,9 @@ pub(crate) async fn process_batched(
                 break;
             };
             let partition = engine.pipeline().partition_name(next.date);
-            if next.claimed_at.elapsed() > renew_after && !batcher.renew(&partition).await {
+            if engine.state().now() - next.claimed_at > renew_after
+                && !batcher.renew(&partition).await
+            {
                 continue;
             }
             emit(BackfillEvent::Started {

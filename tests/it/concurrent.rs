@@ -171,3 +171,70 @@ async fn four_processes_on_overlapping_ranges_lose_and_duplicate_nothing() {
         );
     }
 }
+
+/// A backfill's batch of claims waits while its partitions go one after another; a
+/// claim that another run took over after its lease expired is never started: the
+/// claim is renewed first, the renewal fails, and the partition is left to its holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_claim_taken_over_after_its_lease_is_never_started() {
+    use std::sync::{Arc, Mutex};
+
+    use latefill::backfill::{BackfillEvent, Batching};
+    use latefill::state::{StateTable, TestClock};
+
+    let ws = Workspace::new();
+    let day = |d: u32| PartitionDate::parse(&format!("2024-06-0{d}")).unwrap();
+    for d in 1..=4 {
+        ws.generate(&day(d).to_string(), 100, u64::from(d)).await;
+    }
+    let pipeline = ws.pipeline();
+    let clock = Arc::new(TestClock::new(Utc::now()));
+    let engine = latefill::Engine::new(pipeline.clone()).with_clock(clock.clone());
+    let other = StateTable::new(pipeline.state.clone(), &pipeline.name).with_clock(clock.clone());
+    let last = pipeline.partition_name(day(4));
+
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let listener = {
+        let (started, clock, last) = (started.clone(), clock.clone(), last.clone());
+        let other = other.clone();
+        move |event: &BackfillEvent| {
+            let BackfillEvent::Started { partition } = event else {
+                return;
+            };
+            started.lock().unwrap().push(partition.clone());
+            // Each partition takes 4 minutes of the 10-minute lease.
+            clock.advance(chrono::Duration::minutes(4));
+            if started.lock().unwrap().len() == 3 {
+                // 12 minutes after the batch was claimed: the last claim has expired,
+                // and another run takes it over.
+                let (other, last) = (other.clone(), last.clone());
+                std::thread::spawn(move || {
+                    tokio::runtime::Runtime::new()
+                        .unwrap()
+                        .block_on(other.claim(&[last], "run-b"))
+                })
+                .join()
+                .unwrap()
+                .expect("an expired claim can be taken over");
+            }
+        }
+    };
+    let report = engine
+        .backfill(day(1), day(4))
+        .with_batching(Batching {
+            size: 4,
+            ..Batching::default()
+        })
+        .with_listener(listener)
+        .await
+        .unwrap();
+
+    let started = started.lock().unwrap().clone();
+    assert!(!started.contains(&last), "{started:?}");
+    assert_eq!(report.processed.len(), 3, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].partition, last);
+    assert!(report.failed[0].reason.contains("run-b"), "{report:?}");
+    let held = &other.read().await.unwrap().partitions[&last];
+    assert_eq!(held.run_id, "run-b");
+}
