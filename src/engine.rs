@@ -593,7 +593,9 @@ impl Engine {
         changes: Changes,
         persisted: bool,
     ) -> Result<Detection> {
-        let mut state = self.state.read().await?;
+        // Planned claims check the rows they were planned from: a plan on the state
+        // this process read or wrote moments ago is safe, and saves a listing and a read.
+        let mut state = self.state.read_recent().await?;
         if changes.replaced.is_some() && !persisted {
             // What forget_source_versions would record, in memory only.
             for row in state.partitions.values_mut() {

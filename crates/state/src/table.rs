@@ -281,6 +281,22 @@ impl StateTable {
         })
     }
 
+    /// The version this handle read or wrote within the last 2 seconds, without asking
+    /// the store for newer commits; else [`StateTable::read`]. For decisions whose
+    /// commits are compare-and-swaps of their own (a plan whose claims check the rows
+    /// they were planned from): a commit made since can make them fail, never wrong.
+    pub async fn read_recent(&self) -> Result<StateSnapshot> {
+        let Some(mut kept) = self.recent() else {
+            return self.read().await;
+        };
+        let rows = kept.all.remove(&self.pipeline).unwrap_or_default();
+        Ok(StateSnapshot {
+            version: kept.table.version(),
+            partitions: rows.partitions,
+            cursor: rows.cursor,
+        })
+    }
+
     async fn load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
         let mut attempt = 1;
         loop {
