@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use latefill_executor::failpoint;
 use latefill_executor::{PartitionDate, RunReport};
-use latefill_state::{Batch, Completion, PartitionState, Planned, Status};
+use latefill_state::{Batch, PartitionState, Planned, Status};
 use serde::Serialize;
 
-use crate::engine::{Engine, Result, Skipped};
+use crate::engine::{Engine, Result, Skipped, completion};
 use crate::plan::{is_stale, partition_date};
 
 /// Which dates of the range a backfill processes.
@@ -464,15 +464,7 @@ impl Batcher<'_> {
     ) -> Vec<String> {
         let pipeline = self.engine.pipeline();
         let batch = Batch {
-            complete: done
-                .iter()
-                .map(|r| Completion {
-                    partition: r.partition.clone(),
-                    source_version: r.source_version,
-                    fingerprint: Some(r.fingerprint.clone()),
-                    transform: Some(r.transform.clone()),
-                })
-                .collect(),
+            complete: done.iter().map(completion).collect(),
             release: release.to_vec(),
             claim: claim
                 .iter()

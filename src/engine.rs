@@ -264,6 +264,16 @@ pub struct Engine {
     run_id: String,
 }
 
+/// What the state table records of a processed partition.
+pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
+    latefill_state::Completion {
+        partition: report.partition.clone(),
+        source_version: report.source_version,
+        fingerprint: Some(report.fingerprint.clone()),
+        transform: Some(report.transform.clone()),
+    }
+}
+
 /// A fresh run id: the time and 128 random bits. Claims belong to a run id, never to
 /// `host:pid`: two workers in containers may share a hostname and both be PID 1. The
 /// owner (`host:pid`) is recorded beside it for people.
@@ -385,11 +395,8 @@ impl Engine {
             .await?;
         self.state
             .complete_with_cursor(
-                &partition,
+                &completion(&report),
                 &self.run_id,
-                report.source_version,
-                Some(report.fingerprint.clone()),
-                Some(report.transform.clone()),
                 cursor.map(str::to_owned),
             )
             .await?;

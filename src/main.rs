@@ -371,10 +371,11 @@ impl ConfigArg {
     }
 }
 
-/// Whether `pipeline` reads the target of one of `pipelines` (named by target).
+/// Whether `pipeline` reads one of `targets`.
 fn reads_from(pipeline: &Pipeline, targets: &[url::Url]) -> bool {
-    let key = |u: &url::Url| u.as_str().trim_end_matches('/').to_owned();
-    targets.iter().any(|t| key(t) == key(&pipeline.source))
+    targets
+        .iter()
+        .any(|t| executor::same_table(t, &pipeline.source))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

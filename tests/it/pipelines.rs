@@ -376,21 +376,24 @@ fn lines_for_date(
 const TYPES_FROM_DAILY_SQL: &str =
     "SELECT type, sum(devices) AS devices, event_time FROM source GROUP BY type, event_time";
 
+/// A `[[pipeline]]` entry named `name` writing the table `name` from `source`, on the
+/// workspace's state table.
+fn project_entry(name: &str, source: &str, sql: &str) -> String {
+    format!(
+        "[[pipeline]]\nname = \"{name}\"\n\
+         source = {{ table = \"{source}\", partition_column = \"event_time\" }}\n\
+         target = {{ table = \"{name}\" }}\n\
+         state = {{ table = \"state\" }}\n\
+         transform = {{ sql = '''{sql}''' }}\n\n"
+    )
+}
+
 /// A project file of two pipelines that feed each other, declared downstream first:
 /// devices -> devices_daily -> type_daily, on one state table.
 fn chain_project(ws: &Workspace) -> PathBuf {
     let path = ws.dir.path().join("project.toml");
-    let pipeline = |name: &str, source: &str, sql: &str| {
-        format!(
-            "[[pipeline]]\nname = \"{name}\"\n\
-             source = {{ table = \"{source}\", partition_column = \"event_time\" }}\n\
-             target = {{ table = \"{name}\" }}\n\
-             state = {{ table = \"state\" }}\n\
-             transform = {{ sql = '''{sql}''' }}\n\n"
-        )
-    };
-    let text = pipeline("type_daily", "devices_daily", TYPES_FROM_DAILY_SQL)
-        + &pipeline("devices_daily", "devices", DEFAULT_SQL);
+    let text = project_entry("type_daily", "devices_daily", TYPES_FROM_DAILY_SQL)
+        + &project_entry("devices_daily", "devices", DEFAULT_SQL);
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -497,16 +500,12 @@ async fn a_project_pipeline_is_chosen_by_name() {
 fn a_project_whose_pipelines_form_a_cycle_is_refused() {
     let ws = Workspace::new();
     let path = ws.dir.path().join("cycle.toml");
-    let pipeline = |name: &str, source: &str| {
-        format!(
-            "[[pipeline]]\nname = \"{name}\"\n\
-             source = {{ table = \"{source}\", partition_column = \"event_time\" }}\n\
-             target = {{ table = \"{name}\" }}\n\
-             state = {{ table = \"state\" }}\n\
-             transform = {{ sql = \"SELECT * FROM source\" }}\n\n"
-        )
-    };
-    std::fs::write(&path, pipeline("a", "b") + &pipeline("b", "a")).unwrap();
+    let sql = "SELECT * FROM source";
+    std::fs::write(
+        &path,
+        project_entry("a", "b", sql) + &project_entry("b", "a", sql),
+    )
+    .unwrap();
     let out = ws.latefill(&[
         "run",
         "--config",

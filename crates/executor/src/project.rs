@@ -232,6 +232,11 @@ fn key(url: &Url) -> &str {
     url.as_str().trim_end_matches('/')
 }
 
+/// Whether `a` and `b` name the same table (one may end in a slash).
+pub fn same_table(a: &Url, b: &Url) -> bool {
+    key(a) == key(b)
+}
+
 fn at_path(e: Error, path: &Path) -> Error {
     match e {
         Error::ConfigInvalid { message, .. } => Error::ConfigInvalid {

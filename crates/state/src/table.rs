@@ -854,39 +854,29 @@ impl StateTable {
         fingerprint: Option<String>,
         transform: Option<String>,
     ) -> Result<()> {
-        self.complete_with_cursor(
-            partition,
-            run_id,
-            source_version,
-            fingerprint,
-            transform,
-            None,
-        )
-        .await
-    }
-
-    /// [`StateTable::complete`], saving the detector's `cursor` in the same commit
-    /// when there is one: a run's completion and its detection, one commit.
-    pub async fn complete_with_cursor(
-        &self,
-        partition: &str,
-        run_id: &str,
-        source_version: u64,
-        fingerprint: Option<String>,
-        transform: Option<String>,
-        cursor: Option<String>,
-    ) -> Result<()> {
         let done = Completion {
             partition: partition.to_owned(),
             source_version,
             fingerprint,
             transform,
         };
+        self.complete_with_cursor(&done, run_id, None).await
+    }
+
+    /// Records `done` as [`StateTable::complete`] does, saving the detector's `cursor`
+    /// in the same commit when there is one: a run's completion and its detection, one
+    /// commit.
+    pub async fn complete_with_cursor(
+        &self,
+        done: &Completion,
+        run_id: &str,
+        cursor: Option<String>,
+    ) -> Result<()> {
         self.transition(|rows, now| {
             if let Some(cursor) = &cursor {
                 rows.cursor = Some(cursor.clone());
             }
-            Self::put_completion(rows, &done, run_id, now)
+            Self::put_completion(rows, done, run_id, now)
         })
         .await
     }
