@@ -11,7 +11,9 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
-use latefill_detector::storage::{StorageOptions, check_put_if_absent, open_table, table_builder};
+use latefill_detector::storage::{
+    KeptTable, StorageOptions, check_put_if_absent, open_table, table_builder,
+};
 use object_store::ObjectStoreExt;
 use rand::RngExt;
 use url::Url;
@@ -80,7 +82,7 @@ pub struct StateTable {
 /// The table at the version this handle last read or wrote, with its rows.
 #[derive(Clone)]
 struct Snapshot {
-    table: DeltaTable,
+    table: KeptTable,
     all: AllRows,
     /// The data files the rows were read from.
     files: Vec<deltalake::Path>,
@@ -91,7 +93,7 @@ struct Snapshot {
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")
-            .field("version", &self.table.version())
+            .field("version", &self.table.table().version())
             .field("files", &self.files)
             .finish_non_exhaustive()
     }
@@ -291,7 +293,7 @@ impl StateTable {
         };
         let rows = kept.all.remove(&self.pipeline).unwrap_or_default();
         Ok(StateSnapshot {
-            version: kept.table.version(),
+            version: kept.table.table().version(),
             partitions: rows.partitions,
             cursor: rows.cursor,
         })
@@ -338,17 +340,20 @@ impl StateTable {
     async fn try_load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
         let kept = self.snapshot.lock().expect("not poisoned").clone();
         if let Some(mut kept) = kept {
-            match kept.table.update_incremental(None).await {
-                Ok(()) => {
-                    let files = self.data_files(&kept.table).await?;
+            match kept.table.advance(None).await {
+                Ok(true) => {
+                    let table = kept.table.table().clone();
+                    let files = self.data_files(&table).await?;
                     let all = if files == kept.files {
                         kept.all
                     } else {
-                        self.read_rows(&kept.table, &files).await?
+                        self.read_rows(&table, &files).await?
                     };
-                    self.keep(&kept.table, &all, files);
-                    return Ok((Some(kept.table), all));
+                    self.keep(kept.table, &all, files);
+                    return Ok((Some(table), all));
                 }
+                // A newer checkpoint: read afresh from it (see `KeptTable`).
+                Ok(false) => {}
                 Err(e) => {
                     tracing::debug!(table = %self.url, error = %e, "state table: reading afresh");
                     self.forget();
@@ -367,14 +372,14 @@ impl StateTable {
         };
         let files = self.data_files(&table).await?;
         let all = self.read_rows(&table, &files).await?;
-        self.keep(&table, &all, files);
+        self.keep(KeptTable::loaded(table.clone()), &all, files);
         Ok((Some(table), all))
     }
 
     /// Keeps `table` and its rows as this handle's snapshot.
-    fn keep(&self, table: &DeltaTable, all: &AllRows, files: Vec<deltalake::Path>) {
+    fn keep(&self, table: KeptTable, all: &AllRows, files: Vec<deltalake::Path>) {
         *self.snapshot.lock().expect("not poisoned") = Some(Snapshot {
-            table: table.clone(),
+            table,
             all: all.clone(),
             files,
             confirmed_at: std::time::Instant::now(),
@@ -479,7 +484,12 @@ impl StateTable {
                 match model::from_batches(&[batch]) {
                     Ok(written) => {
                         let files = self.data_files(&table).await?;
-                        self.keep(&table, &written, files);
+                        let kept = match &*self.snapshot.lock().expect("not poisoned") {
+                            // The write advanced the table kept.
+                            Some(kept) => kept.table.advanced_to(table.clone()),
+                            None => KeptTable::loaded(table.clone()),
+                        };
+                        self.keep(kept, &written, files);
                     }
                     Err(_) => self.forget(),
                 }
@@ -575,7 +585,7 @@ impl StateTable {
             let recent = if attempt == 0 { self.recent() } else { None };
             let optimistic = recent.is_some();
             let (table, all) = match recent {
-                Some(kept) => (Some(kept.table), kept.all),
+                Some(kept) => (Some(kept.table.table().clone()), kept.all),
                 None => self.load().await?,
             };
             let mut next = all.clone();
