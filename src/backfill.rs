@@ -328,6 +328,11 @@ pub(crate) async fn process_batched(
     // A claim older than half its lease is renewed before its partition starts, so
     // that no partition starts on a lease another run may take over meanwhile.
     let renew_after = engine.state().lease() / 2;
+    // Partitions run side by side share the cores, each transform its part of them.
+    let target_partitions = (concurrency > 1).then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / concurrency).max(1)
+    });
     let mut batcher = Batcher {
         engine,
         emit,
@@ -379,7 +384,7 @@ pub(crate) async fn process_batched(
             let engine = engine.clone();
             running.spawn(async move {
                 let report = engine
-                    .run_claimed(next.date, next.seen.as_ref(), None, true)
+                    .run_claimed(next.date, next.seen.as_ref(), None, true, target_partitions)
                     .await;
                 (partition, report)
             });

@@ -391,7 +391,7 @@ impl Engine {
         };
         failpoint("after-claim");
         let report = self
-            .run_claimed(date, previous.as_ref(), source_version, allow_empty)
+            .run_claimed(date, previous.as_ref(), source_version, allow_empty, None)
             .await?;
         self.state
             .complete_with_cursor(
@@ -415,6 +415,7 @@ impl Engine {
         previous: Option<&PartitionState>,
         source_version: Option<u64>,
         allow_empty: bool,
+        target_partitions: Option<usize>,
     ) -> Result<RunReport> {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
@@ -447,6 +448,7 @@ impl Engine {
         let run = run_partition(&self.pipeline, date)
             .with_source_version(source_version)
             .with_allow_empty(allow_empty)
+            .with_target_partitions(target_partitions)
             .await;
         match run {
             Ok(report) => {

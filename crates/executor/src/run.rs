@@ -216,6 +216,7 @@ pub struct RunPartition {
     date: PartitionDate,
     source_version: Option<u64>,
     allow_empty: bool,
+    target_partitions: Option<usize>,
 }
 
 /// Starts building the run of `date` through `pipeline`.
@@ -225,6 +226,7 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
         date,
         source_version: None,
         allow_empty: false,
+        target_partitions: None,
     }
 }
 
@@ -238,6 +240,15 @@ impl RunPartition {
     /// Writes an empty partition instead of failing when the source has no data in it.
     pub fn with_allow_empty(mut self, allow_empty: bool) -> Self {
         self.allow_empty = allow_empty;
+        self
+    }
+
+    /// How many streams DataFusion splits the transform into (its `target_partitions`;
+    /// by default the number of cores). Runs made side by side share the cores: a
+    /// backfill of `--concurrency 2` on 2 cores runs each transform in one stream,
+    /// which spares the repartitioning that a second stream costs.
+    pub fn with_target_partitions(mut self, n: impl Into<Option<usize>>) -> Self {
+        self.target_partitions = n.into().map(|n| n.max(1));
         self
     }
 
@@ -282,6 +293,14 @@ impl RunPartition {
         // 2. Plan the transform over exactly that partition.
         // delta-rs's session: its planner knows the nodes a Delta write adds.
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
+        if let Some(n) = self.target_partitions {
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .execution
+                .target_partitions = n;
+        }
         register_source(&ctx, &source, &pipeline.source, &values).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
