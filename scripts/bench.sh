@@ -28,7 +28,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
-target=${CARGO_TARGET_DIR:-$PWD/target}
+# The target directory .ci/run and the other scripts share (one build for all).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
+target=$CARGO_TARGET_DIR
 export BENCH_DIR=${BENCH_DIR:-$target/bench-data/detection}
 venv=${BENCH_VENV:-$target/bench-venv}
 

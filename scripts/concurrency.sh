@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 DAYS=${DAYS:-30}
 ROWS=${ROWS:-100000}
 RUNS=${RUNS:-3}
+# The target directory .ci/run and the other scripts share (one build for all).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
 cargo build --release --locked -q
-bin=${CARGO_TARGET_DIR:-target}/release/latefill
+bin=$CARGO_TARGET_DIR/release/latefill
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -14,8 +14,10 @@ DAYS=${DAYS:-3650}
 ROWS=${ROWS:-10}
 RUNS=${RUNS:-5}
 RETENTIONS=${RETENTIONS:-"7 days|0 seconds"}
+# The target directory .ci/run and the other scripts share (one build for all).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
 cargo build --release --locked -q --bin latefill
-bin=${CARGO_TARGET_DIR:-target}/release/latefill
+bin=$CARGO_TARGET_DIR/release/latefill
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
