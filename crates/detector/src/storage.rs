@@ -171,7 +171,15 @@ impl KeptTable {
     /// the version it has. `Ok(false)` when it is better loaded afresh: a newer
     /// checkpoint exists and it was advanced by [`RELOAD_CHECK_EVERY`] commits since it
     /// was loaded or last looked. It is advanced all the same.
+    ///
+    /// A table on the local file system is first checked for a commit after its own
+    /// (see [`is_latest_local`]); when there is none, its log is not listed.
     pub async fn advance(&mut self, version: Option<u64>) -> DeltaResult<bool> {
+        if let (None, Some(current)) = (version, self.table.version())
+            && is_latest_local(self.table.table_url(), current)
+        {
+            return Ok(true);
+        }
         self.table.update_incremental(version).await?;
         let now = self.table.version().unwrap_or_default();
         if now < self.checked_at + RELOAD_CHECK_EVERY {
@@ -183,6 +191,26 @@ impl KeptTable {
             .is_some_and(|checkpoint| checkpoint > self.loaded_at);
         Ok(!newer)
     }
+}
+
+/// Whether `version` is the latest of the local table at `url`, told by two file
+/// lookups instead of a listing of its log (which object_store's local store makes by
+/// walking the whole directory, and the Delta kernel hands over a file at a time).
+///
+/// Commits are numbered without gaps, and log cleanup removes the oldest commits
+/// first: while commit `version` is there, so is every commit after it, so no commit
+/// `version + 1` means none after `version`. Without commit `version` (cleaned up), or
+/// for a table that is not local, `false`: the caller lists the log.
+fn is_latest_local(url: &Url, version: u64) -> bool {
+    let Some(log) = (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
+        .map(|root| root.join("_delta_log"))
+    else {
+        return false;
+    };
+    let commit = |v: u64| log.join(format!("{v:020}.json"));
+    commit(version).is_file() && !commit(version + 1).exists()
 }
 
 /// The version of the table's newest checkpoint by its `_last_checkpoint` file, if
@@ -493,6 +521,12 @@ mod tests {
     /// Appends one commit (one row) to the table at `url`, which writes a checkpoint
     /// every `checkpoint_interval` commits; returns its version.
     async fn append(url: &Url, checkpoint_interval: &str) -> u64 {
+        append_with(url, &[("delta.checkpointInterval", checkpoint_interval)]).await
+    }
+
+    /// Appends one commit (one row) to the table at `url`, created with `properties`;
+    /// returns its version.
+    async fn append_with(url: &Url, properties: &[(&str, &str)]) -> u64 {
         use deltalake::arrow::array::Int64Array;
         use deltalake::arrow::datatypes::{DataType, Field, Schema};
         use deltalake::arrow::record_batch::RecordBatch;
@@ -502,7 +536,7 @@ mod tests {
         let table = open_or_new(url, &StorageOptions::new()).await.unwrap();
         let written = table
             .write(vec![batch])
-            .with_configuration([("delta.checkpointInterval", Some(checkpoint_interval))])
+            .with_configuration(properties.iter().map(|(k, v)| (*k, Some(*v))))
             .await
             .unwrap();
         written.version().unwrap()
@@ -543,6 +577,28 @@ mod tests {
         let mut kept = KeptTable::loaded(kept.table().clone());
         let answers = advance_after_each_commit(&url, &mut kept, "10", 1).await;
         assert_eq!(answers, [true]);
+    }
+
+    /// The commits after the kept version were removed by log cleanup: the table is
+    /// still brought to its latest version.
+    #[tokio::test]
+    async fn a_kept_table_is_advanced_past_commits_cleaned_up_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let properties = [
+            ("delta.checkpointInterval", "5"),
+            ("delta.logRetentionDuration", "interval 0 seconds"),
+        ];
+        append_with(&url, &properties).await;
+        let mut kept = KeptTable::loaded(open_table(&url, &StorageOptions::new()).await.unwrap());
+        let mut latest = 0;
+        for _ in 0..7 {
+            latest = append_with(&url, &properties).await;
+        }
+        let log = dir.path().join("_delta_log");
+        assert!(!log.join(format!("{:020}.json", 1)).exists(), "cleaned up");
+        kept.advance(None).await.unwrap();
+        assert_eq!(kept.table().version(), Some(latest));
     }
 
     #[tokio::test]
