@@ -175,12 +175,13 @@ impl KeptTable {
     /// A table on the local file system is first checked for a commit after its own
     /// (see [`is_latest_local`]); when there is none, its log is not listed.
     pub async fn advance(&mut self, version: Option<u64>) -> DeltaResult<bool> {
-        if let (None, Some(current)) = (version, self.table.version())
-            && is_latest_local(self.table.table_url(), current)
-        {
-            return Ok(true);
+        let latest = match (version, self.table.version()) {
+            (None, Some(current)) => is_latest_local(self.table.table_url(), current),
+            _ => false,
+        };
+        if !latest {
+            self.table.update_incremental(version).await?;
         }
-        self.table.update_incremental(version).await?;
         let now = self.table.version().unwrap_or_default();
         if now < self.checked_at + RELOAD_CHECK_EVERY {
             return Ok(true);
@@ -527,6 +528,12 @@ mod tests {
     /// Appends one commit (one row) to the table at `url`, created with `properties`;
     /// returns its version.
     async fn append_with(url: &Url, properties: &[(&str, &str)]) -> u64 {
+        write_one(url, properties).await.version().unwrap()
+    }
+
+    /// Appends one commit (one row) to the table at `url`, created with `properties`;
+    /// returns the table the write returned.
+    async fn write_one(url: &Url, properties: &[(&str, &str)]) -> deltalake::DeltaTable {
         use deltalake::arrow::array::Int64Array;
         use deltalake::arrow::datatypes::{DataType, Field, Schema};
         use deltalake::arrow::record_batch::RecordBatch;
@@ -534,12 +541,11 @@ mod tests {
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
         let table = open_or_new(url, &StorageOptions::new()).await.unwrap();
-        let written = table
+        table
             .write(vec![batch])
             .with_configuration(properties.iter().map(|(k, v)| (*k, Some(*v))))
             .await
-            .unwrap();
-        written.version().unwrap()
+            .unwrap()
     }
 
     /// What `advance` says after each of `commits` more commits by another writer.
@@ -577,6 +583,24 @@ mod tests {
         let mut kept = KeptTable::loaded(kept.table().clone());
         let answers = advance_after_each_commit(&url, &mut kept, "10", 1).await;
         assert_eq!(answers, [true]);
+    }
+
+    /// A table this process writes is kept as each write returns it, already the
+    /// latest: it is loaded afresh all the same once a newer checkpoint exists.
+    #[tokio::test]
+    async fn a_table_kept_from_its_own_writes_is_loaded_afresh_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let properties = [("delta.checkpointInterval", "10")];
+        let mut kept = KeptTable::loaded(write_one(&url, &properties).await);
+        let mut answers = Vec::new();
+        for _ in 0..RELOAD_CHECK_EVERY {
+            kept = kept.advanced_to(write_one(&url, &properties).await);
+            answers.push(kept.advance(None).await.unwrap());
+        }
+        let mut expected = vec![true; RELOAD_CHECK_EVERY as usize];
+        expected[RELOAD_CHECK_EVERY as usize - 1] = false;
+        assert_eq!(answers, expected);
     }
 
     /// The commits after the kept version were removed by log cleanup: the table is
