@@ -548,6 +548,15 @@ mod tests {
             .unwrap()
     }
 
+    /// A new table of one commit, created with `properties`, loaded and kept.
+    async fn new_kept_table(properties: &[(&str, &str)]) -> (tempfile::TempDir, Url, KeptTable) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        write_one(&url, properties).await;
+        let table = open_table(&url, &StorageOptions::new()).await.unwrap();
+        (dir, url, KeptTable::loaded(table))
+    }
+
     /// What `advance` says after each of `commits` more commits by another writer.
     async fn advance_after_each_commit(
         url: &Url,
@@ -566,10 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_table_is_loaded_afresh_once_it_has_a_newer_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = Url::from_directory_path(dir.path()).unwrap();
-        append(&url, "10").await;
-        let mut kept = KeptTable::loaded(open_table(&url, &StorageOptions::new()).await.unwrap());
+        let (_dir, url, mut kept) = new_kept_table(&[("delta.checkpointInterval", "10")]).await;
 
         // Checkpoints at versions 9 and 19; it looks once it was advanced by 20.
         let n = RELOAD_CHECK_EVERY as usize;
@@ -589,10 +595,8 @@ mod tests {
     /// latest: it is loaded afresh all the same once a newer checkpoint exists.
     #[tokio::test]
     async fn a_table_kept_from_its_own_writes_is_loaded_afresh_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = Url::from_directory_path(dir.path()).unwrap();
         let properties = [("delta.checkpointInterval", "10")];
-        let mut kept = KeptTable::loaded(write_one(&url, &properties).await);
+        let (_dir, url, mut kept) = new_kept_table(&properties).await;
         let mut answers = Vec::new();
         for _ in 0..RELOAD_CHECK_EVERY {
             kept = kept.advanced_to(write_one(&url, &properties).await);
@@ -607,14 +611,11 @@ mod tests {
     /// still brought to its latest version.
     #[tokio::test]
     async fn a_kept_table_is_advanced_past_commits_cleaned_up_since() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = Url::from_directory_path(dir.path()).unwrap();
         let properties = [
             ("delta.checkpointInterval", "5"),
             ("delta.logRetentionDuration", "interval 0 seconds"),
         ];
-        append_with(&url, &properties).await;
-        let mut kept = KeptTable::loaded(open_table(&url, &StorageOptions::new()).await.unwrap());
+        let (dir, url, mut kept) = new_kept_table(&properties).await;
         let mut latest = 0;
         for _ in 0..7 {
             latest = append_with(&url, &properties).await;
@@ -627,10 +628,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_table_without_checkpoints_is_only_advanced() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = Url::from_directory_path(dir.path()).unwrap();
-        append(&url, "1000").await;
-        let mut kept = KeptTable::loaded(open_table(&url, &StorageOptions::new()).await.unwrap());
+        let (_dir, url, mut kept) = new_kept_table(&[("delta.checkpointInterval", "1000")]).await;
         let answers =
             advance_after_each_commit(&url, &mut kept, "1000", 2 * RELOAD_CHECK_EVERY).await;
         assert!(answers.iter().all(|&advanced| advanced), "{answers:?}");
