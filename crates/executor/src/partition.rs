@@ -98,12 +98,7 @@ impl PartitionDate {
         if value.len() != granularity.pattern().len() {
             return Err(invalid());
         }
-        // chrono alone accepts `2024-1-3`: every part must have its full width.
-        let day = |text: &str| {
-            (text.len() == 10)
-                .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
-                .flatten()
-        };
+        let day = parse_ymd;
         let start = match granularity {
             Granularity::Day => day(value).map(|d| d.and_time(NaiveTime::MIN)),
             Granularity::Month => day(&format!("{value}-01")).map(|d| d.and_time(NaiveTime::MIN)),
@@ -144,12 +139,7 @@ impl PartitionDate {
                     .iter()
                     .find_map(|f| NaiveDateTime::parse_from_str(&text, f).ok())
             })
-            .or_else(|| {
-                (raw.len() == 10)
-                    .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
-                    .flatten()
-                    .map(|d| d.and_time(NaiveTime::MIN))
-            })?;
+            .or_else(|| parse_ymd(raw).map(|d| d.and_time(NaiveTime::MIN)))?;
         let start = match granularity {
             Granularity::Hour => instant.date().and_hms_opt(instant.hour(), 0, 0)?,
             Granularity::Day => instant.date().and_time(NaiveTime::MIN),
@@ -205,14 +195,45 @@ impl FromStr for PartitionDate {
     }
 }
 
+/// `YYYY-MM-DD`, every part at its full width (chrono's `%Y-%m-%d` alone accepts
+/// `2024-1-3`). By hand: planning names thousands of partitions, and chrono parses its
+/// format string at each call.
+fn parse_ymd(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)
+}
+
+/// Writes `date` as `YYYY-MM-DD`.
+fn write_ymd(f: &mut fmt::Formatter<'_>, date: NaiveDate) -> fmt::Result {
+    write!(
+        f,
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        date.month(),
+        date.day()
+    )
+}
+
 impl fmt::Display for PartitionDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let format = match self.granularity {
-            Granularity::Hour => "%Y-%m-%dT%H",
-            Granularity::Day => "%Y-%m-%d",
-            Granularity::Month => "%Y-%m",
-        };
-        write!(f, "{}", self.start.format(format))
+        let date = self.start.date();
+        match self.granularity {
+            Granularity::Hour => {
+                write_ymd(f, date)?;
+                write!(f, "T{:02}", self.start.hour())
+            }
+            Granularity::Day => write_ymd(f, date),
+            Granularity::Month => write!(f, "{:04}-{:02}", date.year(), date.month()),
+        }
     }
 }
 
@@ -406,13 +427,11 @@ impl fmt::Display for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.hour_column {
             None => write!(f, "{}={}", self.column, self.date),
-            Some(hour_column) => write!(
-                f,
-                "{}={}/{hour_column}={:02}",
-                self.column,
-                self.date.start.format("%Y-%m-%d"),
-                self.date.start.hour()
-            ),
+            Some(hour_column) => {
+                write!(f, "{}=", self.column)?;
+                write_ymd(f, self.date.start.date())?;
+                write!(f, "/{hour_column}={:02}", self.date.start.hour())
+            }
         }
     }
 }
@@ -433,8 +452,25 @@ mod tests {
             "03/01/2024",
             "",
             "2024-01-03x",
+            "2024/01/03",
+            "2024-01-3 ",
+            "+024-01-03",
+            "2024-0a-03",
         ] {
             assert!(PartitionDate::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn every_granularity_reads_back_what_it_writes() {
+        for (granularity, value) in [
+            (Granularity::Day, "0999-12-31"),
+            (Granularity::Hour, "2024-01-03T05"),
+            (Granularity::Hour, "2024-01-03T23"),
+            (Granularity::Month, "2024-02"),
+        ] {
+            let date = PartitionDate::parse_as(granularity, value).unwrap();
+            assert_eq!(date.to_string(), value);
         }
     }
 }
