@@ -286,3 +286,137 @@ async fn logs_go_to_stderr_and_json_stays_clean_on_stdout() {
     assert!(quiet.status.success(), "{}", stderr(&quiet));
     assert_eq!(stderr(&quiet), "", "-q logs nothing on success");
 }
+
+/// Replaces `from` with `to` in the workspace's pipeline file.
+fn edit_config(ws: &Workspace, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&ws.config).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    std::fs::write(&ws.config, text.replace(from, to)).unwrap();
+}
+
+/// Lists the parquet files under `dir`, recursively.
+fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(parquet_files(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A run replaces one partition: SQL whose rows belong to another date would write
+/// into a partition the run does not own. Both ways of writing refuse it: delta-rs's
+/// write (the first run, which creates the target) and latefill's own (later runs).
+#[tokio::test]
+async fn a_result_row_of_another_date_is_a_data_error_and_writes_nothing() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    ws.generate("2024-01-04", 100, 2).await;
+    edit_config(
+        &ws,
+        "count(*) AS devices, event_time FROM source GROUP BY type, version, event_time",
+        "count(*) AS devices, '2024-01-05' AS event_time FROM source GROUP BY type, version",
+    );
+    // No target yet: delta-rs's write creates it, and refuses.
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &["event_time=2024-01-03"],
+    )
+    .await;
+    assert_eq!(table_version(&ws.target_path()).await, None);
+
+    // A target with 2024-01-04 in it, then the same SQL: latefill's write refuses,
+    // names the row, and leaves the target and its directory as they were.
+    edit_config(
+        &ws,
+        "'2024-01-05' AS event_time FROM source GROUP BY type, version",
+        "event_time FROM source GROUP BY type, version, event_time",
+    );
+    assert!(ws.run_cli(&["--date", "2024-01-04"]).status.success());
+    let files = parquet_files(&ws.target_path());
+    edit_config(
+        &ws,
+        "event_time FROM source GROUP BY type, version, event_time",
+        "'2024-01-05' AS event_time FROM source GROUP BY type, version",
+    );
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-03"],
+        3,
+        &[
+            "outside partition event_time=2024-01-03",
+            "event_time = 2024-01-05",
+        ],
+    )
+    .await;
+    assert_eq!(parquet_files(&ws.target_path()), files);
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-04").await,
+        expected_counts("2024-01-04", &[(100, 2)])
+    );
+    assert!(
+        target_counts(&ws.target_path(), "2024-01-05")
+            .await
+            .is_empty()
+    );
+}
+
+/// A column the target declares non-null (the first run's `count(*)`) takes no null
+/// from a later run.
+#[tokio::test]
+async fn a_null_in_a_non_null_target_column_is_a_data_error() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    assert!(ws.run_cli(&["--date", "2024-01-03"]).status.success());
+    edit_config(
+        &ws,
+        "count(*) AS devices",
+        "CAST(NULLIF(count(*), count(*)) AS BIGINT) AS devices",
+    );
+    assert_rejected(&ws, &["--date", "2024-01-03"], 3, &["devices"]).await;
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-03").await,
+        expected_counts("2024-01-03", &[(100, 1)])
+    );
+}
+
+/// A target with a CHECK constraint (a table feature latefill does not write itself)
+/// is written through delta-rs, which enforces the constraint.
+#[tokio::test]
+async fn a_target_check_constraint_is_enforced() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-03", 100, 1).await;
+    ws.generate("2024-01-04", 100, 2).await;
+    assert!(ws.run_cli(&["--date", "2024-01-03"]).status.success());
+    open(&ws.target_path())
+        .await
+        .add_constraint()
+        .with_constraint("few_devices", "devices < 1000")
+        .await
+        .unwrap();
+    // Within the constraint: written.
+    assert!(ws.run_cli(&["--date", "2024-01-04"]).status.success());
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-04").await,
+        expected_counts("2024-01-04", &[(100, 2)])
+    );
+    // Against it: refused.
+    edit_config(&ws, "count(*) AS devices", "count(*) + 1000 AS devices");
+    assert_rejected(
+        &ws,
+        &["--date", "2024-01-04"],
+        3,
+        &["failed validation", "devices"],
+    )
+    .await;
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-04").await,
+        expected_counts("2024-01-04", &[(100, 2)])
+    );
+}

@@ -245,6 +245,81 @@ async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
     }
 }
 
+/// Another writer's commit landing while a run writes is kept, and so is the run's:
+/// the run commits after it, once delta-rs has checked that the two do not conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_of_another_writer_during_a_run_is_kept() {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::protocol::SaveMode;
+
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 2_000, 1).await;
+    ws.generate("2024-01-02", 2_000, 2).await;
+    let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
+    // This process's first commit; the runs below follow it.
+    run_partition(&pipeline, date("2024-01-02")).await.unwrap();
+    // One row of the other writer's partition a round, each of its own version.
+    let other_writers_row = |round: usize| {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("type", DataType::Utf8, true),
+                Field::new("version", DataType::Utf8, true),
+                Field::new("devices", DataType::Int64, false),
+                Field::new("event_time", DataType::Utf8, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from(vec!["other"])),
+                Arc::new(StringArray::from(vec![round.to_string()])),
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(StringArray::from(vec!["2024-01-09"])),
+            ],
+        )
+        .unwrap()
+    };
+    for round in 0..8 {
+        // Its own handle on the target: a writer that is not this process's runs. It
+        // writes again when delta-rs's append finds the run's removes in its way.
+        let other = open(&ws.target_path()).await;
+        let (run, append) = tokio::join!(
+            async { run_partition(&pipeline, date("2024-01-01")).await },
+            async {
+                let mut other = other;
+                loop {
+                    match other
+                        .clone()
+                        .write(vec![other_writers_row(round)])
+                        .with_save_mode(SaveMode::Append)
+                        .await
+                    {
+                        Err(deltalake::DeltaTableError::Transaction { .. }) => {
+                            other = open(&ws.target_path()).await;
+                        }
+                        written => break written,
+                    }
+                }
+            },
+        );
+        let run = run.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let append = append.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_ne!(Some(run.target_version), append.version(), "round {round}");
+        assert_eq!(
+            target_counts(&ws.target_path(), "2024-01-01").await,
+            expected,
+            "round {round}"
+        );
+        let others = target_counts(&ws.target_path(), "2024-01-09").await;
+        assert_eq!(others.len(), round + 1, "round {round}");
+    }
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-02").await,
+        expected_counts("2024-01-02", &[(2_000, 2)])
+    );
+}
+
 /// A target latefill creates is checkpointed every 10 commits, as Spark does: opening
 /// it then replays at most 10 commits, on every store.
 #[tokio::test]

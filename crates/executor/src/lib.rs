@@ -32,6 +32,7 @@ mod failpoint;
 mod partition;
 mod pipeline;
 mod project;
+mod replace;
 mod run;
 mod transform;
 

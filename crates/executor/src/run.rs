@@ -390,36 +390,29 @@ impl RunPartition {
             });
         }
         let predicate = predicate.expect("a partitioning has at least one column");
-        let creating = target.is_none();
-        let target = match target {
-            Some(table) => table,
-            None => create_target_handle(pipeline).await?,
-        };
-        // A new target is checkpointed every 10 commits, as Spark does, so that
-        // opening it replays at most 10 commits (delta-rs's default is 100).
-        let configuration =
-            creating.then_some(("delta.checkpointInterval", Some(TARGET_CHECKPOINT_INTERVAL)));
         // The txn says which source version the partition reflects; the commit info
         // says which transform made it, for `state rebuild`.
         let transform = pipeline.transform_version();
+        let commit_info = serde_json::json!({
+            "pipeline": pipeline.name,
+            "partition": partition,
+            "source_version": source_version,
+            "transform": transform,
+        });
         // Expired commits are removed at checkpoints only (below), not after every
         // commit: delta-rs's cleanup lists the whole log, so after every commit it made
         // each write cost more as the target's log grew.
-        let commit = CommitProperties::default()
-            .with_cleanup_expired_logs(Some(false))
-            .with_application_transaction(Transaction::new(
-                pipeline.app_id(&partition),
-                source_version as i64,
-            ))
-            .with_metadata([(
-                COMMIT_INFO_KEY.to_owned(),
-                serde_json::json!({
-                    "pipeline": pipeline.name,
-                    "partition": partition,
-                    "source_version": source_version,
-                    "transform": transform,
-                }),
-            )]);
+        let commit = |metrics: Option<serde_json::Value>| {
+            let mut metadata = vec![(COMMIT_INFO_KEY.to_owned(), commit_info.clone())];
+            metadata.extend(metrics.map(|m| ("operationMetrics".to_owned(), m)));
+            CommitProperties::default()
+                .with_cleanup_expired_logs(Some(false))
+                .with_application_transaction(Transaction::new(
+                    pipeline.app_id(&partition),
+                    source_version as i64,
+                ))
+                .with_metadata(metadata)
+        };
         let watcher = crate::failpoint::abort_on_new_file(
             pipeline
                 .target
@@ -428,38 +421,84 @@ impl RunPartition {
                 .map(|p| p.join(&partition)),
         );
         phases.mark("target files");
-        let written = target
-            .write(Vec::new())
-            .with_input_plan(result.into_unoptimized_plan())
-            .with_session_state(Arc::new(ctx.state()))
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate)
-            .with_partition_columns(partitioning.columns())
-            .with_configuration(configuration)
-            .with_commit_properties(commit)
-            .await
-            .map_err(|source| write_error(&pipeline.target, &partition, source))?;
+        let (target_version, rows_written) = match target {
+            // Data files side by side with other runs, then one commit at a time.
+            Some(target) if crate::replace::supported(&target) => {
+                let files = crate::replace::write_files(
+                    &ctx,
+                    result,
+                    &target,
+                    &pipeline.target,
+                    &partition,
+                    &predicate,
+                )
+                .await?;
+                let rows = files.rows;
+                phases.mark("data files");
+                let version = crate::replace::commit(
+                    &pipeline.target,
+                    &pipeline.target_storage,
+                    &target,
+                    partitioning,
+                    self.date,
+                    &partition,
+                    files,
+                    &predicate,
+                    |metrics| commit(Some(metrics)),
+                )
+                .await?;
+                (version, rows)
+            }
+            target => {
+                let creating = target.is_none();
+                let target = match target {
+                    Some(table) => table,
+                    None => create_target_handle(pipeline).await?,
+                };
+                // A new target is checkpointed every 10 commits, as Spark does, so that
+                // opening it replays at most 10 commits (delta-rs's default is 100).
+                let configuration = creating
+                    .then_some(("delta.checkpointInterval", Some(TARGET_CHECKPOINT_INTERVAL)));
+                let written = target
+                    .write(Vec::new())
+                    .with_input_plan(result.into_unoptimized_plan())
+                    .with_session_state(Arc::new(ctx.state()))
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(predicate)
+                    .with_partition_columns(partitioning.columns())
+                    .with_configuration(configuration)
+                    .with_commit_properties(commit(None))
+                    .await
+                    .map_err(|source| write_error(&pipeline.target, &partition, source))?;
+                latefill_detector::storage::remember(
+                    &pipeline.target,
+                    &pipeline.target_storage,
+                    &written,
+                );
+                let version = written.version().ok_or_else(|| {
+                    Error::Internal(format!(
+                        "target {} has no version after a write",
+                        pipeline.target
+                    ))
+                })?;
+                cleanup_expired_logs_at_checkpoint(&written, &pipeline.target, version).await;
+                // The partition's files are exactly those this commit wrote: their row
+                // counts are in the log already read; the last commit's metrics cost
+                // more requests.
+                let rows = match rows_from_stats(
+                    &partition_files(&written, &pipeline.target, partitioning, self.date).await?,
+                ) {
+                    Some(rows) => rows,
+                    None => rows_added_by_last_commit(&written, &pipeline.target).await?,
+                };
+                (version, rows)
+            }
+        };
         if watcher.is_some() {
             // The data file appeared too briefly to be seen: the commit has landed.
             crate::failpoint::failpoint("mid-write");
         }
         phases.mark("write");
-        latefill_detector::storage::remember(&pipeline.target, &pipeline.target_storage, &written);
-        let target_version = written.version().ok_or_else(|| {
-            Error::Internal(format!(
-                "target {} has no version after a write",
-                pipeline.target
-            ))
-        })?;
-        cleanup_expired_logs_at_checkpoint(&written, &pipeline.target, target_version).await;
-        // The partition's files are exactly those this commit wrote: their row counts
-        // are in the log already read; the last commit's metrics cost more requests.
-        let rows_written = match rows_from_stats(
-            &partition_files(&written, &pipeline.target, partitioning, self.date).await?,
-        ) {
-            Some(rows) => rows,
-            None => rows_added_by_last_commit(&written, &pipeline.target).await?,
-        };
         phases.mark("rows written");
         tracing::debug!(%partition, phases = %phases, "partition run phases");
 
@@ -484,7 +523,11 @@ impl RunPartition {
 /// than the target's log retention (`delta.logRetentionDuration`, 30 days by default),
 /// as Delta writers do at checkpoints, unless `delta.enableExpiredLogCleanup` is off.
 /// Best effort: the write has landed, and the next checkpoint tries again.
-async fn cleanup_expired_logs_at_checkpoint(table: &DeltaTable, url: &Url, version: u64) {
+pub(crate) async fn cleanup_expired_logs_at_checkpoint(
+    table: &DeltaTable,
+    url: &Url,
+    version: u64,
+) {
     use deltalake::table::config::TablePropertiesExt;
     let Ok(snapshot) = table.snapshot() else {
         return;
@@ -801,7 +844,7 @@ fn check_partitioned_by(table: &DeltaTable, url: &Url, partitioning: &Partitioni
 /// reading data: those whose partition values fall in `period`
 /// ([`Partitioning::period_of`], as the planner decides), whatever other columns the
 /// table is partitioned by. `table` may be `None` (a target not created yet).
-async fn partition_files<'a>(
+pub(crate) async fn partition_files<'a>(
     table: impl Into<Option<&'a DeltaTable>>,
     url: &Url,
     partitioning: &Partitioning,
@@ -1119,7 +1162,7 @@ fn delta_type(t: &DataType) -> DataType {
     }
 }
 
-fn write_error(url: &Url, partition: &str, source: DeltaTableError) -> Error {
+pub(crate) fn write_error(url: &Url, partition: &str, source: DeltaTableError) -> Error {
     use deltalake::kernel::transaction::TransactionError;
     match source {
         DeltaTableError::Transaction {

@@ -1,0 +1,423 @@
+//! Replacing one partition of a target latefill can write itself, in two steps:
+//!
+//! 1. [`write_files`]: the transform's rows become data files of the target, not yet
+//!    part of it. Concurrent partition runs do this side by side.
+//! 2. [`commit`]: one commit adds those files and removes the partition's old ones.
+//!    A process makes its commits to a target one at a time. When every commit since
+//!    the version a run read is the process's own, for other partitions, the run's
+//!    commit goes straight to the next version: nothing it read has changed.
+//!
+//! delta-rs's `write` does both in one call, on the table version it was given: two
+//! runs started together both try the next version, and the loser re-reads the
+//! winner's commit and brings its whole file list up to date before it tries again.
+//! Its post-commit step then brings the table to the new version once more, which
+//! the next commit of the process waited for. Other writers of the target (other
+//! processes, other machines) still race as before: a version taken meanwhile sends
+//! the commit through delta-rs's commit loop, which checks the commits in between for
+//! conflicts.
+//!
+//! Only targets without the features whose rules delta-rs's `write` enforces on the
+//! rows (invariants, CHECK constraints, generated and identity columns, column
+//! mapping, deletion vectors, row tracking, any table feature) are written this way:
+//! see [`supported`]. Every target latefill creates is one. Others, and a target not
+//! created yet, are written by delta-rs's `write`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::datafusion::common::{Column, ScalarValue};
+use deltalake::datafusion::dataframe::DataFrame;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::logical_expr::{Expr, cast};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::delta_datafusion::expr::fmt_expr_to_sql;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitProperties, TableReference, TransactionError,
+};
+use deltalake::kernel::{Action, Add};
+use deltalake::operations::write::configs::WriterStatsConfig;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::StreamExt;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::partition::{PartitionDate, Partitioning};
+use crate::run::{partition_files, write_error};
+use latefill_detector::storage::StorageOptions;
+
+/// Whether latefill writes `target` itself ([`write_files`] and [`commit`]) rather
+/// than through delta-rs's `write`: its protocol asks for nothing beyond plain data
+/// files (writer version 2 at most, no table features) and its schema has no
+/// invariants. Writer version 2 also allows `delta.appendOnly`, which the commit's
+/// protocol check enforces.
+pub(crate) fn supported(target: &DeltaTable) -> bool {
+    let Ok(state) = target.snapshot() else {
+        return false;
+    };
+    let protocol = state.protocol();
+    if protocol.min_writer_version() > 2 || protocol.writer_features().is_some() {
+        return false;
+    }
+    let schema = state.schema();
+    // An invariant is a column's `delta.invariants` metadata, at any depth; a nested
+    // column's metadata shows in the schema's JSON.
+    !serde_json::to_string(schema.as_ref()).is_ok_and(|json| json.contains("delta.invariants"))
+}
+
+/// What [`write_files`] wrote.
+pub(crate) struct Written {
+    pub(crate) adds: Vec<Add>,
+    pub(crate) rows: u64,
+}
+
+/// Runs `result` and writes its rows as data files of `target`, in the target's
+/// column order and types, partitioned by its partition columns; nothing is
+/// committed. Every row must satisfy `predicate` (the partition's values): a row of
+/// another partition fails the run, as it fails delta-rs's replace-where.
+pub(crate) async fn write_files(
+    ctx: &SessionContext,
+    result: DataFrame,
+    target: &DeltaTable,
+    url: &Url,
+    partition: &str,
+    predicate: &Expr,
+) -> Result<Written> {
+    let execution = |source: DataFusionError| Error::Execution {
+        partition: partition.to_owned(),
+        source,
+    };
+    let delta = |source: DeltaTableError| Error::Delta {
+        action: "writing target",
+        table: url.clone(),
+        source,
+    };
+    let state = target.snapshot().map_err(delta)?;
+    let schema: SchemaRef = state.snapshot().arrow_schema();
+    let partition_columns = state.metadata().partition_columns().to_vec();
+
+    // The target's columns, in its order and of its types.
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            cast(
+                Expr::Column(Column::from_name(f.name())),
+                f.data_type().clone(),
+            )
+            .alias(f.name())
+        })
+        .collect::<Vec<_>>();
+    let result = result.select(columns).map_err(execution)?;
+    let check = ctx
+        .create_physical_expr(predicate.clone(), result.schema())
+        .map_err(execution)?;
+    let mut batches = result.execute_stream().await.map_err(execution)?;
+
+    let stats = WriterStatsConfig::from_config(state.snapshot().table_configuration());
+    let config = WriterConfig::new(
+        schema.clone(),
+        partition_columns,
+        None,
+        Some(state.table_config().target_file_size()),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    );
+    let mut writer = DeltaWriter::new(target.log_store().object_store(None), config);
+    let mut rows = 0u64;
+    let outcome: Result<()> = async {
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(execution)?;
+            // Also checks that non-nullable columns hold no nulls.
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .map_err(|e| execution(e.into()))?;
+            let matches = check
+                .evaluate(&batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(execution)?;
+            let matches = matches.as_boolean();
+            if matches.true_count() != batch.num_rows() {
+                let row = (0..batch.num_rows())
+                    .find(|&i| matches.is_null(i) || !matches.value(i))
+                    .expect("a row failed the check");
+                return Err(execution(DataFusionError::Execution(format!(
+                    "the transform returned a row outside partition {partition}: {}; \
+                     the partition columns of its rows must hold the partition's values",
+                    describe_row(&batch, row)
+                ))));
+            }
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).await.map_err(delta)?;
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => Ok(Written {
+            adds: writer.close().await.map_err(delta)?,
+            rows,
+        }),
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(table = %url, error = %abort, "target: could not abort a file upload");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `column = value, ...` for one row of `batch`.
+fn describe_row(batch: &RecordBatch, row: usize) -> String {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            let value = ScalarValue::try_from_array(column, row)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| "?".to_owned());
+            format!("{} = {value}", field.name())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many of this process's commits to a target [`Chain`] remembers.
+const CHAIN_MEMORY: usize = 1024;
+
+/// This process's commits to one target, made one at a time.
+#[derive(Debug, Default)]
+struct Chain {
+    /// The version of this process's last commit to the target.
+    head: Option<u64>,
+    /// The partition each of its recent commits replaced, by version.
+    ours: BTreeMap<u64, String>,
+}
+
+impl Chain {
+    /// The version after `head` when every commit after `read` (the version a run
+    /// read) is this process's own, each for a partition other than `partition`:
+    /// then the run's removes are still exact and its commit conflicts with none of
+    /// them. `None` when the chain knows no head yet, the run read a newer version
+    /// than the head (another writer's commits), or one of the commits between is not
+    /// this process's or replaced `partition`.
+    fn next_after(&self, read: u64, partition: &str) -> Option<u64> {
+        let head = self.head.filter(|&head| head >= read)?;
+        (read + 1..=head)
+            .all(|v| self.ours.get(&v).is_some_and(|p| p != partition))
+            .then_some(head + 1)
+    }
+
+    fn committed(&mut self, version: u64, partition: &str) {
+        self.head = Some(self.head.map_or(version, |h| h.max(version)));
+        self.ours.insert(version, partition.to_owned());
+        while self.ours.len() > CHAIN_MEMORY {
+            self.ours.pop_first();
+        }
+    }
+}
+
+/// The chain of this process's commits to the target at `url`.
+fn chain(url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
+    static CHAINS: LazyLock<Mutex<HashMap<Url, Arc<tokio::sync::Mutex<Chain>>>>> =
+        LazyLock::new(Mutex::default);
+    CHAINS
+        .lock()
+        .expect("not poisoned")
+        .entry(url.clone())
+        .or_default()
+        .clone()
+}
+
+/// Commits the `written` files to the target at `url`, replacing the files of
+/// `period` in `target` (the version the run read): a replace-where overwrite
+/// whose predicate is `predicate`, with `properties` (txn and commit info; given the
+/// operation metrics). Returns the version of the commit.
+///
+/// Commits of one process are made one at a time. When every commit since `target`'s
+/// version is this process's own, for other partitions ([`Chain::next_after`]), the
+/// commit is written at the next version straight away: nothing it read has changed,
+/// so there is nothing to check. Otherwise, or when another writer took that version
+/// meanwhile, delta-rs's commit loop checks the commits in between for conflicts and
+/// retries. Checkpoints are written after the process's next commit may start.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn commit(
+    url: &Url,
+    options: &StorageOptions,
+    target: &DeltaTable,
+    partitioning: &Partitioning,
+    period: PartitionDate,
+    partition: &str,
+    written: Written,
+    predicate: &Expr,
+    properties: impl FnOnce(serde_json::Value) -> CommitProperties,
+) -> Result<u64> {
+    let delta = |source: DeltaTableError| Error::Delta {
+        action: "writing target",
+        table: url.clone(),
+        source,
+    };
+    let failed = |source: DeltaTableError| write_error(url, partition, source);
+    let state = target.snapshot().map_err(delta)?;
+    let read = state.version();
+    let removes = partition_files(target, url, partitioning, period).await?;
+    let metrics = serde_json::json!({
+        "num_added_files": written.adds.len(),
+        "num_added_rows": written.rows,
+        "num_removed_files": removes.len(),
+    });
+    let actions: Vec<Action> = written
+        .adds
+        .into_iter()
+        .map(Action::Add)
+        .chain(
+            removes
+                .iter()
+                .map(|f| Action::Remove(f.remove_action(true))),
+        )
+        .collect();
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(
+            partitioning
+                .columns()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+        predicate: Some(fmt_expr_to_sql(predicate).map_err(delta)?),
+    };
+    let log_store = target.log_store();
+    // Checkpoints come after the lock (below), not in delta-rs's post-commit step.
+    let prepared = CommitBuilder::from(properties(metrics).with_create_checkpoint(false))
+        .with_actions(actions)
+        .build(
+            Some(state as &dyn TableReference),
+            log_store.clone(),
+            operation,
+        )
+        .into_prepared_commit_future()
+        .await
+        .map_err(failed)?;
+
+    let chain = chain(url);
+    let mut chain = chain.lock().await;
+    if let Some(version) = chain.next_after(read, partition) {
+        let entry = prepared.commit_or_bytes().clone();
+        match log_store
+            .write_commit_entry(version, entry, uuid::Uuid::new_v4())
+            .await
+        {
+            Ok(()) => {
+                chain.committed(version, partition);
+                drop(chain);
+                tracing::debug!(table = %url, version, "target: committed after this process's own commits");
+                checkpoint_if_due(url, options, target, version).await;
+                return Ok(version);
+            }
+            // Another process took the version: the commit loop below checks its
+            // commit for conflicts.
+            Err(TransactionError::VersionAlreadyExists(_)) => {}
+            Err(e) => return Err(failed(e.into())),
+        }
+    }
+    let post_commit = prepared.await.map_err(failed)?;
+    let finalized = post_commit.await.map_err(failed)?;
+    chain.committed(finalized.version, partition);
+    drop(chain);
+    let mut table = target.clone();
+    table.state = Some(finalized.snapshot);
+    latefill_detector::storage::remember(url, options, &table);
+    checkpoint_if_due(url, options, &table, finalized.version).await;
+    Ok(finalized.version)
+}
+
+/// Writes the checkpoint of `version` when the target's checkpoint interval (as of
+/// `table`) says so, as delta-rs's post-commit step would, and then removes expired
+/// commits. Best effort: the commit has landed, and a reader replays a few more
+/// commits until the next checkpoint.
+async fn checkpoint_if_due(url: &Url, options: &StorageOptions, table: &DeltaTable, version: u64) {
+    let Ok(state) = table.snapshot() else {
+        return;
+    };
+    if !(version + 1).is_multiple_of(state.table_config().checkpoint_interval().get()) {
+        return;
+    }
+    let at_version = match table.version() {
+        Some(v) if v == version => Ok(table.clone()),
+        _ => latefill_detector::storage::load(url, options, Some(version)).await,
+    };
+    let outcome = match at_version {
+        Ok(table) => deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .map(|()| table),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(table) => crate::run::cleanup_expired_logs_at_checkpoint(&table, url, version).await,
+        Err(e) => {
+            tracing::warn!(table = %url, version, error = %e, "target: could not write a checkpoint")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chain;
+
+    fn chain(commits: &[(u64, &str)]) -> Chain {
+        let mut chain = Chain::default();
+        for (version, partition) in commits {
+            chain.committed(*version, partition);
+        }
+        chain
+    }
+
+    #[test]
+    fn a_run_commits_next_after_its_own_process_commits_of_other_partitions() {
+        let chain = chain(&[(4, "d=1"), (5, "d=2"), (6, "d=3")]);
+        assert_eq!(chain.next_after(6, "d=4"), Some(7));
+        assert_eq!(chain.next_after(4, "d=4"), Some(7));
+    }
+
+    #[test]
+    fn a_commit_of_its_own_partition_since_the_run_read_goes_through_the_check() {
+        let chain = chain(&[(4, "d=1"), (5, "d=2")]);
+        assert_eq!(chain.next_after(4, "d=2"), None);
+        // Before the run read: not a change it missed.
+        assert_eq!(chain.next_after(5, "d=2"), Some(6));
+    }
+
+    #[test]
+    fn another_writers_commit_since_the_run_read_goes_through_the_check() {
+        // Version 5 is not this process's.
+        let chain = chain(&[(4, "d=1"), (6, "d=2")]);
+        assert_eq!(chain.next_after(4, "d=3"), None);
+        assert_eq!(chain.next_after(5, "d=3"), Some(7));
+        // A run that read a version newer than this process's last commit.
+        assert_eq!(chain.next_after(7, "d=3"), None);
+        // Nothing committed yet by this process.
+        assert_eq!(Chain::default().next_after(0, "d=1"), None);
+    }
+
+    #[test]
+    fn the_chain_forgets_its_oldest_commits() {
+        let mut chain = Chain::default();
+        for v in 0..(super::CHAIN_MEMORY as u64 + 10) {
+            chain.committed(v, "d");
+        }
+        assert_eq!(chain.ours.len(), super::CHAIN_MEMORY);
+        // A run that read a version whose successors are forgotten is checked.
+        assert_eq!(chain.next_after(0, "e"), None);
+        assert_eq!(
+            chain.next_after(20, "e"),
+            Some(super::CHAIN_MEMORY as u64 + 10)
+        );
+    }
+}
