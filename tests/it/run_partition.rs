@@ -188,20 +188,15 @@ async fn allow_empty_writes_an_empty_partition() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
+/// One row of the default pipeline's target: `devices` 1 of `kind` and `version` on
+/// `date`, as another writer of the target would add it.
+fn target_row(kind: &str, version: &str, date: &str) -> deltalake::arrow::array::RecordBatch {
     use std::sync::Arc;
 
     use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
-    use deltalake::protocol::SaveMode;
-    use deltalake::{FilterOp, FilterValue};
 
-    let ws = Workspace::new();
-    let pipeline = ws.pipeline();
-    ws.generate("2024-01-01", 2_000, 1).await;
-    let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
-    let stray = RecordBatch::try_new(
+    RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("type", DataType::Utf8, true),
             Field::new("version", DataType::Utf8, true),
@@ -209,13 +204,25 @@ async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
             Field::new("event_time", DataType::Utf8, true),
         ])),
         vec![
-            Arc::new(StringArray::from(vec!["stray"])),
-            Arc::new(StringArray::from(vec!["0"])),
+            Arc::new(StringArray::from(vec![kind])),
+            Arc::new(StringArray::from(vec![version])),
             Arc::new(Int64Array::from(vec![1])),
-            Arc::new(StringArray::from(vec!["2024-01-01"])),
+            Arc::new(StringArray::from(vec![date])),
         ],
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
+    use deltalake::protocol::SaveMode;
+    use deltalake::{FilterOp, FilterValue};
+
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 2_000, 1).await;
+    let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
+    let stray = target_row("stray", "0", "2024-01-01");
     for round in 0..6 {
         run_partition(&pipeline, date("2024-01-01")).await.unwrap();
         // A second file in the partition, so that the compaction has work to do.
@@ -249,10 +256,6 @@ async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
 /// the run commits after it, once delta-rs has checked that the two do not conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_of_another_writer_during_a_run_is_kept() {
-    use std::sync::Arc;
-
-    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
-    use deltalake::arrow::datatypes::{DataType, Field, Schema};
     use deltalake::protocol::SaveMode;
 
     let ws = Workspace::new();
@@ -263,23 +266,7 @@ async fn a_commit_of_another_writer_during_a_run_is_kept() {
     // This process's first commit; the runs below follow it.
     run_partition(&pipeline, date("2024-01-02")).await.unwrap();
     // One row of the other writer's partition a round, each of its own version.
-    let other_writers_row = |round: usize| {
-        RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("type", DataType::Utf8, true),
-                Field::new("version", DataType::Utf8, true),
-                Field::new("devices", DataType::Int64, false),
-                Field::new("event_time", DataType::Utf8, true),
-            ])),
-            vec![
-                Arc::new(StringArray::from(vec!["other"])),
-                Arc::new(StringArray::from(vec![round.to_string()])),
-                Arc::new(Int64Array::from(vec![1])),
-                Arc::new(StringArray::from(vec!["2024-01-09"])),
-            ],
-        )
-        .unwrap()
-    };
+    let other_writers_row = |round: usize| target_row("other", &round.to_string(), "2024-01-09");
     for round in 0..8 {
         // Its own handle on the target: a writer that is not this process's runs. It
         // writes again when delta-rs's append finds the run's removes in its way.
