@@ -85,6 +85,40 @@ async fn a_rerun_after_a_late_append_reflects_the_new_rows() {
     );
 }
 
+/// Runs in one process read the target as this process last knew it when only its
+/// own commits of other partitions came since; a rerun of a partition it wrote since
+/// reads the commit of that partition, and replaces its files.
+#[tokio::test]
+async fn reruns_in_one_process_replace_exactly_their_partition() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    let days = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"];
+    let mut batches: Vec<Vec<(usize, u64)>> = Vec::new();
+    for (i, d) in days.iter().enumerate() {
+        ws.generate(d, 500, i as u64).await;
+        batches.push(vec![(500, i as u64)]);
+    }
+    for d in days {
+        run_partition(&pipeline, date(d)).await.unwrap();
+    }
+    // Late rows in every day; reruns in an order where each day's last commit is a few
+    // of this process's own commits behind, or the one just made.
+    for (i, d) in days.iter().enumerate() {
+        ws.generate(d, 100, 10 + i as u64).await;
+        batches[i].push((100, 10 + i as u64));
+    }
+    for i in [3, 3, 1, 0, 2, 1, 3, 0] {
+        run_partition(&pipeline, date(days[i])).await.unwrap();
+    }
+    for (d, batches) in days.iter().zip(&batches) {
+        assert_eq!(
+            target_counts(&ws.target_path(), d).await,
+            expected_counts(d, batches),
+            "{d}"
+        );
+    }
+}
+
 /// The source version the target's `txn` records for `app_id`.
 async fn txn_version(target: &std::path::Path, app_id: &str) -> Option<i64> {
     let target = open(target).await;

@@ -304,6 +304,18 @@ pub fn remember(url: &Url, options: &StorageOptions, table: &deltalake::DeltaTab
     keep(key, kept);
 }
 
+/// The table this process keeps for `url` (see [`load`]), at the version it was last
+/// brought to, without looking for newer commits; `None` when it keeps none.
+///
+/// For a caller that knows by other means which commits came after that version.
+pub fn kept(url: &Url, options: &StorageOptions) -> Option<deltalake::DeltaTable> {
+    LOADED
+        .lock()
+        .expect("not poisoned")
+        .get(&(url.clone(), options.clone()))
+        .map(|kept| kept.table.clone())
+}
+
 /// Drops what this process keeps of `url`: its next [`load`] reads the log afresh.
 pub fn forget(url: &Url) {
     LOADED

@@ -191,6 +191,12 @@ fn describe_row(batch: &RecordBatch, row: usize) -> String {
 /// How many of this process's commits to a target [`Chain`] remembers.
 const CHAIN_MEMORY: usize = 1024;
 
+/// At most how many of this process's own commits a run may read the target without
+/// ([`may_read`]). It bounds the commits that delta-rs's commit loop replays when it
+/// starts from the version the run read; the table kept is brought up to date at
+/// checkpoints anyway.
+const UNREAD_OWN_COMMITS: u64 = 10;
+
 /// This process's commits to one target, made one at a time.
 #[derive(Debug, Default)]
 struct Chain {
@@ -214,6 +220,15 @@ impl Chain {
             .then_some(head + 1)
     }
 
+    /// Whether a run of `partition` may read the target at `read` as it is: the
+    /// commits after it are this process's own, for other partitions (see
+    /// [`Chain::next_after`]), and there are at most [`UNREAD_OWN_COMMITS`].
+    fn may_read(&self, read: u64, partition: &str) -> bool {
+        self.head
+            .is_some_and(|head| head <= read + UNREAD_OWN_COMMITS)
+            && self.next_after(read, partition).is_some()
+    }
+
     fn committed(&mut self, version: u64, partition: &str) {
         self.head = Some(self.head.map_or(version, |h| h.max(version)));
         self.ours.insert(version, partition.to_owned());
@@ -233,6 +248,19 @@ fn chain(url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
         .entry(url.clone())
         .or_default()
         .clone()
+}
+
+/// Whether a run of `partition` may read the target at `url` at version `read`
+/// rather than at its latest: every commit since is this process's own, each for
+/// another partition, so none changed the partition's files or the target's schema;
+/// and there are few of them ([`UNREAD_OWN_COMMITS`]). Its commit then goes straight
+/// after this process's last (see [`commit`]); another process's commit meanwhile is
+/// found there, by the put-if-absent of the next version, and checked by delta-rs's
+/// commit loop.
+///
+/// This spares a run the reading of the commits of the runs beside it.
+pub(crate) async fn may_read(url: &Url, read: u64, partition: &str) -> bool {
+    chain(url).lock().await.may_read(read, partition)
 }
 
 /// Commits the `written` files to the target at `url`, replacing the files of
@@ -349,10 +377,13 @@ async fn checkpoint_if_due(url: &Url, options: &StorageOptions, table: &DeltaTab
     if !(version + 1).is_multiple_of(state.table_config().checkpoint_interval().get()) {
         return;
     }
+    let started = std::time::Instant::now();
+    let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
     let at_version = match table.version() {
         Some(v) if v == version => Ok(table.clone()),
         _ => latefill_detector::storage::load(url, options, Some(version)).await,
     };
+    let loaded = ms(started);
     let outcome = match at_version {
         Ok(table) => deltalake::checkpoints::create_checkpoint(&table, None)
             .await
@@ -360,7 +391,13 @@ async fn checkpoint_if_due(url: &Url, options: &StorageOptions, table: &DeltaTab
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(table) => crate::run::cleanup_expired_logs_at_checkpoint(&table, url, version).await,
+        Ok(table) => {
+            let written = ms(started);
+            // Runs that read the kept table as it is (`may_read`) start from here.
+            latefill_detector::storage::remember(url, options, &table);
+            crate::run::cleanup_expired_logs_at_checkpoint(&table, url, version).await;
+            tracing::debug!(table = %url, version, load_ms = loaded, write_ms = written - loaded, cleanup_ms = ms(started) - written, "target: checkpoint written");
+        }
         Err(e) => {
             tracing::warn!(table = %url, version, error = %e, "target: could not write a checkpoint")
         }
@@ -404,6 +441,25 @@ mod tests {
         assert_eq!(chain.next_after(7, "d=3"), None);
         // Nothing committed yet by this process.
         assert_eq!(Chain::default().next_after(0, "d=1"), None);
+    }
+
+    #[test]
+    fn a_run_reads_a_version_a_few_own_commits_of_other_partitions_old() {
+        let commits: Vec<(u64, String)> = (1..=super::UNREAD_OWN_COMMITS + 1)
+            .map(|v| (v, format!("d={v}")))
+            .collect();
+        let commits: Vec<(u64, &str)> = commits.iter().map(|(v, p)| (*v, p.as_str())).collect();
+        let chain = chain(&commits);
+        let head = super::UNREAD_OWN_COMMITS + 1;
+        assert!(chain.may_read(head, "d=new"));
+        assert!(chain.may_read(1, "d=new"));
+        // Too many commits unread: brought up to date.
+        assert!(!chain.may_read(0, "d=new"));
+        // A commit of the run's own partition unread.
+        assert!(!chain.may_read(1, "d=3"));
+        // Another writer's commit, or none by this process.
+        assert!(!chain.may_read(head + 1, "d=new"));
+        assert!(!Chain::default().may_read(0, "d=new"));
     }
 
     #[test]

@@ -343,7 +343,7 @@ impl RunPartition {
         phases.mark("plan");
 
         // 3. Check the result against the target before anything is written.
-        let target = open_target(pipeline).await?;
+        let target = open_target_for(pipeline, &partition).await?;
         phases.mark("open target");
         if let Some(target) = &target {
             check_target_schema(target, &pipeline.target, &result_schema)?;
@@ -1062,6 +1062,20 @@ async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
         Err(DeltaTableError::NotATable(_)) => Ok(None),
         Err(source) => Err(load_error("target", url, options, "opening target", source).await),
     }
+}
+
+/// Opens the target for a run of `partition`: the table this process keeps, as it is,
+/// when the commits after its version are a few of this process's own for other
+/// partitions ([`crate::replace::may_read`]); else the latest, as [`open_target`].
+async fn open_target_for(pipeline: &Pipeline, partition: &str) -> Result<Option<DeltaTable>> {
+    let kept = latefill_detector::storage::kept(&pipeline.target, &pipeline.target_storage);
+    if let Some(kept) = kept
+        && let Some(version) = kept.version()
+        && crate::replace::may_read(&pipeline.target, version, partition).await
+    {
+        return Ok(Some(kept));
+    }
+    open_target(pipeline).await
 }
 
 /// A handle on a target that does not exist yet; the first write creates it.
