@@ -341,6 +341,46 @@ async fn a_commit_of_another_writer_during_a_run_is_kept() {
     );
 }
 
+/// A run after another writer's commit to its partition, made since this process's
+/// last commit, reads that commit and replaces its rows: the version it found taken
+/// tells the process that its own view of the target is behind.
+#[tokio::test]
+async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows() {
+    use deltalake::protocol::SaveMode;
+
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 2_000, 1).await;
+    ws.generate("2024-01-02", 2_000, 2).await;
+    let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
+    let stray = target_row("stray", "0", "2024-01-01");
+    // The target's creation, then this process's first commit.
+    for _ in 0..2 {
+        run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    }
+    // Another writer's row in the partition after this process's last commit, then
+    // after one of its commits of another partition.
+    for (round, other_partition) in [None, Some("2024-01-02")].into_iter().enumerate() {
+        if let Some(other) = other_partition {
+            run_partition(&pipeline, date(other)).await.unwrap();
+        }
+        open(&ws.target_path())
+            .await
+            .write(vec![stray.clone()])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .unwrap();
+        run_partition(&pipeline, date("2024-01-01"))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(
+            target_counts(&ws.target_path(), "2024-01-01").await,
+            expected,
+            "round {round}"
+        );
+    }
+}
+
 /// A target latefill creates is checkpointed every 10 commits, as Spark does: opening
 /// it then replays at most 10 commits, on every store.
 #[tokio::test]

@@ -204,6 +204,9 @@ struct Chain {
     head: Option<u64>,
     /// The partition each of its recent commits replaced, by version.
     ours: BTreeMap<u64, String>,
+    /// The newest version another writer took when this process tried to commit there:
+    /// this process's view of the target is behind it until a run reads it.
+    taken: Option<u64>,
 }
 
 impl Chain {
@@ -222,11 +225,19 @@ impl Chain {
 
     /// Whether a run of `partition` may read the target at `read` as it is: the
     /// commits after it are this process's own, for other partitions (see
-    /// [`Chain::next_after`]), and there are at most [`UNREAD_OWN_COMMITS`].
+    /// [`Chain::next_after`]), there are at most [`UNREAD_OWN_COMMITS`], and no
+    /// version after `read` was found taken by another writer.
     fn may_read(&self, read: u64, partition: &str) -> bool {
-        self.head
-            .is_some_and(|head| head <= read + UNREAD_OWN_COMMITS)
+        self.taken.is_none_or(|taken| taken <= read)
+            && self
+                .head
+                .is_some_and(|head| head <= read + UNREAD_OWN_COMMITS)
             && self.next_after(read, partition).is_some()
+    }
+
+    /// Another writer took `version`, which this process tried to commit at.
+    fn found_taken(&mut self, version: u64) {
+        self.taken = Some(self.taken.map_or(version, |t| t.max(version)));
     }
 
     fn committed(&mut self, version: u64, partition: &str) {
@@ -350,8 +361,8 @@ pub(crate) async fn commit(
                 return Ok(version);
             }
             // Another process took the version: the commit loop below checks its
-            // commit for conflicts.
-            Err(TransactionError::VersionAlreadyExists(_)) => {}
+            // commit for conflicts, and the runs after read it.
+            Err(TransactionError::VersionAlreadyExists(_)) => chain.found_taken(version),
             Err(e) => return Err(failed(e.into())),
         }
     }
@@ -460,6 +471,19 @@ mod tests {
         // Another writer's commit, or none by this process.
         assert!(!chain.may_read(head + 1, "d=new"));
         assert!(!Chain::default().may_read(0, "d=new"));
+    }
+
+    #[test]
+    fn a_version_found_taken_by_another_writer_must_be_read() {
+        let mut chain = chain(&[(4, "d=1"), (5, "d=2")]);
+        assert!(chain.may_read(4, "d=3"));
+        chain.found_taken(6);
+        assert!(!chain.may_read(4, "d=3"));
+        assert!(!chain.may_read(5, "d=3"));
+        // The commit after it, made by delta-rs's commit loop, read it.
+        chain.committed(7, "d=3");
+        assert!(chain.may_read(7, "d=1"));
+        assert!(!chain.may_read(5, "d=1"));
     }
 
     #[test]
