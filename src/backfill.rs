@@ -434,9 +434,13 @@ pub(crate) async fn process_batched(
             seen: c.seen.clone(),
         })
         .collect();
-    if !done.is_empty() || !release.is_empty() {
-        batcher.commit(done, &release, &[]).await;
-    }
+    // The checkpoints the runs left to write in the background land meanwhile.
+    let last_commit = async {
+        if !done.is_empty() || !release.is_empty() {
+            batcher.commit(done, &release, &[]).await;
+        }
+    };
+    tokio::join!(last_commit, latefill_executor::checkpoints_written());
     for partition in release.into_iter().map(|p| p.partition).chain(
         queue
             .into_iter()

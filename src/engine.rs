@@ -393,13 +393,13 @@ impl Engine {
         let report = self
             .run_claimed(date, previous.as_ref(), source_version, allow_empty, None)
             .await?;
-        self.state
-            .complete_with_cursor(
-                &completion(&report),
-                &self.run_id,
-                cursor.map(str::to_owned),
-            )
-            .await?;
+        let completion = completion(&report);
+        let (completed, ()) = tokio::join!(
+            self.state
+                .complete_with_cursor(&completion, &self.run_id, cursor.map(str::to_owned),),
+            latefill_executor::checkpoints_written(),
+        );
+        completed?;
         failpoint("after-complete");
         Ok(report)
     }
@@ -449,6 +449,7 @@ impl Engine {
             .with_source_version(source_version)
             .with_allow_empty(allow_empty)
             .with_target_partitions(target_partitions)
+            .with_checkpoint_in_background(true)
             .await;
         match run {
             Ok(report) => {

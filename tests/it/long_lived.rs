@@ -387,3 +387,31 @@ async fn the_target_log_is_cleaned_up_at_its_checkpoints() {
     let refs: Vec<&str> = days.iter().map(String::as_str).collect();
     assert_target_is_recomputation(&ws, &refs).await;
 }
+
+/// The target's checkpoints are written while the next partitions run, and the
+/// backfill waits for them: the one due at its last commit is there when it exits.
+#[tokio::test]
+async fn a_backfill_exits_with_its_targets_checkpoints_written() {
+    let ws = Workspace::new();
+    let days: Vec<String> = (1..=20).map(|d| format!("2024-03-{d:02}")).collect();
+    for (i, d) in days.iter().enumerate() {
+        ws.generate(d, 20, i as u64).await;
+    }
+    let lines = ws.backfill_lines(&ws.config, &days[0], &days[19], &["--concurrency", "2"]);
+    let processed = lines.iter().filter(|l| l["event"] == "processed").count();
+    assert_eq!(processed, 20, "{lines:?}");
+
+    // One commit a partition: the last is version 19, due a checkpoint.
+    assert_eq!(table_version(&ws.target_path()).await, Some(19));
+    let log = ws.target_path().join("_delta_log");
+    for version in [9, 19] {
+        assert!(
+            log.join(format!("{version:020}.checkpoint.parquet"))
+                .exists(),
+            "no checkpoint at version {version}"
+        );
+    }
+    let hint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap();
+    assert_eq!(hint["version"], 19);
+}

@@ -45,6 +45,7 @@ pub use pipeline::{
     DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_retention, resolve_location,
 };
 pub use project::{Project, same_table};
+pub use replace::checkpoints_written;
 pub use run::{
     COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, file_identity, fingerprint,
     inspect_partition, partition_fingerprints, run_partition, target_txn_version,

@@ -284,7 +284,8 @@ pub(crate) async fn may_read(url: &Url, read: u64, partition: &str) -> bool {
 /// commit is written at the next version straight away: nothing it read has changed,
 /// so there is nothing to check. Otherwise, or when another writer took that version
 /// meanwhile, delta-rs's commit loop checks the commits in between for conflicts and
-/// retries. Checkpoints are written after the process's next commit may start.
+/// retries. Checkpoints are written after the process's next commit may start; with
+/// `checkpoint_in_background`, by a task of their own (see [`checkpoints_written`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit(
     url: &Url,
@@ -296,6 +297,7 @@ pub(crate) async fn commit(
     written: Written,
     predicate: &Expr,
     properties: impl FnOnce(serde_json::Value) -> CommitProperties,
+    checkpoint_in_background: bool,
 ) -> Result<u64> {
     let delta = |source: DeltaTableError| Error::Delta {
         action: "writing target",
@@ -357,7 +359,7 @@ pub(crate) async fn commit(
                 chain.committed(version, partition);
                 drop(chain);
                 tracing::debug!(table = %url, version, "target: committed after this process's own commits");
-                checkpoint_if_due(url, options, target, version).await;
+                checkpoint(url, options, target, version, checkpoint_in_background).await;
                 return Ok(version);
             }
             // Another process took the version: the commit loop below checks its
@@ -373,8 +375,72 @@ pub(crate) async fn commit(
     let mut table = target.clone();
     table.state = Some(finalized.snapshot);
     latefill_detector::storage::remember(url, options, &table);
-    checkpoint_if_due(url, options, &table, finalized.version).await;
+    checkpoint(
+        url,
+        options,
+        &table,
+        finalized.version,
+        checkpoint_in_background,
+    )
+    .await;
     Ok(finalized.version)
+}
+
+/// The checkpoint tasks of this process, by target: each waits for the one before it,
+/// so that a target's checkpoints land in order.
+static CHECKPOINTS: LazyLock<Mutex<HashMap<Url, tokio::task::JoinHandle<()>>>> =
+    LazyLock::new(Mutex::default);
+
+/// Writes the checkpoint of `version` when it is due ([`checkpoint_if_due`]), here or,
+/// `in_background`, in a task of its own that [`checkpoints_written`] waits for.
+async fn checkpoint(
+    url: &Url,
+    options: &StorageOptions,
+    table: &DeltaTable,
+    version: u64,
+    in_background: bool,
+) {
+    if !checkpoint_due(table, version) {
+        return;
+    }
+    if !in_background {
+        return checkpoint_if_due(url, options, table, version).await;
+    }
+    let mut tasks = CHECKPOINTS.lock().expect("not poisoned");
+    let previous = tasks.remove(url);
+    let task = tokio::spawn({
+        let (url, options, table) = (url.clone(), options.clone(), table.clone());
+        async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            checkpoint_if_due(&url, &options, &table, version).await;
+        }
+    });
+    tasks.insert(url.clone(), task);
+}
+
+/// Waits for the checkpoints this process's runs left to write in the background
+/// ([`RunPartition::with_checkpoint_in_background`](crate::RunPartition::with_checkpoint_in_background)).
+pub async fn checkpoints_written() {
+    let tasks: Vec<_> = CHECKPOINTS
+        .lock()
+        .expect("not poisoned")
+        .drain()
+        .map(|(_, task)| task)
+        .collect();
+    for task in tasks {
+        // A panic in a checkpoint is the task's; the commits have landed.
+        let _ = task.await;
+    }
+}
+
+/// Whether the commit of `version` is due a checkpoint by the target's checkpoint
+/// interval (as of `table`).
+fn checkpoint_due(table: &DeltaTable, version: u64) -> bool {
+    table.snapshot().is_ok_and(|state| {
+        (version + 1).is_multiple_of(state.table_config().checkpoint_interval().get())
+    })
 }
 
 /// Writes the checkpoint of `version` when the target's checkpoint interval (as of
@@ -382,10 +448,7 @@ pub(crate) async fn commit(
 /// commits. Best effort: the commit has landed, and a reader replays a few more
 /// commits until the next checkpoint.
 async fn checkpoint_if_due(url: &Url, options: &StorageOptions, table: &DeltaTable, version: u64) {
-    let Ok(state) = table.snapshot() else {
-        return;
-    };
-    if !(version + 1).is_multiple_of(state.table_config().checkpoint_interval().get()) {
+    if !checkpoint_due(table, version) {
         return;
     }
     let started = std::time::Instant::now();

@@ -217,6 +217,7 @@ pub struct RunPartition {
     source_version: Option<u64>,
     allow_empty: bool,
     target_partitions: Option<usize>,
+    checkpoint_in_background: bool,
 }
 
 /// Starts building the run of `date` through `pipeline`.
@@ -227,6 +228,7 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
         source_version: None,
         allow_empty: false,
         target_partitions: None,
+        checkpoint_in_background: false,
     }
 }
 
@@ -249,6 +251,19 @@ impl RunPartition {
     /// which spares the repartitioning that a second stream costs.
     pub fn with_target_partitions(mut self, n: impl Into<Option<usize>>) -> Self {
         self.target_partitions = n.into().map(|n| n.max(1));
+        self
+    }
+
+    /// Writes the target's checkpoint, when this run's commit is due one, in a task of
+    /// its own rather than before the run returns, for a caller that goes on with other
+    /// work meanwhile. Await [`checkpoints_written`](crate::checkpoints_written) before
+    /// the runtime ends: a checkpoint cut short is not written (readers then replay
+    /// the commits since the one before).
+    ///
+    /// Only targets latefill writes itself take this; others are checkpointed by
+    /// delta-rs's write.
+    pub fn with_checkpoint_in_background(mut self, in_background: bool) -> Self {
+        self.checkpoint_in_background = in_background;
         self
     }
 
@@ -445,6 +460,7 @@ impl RunPartition {
                     files,
                     &predicate,
                     |metrics| commit(Some(metrics)),
+                    self.checkpoint_in_background,
                 )
                 .await?;
                 (version, rows)
