@@ -193,9 +193,10 @@ const CHAIN_MEMORY: usize = 1024;
 
 /// At most how many of this process's own commits a run may read the target without
 /// ([`may_read`]). It bounds the commits that delta-rs's commit loop replays when it
-/// starts from the version the run read; the table kept is brought up to date at
-/// checkpoints anyway.
-const UNREAD_OWN_COMMITS: u64 = 10;
+/// starts from the version the run read. The table kept is brought up to date at
+/// checkpoints, every 10 commits for a target latefill created; twice that leaves
+/// room for a checkpoint written in the background (see [`commit`]) to land first.
+const UNREAD_OWN_COMMITS: u64 = 20;
 
 /// This process's commits to one target, made one at a time.
 #[derive(Debug, Default)]
