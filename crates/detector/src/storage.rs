@@ -304,6 +304,24 @@ pub fn remember(url: &Url, options: &StorageOptions, table: &deltalake::DeltaTab
     keep(key, kept);
 }
 
+/// The table at `url` at `version`, loaded afresh (from its newest checkpoint at or
+/// before `version`), and kept unless a newer version is kept: for a caller that has
+/// just written the checkpoint of `version`, which this reads instead of the commits
+/// before it.
+pub async fn load_afresh(
+    url: &Url,
+    options: &StorageOptions,
+    version: u64,
+) -> DeltaResult<deltalake::DeltaTable> {
+    let mut table = table_builder(url, options)?.build()?;
+    table.load_version(version).await?;
+    keep(
+        (url.clone(), options.clone()),
+        KeptTable::loaded(table.clone()),
+    );
+    Ok(table)
+}
+
 /// The table this process keeps for `url` (see [`load`]), at the version it was last
 /// brought to, without looking for newer commits; `None` when it keeps none.
 ///

@@ -445,38 +445,50 @@ fn checkpoint_due(table: &DeltaTable, version: u64) -> bool {
 }
 
 /// Writes the checkpoint of `version` when the target's checkpoint interval (as of
-/// `table`) says so, as delta-rs's post-commit step would, and then removes expired
-/// commits. Best effort: the commit has landed, and a reader replays a few more
-/// commits until the next checkpoint.
+/// `table`, which may be older) says so, as delta-rs's post-commit step would, and
+/// then removes expired commits. Best effort: the commit has landed, and a reader
+/// replays a few more commits until the next checkpoint.
+///
+/// The table this process keeps is then loaded afresh from that checkpoint: the runs
+/// that read it as it is ([`may_read`]) start from there.
 async fn checkpoint_if_due(url: &Url, options: &StorageOptions, table: &DeltaTable, version: u64) {
     if !checkpoint_due(table, version) {
         return;
     }
     let started = std::time::Instant::now();
     let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
-    let at_version = match table.version() {
-        Some(v) if v == version => Ok(table.clone()),
-        _ => latefill_detector::storage::load(url, options, Some(version)).await,
-    };
-    let loaded = ms(started);
-    let outcome = match at_version {
-        Ok(table) => deltalake::checkpoints::create_checkpoint(&table, None)
-            .await
-            .map(|()| table),
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(table) => {
-            let written = ms(started);
-            // Runs that read the kept table as it is (`may_read`) start from here.
-            latefill_detector::storage::remember(url, options, &table);
-            crate::run::cleanup_expired_logs_at_checkpoint(&table, url, version).await;
-            tracing::debug!(table = %url, version, load_ms = loaded, write_ms = written - loaded, cleanup_ms = ms(started) - written, "target: checkpoint written");
-        }
-        Err(e) => {
-            tracing::warn!(table = %url, version, error = %e, "target: could not write a checkpoint")
-        }
+    if let Err(e) = write_checkpoint(table, version).await {
+        tracing::warn!(table = %url, version, error = %e, "target: could not write a checkpoint");
+        return;
     }
+    let written = ms(started);
+    if let Err(e) = latefill_detector::storage::load_afresh(url, options, version).await {
+        tracing::debug!(table = %url, version, error = %e, "target: could not load the checkpoint just written");
+    }
+    let loaded = ms(started);
+    crate::run::cleanup_expired_logs_at_checkpoint(table, url, version).await;
+    tracing::debug!(table = %url, version, write_ms = written, load_ms = loaded - written, cleanup_ms = ms(started) - loaded, "target: checkpoint written");
+}
+
+/// Writes the checkpoint of `version` of the target `table` belongs to, as delta-rs's
+/// `create_checkpoint` does, but without a table loaded at that version: the kernel
+/// reads the log for it anyway.
+async fn write_checkpoint(table: &DeltaTable, version: u64) -> deltalake::DeltaResult<()> {
+    let log_store = table.log_store();
+    let root = log_store.transaction_url(None)?;
+    let engine = log_store.engine(None);
+    let snapshot = tokio::task::spawn_blocking({
+        let engine = engine.clone();
+        move || {
+            delta_kernel::Snapshot::builder_for(root)
+                .at_version(version)
+                .build(engine.as_ref())
+        }
+    })
+    .await
+    .map_err(|e| DeltaTableError::Generic(e.to_string()))??;
+    snapshot.checkpoint(engine.as_ref(), None)?;
+    Ok(())
 }
 
 #[cfg(test)]
