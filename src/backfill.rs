@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use latefill_executor::failpoint;
 use latefill_executor::{PartitionDate, RunReport};
-use latefill_state::{Batch, PartitionState, Planned, Status};
+use latefill_state::{Batch, BatchOutcome, PartitionState, Planned, Status};
 use serde::Serialize;
 
 use crate::engine::{Engine, Result, Skipped, completion};
@@ -344,31 +344,13 @@ pub(crate) async fn process_batched(
     let mut done: Vec<RunReport> = Vec::new();
     let mut first_done: Option<Instant> = None;
 
+    // The claim of the next batch, made while the partitions of the last one run: one
+    // state commit at a time, so completions wait for it (it records them too).
+    let mut claiming: Option<Claiming> = None;
+
     loop {
-        // Start what can start, claiming the next batch (with the completions so far)
-        // when no claimed partition is left.
+        // Start what can start.
         while running.len() < concurrency && !stop.load(Ordering::SeqCst) {
-            if ready.is_empty() && !queue.is_empty() {
-                let claim: Vec<_> = queue.drain(..size.min(queue.len())).collect();
-                let claimed = batcher.commit(std::mem::take(&mut done), &[], &claim).await;
-                first_done = None;
-                if !claimed.is_empty() {
-                    emit(BackfillEvent::Claimed {
-                        partitions: claimed.clone(),
-                    });
-                    failpoint("after-claim");
-                }
-                for (date, seen) in claim {
-                    let name = engine.pipeline().partition_name(date);
-                    if claimed.contains(&name) {
-                        ready.push_back(Claimed {
-                            date,
-                            seen,
-                            claimed_at: engine.state().now(),
-                        });
-                    }
-                }
-            }
             let Some(next) = ready.pop_front() else {
                 break;
             };
@@ -389,13 +371,25 @@ pub(crate) async fn process_batched(
                 (partition, report)
             });
         }
-        if running.is_empty() {
+        // Once every claimed partition has started, claim the next batch (with the
+        // completions so far), so that it is ready when a partition finishes.
+        if claiming.is_none()
+            && ready.is_empty()
+            && !queue.is_empty()
+            && !stop.load(Ordering::SeqCst)
+        {
+            let claim: Vec<_> = queue.drain(..size.min(queue.len())).collect();
+            claiming = Some(batcher.claim(std::mem::take(&mut done), claim));
+            first_done = None;
+        }
+        if running.is_empty() && claiming.is_none() {
             break;
         }
-        // Wait for a partition to finish, or for the oldest completion to be due.
+        // Wait for a partition to finish, the claim to land, or the oldest completion
+        // to be due.
         let due = first_done.map(|t| tokio::time::Instant::from_std(t + batching.max_delay));
         tokio::select! {
-            joined = running.join_next() => {
+            joined = running.join_next(), if !running.is_empty() => {
                 let (partition, result) = joined
                     .expect("running is not empty")
                     .expect("a partition's task panicked");
@@ -412,15 +406,38 @@ pub(crate) async fn process_batched(
                     }
                 }
             }
-            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+            landed = async { claiming.as_mut().expect("a claim is in flight").await }, if claiming.is_some() => {
+                claiming = None;
+                let (recorded, claim, batch, result) = landed;
+                let claimed = batcher.record(recorded, batch, result);
+                if !claimed.is_empty() {
+                    emit(BackfillEvent::Claimed {
+                        partitions: claimed.clone(),
+                    });
+                    failpoint("after-claim");
+                }
+                for (date, seen) in claim {
+                    let name = engine.pipeline().partition_name(date);
+                    if claimed.contains(&name) {
+                        ready.push_back(Claimed {
+                            date,
+                            seen,
+                            claimed_at: engine.state().now(),
+                        });
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() && claiming.is_none() => {
                 batcher.commit(std::mem::take(&mut done), &[], &[]).await;
                 first_done = None;
             }
         }
-        // A full batch of completions is recorded now, unless the next batch is about
-        // to be claimed: that commit records them.
-        let claiming_next = ready.is_empty() && !queue.is_empty() && !stop.load(Ordering::SeqCst);
-        if done.len() >= size && !claiming_next {
+        // A full batch of completions is recorded now, unless a claim is in flight or
+        // one is still to come: that commit records them (a claim is made once a batch
+        // has started, so at most a batch and the running partitions wait for it).
+        let claim_to_come =
+            claiming.is_some() || (!queue.is_empty() && !stop.load(Ordering::SeqCst));
+        if done.len() >= size && !claim_to_come {
             batcher.commit(std::mem::take(&mut done), &[], &[]).await;
             first_done = None;
         }
@@ -454,6 +471,21 @@ pub(crate) async fn process_batched(
     batcher.events
 }
 
+/// A claim in flight: the completions it records, the partitions it claims, its
+/// batch and what the state table made of it.
+type Claiming = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Vec<RunReport>,
+                    Vec<(PartitionDate, Option<PartitionState>)>,
+                    Batch,
+                    latefill_state::Result<BatchOutcome>,
+                ),
+            > + Send,
+    >,
+>;
+
 /// Commits batches of transitions and turns their outcomes into events.
 struct Batcher<'a> {
     engine: &'a Engine,
@@ -471,8 +503,42 @@ impl Batcher<'_> {
         release: &[Planned],
         claim: &[(PartitionDate, Option<PartitionState>)],
     ) -> Vec<String> {
+        let batch = self.batch(&done, release, claim);
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let result = self
+            .engine
+            .state()
+            .commit_batch(self.engine.run_id(), &batch)
+            .await;
+        self.record(done, batch, result)
+    }
+
+    /// The commit of [`Batcher::commit`] recording `done` and claiming `claim`, as a
+    /// future of its own, to run beside the partitions; [`Batcher::record`] its result.
+    fn claim(
+        &self,
+        done: Vec<RunReport>,
+        claim: Vec<(PartitionDate, Option<PartitionState>)>,
+    ) -> Claiming {
+        let batch = self.batch(&done, &[], &claim);
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let result = engine.state().commit_batch(engine.run_id(), &batch).await;
+            (done, claim, batch, result)
+        })
+    }
+
+    /// The batch recording `done`, releasing `release` and claiming `claim`.
+    fn batch(
+        &self,
+        done: &[RunReport],
+        release: &[Planned],
+        claim: &[(PartitionDate, Option<PartitionState>)],
+    ) -> Batch {
         let pipeline = self.engine.pipeline();
-        let batch = Batch {
+        Batch {
             complete: done.iter().map(completion).collect(),
             release: release.to_vec(),
             claim: claim
@@ -483,17 +549,19 @@ impl Batcher<'_> {
                 })
                 .collect(),
             ..Batch::default()
-        };
-        if batch.is_empty() {
-            return Vec::new();
         }
+    }
+
+    /// Turns the outcome of `batch`, which recorded `done`, into events; returns the
+    /// partitions it claimed.
+    fn record(
+        &mut self,
+        done: Vec<RunReport>,
+        batch: Batch,
+        result: latefill_state::Result<BatchOutcome>,
+    ) -> Vec<String> {
         let emit = self.emit;
-        match self
-            .engine
-            .state()
-            .commit_batch(self.engine.run_id(), &batch)
-            .await
-        {
+        match result {
             Ok(outcome) => {
                 if !done.is_empty() {
                     failpoint("after-complete");

@@ -238,3 +238,39 @@ async fn a_batched_claim_taken_over_after_its_lease_is_never_started() {
     let held = &other.read().await.unwrap().partitions[&last];
     assert_eq!(held.run_id, "run-b");
 }
+
+/// A backfill makes one state commit a batch: each claim, made while the partitions
+/// of the batch before run, also records the completions since the last commit; the
+/// last completions take one more commit.
+#[tokio::test]
+async fn a_backfill_makes_one_state_commit_a_batch() {
+    let ws = Workspace::new();
+    let days: Vec<String> = (1..=25).map(|d| format!("2024-04-{d:02}")).collect();
+    for (i, d) in days.iter().enumerate() {
+        ws.generate(d, 20, i as u64).await;
+    }
+    // The state table's creation and the first day.
+    ws.backfill_lines(&ws.config, &days[0], &days[0], &[]);
+    let state = ws.dir.path().join("state");
+    let before = table_version(&state).await.unwrap();
+
+    let lines = ws.backfill_lines(
+        &ws.config,
+        &days[1],
+        &days[24],
+        &["--concurrency", "2", "--batch-size", "8"],
+    );
+    let processed = lines.iter().filter(|l| l["event"] == "processed").count();
+    assert_eq!(processed, 24, "{lines:?}");
+    // Three claims of 8, each with the completions since the one before; after the
+    // last claim, the completions of at most a batch and the partitions running then:
+    // two commits at most. No commit records completions alone while a claim is to
+    // come.
+    let claims = lines.iter().filter(|l| l["event"] == "claimed").count();
+    assert_eq!(claims, 3, "{lines:?}");
+    let commits = table_version(&state).await.unwrap() - before;
+    assert!(
+        commits <= claims as u64 + 2,
+        "{commits} state commits for {claims} claims"
+    );
+}
