@@ -21,7 +21,8 @@
 #     same story in Python deltalake + polars (scripts/peers/story_polars.py); the
 #     runs alone, for latefill;
 #   concurrency scaling: backfill of 30 partitions x 100,000 rows, --concurrency 1 vs 2
-#     (scripts/concurrency.sh).
+#     (scripts/concurrency.sh), and two --concurrency 1 processes at once on copies of
+#     the data: what a second worker could gain at most on this machine.
 # Peers are installed with pip into a virtual environment; when that fails, latefill's
 # own figures are still reported.
 set -euo pipefail
@@ -208,7 +209,7 @@ e2e_peer=""
 if [ -n "$peer_story" ]; then e2e_peer=$(med "$BENCH_DIR/../e2e-peer"); fi
 
 # --- Concurrency scaling ---------------------------------------------------------
-scaling=$(DAYS=30 ROWS=100000 RUNS=$RUNS bash scripts/concurrency.sh 2>/dev/null | tail -n 3)
+scaling=$(DAYS=30 ROWS=100000 RUNS=$RUNS bash scripts/concurrency.sh 2>/dev/null | tail -n 5)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
 echo
