@@ -64,6 +64,16 @@ impl Workspace {
             .table_version
     }
 
+    /// Gives the first `n` days of `month` (`"2024-03"`) `rows` generated rows each,
+    /// the i-th day's from seed i; returns the days, in order.
+    pub async fn generate_days(&self, month: &str, n: u32, rows: usize) -> Vec<String> {
+        let days: Vec<String> = (1..=n).map(|d| format!("{month}-{d:02}")).collect();
+        for (i, d) in days.iter().enumerate() {
+            self.generate(d, rows, i as u64).await;
+        }
+        days
+    }
+
     /// Runs the `latefill` binary with `args` in this workspace.
     pub fn latefill(&self, args: &[&str]) -> Output {
         latefill_in(self.dir.path(), args)

@@ -245,10 +245,7 @@ async fn a_batched_claim_taken_over_after_its_lease_is_never_started() {
 #[tokio::test]
 async fn a_backfill_makes_one_state_commit_a_batch() {
     let ws = Workspace::new();
-    let days: Vec<String> = (1..=25).map(|d| format!("2024-04-{d:02}")).collect();
-    for (i, d) in days.iter().enumerate() {
-        ws.generate(d, 20, i as u64).await;
-    }
+    let days = ws.generate_days("2024-04", 25, 20).await;
     // The state table's creation and the first day.
     ws.backfill_lines(&ws.config, &days[0], &days[0], &[]);
     let state = ws.dir.path().join("state");

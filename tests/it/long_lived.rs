@@ -352,10 +352,7 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
 #[tokio::test]
 async fn the_target_log_is_cleaned_up_at_its_checkpoints() {
     let ws = Workspace::new();
-    let days: Vec<String> = (1..=25).map(|d| format!("2024-03-{d:02}")).collect();
-    for (i, d) in days.iter().enumerate() {
-        ws.generate(d, 20, i as u64).await;
-    }
+    let days = ws.generate_days("2024-03", 25, 20).await;
     let first = ws.run_cli(&["--date", &days[0]]);
     assert!(first.status.success(), "{}", stderr(&first));
     // The target now keeps no expired commit.
@@ -393,10 +390,7 @@ async fn the_target_log_is_cleaned_up_at_its_checkpoints() {
 #[tokio::test]
 async fn a_backfill_exits_with_its_targets_checkpoints_written() {
     let ws = Workspace::new();
-    let days: Vec<String> = (1..=20).map(|d| format!("2024-03-{d:02}")).collect();
-    for (i, d) in days.iter().enumerate() {
-        ws.generate(d, 20, i as u64).await;
-    }
+    let days = ws.generate_days("2024-03", 20, 20).await;
     let lines = ws.backfill_lines(&ws.config, &days[0], &days[19], &["--concurrency", "2"]);
     let processed = lines.iter().filter(|l| l["event"] == "processed").count();
     assert_eq!(processed, 20, "{lines:?}");

@@ -157,10 +157,7 @@ fn processed_by_all(outputs: &[std::process::Output]) -> Vec<String> {
 #[tokio::test]
 async fn four_processes_running_two_pipelines_on_one_state_table_do_all_the_work_once() {
     let ws = Workspace::new();
-    let dates: Vec<String> = (1..=8).map(|d| format!("2024-02-{d:02}")).collect();
-    for (i, d) in dates.iter().enumerate() {
-        ws.generate(d, 200, i as u64).await;
-    }
+    let dates = ws.generate_days("2024-02", 8, 200).await;
     let b = second_pipeline(&ws);
     // Two processes per pipeline on overlapping ranges, all at once.
     let runs = [

@@ -249,7 +249,6 @@ fn target_row(kind: &str, version: &str, date: &str) -> deltalake::arrow::array:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
-    use deltalake::protocol::SaveMode;
     use deltalake::{FilterOp, FilterValue};
 
     let ws = Workspace::new();
@@ -260,12 +259,7 @@ async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
     for round in 0..6 {
         run_partition(&pipeline, date("2024-01-01")).await.unwrap();
         // A second file in the partition, so that the compaction has work to do.
-        open(&ws.target_path())
-            .await
-            .write(vec![stray.clone()])
-            .with_save_mode(SaveMode::Append)
-            .await
-            .unwrap();
+        append_batch(&ws.target_path(), stray.clone(), &["event_time"]).await;
         let filter = [(
             "event_time",
             FilterOp::Eq,
@@ -346,8 +340,6 @@ async fn a_commit_of_another_writer_during_a_run_is_kept() {
 /// tells the process that its own view of the target is behind.
 #[tokio::test]
 async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows() {
-    use deltalake::protocol::SaveMode;
-
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
     ws.generate("2024-01-01", 2_000, 1).await;
@@ -364,12 +356,7 @@ async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows()
         if let Some(other) = other_partition {
             run_partition(&pipeline, date(other)).await.unwrap();
         }
-        open(&ws.target_path())
-            .await
-            .write(vec![stray.clone()])
-            .with_save_mode(SaveMode::Append)
-            .await
-            .unwrap();
+        append_batch(&ws.target_path(), stray.clone(), &["event_time"]).await;
         run_partition(&pipeline, date("2024-01-01"))
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
