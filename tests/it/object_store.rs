@@ -232,6 +232,63 @@ async fn azure_late_data_is_found_and_reprocessed() {
     late_data_is_found_and_reprocessed_on(Store::Azure).await;
 }
 
+/// A backfill into a new target on the store checkpoints it at its 10th commit (the
+/// Delta kernel writes it through the store, beside the next partitions) and waits for
+/// the checkpoint before it exits.
+async fn a_new_target_is_checkpointed_on(store: Store) {
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path;
+
+    let remote = Remote::new(store);
+    let days: Vec<String> = (1..=10).map(day).collect();
+    for (i, d) in days.iter().enumerate() {
+        remote.generate(d, 50, i as u64);
+    }
+    let out = remote.with_config(
+        &["backfill"],
+        &["--from", &days[0], "--to", &days[9], "--concurrency", "2"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let target = deltalake::open_table(remote.url("devices_daily"))
+        .await
+        .unwrap();
+    assert_eq!(target.version(), Some(9));
+    let files = target.log_store().object_store(None);
+    let hint = files
+        .get(&Path::from("_delta_log/_last_checkpoint"))
+        .await
+        .unwrap_or_else(|e| panic!("no _last_checkpoint: {e}"))
+        .bytes()
+        .await
+        .unwrap();
+    let hint: serde_json::Value = serde_json::from_slice(&hint).unwrap();
+    assert_eq!(hint["version"], 9, "{hint}");
+    files
+        .head(&Path::from(
+            "_delta_log/00000000000000000009.checkpoint.parquet",
+        ))
+        .await
+        .unwrap();
+    for d in &days {
+        assert_eq!(
+            target_counts_at(&remote.url("devices_daily"), d).await,
+            recomputed_counts_at(&remote.url("devices"), d).await,
+            "{d}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_new_target_is_checkpointed() {
+    a_new_target_is_checkpointed_on(Store::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_a_new_target_is_checkpointed() {
+    a_new_target_is_checkpointed_on(Store::Azure).await;
+}
+
 /// Waits for `child` at most `limit`; kills it and fails if it is still running, so
 /// that a command that hangs fails the test instead of hanging it.
 fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {
