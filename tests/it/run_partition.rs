@@ -368,6 +368,66 @@ async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows()
     }
 }
 
+/// A target deleted while the process that wrote it runs on is created afresh by the
+/// process's next run, not continued from what the process remembers of it.
+#[tokio::test]
+async fn a_target_deleted_under_a_running_process_is_created_again() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    let days = ws.generate_days("2024-01", 3, 500).await;
+    // The creation, then commits this process makes straight after its own.
+    for d in &days {
+        run_partition(&pipeline, date(d)).await.unwrap();
+    }
+    std::fs::remove_dir_all(ws.target_path()).unwrap();
+
+    // A day whose last commit is older than the process's last.
+    let report = run_partition(&pipeline, date(&days[0])).await.unwrap();
+    assert_eq!(report.target_version, 0);
+    assert_eq!(table_version(&ws.target_path()).await, Some(0));
+    assert_eq!(
+        target_counts(&ws.target_path(), &days[0]).await,
+        expected_counts(&days[0], &[(500, 0)])
+    );
+    assert!(target_counts(&ws.target_path(), &days[2]).await.is_empty());
+}
+
+/// A target deleted and created again by another writer, with as many commits as the
+/// process had made, is read afresh by the process's next run: its own last commit is
+/// not the one there. Read as the process last knew it, the run would miss the other
+/// writer's row in its partition, and commit after it unchecked.
+#[tokio::test]
+async fn a_target_created_again_by_another_writer_under_a_running_process_is_read_afresh() {
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    let days = ws.generate_days("2024-01", 3, 500).await;
+    // Versions 0 to 2.
+    for d in &days {
+        run_partition(&pipeline, date(d)).await.unwrap();
+    }
+    std::fs::remove_dir_all(ws.target_path()).unwrap();
+    // Another writer's table there, versions 0 to 2, one row in the first day.
+    for (round, day) in ["2024-01-04", &days[0], "2024-01-04"]
+        .into_iter()
+        .enumerate()
+    {
+        let row = target_row("other", &round.to_string(), day);
+        append_batch(&ws.target_path(), row, &["event_time"]).await;
+    }
+
+    let report = run_partition(&pipeline, date(&days[0])).await.unwrap();
+    assert_eq!(report.target_version, 3);
+    assert_eq!(
+        target_counts(&ws.target_path(), &days[0]).await,
+        expected_counts(&days[0], &[(500, 0)]),
+        "the other writer's row in the partition is replaced"
+    );
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-04").await.len(),
+        2
+    );
+}
+
 /// A target latefill creates is checkpointed every 10 commits, as Spark does: opening
 /// it then replays at most 10 commits, on every store.
 #[tokio::test]

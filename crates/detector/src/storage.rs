@@ -129,6 +129,22 @@ pub struct KeptTable {
     loaded_at: u64,
     /// The version at which a checkpoint newer than `loaded_at` was last looked for.
     checked_at: u64,
+    /// For a local table, the size and time of its commit file at its version, as seen
+    /// when it was brought there: another file there means the table was deleted and
+    /// created again under this process.
+    stamp: Option<CommitStamp>,
+}
+
+/// A local commit file's size and modification time.
+type CommitStamp = (u64, std::time::SystemTime);
+
+/// The [`CommitStamp`] of `table`'s commit file at its version, for a local table.
+fn commit_stamp(table: &deltalake::DeltaTable) -> Option<CommitStamp> {
+    let url = table.table_url();
+    let root = (url.scheme() == "file").then(|| url.to_file_path().ok())??;
+    let version = table.version()?;
+    let meta = std::fs::metadata(root.join(format!("_delta_log/{version:020}.json"))).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 impl fmt::Debug for KeptTable {
@@ -147,6 +163,7 @@ impl KeptTable {
     pub fn loaded(table: deltalake::DeltaTable) -> Self {
         let version = table.version().unwrap_or_default();
         KeptTable {
+            stamp: commit_stamp(&table),
             table,
             loaded_at: version,
             checked_at: version,
@@ -156,6 +173,7 @@ impl KeptTable {
     /// `table`, advanced from this one (by a write, say): it keeps this one's history.
     pub fn advanced_to(&self, table: deltalake::DeltaTable) -> Self {
         KeptTable {
+            stamp: commit_stamp(&table),
             table,
             loaded_at: self.loaded_at,
             checked_at: self.checked_at,
@@ -170,17 +188,25 @@ impl KeptTable {
     /// Brings the table to its latest version, or to `version`, from the commits after
     /// the version it has. `Ok(false)` when it is better loaded afresh: a newer
     /// checkpoint exists and it was advanced by [`RELOAD_CHECK_EVERY`] commits since it
-    /// was loaded or last looked. It is advanced all the same.
+    /// was loaded or last looked (it is advanced all the same), or, for a local table,
+    /// its commit file at its version is gone or another than the one it was read
+    /// from: the table was deleted, and maybe created again, under this process (it is
+    /// left as it is).
     ///
     /// A table on the local file system is first checked for a commit after its own
     /// (see [`is_latest_local`]); when there is none, its log is not listed.
     pub async fn advance(&mut self, version: Option<u64>) -> DeltaResult<bool> {
+        if self.stamp.is_some() && commit_stamp(&self.table) != self.stamp {
+            tracing::debug!(url = %self.table.table_url(), version = ?self.table.version(), "the commit file kept is gone or another: loading afresh");
+            return Ok(false);
+        }
         let latest = match (version, self.table.version()) {
             (None, Some(current)) => is_latest_local(self.table.table_url(), current),
             _ => false,
         };
         if !latest {
             self.table.update_incremental(version).await?;
+            self.stamp = commit_stamp(&self.table);
         }
         let now = self.table.version().unwrap_or_default();
         if now < self.checked_at + RELOAD_CHECK_EVERY {
@@ -637,23 +663,45 @@ mod tests {
         assert_eq!(answers, expected);
     }
 
-    /// The commits after the kept version were removed by log cleanup: the table is
-    /// still brought to its latest version.
+    /// The kept version's commit, and those after it, were removed by log cleanup: the
+    /// kept table says to load it afresh, and a load gives the latest version.
     #[tokio::test]
-    async fn a_kept_table_is_advanced_past_commits_cleaned_up_since() {
+    async fn a_kept_table_whose_commits_were_cleaned_up_since_is_loaded_afresh() {
         let properties = [
             ("delta.checkpointInterval", "5"),
             ("delta.logRetentionDuration", "interval 0 seconds"),
         ];
         let (dir, url, mut kept) = new_kept_table(&properties).await;
+        let options = StorageOptions::new();
+        assert_eq!(load(&url, &options, None).await.unwrap().version(), Some(0));
         let mut latest = 0;
         for _ in 0..7 {
             latest = append_with(&url, &properties).await;
         }
         let log = dir.path().join("_delta_log");
-        assert!(!log.join(format!("{:020}.json", 1)).exists(), "cleaned up");
-        kept.advance(None).await.unwrap();
-        assert_eq!(kept.table().version(), Some(latest));
+        assert!(!log.join(format!("{:020}.json", 0)).exists(), "cleaned up");
+        assert!(!kept.advance(None).await.unwrap());
+        assert_eq!(
+            load(&url, &options, None).await.unwrap().version(),
+            Some(latest)
+        );
+    }
+
+    /// A local table deleted and created again under the process: the kept table,
+    /// whose commit file is now another, says to load it afresh.
+    #[tokio::test]
+    async fn a_kept_local_table_created_again_is_loaded_afresh() {
+        let properties = [("delta.checkpointInterval", "1000")];
+        let (dir, url, mut kept) = new_kept_table(&properties).await;
+        append_with(&url, &properties).await;
+        assert!(kept.advance(None).await.unwrap());
+        assert_eq!(kept.table().version(), Some(1));
+        std::fs::remove_dir_all(dir.path().join("_delta_log")).unwrap();
+        for _ in 0..3 {
+            append_with(&url, &properties).await;
+        }
+        assert!(!kept.advance(None).await.unwrap());
+        assert_eq!(kept.table().version(), Some(1), "left as it was");
     }
 
     #[tokio::test]

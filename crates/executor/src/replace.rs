@@ -38,6 +38,7 @@ use deltalake::kernel::transaction::{
     CommitBuilder, CommitProperties, TableReference, TransactionError,
 };
 use deltalake::kernel::{Action, Add};
+use deltalake::logstore::CommitOrBytes;
 use deltalake::operations::write::configs::WriterStatsConfig;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
@@ -201,8 +202,14 @@ const UNREAD_OWN_COMMITS: u64 = 20;
 /// This process's commits to one target, made one at a time.
 #[derive(Debug, Default)]
 struct Chain {
+    /// The Delta metadata id of the table the commits went to. A table deleted and
+    /// created again at the same location has another: its chain starts afresh.
+    table: Option<String>,
     /// The version of this process's last commit to the target.
     head: Option<u64>,
+    /// The size in bytes of that commit's file, when known: how a run that reads the
+    /// target as this process last loaded it tells that the commit is still there.
+    head_size: Option<u64>,
     /// The partition each of its recent commits replaced, by version.
     ours: BTreeMap<u64, String>,
     /// The newest version another writer took when this process tried to commit there:
@@ -241,8 +248,23 @@ impl Chain {
         self.taken = Some(self.taken.map_or(version, |t| t.max(version)));
     }
 
-    fn committed(&mut self, version: u64, partition: &str) {
-        self.head = Some(self.head.map_or(version, |h| h.max(version)));
+    /// Starts the chain afresh unless its commits went to the table with id `table`.
+    fn of_table(&mut self, table: &str) {
+        if self.table.as_deref() != Some(table) {
+            *self = Chain {
+                table: Some(table.to_owned()),
+                ..Chain::default()
+            };
+        }
+    }
+
+    /// This process committed `partition` at `version`, a commit file of `size`
+    /// bytes when known.
+    fn committed(&mut self, version: u64, partition: &str, size: Option<u64>) {
+        if self.head.is_none_or(|head| version >= head) {
+            self.head = Some(version);
+            self.head_size = size;
+        }
         self.ours.insert(version, partition.to_owned());
         while self.ours.len() > CHAIN_MEMORY {
             self.ours.pop_first();
@@ -270,9 +292,31 @@ fn chain(url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
 /// found there, by the put-if-absent of the next version, and checked by delta-rs's
 /// commit loop.
 ///
-/// This spares a run the reading of the commits of the runs beside it.
-pub(crate) async fn may_read(url: &Url, read: u64, partition: &str) -> bool {
-    chain(url).lock().await.may_read(read, partition)
+/// This spares a run the reading of the commits of the runs beside it. What it costs
+/// instead is a look at this process's last commit file (one request on an object
+/// store): a target deleted, or deleted and created again, under a running process
+/// has no such file, or another one there, and is then read afresh.
+pub(crate) async fn may_read(url: &Url, kept: &DeltaTable, partition: &str) -> bool {
+    let Ok(state) = kept.snapshot() else {
+        return false;
+    };
+    let (head, size) = {
+        let mut chain = chain(url).lock_owned().await;
+        chain.of_table(state.metadata().id());
+        if !chain.may_read(state.version(), partition) {
+            return false;
+        }
+        match (chain.head, chain.head_size) {
+            (Some(head), Some(size)) => (head, size),
+            _ => return false,
+        }
+    };
+    use object_store::ObjectStoreExt;
+    let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
+    match kept.log_store().object_store(None).head(&file).await {
+        Ok(meta) => meta.size == size,
+        Err(_) => false,
+    }
 }
 
 /// Commits the `written` files to the target at `url`, replacing the files of
@@ -348,8 +392,15 @@ pub(crate) async fn commit(
         .await
         .map_err(failed)?;
 
+    // The commit file's size, for `may_read`: the same bytes whichever version they
+    // land at.
+    let size = match prepared.commit_or_bytes() {
+        CommitOrBytes::LogBytes(bytes) => Some(bytes.len() as u64),
+        CommitOrBytes::TmpCommit(_) => None,
+    };
     let chain = chain(url);
     let mut chain = chain.lock().await;
+    chain.of_table(state.metadata().id());
     if let Some(version) = chain.next_after(read, partition) {
         let entry = prepared.commit_or_bytes().clone();
         match log_store
@@ -357,7 +408,7 @@ pub(crate) async fn commit(
             .await
         {
             Ok(()) => {
-                chain.committed(version, partition);
+                chain.committed(version, partition, size);
                 drop(chain);
                 tracing::debug!(table = %url, version, "target: committed after this process's own commits");
                 checkpoint(url, options, target, version, checkpoint_in_background).await;
@@ -371,7 +422,7 @@ pub(crate) async fn commit(
     }
     let post_commit = prepared.await.map_err(failed)?;
     let finalized = post_commit.await.map_err(failed)?;
-    chain.committed(finalized.version, partition);
+    chain.committed(finalized.version, partition, size);
     drop(chain);
     let mut table = target.clone();
     table.state = Some(finalized.snapshot);
@@ -498,7 +549,7 @@ mod tests {
     fn chain(commits: &[(u64, &str)]) -> Chain {
         let mut chain = Chain::default();
         for (version, partition) in commits {
-            chain.committed(*version, partition);
+            chain.committed(*version, partition, None);
         }
         chain
     }
@@ -557,16 +608,32 @@ mod tests {
         assert!(!chain.may_read(4, "d=3"));
         assert!(!chain.may_read(5, "d=3"));
         // The commit after it, made by delta-rs's commit loop, read it.
-        chain.committed(7, "d=3");
+        chain.committed(7, "d=3", None);
         assert!(chain.may_read(7, "d=1"));
         assert!(!chain.may_read(5, "d=1"));
+    }
+
+    #[test]
+    fn the_chain_of_another_table_at_the_location_starts_afresh() {
+        let mut chain = chain(&[(4, "d=1"), (5, "d=2")]);
+        chain.of_table("a");
+        assert_eq!(
+            chain.head, None,
+            "the commits of an unknown table are forgotten"
+        );
+        chain.committed(6, "d=1", Some(100));
+        chain.of_table("a");
+        assert_eq!((chain.head, chain.head_size), (Some(6), Some(100)));
+        chain.of_table("b");
+        assert_eq!(chain.next_after(6, "d=2"), None);
+        assert!(!chain.may_read(6, "d=2"));
     }
 
     #[test]
     fn the_chain_forgets_its_oldest_commits() {
         let mut chain = Chain::default();
         for v in 0..(super::CHAIN_MEMORY as u64 + 10) {
-            chain.committed(v, "d");
+            chain.committed(v, "d", None);
         }
         assert_eq!(chain.ours.len(), super::CHAIN_MEMORY);
         // A run that read a version whose successors are forgotten is checked.

@@ -1086,8 +1086,7 @@ async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
 async fn open_target_for(pipeline: &Pipeline, partition: &str) -> Result<Option<DeltaTable>> {
     let kept = latefill_detector::storage::kept(&pipeline.target, &pipeline.target_storage);
     if let Some(kept) = kept
-        && let Some(version) = kept.version()
-        && crate::replace::may_read(&pipeline.target, version, partition).await
+        && crate::replace::may_read(&pipeline.target, &kept, partition).await
     {
         return Ok(Some(kept));
     }
