@@ -289,6 +289,77 @@ async fn azure_a_new_target_is_checkpointed() {
     a_new_target_is_checkpointed_on(Store::Azure).await;
 }
 
+/// A target on the store deleted and created again by another writer while a process
+/// that wrote it runs on (the library in a scheduler) is read afresh by its next run:
+/// the process's last commit file there is another, so the table it keeps is dropped,
+/// not advanced from the new table's commits.
+async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
+    use deltalake::protocol::SaveMode;
+    use futures::TryStreamExt;
+    use latefill::executor::{PartitionDate, Pipeline, run_partition};
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    let remote = Remote::new(store);
+    let days: Vec<String> = (1..=3).map(day).collect();
+    for (i, d) in days.iter().enumerate() {
+        remote.generate(d, 200, i as u64);
+    }
+    let pipeline = Pipeline::from_file(&remote.config).unwrap();
+    let date = |d: &str| PartitionDate::parse(d).unwrap();
+    // Versions 0 to 2, this process's.
+    for d in &days {
+        run_partition(&pipeline, date(d)).await.unwrap();
+    }
+    let target = remote.url("devices_daily");
+    let files = deltalake::open_table(target.clone())
+        .await
+        .unwrap()
+        .log_store()
+        .object_store(None);
+    let objects: Vec<_> = files
+        .list(None)
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .unwrap();
+    for object in &objects {
+        files.delete(object).await.unwrap();
+    }
+    // Another writer's table there, versions 0 to 2, one row in the first day.
+    for (round, day) in ["2024-01-04", &days[0], "2024-01-04"]
+        .into_iter()
+        .enumerate()
+    {
+        deltalake::DeltaTable::try_from_url(target.clone())
+            .await
+            .unwrap()
+            .write(vec![target_row("other", &round.to_string(), day)])
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns(["event_time"])
+            .await
+            .unwrap();
+    }
+
+    let report = run_partition(&pipeline, date(&days[0])).await.unwrap();
+    assert_eq!(report.target_version, 3);
+    assert_eq!(
+        target_counts_at(&target, &days[0]).await,
+        recomputed_counts_at(&remote.url("devices"), &days[0]).await,
+        "the other writer's row in the partition is replaced"
+    );
+    assert_eq!(target_counts_at(&target, "2024-01-04").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_target_created_again_under_a_running_process_is_read_afresh() {
+    a_target_created_again_under_a_running_process_is_read_afresh_on(Store::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_a_target_created_again_under_a_running_process_is_read_afresh() {
+    a_target_created_again_under_a_running_process_is_read_afresh_on(Store::Azure).await;
+}
+
 /// Waits for `child` at most `limit`; kills it and fails if it is still running, so
 /// that a command that hangs fails the test instead of hanging it.
 fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {

@@ -222,31 +222,6 @@ async fn allow_empty_writes_an_empty_partition() {
     );
 }
 
-/// One row of the default pipeline's target: `devices` 1 of `kind` and `version` on
-/// `date`, as another writer of the target would add it.
-fn target_row(kind: &str, version: &str, date: &str) -> deltalake::arrow::array::RecordBatch {
-    use std::sync::Arc;
-
-    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
-    use deltalake::arrow::datatypes::{DataType, Field, Schema};
-
-    RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("type", DataType::Utf8, true),
-            Field::new("version", DataType::Utf8, true),
-            Field::new("devices", DataType::Int64, false),
-            Field::new("event_time", DataType::Utf8, true),
-        ])),
-        vec![
-            Arc::new(StringArray::from(vec![kind])),
-            Arc::new(StringArray::from(vec![version])),
-            Arc::new(Int64Array::from(vec![1])),
-            Arc::new(StringArray::from(vec![date])),
-        ],
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
     use deltalake::{FilterOp, FilterValue};

@@ -295,28 +295,41 @@ fn chain(url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
 /// This spares a run the reading of the commits of the runs beside it. What it costs
 /// instead is a look at this process's last commit file (one request on an object
 /// store): a target deleted, or deleted and created again, under a running process
-/// has no such file, or another one there, and is then read afresh.
-pub(crate) async fn may_read(url: &Url, kept: &DeltaTable, partition: &str) -> bool {
+/// has no such file, or another one there, and is then read afresh: not advanced from
+/// the table kept, whose commits are not that table's ([`KeptRead::Afresh`]).
+pub(crate) async fn may_read(url: &Url, kept: &DeltaTable, partition: &str) -> KeptRead {
     let Ok(state) = kept.snapshot() else {
-        return false;
+        return KeptRead::Latest;
     };
     let (head, size) = {
         let mut chain = chain(url).lock_owned().await;
         chain.of_table(state.metadata().id());
         if !chain.may_read(state.version(), partition) {
-            return false;
+            return KeptRead::Latest;
         }
         match (chain.head, chain.head_size) {
             (Some(head), Some(size)) => (head, size),
-            _ => return false,
+            _ => return KeptRead::Latest,
         }
     };
     use object_store::ObjectStoreExt;
     let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
     match kept.log_store().object_store(None).head(&file).await {
-        Ok(meta) => meta.size == size,
-        Err(_) => false,
+        Ok(meta) if meta.size == size => KeptRead::AsIs,
+        // Gone, another commit there, or the store could not say.
+        _ => KeptRead::Afresh,
     }
+}
+
+/// How a run reads the target this process keeps ([`may_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeptRead {
+    /// As it is.
+    AsIs,
+    /// Brought up to date.
+    Latest,
+    /// Loaded afresh: the table there may not be the one kept.
+    Afresh,
 }
 
 /// Commits the `written` files to the target at `url`, replacing the files of

@@ -1082,13 +1082,17 @@ async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
 
 /// Opens the target for a run of `partition`: the table this process keeps, as it is,
 /// when the commits after its version are a few of this process's own for other
-/// partitions ([`crate::replace::may_read`]); else the latest, as [`open_target`].
+/// partitions ([`crate::replace::may_read`]); else the latest, as [`open_target`],
+/// loaded afresh when the target may have been deleted and created again.
 async fn open_target_for(pipeline: &Pipeline, partition: &str) -> Result<Option<DeltaTable>> {
+    use crate::replace::KeptRead;
     let kept = latefill_detector::storage::kept(&pipeline.target, &pipeline.target_storage);
-    if let Some(kept) = kept
-        && crate::replace::may_read(&pipeline.target, &kept, partition).await
-    {
-        return Ok(Some(kept));
+    if let Some(kept) = kept {
+        match crate::replace::may_read(&pipeline.target, &kept, partition).await {
+            KeptRead::AsIs => return Ok(Some(kept)),
+            KeptRead::Latest => {}
+            KeptRead::Afresh => latefill_detector::storage::forget(&pipeline.target),
+        }
     }
     open_target(pipeline).await
 }
