@@ -343,18 +343,25 @@ async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows()
     }
 }
 
-/// A target deleted while the process that wrote it runs on is created afresh by the
-/// process's next run, not continued from what the process remembers of it.
-#[tokio::test]
-async fn a_target_deleted_under_a_running_process_is_created_again() {
+/// Three days of 500 rows run in this process (target versions 0 to 2: the creation,
+/// then commits made straight after the process's own), then the target deleted.
+async fn three_days_written_then_target_deleted()
+-> (Workspace, latefill::executor::Pipeline, Vec<String>) {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
     let days = ws.generate_days("2024-01", 3, 500).await;
-    // The creation, then commits this process makes straight after its own.
     for d in &days {
         run_partition(&pipeline, date(d)).await.unwrap();
     }
     std::fs::remove_dir_all(ws.target_path()).unwrap();
+    (ws, pipeline, days)
+}
+
+/// A target deleted while the process that wrote it runs on is created afresh by the
+/// process's next run, not continued from what the process remembers of it.
+#[tokio::test]
+async fn a_target_deleted_under_a_running_process_is_created_again() {
+    let (ws, pipeline, days) = three_days_written_then_target_deleted().await;
 
     // A day whose last commit is older than the process's last.
     let report = run_partition(&pipeline, date(&days[0])).await.unwrap();
@@ -373,14 +380,7 @@ async fn a_target_deleted_under_a_running_process_is_created_again() {
 /// writer's row in its partition, and commit after it unchecked.
 #[tokio::test]
 async fn a_target_created_again_by_another_writer_under_a_running_process_is_read_afresh() {
-    let ws = Workspace::new();
-    let pipeline = ws.pipeline();
-    let days = ws.generate_days("2024-01", 3, 500).await;
-    // Versions 0 to 2.
-    for d in &days {
-        run_partition(&pipeline, date(d)).await.unwrap();
-    }
-    std::fs::remove_dir_all(ws.target_path()).unwrap();
+    let (ws, pipeline, days) = three_days_written_then_target_deleted().await;
     // Another writer's table there, versions 0 to 2, one row in the first day.
     for (round, day) in ["2024-01-04", &days[0], "2024-01-04"]
         .into_iter()
