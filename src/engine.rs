@@ -396,7 +396,7 @@ impl Engine {
         let completion = completion(&report);
         let (completed, ()) = tokio::join!(
             self.state
-                .complete_with_cursor(&completion, &self.run_id, cursor.map(str::to_owned),),
+                .complete_with_cursor(&completion, &self.run_id, cursor.map(str::to_owned)),
             latefill_executor::checkpoints_written(),
         );
         completed?;

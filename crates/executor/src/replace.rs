@@ -456,7 +456,8 @@ pub(crate) async fn commit(
 static CHECKPOINTS: LazyLock<Mutex<HashMap<Url, tokio::task::JoinHandle<()>>>> =
     LazyLock::new(Mutex::default);
 
-/// Writes the checkpoint of `version` when it is due ([`checkpoint_if_due`]), here or,
+/// Writes the checkpoint of `version` when the target's checkpoint interval (as of
+/// `table`, which may be older) says so ([`write_checkpoint_at`]), here or,
 /// `in_background`, in a task of its own that [`checkpoints_written`] waits for.
 async fn checkpoint(
     url: &Url,
@@ -469,7 +470,7 @@ async fn checkpoint(
         return;
     }
     if !in_background {
-        return checkpoint_if_due(url, options, table, version).await;
+        return write_checkpoint_at(url, options, table, version).await;
     }
     let mut tasks = CHECKPOINTS.lock().expect("not poisoned");
     let previous = tasks.remove(url);
@@ -479,7 +480,7 @@ async fn checkpoint(
             if let Some(previous) = previous {
                 let _ = previous.await;
             }
-            checkpoint_if_due(&url, &options, &table, version).await;
+            write_checkpoint_at(&url, &options, &table, version).await;
         }
     });
     tasks.insert(url.clone(), task);
@@ -508,17 +509,18 @@ fn checkpoint_due(table: &DeltaTable, version: u64) -> bool {
     })
 }
 
-/// Writes the checkpoint of `version` when the target's checkpoint interval (as of
-/// `table`, which may be older) says so, as delta-rs's post-commit step would, and
-/// then removes expired commits. Best effort: the commit has landed, and a reader
-/// replays a few more commits until the next checkpoint.
+/// Writes the checkpoint of `version`, as delta-rs's post-commit step would, and then
+/// removes expired commits. Best effort: the commit has landed, and a reader replays a
+/// few more commits until the next checkpoint.
 ///
 /// The table this process keeps is then loaded afresh from that checkpoint: the runs
 /// that read it as it is ([`may_read`]) start from there.
-async fn checkpoint_if_due(url: &Url, options: &StorageOptions, table: &DeltaTable, version: u64) {
-    if !checkpoint_due(table, version) {
-        return;
-    }
+async fn write_checkpoint_at(
+    url: &Url,
+    options: &StorageOptions,
+    table: &DeltaTable,
+    version: u64,
+) {
     let started = std::time::Instant::now();
     let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
     if let Err(e) = write_checkpoint(table, version).await {
