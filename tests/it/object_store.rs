@@ -295,9 +295,7 @@ async fn azure_a_new_target_is_checkpointed() {
 /// not advanced from the new table's commits.
 async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
     use deltalake::protocol::SaveMode;
-    use futures::TryStreamExt;
     use latefill::executor::{PartitionDate, Pipeline, run_partition};
-    use object_store::{ObjectStore, ObjectStoreExt};
 
     let remote = Remote::new(store);
     let days: Vec<String> = (1..=3).map(day).collect();
@@ -311,20 +309,7 @@ async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store:
         run_partition(&pipeline, date(d)).await.unwrap();
     }
     let target = remote.url("devices_daily");
-    let files = deltalake::open_table(target.clone())
-        .await
-        .unwrap()
-        .log_store()
-        .object_store(None);
-    let objects: Vec<_> = files
-        .list(None)
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .unwrap();
-    for object in &objects {
-        files.delete(object).await.unwrap();
-    }
+    delete_table(&target).await;
     // Another writer's table there, versions 0 to 2, one row in the first day.
     for (round, day) in ["2024-01-04", &days[0], "2024-01-04"]
         .into_iter()
@@ -358,6 +343,128 @@ async fn s3_a_target_created_again_under_a_running_process_is_read_afresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_a_target_created_again_under_a_running_process_is_read_afresh() {
     a_target_created_again_under_a_running_process_is_read_afresh_on(Store::Azure).await;
+}
+
+/// Deletes every object of the table at `url`.
+async fn delete_table(url: &Url) {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let files = deltalake::DeltaTableBuilder::from_url(url.clone())
+        .unwrap()
+        .build_storage()
+        .unwrap()
+        .object_store(None);
+    let objects: Vec<_> = files
+        .list(None)
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(!objects.is_empty(), "nothing to delete at {url}");
+    for object in &objects {
+        files.delete(object).await.unwrap();
+    }
+}
+
+/// `partition -> status` of every partition the state table records.
+async fn recorded(engine: &latefill::Engine) -> BTreeMap<String, String> {
+    engine
+        .status()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.status != "unprocessed")
+        .map(|row| (row.partition, row.status))
+        .collect()
+}
+
+/// `engine.run_date` of `date`, with the default options; it must succeed.
+async fn run_date(engine: &latefill::Engine, date: &str) {
+    let date = latefill::executor::PartitionDate::parse(date).unwrap();
+    engine.run_date(date, Default::default()).await.unwrap();
+}
+
+fn processed(days: &[&str]) -> BTreeMap<String, String> {
+    days.iter()
+        .map(|d| (format!("event_time={d}"), "processed".to_owned()))
+        .collect()
+}
+
+/// A state table on the store deleted under a process that keeps it (the library in
+/// a scheduler): the process's next run finds it gone and creates it anew, instead of
+/// committing the version after the one it kept into an empty prefix (a log without
+/// its first commits, which no reader can load).
+async fn a_state_table_deleted_under_a_running_process_is_created_anew_on(store: Store) {
+    use latefill::executor::Pipeline;
+    let remote = Remote::new(store);
+    let days: Vec<String> = (1..=3).map(day).collect();
+    for (i, d) in days.iter().enumerate() {
+        remote.generate(d, 100, i as u64);
+    }
+    let engine = latefill::Engine::new(Pipeline::from_file(&remote.config).unwrap());
+    run_date(&engine, &days[0]).await;
+    run_date(&engine, &days[1]).await;
+    assert_eq!(recorded(&engine).await, processed(&[&days[0], &days[1]]));
+
+    delete_table(&remote.url("state")).await;
+    run_date(&engine, &days[2]).await;
+
+    // A process that never saw the old table reads the new one: the third day only.
+    let fresh = latefill::Engine::new(Pipeline::from_file(&remote.config).unwrap());
+    assert_eq!(recorded(&fresh).await, processed(&[&days[2]]));
+    assert_eq!(recorded(&engine).await, processed(&[&days[2]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_state_table_deleted_under_a_running_process_is_created_anew() {
+    a_state_table_deleted_under_a_running_process_is_created_anew_on(Store::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_a_state_table_deleted_under_a_running_process_is_created_anew() {
+    a_state_table_deleted_under_a_running_process_is_created_anew_on(Store::Azure).await;
+}
+
+/// A state table on the store deleted and created again by another process, with as
+/// many commits as the table a running process keeps: that process reads the new
+/// table, not the rows it kept of the old one.
+async fn a_state_table_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
+    use latefill::executor::Pipeline;
+    let remote = Remote::new(store);
+    let days: Vec<String> = (1..=3).map(day).collect();
+    for (i, d) in days.iter().enumerate() {
+        remote.generate(d, 100, i as u64);
+    }
+    let pipeline = Pipeline::from_file(&remote.config).unwrap();
+    let engine = latefill::Engine::new(pipeline.clone());
+    run_date(&engine, &days[0]).await;
+    run_date(&engine, &days[1]).await;
+    assert_eq!(recorded(&engine).await, processed(&[&days[0], &days[1]]));
+    let kept = engine.state().read().await.unwrap().version;
+
+    // S3 and Azure list times to the second: the new table's commits come later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    delete_table(&remote.url("state")).await;
+    let other = latefill::Engine::new(pipeline.clone());
+    run_date(&other, &days[1]).await;
+    run_date(&other, &days[2]).await;
+    assert_eq!(
+        other.state().read().await.unwrap().version,
+        kept,
+        "the new table has as many commits as the one kept"
+    );
+
+    assert_eq!(recorded(&engine).await, processed(&[&days[1], &days[2]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_state_table_created_again_under_a_running_process_is_read_afresh() {
+    a_state_table_created_again_under_a_running_process_is_read_afresh_on(Store::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_a_state_table_created_again_under_a_running_process_is_read_afresh() {
+    a_state_table_created_again_under_a_running_process_is_read_afresh_on(Store::Azure).await;
 }
 
 /// Waits for `child` at most `limit`; kills it and fails if it is still running, so

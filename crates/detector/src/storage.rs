@@ -129,22 +129,51 @@ pub struct KeptTable {
     loaded_at: u64,
     /// The version at which a checkpoint newer than `loaded_at` was last looked for.
     checked_at: u64,
-    /// For a local table, the size and time of its commit file at its version, as seen
-    /// when it was brought there: another file there means the table was deleted and
-    /// created again under this process.
+    /// What its commit file at its version looked like when it was brought there:
+    /// another file there means the table was deleted and created again under this
+    /// process. `None` when not known (a table loaded at a checkpoint, whose commit
+    /// file the load did not list), until the next advance lists it.
     stamp: Option<CommitStamp>,
 }
 
-/// A local commit file's size and modification time.
-type CommitStamp = (u64, std::time::SystemTime);
+/// What tells one commit file at a version from another written there later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CommitStamp {
+    /// A local file's size and modification time.
+    Local(u64, std::time::SystemTime),
+    /// The time an object store gives the file in a listing, in milliseconds (S3 and
+    /// Azure give whole seconds): a table created again in the same second with as
+    /// many commits is not told apart.
+    Listed(i64),
+}
 
-/// The [`CommitStamp`] of `table`'s commit file at its version, for a local table.
+/// The [`CommitStamp`] of `table`'s commit file at its version: for a local table by a
+/// lookup of the file, else as the load listed it (nothing is asked of the store).
 fn commit_stamp(table: &deltalake::DeltaTable) -> Option<CommitStamp> {
-    let url = table.table_url();
-    let root = (url.scheme() == "file").then(|| url.to_file_path().ok())??;
     let version = table.version()?;
+    let url = table.table_url();
+    if url.scheme() != "file" {
+        return table
+            .snapshot()
+            .ok()?
+            .version_timestamp(version)
+            .map(CommitStamp::Listed);
+    }
+    let root = url.to_file_path().ok()?;
     let meta = std::fs::metadata(root.join(format!("_delta_log/{version:020}.json"))).ok()?;
-    Some((meta.len(), meta.modified().ok()?))
+    Some(CommitStamp::Local(meta.len(), meta.modified().ok()?))
+}
+
+/// What one listing of a table's log from the commit at a version says of it.
+#[derive(Debug, PartialEq, Eq)]
+enum LogTail {
+    /// The commit file is the one kept, and no commit comes after it.
+    Latest,
+    /// The commit file is the one kept; commits come after it.
+    Newer,
+    /// The commit file is gone (the table was deleted, or log cleanup removed it) or
+    /// another (the table was deleted and created again).
+    Other,
 }
 
 impl fmt::Debug for KeptTable {
@@ -188,20 +217,31 @@ impl KeptTable {
     /// Brings the table to its latest version, or to `version`, from the commits after
     /// the version it has. `Ok(false)` when it is better loaded afresh: a newer
     /// checkpoint exists and it was advanced by [`RELOAD_CHECK_EVERY`] commits since it
-    /// was loaded or last looked (it is advanced all the same), or, for a local table,
-    /// its commit file at its version is gone or another than the one it was read
-    /// from: the table was deleted, and maybe created again, under this process (it is
-    /// left as it is).
+    /// was loaded or last looked (it is advanced all the same), or its commit file at
+    /// its version is gone or another than the one it was read from: the table was
+    /// deleted, and maybe created again, under this process (it is left as it is).
     ///
-    /// A table on the local file system is first checked for a commit after its own
-    /// (see [`is_latest_local`]); when there is none, its log is not listed.
+    /// The commit file is checked for a local table by a lookup, and on an object store
+    /// (when bringing the table to its latest version) by one listing of the log from
+    /// it, which also tells whether commits came after it; delta-rs lists the log only
+    /// when some did. A local table is checked for a commit after its own by a lookup
+    /// too (see [`is_latest_local`]); when there is none, its log is not listed.
     pub async fn advance(&mut self, version: Option<u64>) -> DeltaResult<bool> {
-        if self.stamp.is_some() && commit_stamp(&self.table) != self.stamp {
+        let local = self.table.table_url().scheme() == "file";
+        if local && self.stamp.is_some() && commit_stamp(&self.table) != self.stamp {
             tracing::debug!(url = %self.table.table_url(), version = ?self.table.version(), "the commit file kept is gone or another: loading afresh");
             return Ok(false);
         }
         let latest = match (version, self.table.version()) {
-            (None, Some(current)) => is_latest_local(self.table.table_url(), current),
+            (None, Some(current)) if local => is_latest_local(self.table.table_url(), current),
+            (None, Some(current)) => match self.list_tail(current).await? {
+                LogTail::Latest => true,
+                LogTail::Newer => false,
+                LogTail::Other => {
+                    tracing::debug!(url = %self.table.table_url(), version = current, "the commit file kept is gone or another: loading afresh");
+                    return Ok(false);
+                }
+            },
             _ => false,
         };
         if !latest {
@@ -217,6 +257,44 @@ impl KeptTable {
             .await
             .is_some_and(|checkpoint| checkpoint > self.loaded_at);
         Ok(!newer)
+    }
+
+    /// Lists the log of the table on its object store from its commit at `version`
+    /// (one request on S3 and GCS, which start a listing at a key), compares that
+    /// commit with the one kept, and records it when none was.
+    async fn list_tail(&mut self, version: u64) -> DeltaResult<LogTail> {
+        use futures::TryStreamExt;
+        use object_store::path::Path;
+        let store = self.table.log_store().object_store(None);
+        let log = Path::from("_delta_log");
+        // Every name of this version and after it sorts after this one.
+        let from = Path::from(format!("_delta_log/{version:020}"));
+        let listed: Vec<object_store::ObjectMeta> = store
+            .list_with_offset(Some(&log), &from)
+            .try_collect()
+            .await?;
+        let commit_version = |meta: &object_store::ObjectMeta| -> Option<u64> {
+            let name = meta.location.filename()?;
+            let digits = name.strip_suffix(".json")?;
+            (digits.len() == 20).then(|| digits.parse().ok())?
+        };
+        let Some(own) = listed.iter().find(|m| commit_version(m) == Some(version)) else {
+            return Ok(LogTail::Other);
+        };
+        let seen = CommitStamp::Listed(own.last_modified.timestamp_millis());
+        match self.stamp {
+            Some(kept) if kept != seen => return Ok(LogTail::Other),
+            Some(_) => {}
+            None => self.stamp = Some(seen),
+        }
+        let newer = listed
+            .iter()
+            .any(|m| commit_version(m).is_some_and(|v| v > version));
+        Ok(if newer {
+            LogTail::Newer
+        } else {
+            LogTail::Latest
+        })
     }
 }
 
@@ -287,7 +365,9 @@ pub async fn load(
                 return Ok(table);
             }
             Some(Ok(false)) => {
-                tracing::debug!(%url, version = ?kept.table.version(), "a newer checkpoint: loading afresh");
+                tracing::debug!(%url, version = ?kept.table.version(), "loading afresh");
+                // The table loaded next replaces the one kept, whatever its version.
+                forget(url);
             }
             Some(Err(e)) => {
                 tracing::debug!(%url, error = %e, "could not advance the loaded table; loading afresh");

@@ -336,7 +336,7 @@ impl StateTable {
 
     /// The latest version: this handle's snapshot brought up to date, or the table read
     /// afresh when there is none or it cannot be advanced (log cleanup removed the
-    /// commits after it, the table was re-created).
+    /// commits after it, the table was deleted or created again).
     async fn try_load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
         let kept = self.snapshot.lock().expect("not poisoned").clone();
         if let Some(mut kept) = kept {
@@ -352,8 +352,10 @@ impl StateTable {
                     self.keep(kept.table, &all, files);
                     return Ok((Some(table), all));
                 }
-                // A newer checkpoint: read afresh from it (see `KeptTable`).
-                Ok(false) => {}
+                // A newer checkpoint, or the commit kept is gone or another (the
+                // table was deleted, maybe created again): read afresh (see
+                // `KeptTable`), and never decide on the snapshot kept again.
+                Ok(false) => self.forget(),
                 Err(e) => {
                     tracing::debug!(table = %self.url, error = %e, "state table: reading afresh");
                     self.forget();
