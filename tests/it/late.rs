@@ -70,6 +70,143 @@ async fn a_compaction_does_not_make_a_partition_late_but_a_delete_does() {
     assert_eq!(names(&detection.late), ["event_time=2024-01-01"]);
 }
 
+/// The `(type, version)` of each row of the source's data file `file`, in the file's
+/// order (the positions a deletion vector names).
+fn rows_of_file(table: &std::path::Path, file: &str) -> Vec<(String, String)> {
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::datatypes::DataType;
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(table.join(file)).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let text = |name: &str| {
+            deltalake::arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8)
+                .unwrap()
+        };
+        let (kinds, versions) = (text("type"), text("version"));
+        let (kinds, versions) = (kinds.as_string::<i32>(), versions.as_string::<i32>());
+        for i in 0..batch.num_rows() {
+            rows.push((kinds.value(i).to_owned(), versions.value(i).to_owned()));
+        }
+    }
+    rows
+}
+
+/// Deletes the rows at `positions` of the data file `file` as Spark and Databricks do
+/// on a table with deletion vectors: the Delta kernel writes the vector to a file, and
+/// one commit removes the data file and adds it again with the vector.
+async fn delete_by_deletion_vector(table: &std::path::Path, file: &str, positions: &[u64]) {
+    use delta_kernel::actions::deletion_vector_writer::{
+        KernelDeletionVector, StreamingDeletionVectorWriter,
+    };
+    use deltalake::kernel::transaction::CommitBuilder;
+    use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, StorageType};
+    use deltalake::protocol::DeltaOperation;
+    use futures::TryStreamExt;
+
+    let mut vector = KernelDeletionVector::new();
+    vector.add_deleted_row_indexes(positions.iter().copied());
+    let mut bytes = Vec::new();
+    let mut writer = StreamingDeletionVectorWriter::new(&mut bytes);
+    let written = writer.write_deletion_vector(vector).unwrap();
+    writer.finalize().unwrap();
+    let vector_file = table.join("deletion_vector_latefill-test.bin");
+    std::fs::write(&vector_file, &bytes).unwrap();
+
+    let delta = open(table).await;
+    let files: Vec<_> = delta
+        .get_active_add_actions_by_predicate(None)
+        .try_collect()
+        .await
+        .unwrap();
+    let view = files.iter().find(|f| f.path() == file).unwrap();
+    let add = Add {
+        path: view.path().into_owned(),
+        partition_values: view.partition_values_map(),
+        size: view.size(),
+        modification_time: view.modification_time(),
+        data_change: true,
+        stats: view.stats(),
+        deletion_vector: Some(DeletionVectorDescriptor {
+            storage_type: StorageType::AbsolutePath,
+            path_or_inline_dv: url::Url::from_file_path(&vector_file).unwrap().to_string(),
+            offset: Some(written.offset),
+            size_in_bytes: written.size_in_bytes,
+            cardinality: written.cardinality,
+        }),
+        ..Default::default()
+    };
+    CommitBuilder::default()
+        .with_actions(vec![
+            Action::Remove(view.remove_action(true)),
+            Action::Add(add),
+        ])
+        .build(
+            Some(delta.snapshot().unwrap()),
+            delta.log_store(),
+            DeltaOperation::Delete { predicate: None },
+        )
+        .await
+        .unwrap();
+}
+
+/// A DELETE under deletion vectors: the partition's data file is removed and added
+/// again with a vector of its deleted rows. The partition is late, and its
+/// reprocessing, through the CLI, leaves out exactly those rows.
+#[tokio::test]
+async fn rows_deleted_by_a_deletion_vector_are_left_out_when_reprocessed() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-01", 600, 1).await;
+    ws.generate("2024-01-02", 400, 2).await;
+    let dvs = [("delta.enableDeletionVectors".to_owned(), "true".to_owned())];
+    open(&ws.source_path())
+        .await
+        .set_tbl_properties()
+        .with_properties(dvs.into_iter().collect())
+        .await
+        .unwrap();
+    for d in ["2024-01-01", "2024-01-02"] {
+        let out = ws.run_cli(&["--date", d]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    // Every third row of 2024-01-01's one data file.
+    let files = files_by_partition(&ws.source_path()).await;
+    let [file] = files["2024-01-01"].as_slice() else {
+        panic!("one file expected: {files:?}");
+    };
+    let rows = rows_of_file(&ws.source_path(), file);
+    assert_eq!(rows.len(), 600);
+    let deleted: Vec<u64> = (0..600).step_by(3).collect();
+    delete_by_deletion_vector(&ws.source_path(), file, &deleted).await;
+
+    ws.generate("2024-01-03", 100, 3).await;
+    let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
+    assert_eq!(
+        partitions(&run["backfilled"]),
+        ["event_time=2024-01-01"],
+        "{run}"
+    );
+    assert_eq!(run["backfilled"][0]["rows_read"], 400, "{run}");
+    let mut expected = std::collections::BTreeMap::new();
+    for (_, key) in rows.into_iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+        *expected.entry(key).or_insert(0) += 1;
+    }
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        expected
+    );
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-02").await,
+        expected_counts("2024-01-02", &[(400, 2)])
+    );
+}
+
 #[tokio::test]
 async fn state_rebuild_restores_what_the_state_table_held() {
     let ws = Workspace::new();
