@@ -409,3 +409,50 @@ async fn a_backfill_exits_with_its_targets_checkpoints_written() {
         serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap();
     assert_eq!(hint["version"], 19);
 }
+
+/// A program that embeds the engine goes on after a backfill: its later runs, which
+/// start from the target as the backfill left it (the last checkpoint written, the
+/// table not loaded from it again), replace exactly their partitions.
+#[tokio::test]
+async fn an_embedded_engine_goes_on_after_a_backfill_that_checkpointed_its_target() {
+    use latefill::executor::PartitionDate;
+    let ws = Workspace::new();
+    let days = ws.generate_days("2024-03", 20, 20).await;
+    let date = |d: &str| PartitionDate::parse(d).unwrap();
+    let engine = latefill::Engine::new(ws.pipeline());
+    let report = engine
+        .backfill(date(&days[0]), date(&days[19]))
+        .with_concurrency(2)
+        .await
+        .unwrap();
+    assert_eq!(report.processed.len(), 20, "{report:?}");
+    let log = ws.target_path().join("_delta_log");
+    assert!(log.join(format!("{:020}.checkpoint.parquet", 19)).exists());
+
+    // Late rows in three days, then the next day: one run finds and redoes them.
+    for (i, d) in [&days[2], &days[11], &days[19]].into_iter().enumerate() {
+        ws.generate(d, 7, 100 + i as u64).await;
+    }
+    ws.generate("2024-03-21", 20, 99).await;
+    let outcome = engine
+        .run_date(date("2024-03-21"), Default::default())
+        .await
+        .unwrap();
+    let mut redone: Vec<&str> = outcome
+        .backfilled
+        .iter()
+        .map(|r| r.partition.as_str())
+        .collect();
+    redone.sort();
+    assert_eq!(
+        redone,
+        [
+            "event_time=2024-03-03",
+            "event_time=2024-03-12",
+            "event_time=2024-03-20"
+        ]
+    );
+    let mut all: Vec<&str> = days.iter().map(String::as_str).collect();
+    all.push("2024-03-21");
+    assert_target_is_recomputation(&ws, &all).await;
+}

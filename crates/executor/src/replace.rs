@@ -23,6 +23,7 @@
 //! created yet, are written by delta-rs's `write`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
@@ -451,10 +452,17 @@ pub(crate) async fn commit(
     Ok(finalized.version)
 }
 
+/// A checkpoint written in a task of its own.
+struct Pending {
+    task: tokio::task::JoinHandle<()>,
+    /// Whether the target is to be loaded from the checkpoint once it is written;
+    /// cleared by [`checkpoints_written`], whose caller has no more runs to make.
+    reload: Arc<AtomicBool>,
+}
+
 /// The checkpoint tasks of this process, by target: each waits for the one before it,
 /// so that a target's checkpoints land in order.
-static CHECKPOINTS: LazyLock<Mutex<HashMap<Url, tokio::task::JoinHandle<()>>>> =
-    LazyLock::new(Mutex::default);
+static CHECKPOINTS: LazyLock<Mutex<HashMap<Url, Pending>>> = LazyLock::new(Mutex::default);
 
 /// Writes the checkpoint of `version` when the target's checkpoint interval (as of
 /// `table`, which may be older) says so ([`write_checkpoint_at`]), here or,
@@ -470,32 +478,40 @@ async fn checkpoint(
         return;
     }
     if !in_background {
-        return write_checkpoint_at(url, options, table, version).await;
+        return write_checkpoint_at(url, options, table, version, &AtomicBool::new(true)).await;
     }
     let mut tasks = CHECKPOINTS.lock().expect("not poisoned");
     let previous = tasks.remove(url);
+    let reload = Arc::new(AtomicBool::new(true));
     let task = tokio::spawn({
         let (url, options, table) = (url.clone(), options.clone(), table.clone());
+        let reload = reload.clone();
         async move {
             if let Some(previous) = previous {
-                let _ = previous.await;
+                let _ = previous.task.await;
             }
-            write_checkpoint_at(&url, &options, &table, version).await;
+            write_checkpoint_at(&url, &options, &table, version, &reload).await;
         }
     });
-    tasks.insert(url.clone(), task);
+    tasks.insert(url.clone(), Pending { task, reload });
 }
 
 /// Waits for the checkpoints this process's runs left to write in the background
 /// ([`RunPartition::with_checkpoint_in_background`](crate::RunPartition::with_checkpoint_in_background)).
+///
+/// The caller has no more runs to make: a checkpoint not yet written is not followed
+/// by loading the target from it (on S3, a third of the checkpoint's time). A later
+/// run of the process loads it when it needs to, as after any other writer's
+/// checkpoint.
 pub async fn checkpoints_written() {
-    let tasks: Vec<_> = CHECKPOINTS
+    let pending: Vec<Pending> = CHECKPOINTS
         .lock()
         .expect("not poisoned")
         .drain()
-        .map(|(_, task)| task)
+        .map(|(_, pending)| pending)
         .collect();
-    for task in tasks {
+    for Pending { task, reload } in pending {
+        reload.store(false, Ordering::Relaxed);
         // A panic in a checkpoint is the task's; the commits have landed.
         let _ = task.await;
     }
@@ -513,13 +529,14 @@ fn checkpoint_due(table: &DeltaTable, version: u64) -> bool {
 /// removes expired commits. Best effort: the commit has landed, and a reader replays a
 /// few more commits until the next checkpoint.
 ///
-/// The table this process keeps is then loaded afresh from that checkpoint: the runs
-/// that read it as it is ([`may_read`]) start from there.
+/// The table this process keeps is then loaded afresh from that checkpoint, while
+/// `reload` says so: the runs that read it as it is ([`may_read`]) start from there.
 async fn write_checkpoint_at(
     url: &Url,
     options: &StorageOptions,
     table: &DeltaTable,
     version: u64,
+    reload: &AtomicBool,
 ) {
     let started = std::time::Instant::now();
     let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
@@ -528,12 +545,14 @@ async fn write_checkpoint_at(
         return;
     }
     let written = ms(started);
-    if let Err(e) = latefill_detector::storage::load_afresh(url, options, version).await {
+    crate::run::cleanup_expired_logs_at_checkpoint(table, url, version).await;
+    let cleaned = ms(started);
+    let reloaded = reload.load(Ordering::Relaxed);
+    if reloaded && let Err(e) = latefill_detector::storage::load_afresh(url, options, version).await
+    {
         tracing::debug!(table = %url, version, error = %e, "target: could not load the checkpoint just written");
     }
-    let loaded = ms(started);
-    crate::run::cleanup_expired_logs_at_checkpoint(table, url, version).await;
-    tracing::debug!(table = %url, version, write_ms = written, load_ms = loaded - written, cleanup_ms = ms(started) - loaded, "target: checkpoint written");
+    tracing::debug!(table = %url, version, write_ms = written, cleanup_ms = cleaned - written, reloaded, load_ms = ms(started) - cleaned, "target: checkpoint written");
 }
 
 /// Writes the checkpoint of `version` of the target `table` belongs to, as delta-rs's
