@@ -705,6 +705,21 @@ impl Engine {
         date: PartitionDate,
         options: RunDateOptions,
     ) -> Result<RunOutcome> {
+        // The run of `date` reads the source and the target after the detection and
+        // the claim: they are loaded meanwhile.
+        let source_too = options.source_version.is_none();
+        let (outcome, ()) = tokio::join!(
+            self.detect_then_run(date, options),
+            latefill_executor::prefetch(&self.pipeline, source_too)
+        );
+        outcome
+    }
+
+    async fn detect_then_run(
+        &self,
+        date: PartitionDate,
+        options: RunDateOptions,
+    ) -> Result<RunOutcome> {
         // Detect first, committing nothing: the cursor it moves to is saved in the
         // same commit as the completion of `date`. A replaced source must first have
         // its versions forgotten, so then the cursor is saved on its own, after.

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use deltalake::{DeltaResult, DeltaTableBuilder};
 use url::Url;
@@ -330,14 +330,23 @@ async fn last_checkpoint(table: &deltalake::DeltaTable) -> Option<u64> {
 }
 
 /// The latest version of each table this process has loaded, by location.
-type Loaded = HashMap<(Url, StorageOptions), KeptTable>;
+type Loaded = HashMap<TableKey, KeptTable>;
 
 static LOADED: LazyLock<Mutex<Loaded>> = LazyLock::new(Mutex::default);
+
+/// One load at a time of each table, so that a load under way (a prefetch, say) is
+/// waited for rather than made twice.
+static LOADING: LazyLock<Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
+/// A table by location and the options it is opened with.
+type TableKey = (Url, StorageOptions);
 
 /// The table at `url`, at its latest version or at `version`, read once per process:
 /// a table this process loaded before is brought up to date (see [`KeptTable`])
 /// instead of replaying its log from the last checkpoint, which on object storage
-/// costs two requests a commit.
+/// costs two requests a commit. A table another task of the process is loading is
+/// waited for, then brought up to date.
 ///
 /// A version older than the one kept is loaded afresh. A table that was replaced at
 /// the same location is not noticed here: the detector notices it, and the caller
@@ -348,34 +357,26 @@ pub async fn load(
     version: Option<u64>,
 ) -> DeltaResult<deltalake::DeltaTable> {
     let key = (url.clone(), options.clone());
-    let kept = LOADED.lock().expect("not poisoned").get(&key).cloned();
-    if let Some(mut kept) = kept {
-        let current = kept.table.version();
-        let advanced = match (version, current) {
-            (None, Some(_)) => Some(kept.advance(None).await),
-            (Some(v), Some(c)) if v >= c => Some(kept.advance(Some(v)).await),
-            _ => None,
-        };
-        match advanced {
-            Some(Ok(true)) => {
-                let table = kept.table.clone();
-                if version.is_none() {
-                    keep(key, kept);
-                }
+    if let Some(table) = advance_kept(&key, version).await {
+        return Ok(table);
+    }
+    let gate = LOADING
+        .lock()
+        .expect("not poisoned")
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let _loading = match gate.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => {
+            let guard = gate.lock().await;
+            // The load waited for kept what it read.
+            if let Some(table) = advance_kept(&key, version).await {
                 return Ok(table);
             }
-            Some(Ok(false)) => {
-                tracing::debug!(%url, version = ?kept.table.version(), "loading afresh");
-                // The table loaded next replaces the one kept, whatever its version.
-                forget(url);
-            }
-            Some(Err(e)) => {
-                tracing::debug!(%url, error = %e, "could not advance the loaded table; loading afresh");
-                forget(url);
-            }
-            None => {}
+            guard
         }
-    }
+    };
     let mut table = table_builder(url, options)?.build()?;
     match version {
         None => table.load().await?,
@@ -385,6 +386,40 @@ pub async fn load(
         keep(key, KeptTable::loaded(table.clone()));
     }
     Ok(table)
+}
+
+/// The table kept for `key`, brought to its latest version or to `version`; `None`
+/// when none is kept, `version` is older than the one kept, or it is better loaded
+/// afresh (then it is no longer kept).
+async fn advance_kept(key: &TableKey, version: Option<u64>) -> Option<deltalake::DeltaTable> {
+    let url = &key.0;
+    let mut kept = LOADED.lock().expect("not poisoned").get(key).cloned()?;
+    let current = kept.table.version();
+    let advanced = match (version, current) {
+        (None, Some(_)) => kept.advance(None).await,
+        (Some(v), Some(c)) if v >= c => kept.advance(Some(v)).await,
+        _ => return None,
+    };
+    match advanced {
+        Ok(true) => {
+            let table = kept.table.clone();
+            if version.is_none() {
+                keep(key.clone(), kept);
+            }
+            Some(table)
+        }
+        Ok(false) => {
+            tracing::debug!(%url, version = ?kept.table.version(), "loading afresh");
+            // The table loaded next replaces the one kept, whatever its version.
+            forget(url);
+            None
+        }
+        Err(e) => {
+            tracing::debug!(%url, error = %e, "could not advance the loaded table; loading afresh");
+            forget(url);
+            None
+        }
+    }
 }
 
 /// Keeps `kept` for its location unless a newer version is kept already.

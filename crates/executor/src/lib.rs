@@ -48,6 +48,6 @@ pub use project::{Project, same_table};
 pub use replace::checkpoints_written;
 pub use run::{
     COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, file_identity, fingerprint,
-    inspect_partition, partition_fingerprints, run_partition, target_txn_version,
+    inspect_partition, partition_fingerprints, prefetch, run_partition, target_txn_version,
 };
 pub use transform::{DataFrameTransform, Transform};

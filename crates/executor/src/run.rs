@@ -1065,6 +1065,33 @@ async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<u64> {
     Ok(count as u64)
 }
 
+/// Loads the pipeline's source and target into the tables this process keeps, for a
+/// caller with other work to do before its runs (detection, a claim): on an object
+/// store their logs are read meanwhile, and the runs then only bring them up to date
+/// (a run that opens one while it is loading waits for that load). Errors are left to
+/// the runs, which meet them again and report them.
+///
+/// `source_too: false` for runs that read the source at a version of their own.
+pub async fn prefetch(pipeline: &Pipeline, source_too: bool) {
+    let load = async |url: &Url, options: &StorageOptions| {
+        let missing = url
+            .to_file_path()
+            .is_ok_and(|path| !path.join("_delta_log").is_dir());
+        if missing {
+            return;
+        }
+        if let Err(e) = latefill_detector::storage::load(url, options, None).await {
+            tracing::debug!(table = %url, error = %e, "prefetch: not loaded");
+        }
+    };
+    let source = async {
+        if source_too {
+            load(&pipeline.source, &pipeline.source_storage).await;
+        }
+    };
+    tokio::join!(source, load(&pipeline.target, &pipeline.target_storage));
+}
+
 /// Opens the target, or `None` when no table exists there yet.
 async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
     let (url, options) = (&pipeline.target, &pipeline.target_storage);

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Times `latefill backfill` on S3 with a request latency: moto's server behind a proxy
+# that delays each request by DELAY seconds (default 0.02; S3 answers in 10 to 50 ms),
+# DAYS partitions of 2,000 rows, at `--concurrency 1` and 2, ROUNDS rounds, the
+# binaries given interleaved (each run writes a new target and state table):
+#
+#   bash scripts/s3_latency.sh [path/to/latefill ...]
+#
+# Prints every run, then the median of each binary and concurrency. Starts its own
+# emulators (scripts/with-emulators.sh). The binary defaults to the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${LATEFILL_TEST_S3:-}" ]]; then
+    target="${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}"
+    bins=("$@")
+    [[ ${#bins[@]} -gt 0 ]] || bins=("$target/release/latefill")
+    absolute=()
+    for b in "${bins[@]}"; do
+        [[ -x "$b" ]] || { echo "no latefill binary at $b: cargo build --release, or pass its path" >&2; exit 2; }
+        absolute+=("$(realpath "$b")")
+    done
+    exec scripts/with-emulators.sh bash "$0" "${absolute[@]}"
+fi
+
+delay="${DELAY:-0.02}" days="${DAYS:-20}" rounds="${ROUNDS:-3}"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 scripts/latency_proxy.py "$port" "${AWS_ENDPOINT_URL##*:}" "$delay" &
+proxy=$!
+work=$(mktemp -d)
+trap 'kill $proxy; rm -rf "$work"' EXIT
+sleep 1
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+
+base="$LATEFILL_TEST_S3/latency-$RANDOM$RANDOM"
+day() { date -d "2024-01-01 + $(($1 - 1)) days" +%F; }
+for d in $(seq "$days"); do
+    "$1" generate --table "$base/devices" --date "$(day "$d")" --rows 2000 --seed "$d" >/dev/null
+done
+
+echo "backfill of $days partitions on S3 (moto) at $delay s a request"
+n=0
+for _ in $(seq "$rounds"); do
+    for bin in "$@"; do
+        for c in 1 2; do
+            n=$((n + 1))
+            cat >"$work/pipeline.toml" <<T
+name = "devices_daily"
+[source]
+table = "$base/devices"
+partition_column = "event_time"
+[target]
+table = "$base/devices_daily_$n"
+[state]
+table = "$base/state_$n"
+[transform]
+sql = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP BY type, version, event_time"
+T
+            start=$(date +%s%N)
+            "$bin" backfill --config "$work/pipeline.toml" --from "$(day 1)" --to "$(day "$days")" \
+                --concurrency "$c" --output json >/dev/null
+            echo "$bin c$c $((($(date +%s%N) - start) / 1000000)) ms"
+        done
+    done
+done | tee "$work/runs.txt"
+echo "medians:"
+awk '{k = $1 " " $2; v[k] = v[k] " " $3} END {for (k in v) print k, v[k]}' "$work/runs.txt" | sort |
+    while read -r bin c times; do
+        echo "$bin $c $(echo $times | tr ' ' '\n' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}') ms"
+    done
