@@ -83,6 +83,16 @@ impl Remote {
         self.latefill(&args)
     }
 
+    /// `n` days from 2024-01-01 of `rows` rows each, generated into the source (a
+    /// commit each); their dates.
+    fn generate_days(&self, n: u32, rows: usize) -> Vec<String> {
+        let days: Vec<String> = (1..=n).map(day).collect();
+        for (i, d) in days.iter().enumerate() {
+            self.generate(d, rows, i as u64);
+        }
+        days
+    }
+
     /// `latefill generate` into the source: `rows` rows of `date`.
     fn generate(&self, date: &str, rows: usize, seed: u64) {
         let source = self.uri("devices");
@@ -240,10 +250,7 @@ async fn a_new_target_is_checkpointed_on(store: Store) {
     use object_store::path::Path;
 
     let remote = Remote::new(store);
-    let days: Vec<String> = (1..=10).map(day).collect();
-    for (i, d) in days.iter().enumerate() {
-        remote.generate(d, 50, i as u64);
-    }
+    let days = remote.generate_days(10, 50);
     let out = remote.with_config(
         &["backfill"],
         &["--from", &days[0], "--to", &days[9], "--concurrency", "2"],
@@ -298,10 +305,7 @@ async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store:
     use latefill::executor::{PartitionDate, Pipeline, run_partition};
 
     let remote = Remote::new(store);
-    let days: Vec<String> = (1..=3).map(day).collect();
-    for (i, d) in days.iter().enumerate() {
-        remote.generate(d, 200, i as u64);
-    }
+    let days = remote.generate_days(3, 200);
     let pipeline = Pipeline::from_file(&remote.config).unwrap();
     let date = |d: &str| PartitionDate::parse(d).unwrap();
     // Versions 0 to 2, this process's.
@@ -397,10 +401,7 @@ fn processed(days: &[&str]) -> BTreeMap<String, String> {
 async fn a_state_table_deleted_under_a_running_process_is_created_anew_on(store: Store) {
     use latefill::executor::Pipeline;
     let remote = Remote::new(store);
-    let days: Vec<String> = (1..=3).map(day).collect();
-    for (i, d) in days.iter().enumerate() {
-        remote.generate(d, 100, i as u64);
-    }
+    let days = remote.generate_days(3, 100);
     let engine = latefill::Engine::new(Pipeline::from_file(&remote.config).unwrap());
     run_date(&engine, &days[0]).await;
     run_date(&engine, &days[1]).await;
@@ -431,10 +432,7 @@ async fn azure_a_state_table_deleted_under_a_running_process_is_created_anew() {
 async fn a_state_table_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
     use latefill::executor::Pipeline;
     let remote = Remote::new(store);
-    let days: Vec<String> = (1..=3).map(day).collect();
-    for (i, d) in days.iter().enumerate() {
-        remote.generate(d, 100, i as u64);
-    }
+    let days = remote.generate_days(3, 100);
     let pipeline = Pipeline::from_file(&remote.config).unwrap();
     let engine = latefill::Engine::new(pipeline.clone());
     run_date(&engine, &days[0]).await;
