@@ -423,7 +423,7 @@ async fn advance_kept(key: &TableKey, version: Option<u64>) -> Option<deltalake:
 }
 
 /// Keeps `kept` for its location unless a newer version is kept already.
-fn keep(key: (Url, StorageOptions), kept: KeptTable) {
+fn keep(key: TableKey, kept: KeptTable) {
     let mut loaded = LOADED.lock().expect("not poisoned");
     let newer = loaded
         .get(&key)
