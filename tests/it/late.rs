@@ -155,11 +155,11 @@ async fn delete_by_deletion_vector(table: &std::path::Path, file: &str, position
         .unwrap();
 }
 
-/// A DELETE under deletion vectors: the partition's data file is removed and added
-/// again with a vector of its deleted rows. The partition is late, and its
-/// reprocessing, through the CLI, leaves out exactly those rows.
-#[tokio::test]
-async fn rows_deleted_by_a_deletion_vector_are_left_out_when_reprocessed() {
+/// Two days processed through the CLI from a source with deletion vectors enabled;
+/// then every third row of 2024-01-01's one data file deleted by a vector, then
+/// `after_delete` (on the source), a third day and its run, which must find 2024-01-01
+/// late and reprocess it without the deleted rows.
+async fn a_deletion_vector_delete_is_reprocessed(after_delete: impl AsyncFnOnce(&Workspace)) {
     let ws = Workspace::new();
     ws.generate("2024-01-01", 600, 1).await;
     ws.generate("2024-01-02", 400, 2).await;
@@ -175,7 +175,6 @@ async fn rows_deleted_by_a_deletion_vector_are_left_out_when_reprocessed() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 
-    // Every third row of 2024-01-01's one data file.
     let files = files_by_partition(&ws.source_path()).await;
     let [file] = files["2024-01-01"].as_slice() else {
         panic!("one file expected: {files:?}");
@@ -184,6 +183,7 @@ async fn rows_deleted_by_a_deletion_vector_are_left_out_when_reprocessed() {
     assert_eq!(rows.len(), 600);
     let deleted: Vec<u64> = (0..600).step_by(3).collect();
     delete_by_deletion_vector(&ws.source_path(), file, &deleted).await;
+    after_delete(&ws).await;
 
     ws.generate("2024-01-03", 100, 3).await;
     let run = json(&ws.run_cli(&["--date", "2024-01-03", "--output", "json"]));
@@ -205,6 +205,36 @@ async fn rows_deleted_by_a_deletion_vector_are_left_out_when_reprocessed() {
         target_counts(&ws.target_path(), "2024-01-02").await,
         expected_counts("2024-01-02", &[(400, 2)])
     );
+}
+
+/// A DELETE under deletion vectors: the partition's data file is removed and added
+/// again with a vector of its deleted rows. The partition is late, and its
+/// reprocessing, through the CLI, leaves out exactly those rows.
+#[tokio::test]
+async fn rows_deleted_by_a_deletion_vector_are_left_out_when_reprocessed() {
+    a_deletion_vector_delete_is_reprocessed(async |_| {}).await;
+}
+
+/// The same, when more commits came, then a checkpoint, and log cleanup removed the
+/// commits before it (as Spark does): the delete is in no commit any more, only in the
+/// checkpoint's files, and the partition's files (the same path, now with a vector)
+/// tell that it changed.
+#[tokio::test]
+async fn a_deletion_vector_delete_behind_a_cleaned_up_log_is_found_by_the_files() {
+    a_deletion_vector_delete_is_reprocessed(async |ws| {
+        ws.generate("2024-01-05", 50, 5).await;
+        ws.generate("2024-01-05", 50, 6).await;
+        let source = open(&ws.source_path()).await;
+        let version = source.version().unwrap();
+        deltalake::checkpoints::create_checkpoint(&source, None)
+            .await
+            .unwrap();
+        let log = ws.source_path().join("_delta_log");
+        for v in 0..version {
+            std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
