@@ -232,6 +232,18 @@ impl Chain {
             .then_some(head + 1)
     }
 
+    /// The version a run that read `read` commits at straight away: the one after this
+    /// process's own commits ([`Chain::next_after`]), or `read + 1` when the process
+    /// knows of no commit after `read` (it has made none since, and found no version
+    /// after it taken). That commit is put-if-absent: when another writer took the
+    /// version meanwhile, it fails, and the commit goes through the conflict check.
+    fn commit_at(&self, read: u64, partition: &str) -> Option<u64> {
+        let none_since = self.head.is_none_or(|head| head < read)
+            && self.taken.is_none_or(|taken| taken <= read);
+        self.next_after(read, partition)
+            .or(none_since.then_some(read + 1))
+    }
+
     /// Whether a run of `partition` may read the target at `read` as it is: the
     /// commits after it are this process's own, for other partitions (see
     /// [`Chain::next_after`]), there are at most [`UNREAD_OWN_COMMITS`], and no
@@ -339,11 +351,12 @@ pub(crate) enum KeptRead {
 /// operation metrics). Returns the version of the commit.
 ///
 /// Commits of one process are made one at a time. When every commit since `target`'s
-/// version is this process's own, for other partitions ([`Chain::next_after`]), the
-/// commit is written at the next version straight away: nothing it read has changed,
-/// so there is nothing to check. Otherwise, or when another writer took that version
-/// meanwhile, delta-rs's commit loop checks the commits in between for conflicts and
-/// retries. Checkpoints are written after the process's next commit may start; with
+/// version is this process's own, for other partitions ([`Chain::next_after`]), or the
+/// process knows of none ([`Chain::commit_at`]), the commit is written at the next
+/// version straight away, put-if-absent: nothing it read has changed, so there is
+/// nothing to check, and delta-rs does not read the commit back. Otherwise, or when
+/// another writer took that version meanwhile, delta-rs's commit loop checks the
+/// commits in between for conflicts and retries. Checkpoints are written after the process's next commit may start; with
 /// `checkpoint_in_background`, by a task of their own (see [`checkpoints_written`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit(
@@ -415,7 +428,7 @@ pub(crate) async fn commit(
     let chain = chain(url);
     let mut chain = chain.lock().await;
     chain.of_table(state.metadata().id());
-    if let Some(version) = chain.next_after(read, partition) {
+    if let Some(version) = chain.commit_at(read, partition) {
         let entry = prepared.commit_or_bytes().clone();
         match log_store
             .write_commit_entry(version, entry, uuid::Uuid::new_v4())
@@ -613,6 +626,23 @@ mod tests {
         assert_eq!(chain.next_after(7, "d=3"), None);
         // Nothing committed yet by this process.
         assert_eq!(Chain::default().next_after(0, "d=1"), None);
+    }
+
+    #[test]
+    fn a_run_after_no_commit_it_knows_of_commits_at_the_next_version() {
+        // A process that has committed nothing, or nothing since the run read.
+        assert_eq!(Chain::default().commit_at(0, "d=1"), Some(1));
+        let chain = chain(&[(4, "d=1")]);
+        assert_eq!(chain.commit_at(7, "d=3"), Some(8));
+        // Its own commits since: after them, as `next_after` says.
+        assert_eq!(chain.commit_at(3, "d=3"), Some(5));
+        // Its own commit of the run's partition since: through the check.
+        assert_eq!(chain.commit_at(3, "d=1"), None);
+        // Another writer took a version after the one the run read.
+        let mut chain = Chain::default();
+        chain.found_taken(5);
+        assert_eq!(chain.commit_at(4, "d=1"), None);
+        assert_eq!(chain.commit_at(5, "d=1"), Some(6));
     }
 
     #[test]
