@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Times `latefill backfill` on S3 with a request latency: moto's server behind a proxy
-# that delays each request by DELAY seconds (default 0.02; S3 answers in 10 to 50 ms),
-# DAYS partitions of 2,000 rows, at `--concurrency 1` and 2, ROUNDS rounds, the
-# binaries given interleaved (each run writes a new target and state table):
+# Times latefill on S3 with a request latency: moto's server behind a proxy that
+# delays each request by DELAY seconds (default 0.02; S3 answers in 10 to 50 ms), the
+# binaries given interleaved, on days of 2,000 rows:
 #
-#   bash scripts/s3_latency.sh [path/to/latefill ...]
+#   bash scripts/s3_latency.sh [path/to/latefill ...]             # backfills
+#   MODE=daily bash scripts/s3_latency.sh [path/to/latefill ...]  # daily runs
 #
-# Prints every run, then the median of each binary and concurrency. Starts its own
+# Backfills: DAYS partitions (20) at `--concurrency 1` and 2, ROUNDS rounds (3), each
+# run into a new target and state table. Daily runs: 12 days processed one run a day,
+# then RUNS more days (8), each generated and then run by every binary in turn, the
+# order turning each day (each binary's run replaces the day's partition).
+#
+# Prints every run, then the median of each binary (and concurrency). Starts its own
 # emulators (scripts/with-emulators.sh). The binary defaults to the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +39,53 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 
 base="$LATEFILL_TEST_S3/latency-$RANDOM$RANDOM"
 day() { date -d "2024-01-01 + $(($1 - 1)) days" +%F; }
+pipeline() {
+    cat >"$work/pipeline.toml" <<T
+name = "devices_daily"
+[source]
+table = "$base/devices"
+partition_column = "event_time"
+[target]
+table = "$base/devices_daily$1"
+[state]
+table = "$base/state$1"
+[transform]
+sql = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP BY type, version, event_time"
+T
+}
+medians() {
+    awk '{k = $1 " " $2; v[k] = v[k] " " $3} END {for (k in v) print k, v[k]}' "$work/runs.txt" | sort |
+        while read -r bin c times; do
+            echo "$bin $c $(echo $times | tr ' ' '\n' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}') ms"
+        done
+}
+generate() { "$1" generate --table "$base/devices" --date "$(day "$2")" --rows 2000 --seed "$2" >/dev/null; }
+
+if [[ "${MODE:-backfill}" == daily ]]; then
+    pipeline ""
+    for d in $(seq 12); do
+        generate "$1" "$d"
+        "$1" run --config "$work/pipeline.toml" --date "$(day "$d")" >/dev/null
+    done
+    echo "run --date D on S3 (moto) at $delay s a request, after 12 days"
+    bins=("$@")
+    for d in $(seq 13 $((12 + ${RUNS:-8}))); do
+        generate "$1" "$d"
+        # The order turns each day: the second run of a day finds the first's work.
+        (( d % 2 )) && order=("${bins[@]}") || order=($(printf '%s\n' "${bins[@]}" | tac))
+        for bin in "${order[@]}"; do
+            start=$(date +%s%N)
+            "$bin" run --config "$work/pipeline.toml" --date "$(day "$d")" >/dev/null
+            echo "$bin run $((($(date +%s%N) - start) / 1000000)) ms"
+        done
+    done | tee "$work/runs.txt"
+    echo "medians:"
+    medians
+    exit 0
+fi
+
 for d in $(seq "$days"); do
-    "$1" generate --table "$base/devices" --date "$(day "$d")" --rows 2000 --seed "$d" >/dev/null
+    generate "$1" "$d"
 done
 
 echo "backfill of $days partitions on S3 (moto) at $delay s a request"
@@ -44,18 +94,7 @@ for _ in $(seq "$rounds"); do
     for bin in "$@"; do
         for c in 1 2; do
             n=$((n + 1))
-            cat >"$work/pipeline.toml" <<T
-name = "devices_daily"
-[source]
-table = "$base/devices"
-partition_column = "event_time"
-[target]
-table = "$base/devices_daily_$n"
-[state]
-table = "$base/state_$n"
-[transform]
-sql = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP BY type, version, event_time"
-T
+            pipeline "_$n"
             start=$(date +%s%N)
             "$bin" backfill --config "$work/pipeline.toml" --from "$(day 1)" --to "$(day "$days")" \
                 --concurrency "$c" --output json >/dev/null
@@ -64,7 +103,4 @@ T
     done
 done | tee "$work/runs.txt"
 echo "medians:"
-awk '{k = $1 " " $2; v[k] = v[k] " " $3} END {for (k in v) print k, v[k]}' "$work/runs.txt" | sort |
-    while read -r bin c times; do
-        echo "$bin $c $(echo $times | tr ' ' '\n' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}') ms"
-    done
+medians
