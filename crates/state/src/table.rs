@@ -5,9 +5,14 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::logstore::LogStore;
+use deltalake::operations::write::configs::WriterStatsConfig;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
@@ -465,20 +470,27 @@ impl StateTable {
         };
         let interval = STATE_CHECKPOINT_INTERVAL.to_string();
         let batch = model::to_batch(rows);
-        let result = table
-            .write(vec![batch.clone()])
-            // Every transition opens the table: a checkpoint every few commits keeps
-            // the JSON it replays short (delta-rs checkpoints every 100 by default).
-            .with_configuration([("delta.checkpointInterval", Some(interval.as_str()))])
-            .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(
-                CommitProperties::default()
-                    .with_max_retries(0)
-                    // delta-rs would list the whole log after every commit to look for
-                    // expired commits; `upkeep` does it at checkpoints only.
-                    .with_cleanup_expired_logs(Some(false)),
-            )
-            .await;
+        let properties = || {
+            CommitProperties::default()
+                .with_max_retries(0)
+                // delta-rs would list the whole log after every commit to look for
+                // expired commits; `upkeep` does it at checkpoints only.
+                .with_cleanup_expired_logs(Some(false))
+        };
+        let result = match overwrite(&table, &batch, properties()).await {
+            Some(result) => result,
+            None => {
+                table
+                    .write(vec![batch.clone()])
+                    // Every transition opens the table: a checkpoint every few commits
+                    // keeps the JSON it replays short (delta-rs checkpoints every 100 by
+                    // default).
+                    .with_configuration([("delta.checkpointInterval", Some(interval.as_str()))])
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_commit_properties(properties())
+                    .await
+            }
+        };
         match result {
             Ok(table) => {
                 // What was just written is the latest version this handle knows, as a
@@ -980,6 +992,67 @@ impl StateTable {
         })
         .await
     }
+}
+
+/// Replaces every row of the state table `table` (loaded) with `batch` in one commit at
+/// the version after `table`'s, as delta-rs's `write` in overwrite mode does, without
+/// planning a DataFusion write for one small file: the file is written by delta-rs's
+/// `DeltaWriter`, and the commit removes every file of `table` and adds it. `None`
+/// when `table` is not loaded (the write creates the table) or `batch` is not of its
+/// schema: then delta-rs's `write` does it, casting what needs casting.
+async fn overwrite(
+    table: &DeltaTable,
+    batch: &RecordBatch,
+    properties: CommitProperties,
+) -> Option<std::result::Result<DeltaTable, DeltaTableError>> {
+    let state = table.snapshot().ok()?;
+    let schema = state.snapshot().arrow_schema();
+    let batch = match RecordBatch::try_new(schema.clone(), batch.columns().to_vec()) {
+        Ok(batch) => batch,
+        Err(e) => {
+            tracing::debug!(table = %table.table_url(), error = %e, "state table: rows not of the table's schema; written by delta-rs's write");
+            return None;
+        }
+    };
+    Some(
+        async {
+            let stats = WriterStatsConfig::from_config(state.snapshot().table_configuration());
+            let config = WriterConfig::new(
+                schema,
+                Vec::new(),
+                None,
+                None,
+                None,
+                stats.num_indexed_cols,
+                stats.stats_columns,
+            );
+            let mut writer = DeltaWriter::new(table.log_store().object_store(None), config);
+            writer.write(&batch).await?;
+            let adds = writer.close().await?;
+            let files: Vec<_> = table
+                .get_active_add_actions_by_predicate(None)
+                .try_collect()
+                .await?;
+            let actions: Vec<Action> = adds
+                .into_iter()
+                .map(Action::Add)
+                .chain(files.iter().map(|f| Action::Remove(f.remove_action(true))))
+                .collect();
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: None,
+                predicate: None,
+            };
+            let finalized = CommitBuilder::from(properties)
+                .with_actions(actions)
+                .build(Some(state), table.log_store(), operation)
+                .await?;
+            let mut written = table.clone();
+            written.state = Some(finalized.snapshot);
+            Ok(written)
+        }
+        .await,
+    )
 }
 
 /// Errors after which re-reading and deciding again is right: another writer moved
