@@ -22,7 +22,7 @@
 #     runs alone, for latefill;
 #   concurrency scaling: backfill of 30 partitions x 100,000 rows, --concurrency 1 vs 2
 #     (scripts/concurrency.sh), and two --concurrency 1 processes at once on copies of
-#     the data: what a second worker could gain at most on this machine.
+#     the data: what two workers that share nothing gain on this machine.
 # Peers are installed with pip into a virtual environment; when that fails, latefill's
 # own figures are still reported.
 set -euo pipefail

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Measures `latefill backfill` of DAYS partitions with --concurrency 1 against 2
 # (release build), and against two --concurrency 1 processes at once on copies of the
-# data (the most a second worker could gain on this machine). Data is generated once,
+# data (what two workers that share nothing gain on this machine). Data is generated once,
 # outside the timed part; each timed run starts from an empty target and state. Prints
-# the median of RUNS runs per setting.
+# the median of RUNS runs per setting, and the CPU of the single runs (/usr/bin/time).
 #
 #   bash scripts/concurrency.sh            # 30 days x 100,000 rows, 3 runs
 #   DAYS=30 ROWS=200000 RUNS=5 bash scripts/concurrency.sh
@@ -33,22 +33,23 @@ last=$(date -u -d "2024-01-01 + $((DAYS - 1)) day" +%F)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for c in 1 2; do
-  times=()
+  times=() cpus=()
   for r in $(seq "$RUNS"); do
     rm -rf "$work/devices_daily" "$work/latefill_state"
     start=$(date +%s%N)
-    "$bin" backfill --config "$work/pipeline.toml" --from 2024-01-01 --to "$last" \
-      --concurrency "$c" --output json >/dev/null
+    /usr/bin/time -o "$work/time" -f "%U %S" "$bin" backfill --config "$work/pipeline.toml" \
+      --from 2024-01-01 --to "$last" --concurrency "$c" --output json >/dev/null
     end=$(date +%s%N)
     times+=($(( (end - start) / 1000000 )))
+    cpus+=($(awk '{printf "%d", ($1 + $2) * 1000}' "$work/time"))
   done
   m=$(printf '%s\n' "${times[@]}" | median)
-  echo "concurrency $c: runs ${times[*]} ms, median $m ms"
-  eval "median_$c=$m"
+  cpu=$(printf '%s\n' "${cpus[@]}" | median)
+  echo "concurrency $c: runs ${times[*]} ms, median $m ms; CPU median $cpu ms"
+  eval "median_$c=$m cpu_$c=$cpu"
 done
 awk -v a="$median_1" -v b="$median_2" 'BEGIN { printf "speed-up (c1 / c2): %.2fx\n", a / b }'
-
-# What a second worker could gain at most on this machine: two --concurrency 1
+# What two workers gain on this machine when they share nothing: two --concurrency 1
 # backfills at once, as two processes sharing nothing (a copy of the source each, their
 # own target and state table).
 mkdir -p "$work/b"
@@ -68,4 +69,4 @@ done
 pair=$(printf '%s\n' "${times[@]}" | median)
 echo "two --concurrency 1 processes at once, nothing shared: runs ${times[*]} ms, median $pair ms"
 awk -v a="$median_1" -v b="$pair" \
-  'BEGIN { printf "their speed-up (2 x c1 / both): %.2fx, the most a second worker could gain here\n", 2 * a / b }'
+  'BEGIN { printf "their speed-up (2 x c1 / both): %.2fx\n", 2 * a / b }'
