@@ -5,11 +5,15 @@
 #
 #   bash scripts/s3_latency.sh [path/to/latefill ...]             # backfills
 #   MODE=daily bash scripts/s3_latency.sh [path/to/latefill ...]  # daily runs
+#   MODE=late bash scripts/s3_latency.sh [path/to/latefill ...]   # late backfills
 #
 # Backfills: DAYS partitions (20) at `--concurrency 1` and 2, ROUNDS rounds (3), each
 # run into a new target and state table. Daily runs: 12 days processed one run a day,
 # then RUNS more days (8), each generated and then run by every binary in turn, the
-# order turning each day (each binary's run replaces the day's partition).
+# order turning each day (each binary's run replaces the day's partition). Late
+# backfills: 12 days processed by each binary into a target and state table of its own,
+# then ROUNDS rounds (6) of late rows in 5 of the days and `backfill --only-late` by
+# each binary, the order turning each round.
 #
 # Prints every run, then the median of each binary (and concurrency). Starts its own
 # emulators (scripts/with-emulators.sh). The binary defaults to the release build.
@@ -28,7 +32,8 @@ if [[ -z "${LATEFILL_TEST_S3:-}" ]]; then
     exec scripts/with-emulators.sh bash "$0" "${absolute[@]}"
 fi
 
-delay="${DELAY:-0.02}" days="${DAYS:-20}" rounds="${ROUNDS:-3}"
+delay="${DELAY:-0.02}" days="${DAYS:-20}"
+rounds="${ROUNDS:-$([[ "${MODE:-}" == late ]] && echo 6 || echo 3)}"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 scripts/latency_proxy.py "$port" "${AWS_ENDPOINT_URL##*:}" "$delay" &
 proxy=$!
@@ -60,6 +65,36 @@ medians() {
         done
 }
 generate() { "$1" generate --table "$base/devices" --date "$(day "$2")" --rows 2000 --seed "$2" >/dev/null; }
+
+if [[ "${MODE:-backfill}" == late ]]; then
+    for d in $(seq 12); do
+        generate "$1" "$d"
+    done
+    bins=("$@")
+    for i in "${!bins[@]}"; do
+        pipeline "_$i"
+        cp "$work/pipeline.toml" "$work/pipeline_$i.toml"
+        "${bins[$i]}" backfill --config "$work/pipeline_$i.toml" --from "$(day 1)" --to "$(day 12)" \
+            --output json >/dev/null
+    done
+    echo "backfill --only-late of 5 late days out of 12 on S3 (moto) at $delay s a request"
+    for r in $(seq "$rounds"); do
+        for d in 2 5 7 9 11; do
+            "$1" generate --table "$base/devices" --date "$(day "$d")" --rows 50 --seed $((r * 100 + d)) >/dev/null
+        done
+        indexes=("${!bins[@]}")
+        (( r % 2 )) || indexes=($(printf '%s\n' "${indexes[@]}" | tac))
+        for i in "${indexes[@]}"; do
+            start=$(date +%s%N)
+            "${bins[$i]}" backfill --config "$work/pipeline_$i.toml" --from "$(day 1)" --to "$(day 12)" \
+                --only-late --output json >/dev/null
+            echo "${bins[$i]} late $((($(date +%s%N) - start) / 1000000)) ms"
+        done
+    done | tee "$work/runs.txt"
+    echo "medians:"
+    medians
+    exit 0
+fi
 
 if [[ "${MODE:-backfill}" == daily ]]; then
     pipeline ""

@@ -252,6 +252,17 @@ impl BackfillRange {
     }
 
     async fn execute(self) -> Result<BackfillReport> {
+        // The partitions read the source and the target after the plan and the first
+        // claim: they are loaded meanwhile (for nothing when there is nothing to do).
+        let pipeline = self.engine.pipeline().clone();
+        let (report, ()) = tokio::join!(
+            self.plan_then_process(),
+            latefill_executor::prefetch(&pipeline, true)
+        );
+        report
+    }
+
+    async fn plan_then_process(self) -> Result<BackfillReport> {
         let started = Instant::now();
         let emit = |event: BackfillEvent| {
             if let Some(l) = &self.listener {
