@@ -1074,10 +1074,7 @@ async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<u64> {
 /// `source_too: false` for runs that read the source at a version of their own.
 pub async fn prefetch(pipeline: &Pipeline, source_too: bool) {
     let load = async |url: &Url, options: &StorageOptions| {
-        let missing = url
-            .to_file_path()
-            .is_ok_and(|path| !path.join("_delta_log").is_dir());
-        if missing {
+        if local_without_log(url) {
             return;
         }
         if let Err(e) = latefill_detector::storage::load(url, options, None).await {
@@ -1092,12 +1089,17 @@ pub async fn prefetch(pipeline: &Pipeline, source_too: bool) {
     tokio::join!(source, load(&pipeline.target, &pipeline.target_storage));
 }
 
+/// Whether `url` is a local directory without a Delta log: no table there yet, told
+/// without asking delta-rs (which would report it as an error).
+fn local_without_log(url: &Url) -> bool {
+    url.to_file_path()
+        .is_ok_and(|path| !path.join("_delta_log").is_dir())
+}
+
 /// Opens the target, or `None` when no table exists there yet.
 async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
     let (url, options) = (&pipeline.target, &pipeline.target_storage);
-    if let Ok(path) = url.to_file_path()
-        && !path.join("_delta_log").is_dir()
-    {
+    if local_without_log(url) {
         return Ok(None);
     }
     match latefill_detector::storage::load(url, options, None).await {
