@@ -270,6 +270,9 @@ impl BackfillRange {
             }
             event
         };
+        // Refused before the plan saves the detector's cursor and before the first
+        // claim, with nothing written, for what the transform's plan alone shows.
+        latefill_executor::preflight(self.engine.pipeline(), None).await?;
         let dates = self.plan().await?;
         let planned: Vec<String> = dates
             .iter()

@@ -205,6 +205,61 @@ pub enum LateHandling {
     PlanFile(PathBuf),
 }
 
+/// Stops a [`Engine::run_date`] between partitions and tells which claims it holds,
+/// for a caller that handles signals: after [`RunControl::stop`] the run finishes the
+/// partition it is processing and starts no other (the late partitions not started
+/// are reported as skipped); the claims [`RunControl::held`] lists are those to give
+/// back when the caller abandons the run.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    stop: std::sync::atomic::AtomicBool,
+    held: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl RunControl {
+    /// Asks the run to stop after the partition it is processing; `true` when it
+    /// had been asked already.
+    pub fn stop(&self) -> bool {
+        self.stop.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The partitions the run has claimed and not yet completed or failed.
+    pub fn held(&self) -> Vec<String> {
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn hold(&self, partition: &str) {
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .insert(partition.to_owned());
+    }
+
+    fn let_go(&self, partition: &str) {
+        self.held.lock().expect("not poisoned").remove(partition);
+    }
+
+    /// Keeps [`RunControl::held`] up to date from a batch's events.
+    fn track(&self, event: &BackfillEvent) {
+        match event {
+            BackfillEvent::Claimed { partitions } => partitions.iter().for_each(|p| self.hold(p)),
+            BackfillEvent::Processed(r) => self.let_go(&r.partition),
+            BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => self.let_go(&s.partition),
+            BackfillEvent::Planned { .. } | BackfillEvent::Started { .. } => {}
+        }
+    }
+}
+
 /// Options of [`Engine::run_date`].
 #[derive(Debug, Clone, Default)]
 pub struct RunDateOptions {
@@ -216,6 +271,8 @@ pub struct RunDateOptions {
     pub backfill: LateHandling,
     /// Only consider partitions at most this many days before the date.
     pub lookback_days: Option<u32>,
+    /// Stops the run between partitions and tracks its claims (signal handling).
+    pub control: Option<Arc<RunControl>>,
 }
 
 /// One row of [`Engine::status`].
@@ -250,8 +307,12 @@ pub struct StatusRow {
 /// The plan file for an external scheduler.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct BackfillPlan {
-    /// The partitions to reprocess, claimed for `run_id`.
+    /// The partitions to reprocess, claimed for `run_id`, by name
+    /// (`event_time=2024-01-03`); `latefill run --date` takes either form.
     pub partitions: Vec<String>,
+    /// Their periods alone (`2024-01-03`), in the same order.
+    #[serde(default)]
+    pub periods: Vec<String>,
     /// Pass it as `latefill run --run-id` so the run takes over the claim.
     pub run_id: String,
 }
@@ -344,7 +405,8 @@ impl Engine {
         source_version: Option<u64>,
         allow_empty: bool,
     ) -> Result<RunReport> {
-        self.process_with(date, source_version, allow_empty, None, None)
+        latefill_executor::preflight(&self.pipeline, source_version).await?;
+        self.process_with(date, source_version, allow_empty, None, None, None)
             .await
     }
 
@@ -357,7 +419,8 @@ impl Engine {
         date: PartitionDate,
         seen: Option<&PartitionState>,
     ) -> Result<RunReport> {
-        self.process_with(date, None, true, Some(seen), None).await
+        self.process_with(date, None, true, Some(seen), None, None)
+            .await
     }
 
     async fn process_with(
@@ -367,6 +430,7 @@ impl Engine {
         allow_empty: bool,
         seen: Option<Option<&PartitionState>>,
         cursor: Option<&str>,
+        control: Option<&RunControl>,
     ) -> Result<RunReport> {
         let partition = self.pipeline.partition_name(date);
         if source_version.is_some() {
@@ -389,10 +453,23 @@ impl Engine {
                 previous
             }
         };
+        if let Some(control) = control {
+            control.hold(&partition);
+        }
         failpoint("after-claim");
         let report = self
             .run_claimed(date, previous.as_ref(), source_version, allow_empty, None)
-            .await?;
+            .await;
+        let report = match report {
+            Ok(report) => report,
+            Err(e) => {
+                // run_claimed recorded the failure (or the lease expires).
+                if let Some(control) = control {
+                    control.let_go(&partition);
+                }
+                return Err(e);
+            }
+        };
         let completion = completion(&report);
         let (completed, ()) = tokio::join!(
             self.state
@@ -400,6 +477,9 @@ impl Engine {
             latefill_executor::checkpoints_written(),
         );
         completed?;
+        if let Some(control) = control {
+            control.let_go(&partition);
+        }
         failpoint("after-complete");
         Ok(report)
     }
@@ -430,6 +510,7 @@ impl Engine {
                 // the SQL was edited between the crash and now.
                 return Ok(RunReport {
                     partition,
+                    period: date.to_string(),
                     source_version: txn,
                     files_read: info.files,
                     rows_read: info.rows.unwrap_or_default(),
@@ -578,6 +659,7 @@ impl Engine {
         date: PartitionDate,
         lookback_days: Option<u32>,
     ) -> Result<Detection> {
+        latefill_executor::check_locations(&self.pipeline)?;
         self.detect_with(date, lookback_days, false).await
     }
 
@@ -680,10 +762,12 @@ impl Engine {
     pub async fn hand_out(&self, late: &[LatePartition], path: &Path) -> Result<BackfillPlan> {
         let partitions: Vec<String> = late.iter().map(|l| l.partition.clone()).collect();
         if !partitions.is_empty() {
+            latefill_executor::preflight(&self.pipeline, None).await?;
             self.state.claim(&partitions, &self.run_id).await?;
         }
         let plan = BackfillPlan {
             partitions,
+            periods: late.iter().map(|l| l.period.clone()).collect(),
             run_id: self.run_id.clone(),
         };
         let io = |source| Error::PlanFile {
@@ -723,7 +807,14 @@ impl Engine {
         // Detect first, committing nothing: the cursor it moves to is saved in the
         // same commit as the completion of `date`. A replaced source must first have
         // its versions forgotten, so then the cursor is saved on its own, after.
-        let (changes, cursor) = self.read_changes().await?;
+        // Meanwhile, whatever the run would be refused for without reading a row is
+        // checked, so that it is refused before the claim, with nothing written.
+        let (changes, checked) = tokio::join!(
+            self.read_changes(),
+            latefill_executor::preflight(&self.pipeline, options.source_version)
+        );
+        checked?;
+        let (changes, cursor) = changes?;
         let with_completion = match changes.replaced {
             None => Self::moved_cursor(&changes, cursor.as_ref()),
             Some(_) => None,
@@ -735,6 +826,7 @@ impl Engine {
                 options.allow_empty,
                 None,
                 with_completion.as_deref(),
+                options.control.as_deref(),
             )
             .await?;
         self.persist_changes(&changes, cursor.as_ref(), with_completion.as_deref())
@@ -772,14 +864,32 @@ impl Engine {
                     }
                 }
                 // One state commit claims them all and one records them.
-                let stop = std::sync::atomic::AtomicBool::new(false);
+                let control = options.control.clone().unwrap_or_default();
+                if control.is_stopped() {
+                    for (day, _) in planned.drain(..) {
+                        outcome.skipped.push(Skipped {
+                            partition: self.pipeline.partition_name(day),
+                            reason: "not started: the run was interrupted".into(),
+                        });
+                    }
+                }
                 let batching = crate::backfill::Batching {
                     size: planned.len().max(1),
                     ..Default::default()
                 };
-                let events =
-                    crate::backfill::process_batched(self, planned, 1, batching, &stop, &|e| e)
-                        .await;
+                let emit = |event: BackfillEvent| {
+                    control.track(&event);
+                    event
+                };
+                let events = crate::backfill::process_batched(
+                    self,
+                    planned,
+                    1,
+                    batching,
+                    &control.stop,
+                    &emit,
+                )
+                .await;
                 for event in events {
                     match event {
                         BackfillEvent::Processed(report) => outcome.backfilled.push(report),

@@ -14,7 +14,7 @@ use std::future::IntoFuture;
 use std::io::IsTerminal;
 
 use latefill::backfill::{BackfillEvent, Batching, Selection};
-use latefill::engine::{Engine, LateHandling, RunDateOptions, RunOutcome};
+use latefill::engine::{Engine, LateHandling, RunControl, RunDateOptions, RunOutcome};
 use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, Project, RunReport};
 
 /// `println!` that ignores a closed stdout (see [`emit_line`]).
@@ -290,6 +290,43 @@ enum StateCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Give back the claim on a partition whose run is gone (killed, its machine
+    /// lost), so that the next run takes it at once instead of after the lease.
+    ///
+    /// The partition becomes `failed` ("released by hand"). A claim whose lease is
+    /// still live is refused (exit 4): its run may still be working. Pass --force
+    /// when you know it is not. One commit to the state table.
+    Release {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The partition: its period (2024-01-03) or its name (event_time=2024-01-03).
+        #[arg(value_name = "PARTITION")]
+        partition: String,
+        /// Release it even though its lease is live.
+        #[arg(long)]
+        force: bool,
+        /// Output format: `json` prints the row as it was on stdout.
+        #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
+        format: Output,
+    },
+    /// Forget a partition: its row is removed from the state table, so the next run
+    /// or backfill treats it as never processed.
+    ///
+    /// The target is not touched. A partition whose claim is live is refused (exit 4)
+    /// unless --force. One commit to the state table.
+    Reset {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The partition: its period (2024-01-03) or its name (event_time=2024-01-03).
+        #[arg(value_name = "PARTITION")]
+        partition: String,
+        /// Forget it even though a run holds a live claim on it.
+        #[arg(long)]
+        force: bool,
+        /// Output format: `json` prints the row removed on stdout.
+        #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
+        format: Output,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -404,7 +441,11 @@ fn main() -> ExitCode {
         | Command::Run { output, .. }
         | Command::Detect { output, .. }
         | Command::Backfill { output, .. }
-        | Command::Changes { format: output, .. } => *output,
+        | Command::Changes { format: output, .. }
+        | Command::State(
+            StateCommand::Release { format: output, .. }
+            | StateCommand::Reset { format: output, .. },
+        ) => *output,
         Command::Status {
             format: StatusFormat::Json,
             ..
@@ -640,8 +681,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let mut first_error = None;
             let mut failed_targets = Vec::new();
             let mut late_failures = 0;
+            let mut interrupted = false;
             for (pipeline, date) in pipelines.into_iter().zip(dates) {
                 let name = pipeline.name.clone();
+                if interrupted {
+                    break;
+                }
                 if reads_from(&pipeline, &failed_targets) {
                     let reason = "not run: a pipeline it reads from failed";
                     match output {
@@ -658,13 +703,20 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 if let Some(id) = &run_id {
                     engine = engine.with_run_id(id.clone());
                 }
+                let control = std::sync::Arc::new(RunControl::default());
                 let options = RunDateOptions {
                     source_version,
                     allow_empty,
                     backfill: backfill.clone(),
                     lookback_days: late.lookback,
+                    control: Some(control.clone()),
                 };
-                match engine.run_date(date, options).await {
+                let result =
+                    until_signalled(&engine, &control, engine.run_date(date, options)).await?;
+                if control.is_stopped() {
+                    interrupted = true;
+                }
+                match result {
                     Ok(outcome) => {
                         match output {
                             Output::Json => {
@@ -691,6 +743,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             if let Some(e) = first_error {
                 return Err(e);
+            }
+            if interrupted {
+                return Err(Interrupted(
+                    "the partition under way was finished and recorded; the late partitions \
+                     not started were left for the next run"
+                        .into(),
+                )
+                .into());
             }
             if late_failures > 0 {
                 return Err(DataFailure(format!(
@@ -861,6 +921,79 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::State(StateCommand::Release {
+            config,
+            partition,
+            force,
+            format,
+        }) => {
+            let (pipeline, _) = config.load()?;
+            let name = pipeline.partition_name(pipeline.parse_date(&partition)?);
+            executor::check_locations(&pipeline)?;
+            let engine = Engine::new(pipeline);
+            let before = engine
+                .state()
+                .release_claim(&name, force, "released by hand (latefill state release)")
+                .await
+                .map_err(|e| match e {
+                    latefill::state::Error::Claimed { .. } => anyhow::Error::from(e)
+                        .context("not released; pass --force if that run is gone"),
+                    e => e.into(),
+                })?;
+            match format {
+                Output::Json => out!(
+                    "{}",
+                    serde_json::json!({"released": name, "pipeline": engine.pipeline().name, "before": before})
+                ),
+                Output::Text => out!(
+                    "released {name} of pipeline {}: it was claimed by {} (run {}, lease until {}); \
+                     it is now failed and the next run takes it",
+                    engine.pipeline().name,
+                    before.owner,
+                    before.run_id,
+                    before
+                        .lease_expires_at
+                        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+                ),
+            }
+            Ok(())
+        }
+        Command::State(StateCommand::Reset {
+            config,
+            partition,
+            force,
+            format,
+        }) => {
+            let (pipeline, _) = config.load()?;
+            let name = pipeline.partition_name(pipeline.parse_date(&partition)?);
+            executor::check_locations(&pipeline)?;
+            let engine = Engine::new(pipeline);
+            let removed = engine
+                .state()
+                .reset(&name, force)
+                .await
+                .map_err(|e| match e {
+                    latefill::state::Error::Claimed { .. } => anyhow::Error::from(e)
+                        .context("not reset; pass --force if that run is gone"),
+                    e => e.into(),
+                })?;
+            match format {
+                Output::Json => out!(
+                    "{}",
+                    serde_json::json!({"reset": name, "pipeline": engine.pipeline().name, "before": removed})
+                ),
+                Output::Text => out!(
+                    "reset {name} of pipeline {}: forgot its row (status {}, source version {}); \
+                     the next run treats it as never processed",
+                    engine.pipeline().name,
+                    removed.status,
+                    removed
+                        .source_version
+                        .map_or_else(|| "-".to_owned(), |v| v.to_string())
+                ),
+            }
+            Ok(())
+        }
         Command::Changes {
             table,
             since_version,
@@ -871,6 +1004,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 
 async fn changes(table: &str, since_version: Option<u64>, format: Output) -> anyhow::Result<()> {
     let url = executor::resolve_location("source", table, Path::new("."))?;
+    if let Some(reason) = latefill::detector::storage::local_location_problem(&url) {
+        return Err(UsageError(format!("--table {table}: {reason}")).into());
+    }
     let changes = latefill::detector::detect_changes(&url)
         .with_since_version(since_version)
         .await?;
@@ -1066,6 +1202,41 @@ async fn backfill(
         return Err(DataFailure(format!("{} partition(s) failed", report.failed.len())).into());
     }
     Ok(())
+}
+
+/// Awaits `work` (a run of `engine`) while handling SIGINT and SIGTERM, as
+/// schedulers stop tasks: the first signal lets the partition under way finish and
+/// starts no other ([`RunControl::stop`]); a second one gives back every claim the run
+/// holds and returns [`Interrupted`] at once, abandoning the work.
+async fn until_signalled<T>(
+    engine: &Engine,
+    control: &RunControl,
+    work: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    let mut work = std::pin::pin!(work);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} } } => {
+                if !control.stop() {
+                    eprintln!("interrupt: finishing the partition under way, starting no other (interrupt again to abandon it)");
+                    continue;
+                }
+                let held = control.held();
+                for partition in &held {
+                    if let Err(e) = engine.state().release(partition, engine.run_id(), "interrupted").await {
+                        tracing::warn!(%partition, error = %e, "could not release the claim; it expires with its lease");
+                    }
+                }
+                return Err(Interrupted(format!(
+                    "abandoned the run and released its {} claim(s)",
+                    held.len()
+                ))
+                .into());
+            }
+        }
+    }
 }
 
 fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {

@@ -18,6 +18,8 @@ use serde::Serialize;
 pub struct LatePartition {
     /// `col=YYYY-MM-DD` ([`PartitionKey`](latefill_executor::PartitionKey)).
     pub partition: String,
+    /// The partition's period alone (`2024-01-03`), as `--date` takes it.
+    pub period: String,
     /// The source version it was last processed at; `None` when that was a version
     /// of a source table that was since replaced.
     pub processed_at: Option<u64>,
@@ -121,6 +123,10 @@ pub fn plan_late(
         }
         late.push(LatePartition {
             partition: change.partition.clone(),
+            period: input
+                .partitioning
+                .parse_name(&change.partition)
+                .map_or_else(String::new, |key| key.date().to_string()),
             processed_at,
             last_change_version: change.last_change_version,
             exact: change.exact,

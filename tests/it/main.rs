@@ -7,6 +7,7 @@ mod common;
 mod concurrent;
 mod crash;
 mod damaged;
+mod edges;
 mod generate;
 mod late;
 mod long_lived;

@@ -760,3 +760,116 @@ fn a_store_that_ignores_put_if_absent_is_refused_before_any_table_is_created() {
         );
     }
 }
+
+/// `latefill <args>` for `remote` with the environment changed by `env` (`None`
+/// removes a variable). The instance-metadata endpoints point at a closed loopback
+/// port, so that a client looking for credentials there asks nothing off this machine.
+fn with_env(remote: &Remote, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latefill"));
+    command
+        .args(args)
+        .current_dir(remote.dir.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_CONFIG_FILE", "/nonexistent/latefill-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/latefill-test");
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    command.output().unwrap()
+}
+
+/// No credentials anywhere: a configuration error (exit 2) saying what to set, not a
+/// storage failure to retry; the access key id is never printed.
+#[test]
+fn missing_credentials_are_a_usage_error_that_says_what_to_set() {
+    let remote = Remote::new(Store::S3);
+    let config = remote.config.to_str().unwrap();
+    let out = with_env(
+        &remote,
+        &["run", "--config", config, "--date", "2024-01-01"],
+        &[("AWS_ACCESS_KEY_ID", None), ("AWS_SECRET_ACCESS_KEY", None)],
+    );
+    assert_clear_error(&out, "credentials");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        stderr(&out)
+    );
+    // With a key id and no secret: the id is not printed either.
+    let out = with_env(
+        &remote,
+        &["-vv", "run", "--config", config, "--date", "2024-01-01"],
+        &[
+            ("AWS_ACCESS_KEY_ID", Some("AKIALATEFILLTESTKEYID")),
+            ("AWS_SECRET_ACCESS_KEY", None),
+        ],
+    );
+    assert!(!out.status.success());
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !all.contains("AKIALATEFILLTESTKEYID"),
+        "the key id leaked: {all}"
+    );
+}
+
+/// A plain http:// endpoint without AWS_ALLOW_HTTP: exit 2, naming the setting.
+#[test]
+fn a_plain_http_endpoint_without_allow_http_is_a_usage_error() {
+    let remote = Remote::new(Store::S3);
+    let config = remote.config.to_str().unwrap();
+    let out = with_env(
+        &remote,
+        &["run", "--config", config, "--date", "2024-01-01"],
+        &[("AWS_ALLOW_HTTP", None)],
+    );
+    assert_clear_error(&out, "AWS_ALLOW_HTTP");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// A prefix holding someone else's objects and no Delta log is not adopted as a
+/// target or a state table, on either store.
+#[tokio::test]
+async fn a_prefix_of_other_objects_is_not_adopted() {
+    for store in [Store::S3, Store::Azure] {
+        for (table, role) in [("devices_daily", "target"), ("state", "state")] {
+            let remote = Remote::new(store);
+            let source = remote.uri("devices");
+            let out = remote.latefill(&["generate", "--table", &source, "--date", "2024-01-01"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let url = remote.url(table);
+            let objects = latefill::detector::storage::table_builder(
+                &url,
+                &latefill::detector::storage::StorageOptions::new(),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .log_store()
+            .object_store(None);
+            use object_store::ObjectStoreExt;
+            objects
+                .put(&"legacy/part-0.parquet".into(), "theirs".into())
+                .await
+                .unwrap();
+            let out = remote.with_config(&["run"], &["--date", "2024-01-01"]);
+            assert_clear_error(&out, "is not a Delta table");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{store:?} {role}: {}",
+                stderr(&out)
+            );
+            assert!(stderr(&out).contains("legacy/"), "{}", stderr(&out));
+            for other in ["state", "devices_daily"] {
+                let out = remote.latefill(&["changes", "--table", &remote.uri(other)]);
+                assert!(!out.status.success(), "{store:?}: {other} was created");
+            }
+        }
+    }
+}

@@ -152,3 +152,151 @@ async fn a_second_signal_abandons_running_partitions_and_releases_their_claims()
         );
     }
 }
+
+/// A running `latefill -v run --config <ws> --date <date> --output json`, its stderr
+/// read line by line until a line holds `until` (which it returns with the rest of
+/// stderr still to read).
+fn running_run(
+    ws: &Workspace,
+    date: &str,
+    until: impl Fn(&str) -> bool,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+        .args(["-v", "run", "--config", ws.config.to_str().unwrap()])
+        .args(["--date", date, "--output", "json"])
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let found = until(&line);
+        seen.push(line);
+        if found {
+            return (child, lines);
+        }
+    }
+    let status = child.wait().unwrap();
+    panic!("the run ended ({status}) before the line awaited: {seen:?}");
+}
+
+/// The state rows of the workspace's pipeline, by partition; none may be left
+/// `processing`.
+async fn rows_with_no_claim_left(
+    ws: &Workspace,
+) -> std::collections::BTreeMap<String, latefill::state::PartitionState> {
+    let state = latefill::Engine::new(ws.pipeline())
+        .state()
+        .read()
+        .await
+        .unwrap();
+    for row in state.partitions.values() {
+        assert_ne!(
+            row.status,
+            latefill::state::Status::Processing,
+            "a claim was left: {row:?}"
+        );
+    }
+    state.partitions
+}
+
+#[tokio::test]
+async fn sigterm_during_a_run_finishes_its_partition_and_exits_130() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-01", 300_000, 1).await;
+    let (mut child, rest) = running_run(&ws, "2024-01-01", |l| l.contains("claimed"));
+    sigterm(&child);
+    let rest: Vec<String> = rest.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(stdout.contains("\"interrupted\""), "{stdout}");
+
+    // The partition under way was finished and recorded, so nothing waits for a
+    // lease: an immediate rerun succeeds.
+    let rows = rows_with_no_claim_left(&ws).await;
+    assert_eq!(
+        rows["event_time=2024-01-01"].status,
+        latefill::state::Status::Processed
+    );
+    let out = ws.run_cli(&["--date", "2024-01-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        expected_counts("2024-01-01", &[(300_000, 1)])
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_during_a_run_releases_its_claim() {
+    let ws = Workspace::new();
+    ws.generate("2024-01-01", 300_000, 1).await;
+    let (mut child, rest) = running_run(&ws, "2024-01-01", |l| l.contains("claimed"));
+    for _ in 0..2 {
+        sigterm(&child);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let rest: Vec<String> = rest.map(|l| l.unwrap()).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    let rows = rows_with_no_claim_left(&ws).await;
+    let row = &rows["event_time=2024-01-01"];
+    if row.status == latefill::state::Status::Failed {
+        assert_eq!(row.last_error.as_deref(), Some("interrupted"));
+    }
+    // No lease to wait for.
+    let out = ws.run_cli(&["--date", "2024-01-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        expected_counts("2024-01-01", &[(300_000, 1)])
+    );
+}
+
+#[tokio::test]
+async fn sigterm_while_a_run_backfills_late_partitions_leaves_the_rest_for_the_next_run() {
+    let ws = Workspace::new();
+    let days: Vec<String> = (1..=7).map(|d| format!("2024-01-{d:02}")).collect();
+    for (i, day) in days.iter().enumerate() {
+        ws.generate(day, 100, i as u64).await;
+        let out = ws.run_cli(&["--date", day]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Late rows, many of them, in six days; then the next day's run.
+    for (i, day) in days[..6].iter().enumerate() {
+        ws.generate(day, 150_000, 100 + i as u64).await;
+    }
+    ws.generate("2024-01-08", 100, 8).await;
+    let late_processed = |l: &str| {
+        l.contains("processed")
+            && days[..6]
+                .iter()
+                .any(|d| l.contains(&format!("event_time={d}")))
+    };
+    let (mut child, rest) = running_run(&ws, "2024-01-08", late_processed);
+    sigterm(&child);
+    let rest: Vec<String> = rest.map(|l| l.unwrap()).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    let later: usize = rest.iter().filter(|l| late_processed(l)).count();
+    assert!(later < 5, "the stop was not heeded: {rest:?}");
+
+    // Every claim was given back or completed; the next run finishes the rest.
+    rows_with_no_claim_left(&ws).await;
+    let out = ws.run_cli(&["--date", "2024-01-08"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = ws.status_json(&ws.config);
+    assert_eq!(late_partitions(&status), Vec::<String>::new());
+    for day in days.iter().chain(["2024-01-08".to_owned()].iter()) {
+        assert_eq!(
+            target_counts(&ws.target_path(), day).await,
+            recomputed_counts(&ws.source_path(), day).await,
+            "{day}"
+        );
+    }
+}

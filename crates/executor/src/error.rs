@@ -24,6 +24,20 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// A partition name that is not one of the pipeline's.
+    #[error(
+        "invalid partition {value:?}: pipeline {pipeline} names its partitions like \
+         {expected:?} (or give the period alone)"
+    )]
+    InvalidPartitionName {
+        /// The name as given.
+        value: String,
+        /// The pipeline.
+        pipeline: String,
+        /// A name of the pipeline's form.
+        expected: String,
+    },
+
     /// The pipeline file cannot be read.
     #[error("cannot read pipeline file {}: {source}; create one with `latefill init`", path.display())]
     ConfigRead {
@@ -227,7 +241,7 @@ pub enum Error {
 
     /// The target's store cannot be trusted with commits, or could not be checked.
     #[error(transparent)]
-    Store(#[from] latefill_detector::storage::PutIfAbsentError),
+    Store(#[from] latefill_detector::storage::NewTableError),
 
     /// A broken invariant: a bug in latefill, not in the input.
     #[error("internal error (a bug in latefill, please report it): {0}")]
@@ -244,6 +258,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::InvalidDate { .. }
+            | Error::InvalidPartitionName { .. }
             | Error::ConfigRead { .. }
             | Error::ConfigInvalid { .. }
             | Error::InvalidLocation { .. } => ErrorClass::Usage,
@@ -259,9 +274,7 @@ impl Error {
             | Error::DamagedLog { .. }
             | Error::Execution { .. } => ErrorClass::Data,
             Error::TargetConflict { .. } => ErrorClass::Contention,
-            Error::Store(latefill_detector::storage::PutIfAbsentError::Ignored { .. }) => {
-                ErrorClass::Usage
-            }
+            Error::Store(e) if e.is_usage() => ErrorClass::Usage,
             Error::Delta { .. } | Error::Store(_) => ErrorClass::Storage,
             Error::Internal(_) => ErrorClass::Internal,
         }

@@ -47,7 +47,8 @@ pub use pipeline::{
 pub use project::{Project, same_table};
 pub use replace::checkpoints_written;
 pub use run::{
-    COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, file_identity, fingerprint,
-    inspect_partition, partition_fingerprints, prefetch, run_partition, target_txn_version,
+    COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, check_locations, file_identity,
+    fingerprint, inspect_partition, partition_fingerprints, prefetch, preflight, run_partition,
+    target_txn_version,
 };
 pub use transform::{DataFrameTransform, Transform};

@@ -83,6 +83,17 @@ pub struct PartitionDate {
 }
 
 impl PartitionDate {
+    /// An example period of `granularity` (2024-01-03, at 05:00 for hours), for
+    /// messages.
+    pub fn example(granularity: Granularity) -> Self {
+        let value = match granularity {
+            Granularity::Day => "2024-01-03",
+            Granularity::Hour => "2024-01-03T05",
+            Granularity::Month => "2024-01",
+        };
+        Self::parse_as(granularity, value).expect("a valid example")
+    }
+
     /// Parses a strict `YYYY-MM-DD` day (chrono alone would accept `2024-1-3`).
     pub fn parse(value: &str) -> Result<Self, Error> {
         Self::parse_as(Granularity::Day, value)

@@ -286,9 +286,22 @@ impl Pipeline {
     }
 
     /// Parses a partition value (`--date`, `--from`, `--to`) at this pipeline's
-    /// granularity.
+    /// granularity: the period (`2024-01-03`), or the partition's name as the plan
+    /// file, JSON output and `status` print it (`event_time=2024-01-03`,
+    /// `event_date=2024-01-03/event_hour=05`).
     pub fn parse_date(&self, value: &str) -> Result<PartitionDate> {
-        PartitionDate::parse_as(self.partitioning.granularity(), value)
+        if !value.contains('=') {
+            return PartitionDate::parse_as(self.partitioning.granularity(), value);
+        }
+        match self.partitioning.parse_name(value) {
+            Some(key) => Ok(key.date()),
+            None => Err(Error::InvalidPartitionName {
+                value: value.to_owned(),
+                pipeline: self.name.clone(),
+                expected: self
+                    .partition_name(PartitionDate::example(self.partitioning.granularity())),
+            }),
+        }
     }
 
     /// The name of the partition of `date`, as the state table and the output give it

@@ -71,6 +71,20 @@ impl Project {
                 )));
             }
         }
+        // A state table holds state only: never any pipeline's source or target.
+        for p in &pipelines {
+            for q in &pipelines {
+                for (role, url) in [("source", &q.source), ("target", &q.target)] {
+                    if key(&p.state) == key(url) {
+                        return Err(invalid(format!(
+                            "the state table of pipeline {:?} ({}) is the {role} table of \
+                             pipeline {:?}; a state table must be a table of its own",
+                            p.name, p.state, q.name
+                        )));
+                    }
+                }
+            }
+        }
         // upstream[i]: the pipeline whose target is pipeline i's source, if any.
         let upstream: Vec<Option<usize>> = pipelines
             .iter()

@@ -34,6 +34,9 @@ use crate::pipeline::Pipeline;
 pub struct RunReport {
     /// The partition, e.g. `event_time=2024-01-03`.
     pub partition: String,
+    /// The partition's period alone (`2024-01-03`), as `--date` takes it.
+    #[serde(default)]
+    pub period: String,
     /// The source version the partition was read at.
     pub source_version: u64,
     /// Data files of the partition that were read.
@@ -317,43 +320,9 @@ impl RunPartition {
                 .target_partitions = n;
         }
         register_source(&ctx, &source, &pipeline.source, &values).await?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let result = match &pipeline.transform {
-            Transform::Sql(sql) => {
-                ctx.sql_with_options(sql, options)
-                    .await
-                    .map_err(|source| Error::InvalidSql {
-                        sql: sql.trim().to_owned(),
-                        source,
-                    })?
-            }
-            Transform::DataFrame(transform) => {
-                let failed = |source| Error::InvalidTransform {
-                    version: pipeline.transform_version(),
-                    source,
-                };
-                let source = ctx.table("source").await.map_err(failed)?;
-                transform.apply(source).map_err(failed)?
-            }
-        };
+        let result = plan_transform(&ctx, pipeline).await?;
         let result_schema: Schema = result.schema().as_arrow().clone();
-        if let Some(column) = partitioning
-            .columns()
-            .into_iter()
-            .find(|c| result_schema.field_with_name(c).is_err())
-        {
-            return Err(Error::MissingPartitionColumn {
-                column: column.to_owned(),
-                columns: result_schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect(),
-            });
-        }
+        check_partition_columns(partitioning, &result_schema)?;
 
         phases.mark("plan");
 
@@ -486,6 +455,9 @@ impl RunPartition {
                     .with_commit_properties(commit(None))
                     .await
                     .map_err(|source| write_error(&pipeline.target, &partition, source))?;
+                if creating {
+                    latefill_detector::storage::finish_new_table(&written, &pipeline.target).await;
+                }
                 latefill_detector::storage::remember(
                     &pipeline.target,
                     &pipeline.target_storage,
@@ -520,6 +492,7 @@ impl RunPartition {
 
         Ok(RunReport {
             partition,
+            period: self.date.to_string(),
             source_version,
             fingerprint: files_fingerprint(&files),
             transform,
@@ -1038,6 +1011,125 @@ async fn register_source(
     Ok(())
 }
 
+/// Plans the pipeline's transform over the table `source` registered in `ctx`:
+/// DDL, DML and other statements are refused.
+async fn plan_transform(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+) -> Result<deltalake::datafusion::dataframe::DataFrame> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    match &pipeline.transform {
+        Transform::Sql(sql) => {
+            ctx.sql_with_options(sql, options)
+                .await
+                .map_err(|source| Error::InvalidSql {
+                    sql: sql.trim().to_owned(),
+                    source,
+                })
+        }
+        Transform::DataFrame(transform) => {
+            let failed = |source| Error::InvalidTransform {
+                version: pipeline.transform_version(),
+                source,
+            };
+            let source = ctx.table("source").await.map_err(failed)?;
+            transform.apply(source).map_err(failed)
+        }
+    }
+}
+
+/// The result must carry every partitioning column.
+fn check_partition_columns(partitioning: &Partitioning, result: &Schema) -> Result<()> {
+    match partitioning
+        .columns()
+        .into_iter()
+        .find(|c| result.field_with_name(c).is_err())
+    {
+        None => Ok(()),
+        Some(column) => Err(Error::MissingPartitionColumn {
+            column: column.to_owned(),
+            columns: result.fields().iter().map(|f| f.name().clone()).collect(),
+        }),
+    }
+}
+
+/// Checks what a run of `pipeline` can be refused for without reading a row, so
+/// that a caller refuses it before it claims anything (and so writes nothing):
+///
+/// - the tables' locations ([`check_locations`]), and a target location that holds
+///   someone else's files and no Delta table;
+/// - the source (at `version`, or its latest) and its partitioning;
+/// - the transform, planned over an empty partition of the source: the statement's
+///   kind, parse and plan errors, unknown tables and columns, the partition columns,
+///   and the result's columns and types against the target's schema.
+///
+/// The tables are loaded as a run loads them, and kept for it: the cost over a run
+/// is one planning of the transform.
+pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> {
+    check_locations(pipeline)?;
+    let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
+    check_partitioned_by(&source, &pipeline.source, &pipeline.partitioning)?;
+    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    register_source(&ctx, &source, &pipeline.source, &BTreeMap::new()).await?;
+    let result = plan_transform(&ctx, pipeline).await?;
+    let schema: Schema = result.schema().as_arrow().clone();
+    check_partition_columns(&pipeline.partitioning, &schema)?;
+    match open_target(pipeline).await? {
+        Some(target) => check_target_schema(&target, &pipeline.target, &schema),
+        None => {
+            let url = &pipeline.target;
+            if url.to_file_path().is_ok_and(|path| !path.exists()) {
+                return Ok(());
+            }
+            let handle = table_builder(url, &pipeline.target_storage)
+                .and_then(DeltaTableBuilder::build)
+                .map_err(|source| Error::Delta {
+                    action: "opening target",
+                    table: url.clone(),
+                    source,
+                })?;
+            latefill_detector::storage::check_new_location(&handle, url, "target").await?;
+            Ok(())
+        }
+    }
+}
+
+/// Checks the pipeline's table locations without asking a store: no table plays two
+/// roles (the state table is neither the source nor the target), and no local
+/// location is a regular file (or under one).
+pub fn check_locations(pipeline: &Pipeline) -> Result<()> {
+    use crate::project::same_table;
+    for (role, url) in [("source", &pipeline.source), ("target", &pipeline.target)] {
+        if same_table(url, &pipeline.state) {
+            return Err(Error::InvalidLocation {
+                role: "state",
+                location: pipeline.state.to_string(),
+                reason: format!(
+                    "it is also the pipeline's {role} table; the state table must be a \
+                     table of its own: set `state.table` to a new location"
+                ),
+            });
+        }
+    }
+    for (role, url) in [
+        ("source", &pipeline.source),
+        ("target", &pipeline.target),
+        ("state", &pipeline.state),
+    ] {
+        if let Some(reason) = latefill_detector::storage::local_location_problem(url) {
+            return Err(Error::InvalidLocation {
+                role,
+                location: url.to_string(),
+                reason: format!("{reason}; set `{role}.table` to a table's directory"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Rows in the files according to their log statistics, less deleted rows; `None`
 /// when a file has no row count.
 fn rows_from_stats(files: &[LogicalFileView]) -> Option<u64> {
@@ -1141,7 +1233,7 @@ async fn create_target_handle(pipeline: &Pipeline) -> Result<DeltaTable> {
     let table = table_builder(url, &pipeline.target_storage)
         .and_then(DeltaTableBuilder::build)
         .map_err(delta)?;
-    latefill_detector::storage::check_put_if_absent(&table, url).await?;
+    latefill_detector::storage::prepare_new_table(&table, url, "target").await?;
     Ok(table)
 }
 

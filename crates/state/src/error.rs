@@ -44,6 +44,27 @@ pub enum Error {
         /// Who holds it now, or `nobody`.
         holder: String,
     },
+    /// A repair by hand names a partition the state table has no row for.
+    #[error(
+        "the state table {table} has no row for partition {partition} of pipeline {pipeline}; \
+         `latefill status` lists the partitions it has"
+    )]
+    NoSuchPartition {
+        /// The state table.
+        table: Url,
+        /// The pipeline.
+        pipeline: String,
+        /// The partition.
+        partition: String,
+    },
+    /// `state release` of a partition that no run holds.
+    #[error("partition {partition} is not claimed (its status is {status}); nothing to release")]
+    NotClaimed {
+        /// The partition.
+        partition: String,
+        /// Its status.
+        status: String,
+    },
     /// Compare-and-swap kept losing to other writers.
     #[error("{table}: gave up after {attempts} attempts: other writers kept committing first")]
     Contention {
@@ -87,7 +108,7 @@ pub enum Error {
     },
     /// The store cannot be trusted with commits, or could not be checked.
     #[error(transparent)]
-    Store(#[from] latefill_detector::storage::PutIfAbsentError),
+    Store(#[from] latefill_detector::storage::NewTableError),
     /// Storage or Delta failed.
     #[error("{action} {table}: {source}")]
     Delta {
@@ -120,12 +141,11 @@ impl Error {
             | Error::ChangedSincePlanned { .. }
             | Error::LeaseLost { .. }
             | Error::Contention { .. } => ErrorClass::Contention,
+            Error::NoSuchPartition { .. } | Error::NotClaimed { .. } => ErrorClass::Usage,
             Error::NoPipelineColumn { .. } | Error::DamagedLog { .. } | Error::Malformed { .. } => {
                 ErrorClass::Data
             }
-            Error::Store(latefill_detector::storage::PutIfAbsentError::Ignored { .. }) => {
-                ErrorClass::Usage
-            }
+            Error::Store(e) if e.is_usage() => ErrorClass::Usage,
             Error::Delta { .. } | Error::Store(_) => ErrorClass::Storage,
         }
     }

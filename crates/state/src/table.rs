@@ -17,7 +17,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use latefill_detector::storage::{
-    KeptTable, StorageOptions, check_put_if_absent, open_table, table_builder,
+    KeptTable, StorageOptions, finish_new_table, open_table, prepare_new_table, table_builder,
 };
 use object_store::ObjectStoreExt;
 use rand::RngExt;
@@ -464,7 +464,7 @@ impl StateTable {
                 let table = table_builder(&self.url, &self.storage)
                     .and_then(|b| b.build())
                     .map_err(self.delta("creating state table"))?;
-                check_put_if_absent(&table, &self.url).await?;
+                prepare_new_table(&table, &self.url, "state").await?;
                 table
             }
         };
@@ -493,6 +493,9 @@ impl StateTable {
         };
         match result {
             Ok(table) => {
+                if next_version == 0 {
+                    finish_new_table(&table, &self.url).await;
+                }
                 // What was just written is the latest version this handle knows, as a
                 // read would return it (timestamps in microseconds, say).
                 match model::from_batches(&[batch]) {
@@ -924,6 +927,65 @@ impl StateTable {
         self.fail(partition, run_id, reason).await
     }
 
+    /// Gives back the claim on `partition` whatever run holds it, for a person
+    /// repairing by hand (`latefill state release`): the row becomes `failed` with
+    /// `reason` and can be claimed at once. A live lease is refused
+    /// ([`Error::Claimed`]) unless `force`: its owner may still be working. Returns
+    /// the row as it was.
+    pub async fn release_claim(
+        &self,
+        partition: &str,
+        force: bool,
+        reason: &str,
+    ) -> Result<PartitionState> {
+        let table = self.url.clone();
+        let pipeline = self.pipeline.clone();
+        self.transition(|rows, now| {
+            let row = rows
+                .partitions
+                .get_mut(partition)
+                .ok_or_else(|| Error::NoSuchPartition {
+                    table: table.clone(),
+                    pipeline: pipeline.clone(),
+                    partition: partition.to_owned(),
+                })?;
+            if row.status != Status::Processing {
+                return Err(Error::NotClaimed {
+                    partition: partition.to_owned(),
+                    status: row.status.to_string(),
+                });
+            }
+            if row.is_leased(now) && !force {
+                return Err(live_claim(row));
+            }
+            let before = row.clone();
+            row.status = Status::Failed;
+            row.lease_expires_at = None;
+            row.last_error = Some(reason.to_owned());
+            row.updated_at = now;
+            Ok(before)
+        })
+        .await
+    }
+
+    /// Forgets `partition` (`latefill state reset`): its row is removed, so the next
+    /// run treats it as never processed. A live lease is refused ([`Error::Claimed`])
+    /// unless `force`. Returns the row removed.
+    pub async fn reset(&self, partition: &str, force: bool) -> Result<PartitionState> {
+        let table = self.url.clone();
+        let pipeline = self.pipeline.clone();
+        self.transition(|rows, now| match rows.partitions.get(partition) {
+            None => Err(Error::NoSuchPartition {
+                table: table.clone(),
+                pipeline: pipeline.clone(),
+                partition: partition.to_owned(),
+            }),
+            Some(row) if row.is_leased(now) && !force => Err(live_claim(row)),
+            Some(_) => Ok(rows.partitions.remove(partition).expect("present")),
+        })
+        .await
+    }
+
     /// Saves the detector's cursor.
     pub async fn save_cursor(&self, cursor: String) -> Result<()> {
         self.transition(|rows, _| {
@@ -991,6 +1053,18 @@ impl StateTable {
             Ok(restored)
         })
         .await
+    }
+}
+
+/// The error for a repair by hand that meets a live claim.
+fn live_claim(row: &PartitionState) -> Error {
+    Error::Claimed {
+        partition: row.partition.clone(),
+        owner: row.owner.clone(),
+        run_id: row.run_id.clone(),
+        lease_expires_at: row
+            .lease_expires_at
+            .map_or_else(|| "?".into(), |t| t.to_rfc3339()),
     }
 }
 
