@@ -419,3 +419,110 @@ async fn an_hour_split_over_a_day_column_and_an_hour_column() {
         "{detect}"
     );
 }
+
+/// `kind` rows of an integer day (`day=20240503`), as Hive and Spark tables often
+/// store their partitions.
+fn int_day_rows(day: i32, kinds: &[&str]) -> deltalake::arrow::array::RecordBatch {
+    use deltalake::arrow::array::{Int32Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Utf8, true),
+            Field::new("day", DataType::Int32, true),
+        ])),
+        vec![
+            std::sync::Arc::new(StringArray::from(kinds.to_vec())),
+            std::sync::Arc::new(Int32Array::from(vec![day; kinds.len()])),
+        ],
+    )
+    .unwrap()
+}
+
+/// A source partitioned by an integer day: refused until the pipeline declares the
+/// format (nothing written), then run, named, detected late and reprocessed in it.
+#[tokio::test]
+async fn an_integer_day_partition_is_processed_in_its_declared_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("events");
+    append_batch(&source, int_day_rows(20240502, &["a", "b", "a"]), &["day"]).await;
+    append_batch(&source, int_day_rows(20240503, &["b"]), &["day"]).await;
+    let config = dir.path().join("pipeline.toml");
+    let pipeline = |format: &str| {
+        format!(
+            "name = \"events_daily\"\n\
+             [source]\ntable = \"events\"\npartition_column = \"day\"\n{format}\n\
+             [target]\ntable = \"events_daily\"\n[state]\ntable = \"state\"\n\
+             [transform]\nsql = \"SELECT kind, count(*) AS n, day FROM source GROUP BY kind, day\"\n"
+        )
+    };
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        latefill_in(dir.path(), &all)
+    };
+
+    std::fs::write(&config, pipeline("")).unwrap();
+    let out = run(&["--date", "2024-05-03"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for word in ["\"day\"", "Int32", "partition_format = \"%Y%m%d\""] {
+        assert!(err.contains(word), "{word} not in {err}");
+    }
+    assert!(!dir.path().join("state").exists() && !dir.path().join("events_daily").exists());
+
+    std::fs::write(&config, pipeline("partition_format = \"%Y%m%d\"")).unwrap();
+    let report = json(&run(&["--date", "2024-05-02", "--output", "json"]));
+    assert_eq!(report["partition"], "day=20240502");
+    assert_eq!(report["period"], "2024-05-02");
+    assert_eq!(report["rows_read"], 3);
+    // The stored form, and the name, are taken too.
+    let report = json(&run(&["--date", "20240503", "--output", "json"]));
+    assert_eq!(report["partition"], "day=20240503");
+    let out = run(&["--date", "day=20240503", "--no-backfill"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Late rows for 2024-05-02: found and reprocessed by the next day's run.
+    append_batch(&source, int_day_rows(20240502, &["c"]), &["day"]).await;
+    let report = json(&run(&[
+        "--date",
+        "2024-05-04",
+        "--allow-empty",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(partitions(&report["late"]), ["day=20240502"]);
+    assert_eq!(partitions(&report["backfilled"]), ["day=20240502"]);
+
+    let target = dir.path().join("events_daily");
+    let rows = query(&target, "ORDER BY day, kind").await;
+    let text = deltalake::arrow::util::pretty::pretty_format_batches(&rows)
+        .unwrap()
+        .to_string();
+    let expected = "\
++------+---+----------+
+| kind | n | day      |
++------+---+----------+
+| a    | 2 | 20240502 |
+| b    | 1 | 20240502 |
+| c    | 1 | 20240502 |
+| b    | 1 | 20240503 |
++------+---+----------+";
+    assert_eq!(text, expected);
+    let status = json(&latefill_in(
+        dir.path(),
+        &[
+            "status",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    ));
+    let names: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["day=20240502", "day=20240503", "day=20240504"]);
+}

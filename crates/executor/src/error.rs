@@ -125,6 +125,26 @@ pub enum Error {
         actual: Vec<String>,
     },
 
+    /// The period column is of a type that holds no period unless a format is
+    /// declared (an integer day such as 20240503).
+    #[error(
+        "source {table} column {column:?} is {data_type}, which holds a {granularity} only \
+         in a declared format: set `partition_format` in the pipeline's [source] section, \
+         e.g. partition_format = \"{example}"
+    )]
+    PeriodColumnType {
+        /// The source URL.
+        table: Url,
+        /// The period column.
+        column: String,
+        /// Its type.
+        data_type: String,
+        /// The pipeline's granularity.
+        granularity: String,
+        /// An example setting for the granularity.
+        example: &'static str,
+    },
+
     /// The partition has no data files at the pinned version.
     #[error(
         "source {table} has no data in partition {partition} at version {version}; \
@@ -259,6 +279,7 @@ impl Error {
         match self {
             Error::InvalidDate { .. }
             | Error::InvalidPartitionName { .. }
+            | Error::PeriodColumnType { .. }
             | Error::ConfigRead { .. }
             | Error::ConfigInvalid { .. }
             | Error::InvalidLocation { .. } => ErrorClass::Usage,

@@ -206,6 +206,31 @@ impl FromStr for PartitionDate {
     }
 }
 
+/// Reads `raw`, written in the strftime `format`, as a period of `granularity`: a
+/// month's day and an hour's minutes may be left out of the format.
+fn parse_period(granularity: Granularity, format: &str, raw: &str) -> Option<PartitionDate> {
+    use chrono::format::{Parsed, StrftimeItems, parse};
+    let mut parsed = Parsed::new();
+    parse(&mut parsed, raw.trim(), StrftimeItems::new(format)).ok()?;
+    if parsed.day().is_none() && granularity == Granularity::Month {
+        parsed.set_day(1).ok()?;
+    }
+    let date = parsed.to_naive_date().ok()?;
+    let start = match granularity {
+        Granularity::Hour => {
+            if parsed.minute().is_none() {
+                parsed.set_minute(0).ok()?;
+            }
+            date.and_time(parsed.to_naive_time().ok()?)
+        }
+        _ => date.and_time(NaiveTime::MIN),
+    };
+    let period =
+        PartitionDate::of_value(granularity, &start.format("%Y-%m-%d %H:%M:%S").to_string())?;
+    // The whole period, not an instant inside it (a format with minutes).
+    (period.start == start).then_some(period)
+}
+
 /// `YYYY-MM-DD`, every part at its full width (chrono's `%Y-%m-%d` alone accepts
 /// `2024-1-3`). By hand: planning names thousands of partitions, and chrono parses its
 /// format string at each call.
@@ -259,6 +284,7 @@ pub struct Partitioning {
     column: String,
     hour_column: Option<String>,
     granularity: Granularity,
+    format: Option<String>,
 }
 
 impl Partitioning {
@@ -268,7 +294,90 @@ impl Partitioning {
             column: column.into(),
             hour_column: None,
             granularity,
+            format: None,
         }
+    }
+
+    /// Periods written in `format`, a strftime pattern (`%Y%m%d` for `20240503`,
+    /// `%Y/%m/%d`, `%Y%m` for months, `%Y%m%d%H` for hours), as Hive and Spark tables
+    /// often store them, in an integer or a string column. Partition names, the
+    /// source's filter and the target's writes use it; `--date` takes either form.
+    /// Fails, naming the pattern, when it cannot write and read back every period
+    /// of the granularity.
+    pub fn with_format(mut self, format: impl Into<String>) -> Result<Self, String> {
+        let format = format.into();
+        let needs: &[(&str, &str)] = match self.granularity {
+            Granularity::Month => &[("%Y", "the year"), ("%m", "the month")],
+            Granularity::Day => &[("%Y", "the year"), ("%m", "the month"), ("%d", "the day")],
+            Granularity::Hour => &[
+                ("%Y", "the year"),
+                ("%m", "the month"),
+                ("%d", "the day"),
+                ("%H", "the hour"),
+            ],
+        };
+        if let Some((_, what)) = needs.iter().find(|(item, _)| !format.contains(item)) {
+            return Err(format!(
+                "partition_format {format:?} does not write {what}, which a {} partition needs \
+                 (e.g. \"%Y%m%d\" for 20240503)",
+                self.granularity
+            ));
+        }
+        if self.hour_column.is_some()
+            && self.granularity == Granularity::Hour
+            && format.contains("%H")
+        {
+            return Err(format!(
+                "partition_format {format:?} writes the hour, which hour_column holds"
+            ));
+        }
+        // Every period must come back from what it is written as.
+        let mut probe = PartitionDate::example(self.granularity);
+        for _ in 0..40 {
+            let written = probe.start.format(&format).to_string();
+            if parse_period(self.granularity, &format, &written) != Some(probe) {
+                return Err(format!(
+                    "partition_format {format:?} writes {probe} as {written:?}, which does \
+                     not read back as {probe}"
+                ));
+            }
+            probe = probe.succ().expect("a near period");
+        }
+        self.format = Some(format);
+        Ok(self)
+    }
+
+    /// The strftime pattern the period's column holds, when declared
+    /// ([`Partitioning::with_format`]).
+    pub fn format(&self) -> Option<&str> {
+        self.format.as_deref()
+    }
+
+    /// `date` as the period's column holds it: in the declared format, else the
+    /// period's own form (`2024-01-03`).
+    pub fn value_of(&self, date: PartitionDate) -> String {
+        match &self.format {
+            Some(format) => date.start.format(format).to_string(),
+            None if self.hour_column.is_some() => date.date().format("%Y-%m-%d").to_string(),
+            None => date.to_string(),
+        }
+    }
+
+    /// Parses a period given on the command line: its own form (`2024-01-03`) or, with
+    /// a declared format, as the column holds it (`20240503`).
+    pub fn parse_period(&self, value: &str) -> Option<PartitionDate> {
+        PartitionDate::parse_as(self.granularity, value)
+            .ok()
+            .or_else(|| self.parse_stored(value))
+    }
+
+    /// A value in the declared format, for the period column; `None` without one.
+    fn parse_stored(&self, value: &str) -> Option<PartitionDate> {
+        let granularity = match self.hour_column {
+            Some(_) => Granularity::Day,
+            None => self.granularity,
+        };
+        parse_period(granularity, self.format.as_deref()?, value)
     }
 
     /// Hours split over two columns: the day in [`Partitioning::column`] and the hour
@@ -307,6 +416,10 @@ impl Partitioning {
             column: self.column.clone(),
             hour_column: self.hour_column.clone(),
             date,
+            value: self.format.as_ref().map(|_| match self.hour_column {
+                Some(_) => self.value_of(PartitionDate::from(date.date())),
+                None => self.value_of(date),
+            }),
         }
     }
 
@@ -319,6 +432,25 @@ impl Partitioning {
     /// column, another form).
     pub fn parse_name(&self, name: &str) -> Option<PartitionKey> {
         let value = name.strip_prefix(self.column.as_str())?.strip_prefix('=')?;
+        if self.format.is_some() {
+            let (day, hour) = match &self.hour_column {
+                None => (value, None),
+                Some(hour_column) => {
+                    let (day, hour) = value.split_once('/')?;
+                    let hour = hour.strip_prefix(hour_column.as_str())?.strip_prefix('=')?;
+                    (day, Some(hour.parse::<u32>().ok()?))
+                }
+            };
+            let mut date = self.parse_stored(day)?;
+            if let Some(hour) = hour {
+                date = PartitionDate {
+                    start: date.date().and_hms_opt(hour, 0, 0)?,
+                    granularity: Granularity::Hour,
+                };
+            }
+            let key = self.key(date);
+            return (key.to_string() == name).then_some(key);
+        }
         let date = match &self.hour_column {
             None => PartitionDate::parse_as(self.granularity, value).ok()?,
             Some(hour_column) => {
@@ -347,6 +479,33 @@ impl Partitioning {
                 .ok_or_else(|| format!("has a null {column:?}"))
         };
         let raw = get(&self.column)?;
+        if let Some(format) = &self.format {
+            let date = self.parse_stored(raw).ok_or_else(|| {
+                format!(
+                    "has {:?} value {raw:?}, which is not a period written {format:?}",
+                    self.column
+                )
+            })?;
+            let Some(hour_column) = &self.hour_column else {
+                return Ok(date);
+            };
+            let raw_hour = get(hour_column)?;
+            return raw_hour
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|h| *h < 24)
+                .and_then(|h| date.date().and_hms_opt(h, 0, 0))
+                .map(|start| PartitionDate {
+                    start,
+                    granularity: Granularity::Hour,
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "has {hour_column:?} value {raw_hour:?}, which is not an hour from 0 to 23"
+                    )
+                });
+        }
         let Some(hour_column) = &self.hour_column else {
             return PartitionDate::of_value(self.granularity, raw).ok_or_else(|| {
                 format!(
@@ -405,6 +564,8 @@ pub struct PartitionKey {
     column: String,
     hour_column: Option<String>,
     date: PartitionDate,
+    /// The period column's value in the pipeline's declared format, if any.
+    value: Option<String>,
 }
 
 /// Why a source partition does not name a partition of the pipeline.
@@ -436,11 +597,15 @@ impl PartitionKey {
 
 impl fmt::Display for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.hour_column {
-            None => write!(f, "{}={}", self.column, self.date),
-            Some(hour_column) => {
+        match (&self.hour_column, &self.value) {
+            (None, Some(value)) => write!(f, "{}={value}", self.column),
+            (None, None) => write!(f, "{}={}", self.column, self.date),
+            (Some(hour_column), value) => {
                 write!(f, "{}=", self.column)?;
-                write_ymd(f, self.date.start.date())?;
+                match value {
+                    Some(value) => f.write_str(value)?,
+                    None => write_ymd(f, self.date.start.date())?,
+                }
                 write!(f, "/{hour_column}={:02}", self.date.start.hour())
             }
         }
@@ -649,5 +814,55 @@ mod granularity_tests {
         let hour = |v| PartitionDate::parse_as(Granularity::Hour, v).unwrap();
         assert!(hour("2024-01-03T05") < hour("2024-01-03T06"));
         assert!(hour("2024-01-03T23") < PartitionDate::parse("2024-01-04").unwrap());
+    }
+
+    #[test]
+    fn a_declared_format_names_reads_and_writes_the_stored_form() {
+        let day = Partitioning::new("day", Granularity::Day)
+            .with_format("%Y%m%d")
+            .unwrap();
+        let d = PartitionDate::parse("2024-05-03").unwrap();
+        assert_eq!(day.name(d), "day=20240503");
+        assert_eq!(day.value_of(d), "20240503");
+        assert_eq!(day.parse_name("day=20240503").unwrap().date(), d);
+        assert_eq!(day.parse_name("day=2024-05-03"), None);
+        assert_eq!(day.parse_period("20240503"), Some(d));
+        assert_eq!(day.parse_period("2024-05-03"), Some(d));
+        assert_eq!(day.period_of(|_| Some(Some("20240503"))), Ok(d));
+        assert!(day.period_of(|_| Some(Some("2024050"))).is_err());
+
+        let slashed = Partitioning::new("dt", Granularity::Day)
+            .with_format("%Y/%m/%d")
+            .unwrap();
+        assert_eq!(slashed.name(d), "dt=2024/05/03");
+        assert_eq!(slashed.parse_name("dt=2024/05/03").unwrap().date(), d);
+
+        let month = Partitioning::new("m", Granularity::Month)
+            .with_format("%Y%m")
+            .unwrap();
+        let may = PartitionDate::parse_as(Granularity::Month, "2024-05").unwrap();
+        assert_eq!(month.name(may), "m=202405");
+        assert_eq!(month.period_of(|_| Some(Some("202405"))), Ok(may));
+
+        let hour = Partitioning::new("h", Granularity::Hour)
+            .with_format("%Y%m%d%H")
+            .unwrap();
+        let five = PartitionDate::parse_as(Granularity::Hour, "2024-05-03T05").unwrap();
+        assert_eq!(hour.name(five), "h=2024050305");
+        assert_eq!(hour.period_of(|_| Some(Some("2024050305"))), Ok(five));
+    }
+
+    #[test]
+    fn a_format_that_cannot_hold_the_period_is_refused() {
+        for (granularity, format, says) in [
+            (Granularity::Day, "%Y%m", "the day"),
+            (Granularity::Hour, "%Y%m%d", "the hour"),
+            (Granularity::Month, "%m", "the year"),
+        ] {
+            let err = Partitioning::new("c", granularity)
+                .with_format(format)
+                .unwrap_err();
+            assert!(err.contains(says), "{format}: {err}");
+        }
     }
 }

@@ -54,6 +54,9 @@ granularity = "day"
 # Hours kept in two columns, the date in partition_column and the hour of the day
 # (0 to 23) in another, take granularity = "hour" and:
 # hour_column = "event_hour"
+# A column that holds its periods in another form, such as an integer day 20240503
+# or a string 2024/05/03, declares it as a strftime pattern:
+# partition_format = "%Y%m%d"
 
 [target]
 # The Delta table to write, partitioned by the same column. Created on first run.
@@ -126,6 +129,7 @@ struct RawSource {
     partition_column: String,
     granularity: Option<String>,
     hour_column: Option<String>,
+    partition_format: Option<String>,
     storage: Option<RawStorage>,
 }
 
@@ -229,6 +233,11 @@ impl Pipeline {
             }
             partitioning = partitioning.with_hour_column(hour_column);
         }
+        if let Some(format) = raw.source.partition_format {
+            partitioning = partitioning
+                .with_format(format)
+                .map_err(|reason| invalid(format!("source.{reason}")))?;
+        }
         if raw.transform.sql.trim().is_empty() {
             return Err(invalid("transform.sql is empty".into()));
         }
@@ -291,7 +300,11 @@ impl Pipeline {
     /// `event_date=2024-01-03/event_hour=05`).
     pub fn parse_date(&self, value: &str) -> Result<PartitionDate> {
         if !value.contains('=') {
-            return PartitionDate::parse_as(self.partitioning.granularity(), value);
+            return match self.partitioning.parse_period(value) {
+                Some(date) => Ok(date),
+                // Says what the period's own form is.
+                None => PartitionDate::parse_as(self.partitioning.granularity(), value),
+            };
         }
         match self.partitioning.parse_name(value) {
             Some(key) => Ok(key.date()),

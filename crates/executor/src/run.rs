@@ -906,8 +906,7 @@ fn period_literals(
     let text = match data_type {
         DataType::Date32 | DataType::Date64 => period.date().format("%Y-%m-%d").to_string(),
         DataType::Timestamp(..) => period.start().format("%Y-%m-%d %H:%M:%S").to_string(),
-        _ if partitioning.hour_column().is_some() => period.date().format("%Y-%m-%d").to_string(),
-        _ => period.to_string(),
+        _ => partitioning.value_of(period),
     };
     vec![text]
 }
@@ -1072,6 +1071,7 @@ pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> 
     check_locations(pipeline)?;
     let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
     check_partitioned_by(&source, &pipeline.source, &pipeline.partitioning)?;
+    check_period_column_type(&source, pipeline)?;
     let ctx = deltalake::delta_datafusion::create_session().into_inner();
     register_source(&ctx, &source, &pipeline.source, &BTreeMap::new()).await?;
     let result = plan_transform(&ctx, pipeline).await?;
@@ -1095,6 +1095,36 @@ pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> 
             Ok(())
         }
     }
+}
+
+/// An integer period column holds periods only in a declared format (`20240503`
+/// under `%Y%m%d`): without one, refused, naming the column, its type and the setting.
+fn check_period_column_type(source: &DeltaTable, pipeline: &Pipeline) -> Result<()> {
+    let partitioning = &pipeline.partitioning;
+    if partitioning.format().is_some() {
+        return Ok(());
+    }
+    let schema = arrow_schema(source, &pipeline.source, "reading the schema of source")?;
+    let column = partitioning.column();
+    let Ok(field) = schema.field_with_name(column) else {
+        return Ok(());
+    };
+    let data_type = value_type(field.data_type());
+    if !data_type.is_integer() {
+        return Ok(());
+    }
+    let example = match partitioning.granularity() {
+        crate::partition::Granularity::Day => "%Y%m%d\" for 20240503",
+        crate::partition::Granularity::Hour => "%Y%m%d%H\" for 2024050305",
+        crate::partition::Granularity::Month => "%Y%m\" for 202405",
+    };
+    Err(Error::PeriodColumnType {
+        table: pipeline.source.clone(),
+        column: column.to_owned(),
+        data_type: data_type.to_string(),
+        granularity: partitioning.granularity().to_string(),
+        example,
+    })
 }
 
 /// Checks the pipeline's table locations without asking a store: no table plays two
