@@ -81,9 +81,10 @@ async fn a_rust_transform_processes_partitions_and_versions_them() {
 }
 
 /// A transform whose plan fails (a column the source lacks) fails the run with its
-/// version and DataFusion's reason, and the failure is recorded for the partition.
+/// version and DataFusion's reason, before the claim: nothing is written, not even a
+/// failure in the state table (the plan alone shows it).
 #[tokio::test]
-async fn a_failing_rust_transform_fails_its_partition_with_the_reason() {
+async fn a_failing_rust_transform_is_refused_with_the_reason_before_the_claim() {
     let ws = Workspace::new();
     ws.generate(&day(1).to_string(), 100, 1).await;
     let broken = Transform::from_fn("broken/1", |source| {
@@ -105,16 +106,13 @@ async fn a_failing_rust_transform_fails_its_partition_with_the_reason() {
     );
     let status = engine.status().await.unwrap();
     assert_eq!(status.len(), 1);
-    assert_eq!(status[0].status, "failed", "{status:?}");
-    assert!(
-        status[0]
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("no_such_column")),
-        "{status:?}"
-    );
+    assert_eq!(status[0].status, "unprocessed", "{status:?}");
     assert!(
         table_version(&ws.target_path()).await.is_none(),
         "nothing written"
+    );
+    assert!(
+        table_version(&ws.dir.path().join("state")).await.is_none(),
+        "no state commit"
     );
 }

@@ -836,6 +836,15 @@ pub fn diagnose(text: &str) -> Option<StoreFailure> {
     ]) {
         return Some(StoreFailure::Denied { detail: detail() });
     }
+    // A client that found no credentials in the environment asks the instance
+    // metadata service for them; off a cloud machine nothing answers there.
+    if has(&["/latest/api/token", "/latest/meta-data/iam"]) {
+        return Some(StoreFailure::NoCredentials {
+            detail: "none in the environment or the pipeline file, and the instance \
+                     metadata service did not answer"
+                .into(),
+        });
+    }
     if has(&[
         "error occurred while loading credentials",
         "Missing credentials",
