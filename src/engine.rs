@@ -282,6 +282,8 @@ pub struct StatusRow {
     pub pipeline: String,
     /// The partition.
     pub partition: String,
+    /// The partition's period alone (`2024-01-03`), as `--date` takes it.
+    pub period: String,
     /// `processing`, `processed`, `failed`, or `unprocessed` (seen in the source only).
     pub status: String,
     /// The source version it was last processed at.
@@ -930,6 +932,11 @@ impl Engine {
                 StatusRow {
                     pipeline: self.pipeline.name.clone(),
                     partition: name.to_owned(),
+                    period: self
+                        .pipeline
+                        .partitioning
+                        .parse_name(name)
+                        .map_or_else(String::new, |key| key.date().to_string()),
                     status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
                     source_version: row.and_then(|r| r.source_version),
                     last_change_version: changes.get(name).copied(),

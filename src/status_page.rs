@@ -307,6 +307,7 @@ mod tests {
     fn row(partition: String, status: &str, late: bool) -> StatusRow {
         StatusRow {
             pipeline: "devices_daily".into(),
+            period: partition.trim_start_matches("event_time=").to_owned(),
             partition,
             status: status.into(),
             source_version: Some(1),

@@ -416,6 +416,13 @@ async fn the_scheduler_hand_off_works_as_documented() {
     assert_eq!(late_partitions(&status), Vec::<String>::new());
     for row in status.as_array().unwrap() {
         assert_eq!(row["status"], "processed", "{row}");
+        // Both forms, for a scheduler to pass on either.
+        let name = row["partition"].as_str().unwrap();
+        assert_eq!(
+            row["period"],
+            name.trim_start_matches("event_time="),
+            "{row}"
+        );
     }
     for day in ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"] {
         assert_eq!(

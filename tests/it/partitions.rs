@@ -526,3 +526,50 @@ async fn an_integer_day_partition_is_processed_in_its_declared_format() {
         .collect();
     assert_eq!(names, ["day=20240502", "day=20240503", "day=20240504"]);
 }
+
+/// A string column holding `20240503` and no declared format: refused, naming a
+/// value and the setting, instead of every day reported empty (and `--allow-empty`
+/// then writing an empty partition).
+#[tokio::test]
+async fn a_string_period_column_of_another_form_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Utf8, true),
+            Field::new("dt", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b"])),
+            Arc::new(StringArray::from(vec!["20240503", "20240503"])),
+        ],
+    )
+    .unwrap();
+    append_batch(&dir.path().join("events"), batch, &["dt"]).await;
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        "name = \"events_daily\"\n\
+         [source]\ntable = \"events\"\npartition_column = \"dt\"\n\
+         [target]\ntable = \"events_daily\"\n[state]\ntable = \"state\"\n\
+         [transform]\nsql = \"SELECT kind, dt FROM source\"\n",
+    )
+    .unwrap();
+    for extra in [&[][..], &["--allow-empty"]] {
+        let mut args = vec![
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--date",
+            "2024-05-03",
+        ];
+        args.extend_from_slice(extra);
+        let out = latefill_in(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        for word in ["\"20240503\"", "partition_format", "%Y%m%d"] {
+            assert!(err.contains(word), "{word} not in {err}");
+        }
+        assert!(!dir.path().join("events_daily").exists());
+        assert!(!dir.path().join("state").exists());
+    }
+}

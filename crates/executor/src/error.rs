@@ -145,6 +145,24 @@ pub enum Error {
         example: &'static str,
     },
 
+    /// No value of the period column is a period of the pipeline's granularity.
+    #[error(
+        "source {table} column {column:?} holds values like {value:?}, none of them {expected}; \
+         if they are periods written another way, declare it with `partition_format` in the \
+         pipeline's [source] section (e.g. \"%Y%m%d\" for 20240503, \"%Y/%m/%d\" for \
+         2024/05/03), or set `source.partition_column` and `granularity` to match"
+    )]
+    PeriodColumnValues {
+        /// The source URL.
+        table: Url,
+        /// The period column.
+        column: String,
+        /// One of its values.
+        value: String,
+        /// What a value should be.
+        expected: &'static str,
+    },
+
     /// The partition has no data files at the pinned version.
     #[error(
         "source {table} has no data in partition {partition} at version {version}; \
@@ -280,6 +298,7 @@ impl Error {
             Error::InvalidDate { .. }
             | Error::InvalidPartitionName { .. }
             | Error::PeriodColumnType { .. }
+            | Error::PeriodColumnValues { .. }
             | Error::ConfigRead { .. }
             | Error::ConfigInvalid { .. }
             | Error::InvalidLocation { .. } => ErrorClass::Usage,

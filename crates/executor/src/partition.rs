@@ -43,7 +43,7 @@ impl Granularity {
         }
     }
 
-    fn what(&self) -> &'static str {
+    pub(crate) fn what(&self) -> &'static str {
         match self {
             Granularity::Hour => "an hour written YYYY-MM-DDTHH, e.g. 2024-01-03T05",
             Granularity::Day => "a calendar date written YYYY-MM-DD, e.g. 2024-01-03",

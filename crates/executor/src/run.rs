@@ -1072,6 +1072,9 @@ pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> 
     let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
     check_partitioned_by(&source, &pipeline.source, &pipeline.partitioning)?;
     check_period_column_type(&source, pipeline)?;
+    if pipeline.partitioning.format().is_none() {
+        check_period_values(&source, pipeline).await?;
+    }
     let ctx = deltalake::delta_datafusion::create_session().into_inner();
     register_source(&ctx, &source, &pipeline.source, &BTreeMap::new()).await?;
     let result = plan_transform(&ctx, pipeline).await?;
@@ -1125,6 +1128,43 @@ fn check_period_column_type(source: &DeltaTable, pipeline: &Pipeline) -> Result<
         granularity: partitioning.granularity().to_string(),
         example,
     })
+}
+
+/// A period column whose values are all of another form than the granularity's
+/// (`20240503` for days, with no format declared) is refused, naming a value and the
+/// setting, rather than every partition being reported empty. One value that is a
+/// period (read from the log, in memory) is enough to go on.
+async fn check_period_values(source: &DeltaTable, pipeline: &Pipeline) -> Result<()> {
+    let partitioning = &pipeline.partitioning;
+    let column = partitioning.column();
+    let mut example: Option<String> = None;
+    let mut files = source.get_active_add_actions_by_predicate(None);
+    while let Some(file) = files.try_next().await.map_err(|source| Error::Delta {
+        action: "listing files of source",
+        table: pipeline.source.clone(),
+        source,
+    })? {
+        let values = file.partition_values_map();
+        let Some(Some(raw)) = values.get(column) else {
+            continue;
+        };
+        if partitioning
+            .period_of(|c| values.get(c).map(|v| v.as_deref()))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        example.get_or_insert_with(|| raw.clone());
+    }
+    match example {
+        None => Ok(()),
+        Some(value) => Err(Error::PeriodColumnValues {
+            table: pipeline.source.clone(),
+            column: column.to_owned(),
+            value,
+            expected: partitioning.granularity().what(),
+        }),
+    }
 }
 
 /// Checks the pipeline's table locations without asking a store: no table plays two
