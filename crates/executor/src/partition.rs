@@ -479,56 +479,38 @@ impl Partitioning {
                 .ok_or_else(|| format!("has a null {column:?}"))
         };
         let raw = get(&self.column)?;
-        if let Some(format) = &self.format {
-            let date = self.parse_stored(raw).ok_or_else(|| {
+        // The period's column alone, or the day of a split hour.
+        let date = match &self.format {
+            Some(format) => self.parse_stored(raw).ok_or_else(|| {
                 format!(
                     "has {:?} value {raw:?}, which is not a period written {format:?}",
                     self.column
                 )
-            })?;
-            let Some(hour_column) = &self.hour_column else {
-                return Ok(date);
-            };
-            let raw_hour = get(hour_column)?;
-            return raw_hour
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|h| *h < 24)
-                .and_then(|h| date.date().and_hms_opt(h, 0, 0))
-                .map(|start| PartitionDate {
-                    start,
-                    granularity: Granularity::Hour,
-                })
-                .ok_or_else(|| {
+            })?,
+            None => {
+                let granularity = match self.hour_column {
+                    Some(_) => Granularity::Day,
+                    None => self.granularity,
+                };
+                PartitionDate::of_value(granularity, raw).ok_or_else(|| {
                     format!(
-                        "has {hour_column:?} value {raw_hour:?}, which is not an hour from 0 to 23"
+                        "has {:?} value {raw:?}, which is not {}",
+                        self.column,
+                        granularity.what()
                     )
-                });
-        }
-        let Some(hour_column) = &self.hour_column else {
-            return PartitionDate::of_value(self.granularity, raw).ok_or_else(|| {
-                format!(
-                    "has {:?} value {raw:?}, which is not {}",
-                    self.column,
-                    self.granularity.what()
-                )
-            });
+                })?
+            }
         };
-        let day = PartitionDate::of_value(Granularity::Day, raw).ok_or_else(|| {
-            format!(
-                "has {:?} value {raw:?}, which is not {}",
-                self.column,
-                Granularity::Day.what()
-            )
-        })?;
+        let Some(hour_column) = &self.hour_column else {
+            return Ok(date);
+        };
         let raw_hour = get(hour_column)?;
         raw_hour
             .trim()
             .parse::<u32>()
             .ok()
             .filter(|h| *h < 24)
-            .and_then(|h| day.date().and_hms_opt(h, 0, 0))
+            .and_then(|h| date.date().and_hms_opt(h, 0, 0))
             .map(|start| PartitionDate {
                 start,
                 granularity: Granularity::Hour,
