@@ -927,35 +927,23 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             force,
             format,
         }) => {
-            let (pipeline, _) = config.load()?;
-            let name = pipeline.partition_name(pipeline.parse_date(&partition)?);
-            executor::check_locations(&pipeline)?;
-            let engine = Engine::new(pipeline);
+            let (engine, name) = repair(&config, &partition)?;
             let before = engine
                 .state()
                 .release_claim(&name, force, "released by hand (latefill state release)")
                 .await
-                .map_err(|e| match e {
-                    latefill::state::Error::Claimed { .. } => anyhow::Error::from(e)
-                        .context("not released; pass --force if that run is gone"),
-                    e => e.into(),
-                })?;
-            match format {
-                Output::Json => out!(
-                    "{}",
-                    serde_json::json!({"released": name, "pipeline": engine.pipeline().name, "before": before})
-                ),
-                Output::Text => out!(
-                    "released {name} of pipeline {}: it was claimed by {} (run {}, lease until {}); \
-                     it is now failed and the next run takes it",
-                    engine.pipeline().name,
-                    before.owner,
-                    before.run_id,
-                    before
-                        .lease_expires_at
-                        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
-                ),
-            }
+                .map_err(|e| live_claim_hint(e, "released"))?;
+            let text = format!(
+                "released {name} of pipeline {}: it was claimed by {} (run {}, lease until {}); \
+                 it is now failed and the next run takes it",
+                engine.pipeline().name,
+                before.owner,
+                before.run_id,
+                before
+                    .lease_expires_at
+                    .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+            );
+            print_repair(&engine, "released", &name, &before, format, &text);
             Ok(())
         }
         Command::State(StateCommand::Reset {
@@ -964,34 +952,22 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             force,
             format,
         }) => {
-            let (pipeline, _) = config.load()?;
-            let name = pipeline.partition_name(pipeline.parse_date(&partition)?);
-            executor::check_locations(&pipeline)?;
-            let engine = Engine::new(pipeline);
+            let (engine, name) = repair(&config, &partition)?;
             let removed = engine
                 .state()
                 .reset(&name, force)
                 .await
-                .map_err(|e| match e {
-                    latefill::state::Error::Claimed { .. } => anyhow::Error::from(e)
-                        .context("not reset; pass --force if that run is gone"),
-                    e => e.into(),
-                })?;
-            match format {
-                Output::Json => out!(
-                    "{}",
-                    serde_json::json!({"reset": name, "pipeline": engine.pipeline().name, "before": removed})
-                ),
-                Output::Text => out!(
-                    "reset {name} of pipeline {}: forgot its row (status {}, source version {}); \
-                     the next run treats it as never processed",
-                    engine.pipeline().name,
-                    removed.status,
-                    removed
-                        .source_version
-                        .map_or_else(|| "-".to_owned(), |v| v.to_string())
-                ),
-            }
+                .map_err(|e| live_claim_hint(e, "reset"))?;
+            let text = format!(
+                "reset {name} of pipeline {}: forgot its row (status {}, source version {}); \
+                 the next run treats it as never processed",
+                engine.pipeline().name,
+                removed.status,
+                removed
+                    .source_version
+                    .map_or_else(|| "-".to_owned(), |v| v.to_string())
+            );
+            print_repair(&engine, "reset", &name, &removed, format, &text);
             Ok(())
         }
         Command::Changes {
@@ -999,6 +975,43 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             since_version,
             format,
         } => changes(&table, since_version, format).await,
+    }
+}
+
+/// The engine and the partition's name for a repair by hand (`state release`,
+/// `state reset`): `partition` as a period or a name.
+fn repair(config: &ConfigArg, partition: &str) -> anyhow::Result<(Engine, String)> {
+    let (pipeline, _) = config.load()?;
+    let name = pipeline.partition_name(pipeline.parse_date(partition)?);
+    executor::check_locations(&pipeline)?;
+    Ok((Engine::new(pipeline), name))
+}
+
+/// A repair refused by a live claim says how to insist.
+fn live_claim_hint(e: latefill::state::Error, done: &str) -> anyhow::Error {
+    match e {
+        latefill::state::Error::Claimed { .. } => {
+            anyhow::Error::from(e).context(format!("not {done}; pass --force if that run is gone"))
+        }
+        e => e.into(),
+    }
+}
+
+/// What a repair by hand changed: `text`, or the row as it was in JSON.
+fn print_repair(
+    engine: &Engine,
+    done: &str,
+    name: &str,
+    before: &latefill::state::PartitionState,
+    format: Output,
+    text: &str,
+) {
+    match format {
+        Output::Json => out!(
+            "{}",
+            serde_json::json!({done: name, "pipeline": engine.pipeline().name, "before": before})
+        ),
+        Output::Text => out!("{text}"),
     }
 }
 

@@ -710,15 +710,7 @@ impl StateTable {
             && p.is_leased(now)
             && p.run_id != run_id
         {
-            return Err(Error::Claimed {
-                partition: name.to_owned(),
-                owner: p.owner.clone(),
-                run_id: p.run_id.clone(),
-                lease_expires_at: p
-                    .lease_expires_at
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default(),
-            });
+            return Err(held_by(p));
         }
         Ok(())
     }
@@ -956,7 +948,7 @@ impl StateTable {
                 });
             }
             if row.is_leased(now) && !force {
-                return Err(live_claim(row));
+                return Err(held_by(row));
             }
             let before = row.clone();
             row.status = Status::Failed;
@@ -980,7 +972,7 @@ impl StateTable {
                 pipeline: pipeline.clone(),
                 partition: partition.to_owned(),
             }),
-            Some(row) if row.is_leased(now) && !force => Err(live_claim(row)),
+            Some(row) if row.is_leased(now) && !force => Err(held_by(row)),
             Some(_) => Ok(rows.partitions.remove(partition).expect("present")),
         })
         .await
@@ -1056,15 +1048,16 @@ impl StateTable {
     }
 }
 
-/// The error for a repair by hand that meets a live claim.
-fn live_claim(row: &PartitionState) -> Error {
+/// [`Error::Claimed`] for `row`, held by a live lease.
+fn held_by(row: &PartitionState) -> Error {
     Error::Claimed {
         partition: row.partition.clone(),
         owner: row.owner.clone(),
         run_id: row.run_id.clone(),
         lease_expires_at: row
             .lease_expires_at
-            .map_or_else(|| "?".into(), |t| t.to_rfc3339()),
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
     }
 }
 
