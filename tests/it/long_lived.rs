@@ -456,3 +456,80 @@ async fn an_embedded_engine_goes_on_after_a_backfill_that_checkpointed_its_targe
     all.push("2024-03-21");
     assert_target_is_recomputation(&ws, &all).await;
 }
+
+/// Rows of `(type, event_time)`, and `region` when given, for a source whose schema
+/// grows.
+fn typed_rows(
+    kinds: &[&str],
+    date: &str,
+    region: Option<&str>,
+) -> deltalake::arrow::array::RecordBatch {
+    use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let text = |v: Vec<&str>| std::sync::Arc::new(StringArray::from(v)) as ArrayRef;
+    let mut fields = vec![
+        Field::new("type", DataType::Utf8, true),
+        Field::new("event_time", DataType::Utf8, true),
+    ];
+    let mut columns = vec![text(kinds.to_vec()), text(vec![date; kinds.len()])];
+    if let Some(region) = region {
+        fields.push(Field::new("region", DataType::Utf8, true));
+        columns.push(text(vec![region; kinds.len()]));
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+/// The checks made before a claim read the tables the process keeps, as they are: a
+/// source kept from before a new column was added must not refuse SQL that uses it
+/// (the refusal is checked again on the latest tables).
+#[tokio::test]
+async fn a_source_kept_from_before_its_schema_grew_does_not_refuse_sql_using_the_new_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("events");
+    append_batch(
+        &source,
+        typed_rows(&["a", "b"], "2024-01-01", None),
+        &["event_time"],
+    )
+    .await;
+    let pipeline = |target: &str, sql: &str| {
+        latefill::executor::Pipeline::from_toml(
+            &format!(
+                "name = \"{target}\"\n\
+                 [source]\ntable = \"events\"\npartition_column = \"event_time\"\n\
+                 [target]\ntable = \"{target}\"\n[state]\ntable = \"state_{target}\"\n\
+                 [transform]\nsql = \"{sql}\"\n"
+            ),
+            dir.path(),
+        )
+        .unwrap()
+    };
+    let by_type = pipeline(
+        "by_type",
+        "SELECT type, count(*) AS n, event_time FROM source GROUP BY type, event_time",
+    );
+    let day = |d: &str| latefill::executor::PartitionDate::parse(d).unwrap();
+    latefill::Engine::new(by_type)
+        .run_date(day("2024-01-01"), Default::default())
+        .await
+        .unwrap();
+
+    // Another writer adds a column, in a row for the next day.
+    deltalake::DeltaTable::try_from_url(url_of(&source))
+        .await
+        .unwrap()
+        .write(vec![typed_rows(&["a"], "2024-01-02", Some("eu"))])
+        .with_save_mode(deltalake::protocol::SaveMode::Append)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+        .await
+        .unwrap();
+    let by_region = pipeline(
+        "by_region",
+        "SELECT region, count(*) AS n, event_time FROM source GROUP BY region, event_time",
+    );
+    let outcome = latefill::Engine::new(by_region)
+        .run_date(day("2024-01-02"), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.run.rows_written, 1);
+}

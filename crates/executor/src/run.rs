@@ -1065,38 +1065,77 @@ fn check_partition_columns(partitioning: &Partitioning, result: &Schema) -> Resu
 ///   kind, parse and plan errors, unknown tables and columns, the partition columns,
 ///   and the result's columns and types against the target's schema.
 ///
-/// The tables are loaded as a run loads them, and kept for it: the cost over a run
-/// is one planning of the transform.
+/// The cost over a run is one planning of the transform: it checks the tables this
+/// process keeps (loaded beside detection), as they are, without asking the store for
+/// newer commits; only a refusal is checked again on the latest tables, so a table
+/// kept from before its schema changed never refuses a run.
 pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> {
+    use latefill_detector::storage::kept;
     check_locations(pipeline)?;
-    let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
-    check_partitioned_by(&source, &pipeline.source, &pipeline.partitioning)?;
-    check_period_column_type(&source, pipeline)?;
+    let kept_source = match version {
+        None => kept(&pipeline.source, &pipeline.source_storage),
+        Some(_) => None,
+    };
+    let kept_target = kept(&pipeline.target, &pipeline.target_storage);
+    let any_kept = kept_source.is_some() || kept_target.is_some();
+    let source = match kept_source {
+        Some(table) => table,
+        None => open_source(&pipeline.source, &pipeline.source_storage, version).await?,
+    };
+    let target = match kept_target {
+        Some(table) => Some(table),
+        None => open_target_or_check_location(pipeline).await?,
+    };
+    match check_plan(pipeline, &source, target.as_ref()).await {
+        Err(_) if any_kept => {
+            let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
+            let target = open_target_or_check_location(pipeline).await?;
+            check_plan(pipeline, &source, target.as_ref()).await
+        }
+        checked => checked,
+    }
+}
+
+/// The target, or `None` when there is none yet and latefill may create it there
+/// ([`latefill_detector::storage::check_new_location`]).
+async fn open_target_or_check_location(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
+    let target = open_target(pipeline).await?;
+    let url = &pipeline.target;
+    let missing_locally = url.to_file_path().is_ok_and(|path| !path.exists());
+    if target.is_none() && !missing_locally {
+        let handle = table_builder(url, &pipeline.target_storage)
+            .and_then(DeltaTableBuilder::build)
+            .map_err(|source| Error::Delta {
+                action: "opening target",
+                table: url.clone(),
+                source,
+            })?;
+        latefill_detector::storage::check_new_location(&handle, url, "target").await?;
+    }
+    Ok(target)
+}
+
+/// The checks of [`preflight`] on the given tables: the source's partitioning and
+/// period column, the transform planned over an empty partition of it, and the
+/// result against the target's schema.
+async fn check_plan(
+    pipeline: &Pipeline,
+    source: &DeltaTable,
+    target: Option<&DeltaTable>,
+) -> Result<()> {
+    check_partitioned_by(source, &pipeline.source, &pipeline.partitioning)?;
+    check_period_column_type(source, pipeline)?;
     if pipeline.partitioning.format().is_none() {
-        check_period_values(&source, pipeline).await?;
+        check_period_values(source, pipeline).await?;
     }
     let ctx = deltalake::delta_datafusion::create_session().into_inner();
-    register_source(&ctx, &source, &pipeline.source, &BTreeMap::new()).await?;
+    register_source(&ctx, source, &pipeline.source, &BTreeMap::new()).await?;
     let result = plan_transform(&ctx, pipeline).await?;
     let schema: Schema = result.schema().as_arrow().clone();
     check_partition_columns(&pipeline.partitioning, &schema)?;
-    match open_target(pipeline).await? {
-        Some(target) => check_target_schema(&target, &pipeline.target, &schema),
-        None => {
-            let url = &pipeline.target;
-            if url.to_file_path().is_ok_and(|path| !path.exists()) {
-                return Ok(());
-            }
-            let handle = table_builder(url, &pipeline.target_storage)
-                .and_then(DeltaTableBuilder::build)
-                .map_err(|source| Error::Delta {
-                    action: "opening target",
-                    table: url.clone(),
-                    source,
-                })?;
-            latefill_detector::storage::check_new_location(&handle, url, "target").await?;
-            Ok(())
-        }
+    match target {
+        Some(target) => check_target_schema(target, &pipeline.target, &schema),
+        None => Ok(()),
     }
 }
 
