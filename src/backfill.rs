@@ -255,9 +255,10 @@ impl BackfillRange {
         // The partitions read the source and the target after the plan and the first
         // claim: they are loaded meanwhile (for nothing when there is nothing to do).
         let pipeline = self.engine.pipeline().clone();
-        let (report, ()) = tokio::join!(
+        // The loads start first, so that the checks before the plan wait for them.
+        let ((), report) = tokio::join!(
+            latefill_executor::prefetch(&pipeline, true),
             self.plan_then_process(),
-            latefill_executor::prefetch(&pipeline, true)
         );
         report
     }

@@ -794,9 +794,11 @@ impl Engine {
         // The run of `date` reads the source and the target after the detection and
         // the claim: they are loaded meanwhile.
         let source_too = options.source_version.is_none();
-        let (outcome, ()) = tokio::join!(
+        // The loads start first, so that the checks before the claim wait for them
+        // rather than load the tables a second time.
+        let ((), outcome) = tokio::join!(
+            latefill_executor::prefetch(&self.pipeline, source_too),
             self.detect_then_run(date, options),
-            latefill_executor::prefetch(&self.pipeline, source_too)
         );
         outcome
     }

@@ -475,6 +475,20 @@ pub fn kept(url: &Url, options: &StorageOptions) -> Option<deltalake::DeltaTable
         .map(|kept| kept.table.clone())
 }
 
+/// [`kept`], or, when another task of the process is loading the table, the table that
+/// load keeps once it ends; `None` when neither. Asks the store nothing: for a caller
+/// that may decide on a table a little behind (and checks again on the latest one
+/// before it refuses anything).
+pub async fn kept_or_awaited(url: &Url, options: &StorageOptions) -> Option<deltalake::DeltaTable> {
+    if let Some(table) = kept(url, options) {
+        return Some(table);
+    }
+    let key = (url.clone(), options.clone());
+    let gate = LOADING.lock().expect("not poisoned").get(&key).cloned()?;
+    drop(gate.lock().await);
+    kept(url, options)
+}
+
 /// Drops what this process keeps of `url`: its next [`load`] reads the log afresh.
 pub fn forget(url: &Url) {
     LOADED

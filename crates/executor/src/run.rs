@@ -1066,17 +1066,17 @@ fn check_partition_columns(partitioning: &Partitioning, result: &Schema) -> Resu
 ///   and the result's columns and types against the target's schema.
 ///
 /// The cost over a run is one planning of the transform: it checks the tables this
-/// process keeps (loaded beside detection), as they are, without asking the store for
-/// newer commits; only a refusal is checked again on the latest tables, so a table
+/// process keeps, or those loaded beside it ([`prefetch`]), as they are, without asking
+/// the store for newer commits; only a refusal is checked again on the latest tables, so a table
 /// kept from before its schema changed never refuses a run.
 pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> {
-    use latefill_detector::storage::kept;
+    use latefill_detector::storage::kept_or_awaited;
     check_locations(pipeline)?;
     let kept_source = match version {
-        None => kept(&pipeline.source, &pipeline.source_storage),
+        None => kept_or_awaited(&pipeline.source, &pipeline.source_storage).await,
         Some(_) => None,
     };
-    let kept_target = kept(&pipeline.target, &pipeline.target_storage);
+    let kept_target = kept_or_awaited(&pipeline.target, &pipeline.target_storage).await;
     let any_kept = kept_source.is_some() || kept_target.is_some();
     let source = match kept_source {
         Some(table) => table,
