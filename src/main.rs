@@ -14,6 +14,7 @@ use std::future::IntoFuture;
 use std::io::IsTerminal;
 
 use latefill::backfill::{BackfillEvent, Batching, Selection};
+use latefill::detector::storage::StoreFailure;
 use latefill::engine::{Engine, LateHandling, RunControl, RunDateOptions, RunOutcome};
 use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, Project, RunReport};
 
@@ -494,7 +495,7 @@ fn error_message(err: &anyhow::Error) -> String {
             false => without_backtrace(&cause.to_string()),
         })
         .collect();
-    if let Some(failure) = latefill::detector::storage::diagnose(&texts.join("\n")) {
+    if let Some(failure) = StoreFailure::of(err.as_ref()) {
         return store_failure_message(err, &texts, &failure);
     }
     let mut message = String::new();
@@ -513,11 +514,7 @@ fn error_message(err: &anyhow::Error) -> String {
 /// A store failure in one paragraph: what latefill was doing to which table (the
 /// words of latefill's own errors in the chain, less their sources'), what the store
 /// said, and what to do; not the store's whole XML answer.
-fn store_failure_message(
-    err: &anyhow::Error,
-    texts: &[String],
-    failure: &latefill::detector::storage::StoreFailure,
-) -> String {
+fn store_failure_message(err: &anyhow::Error, texts: &[String], failure: &StoreFailure) -> String {
     let ours = |cause: &(dyn std::error::Error + 'static)| {
         cause.is::<latefill::engine::Error>()
             || cause.is::<executor::Error>()
@@ -562,8 +559,7 @@ fn without_backtrace(text: &str) -> String {
 /// one place where classes become exit codes.
 fn exit_code(err: &anyhow::Error) -> u8 {
     // A bucket, credentials or endpoint that do not work are configuration to fix.
-    let text: Vec<String> = err.chain().map(ToString::to_string).collect();
-    if latefill::detector::storage::diagnose(&text.join("\n")).is_some() {
+    if StoreFailure::of(err.as_ref()).is_some() {
         return exit::USAGE;
     }
     for cause in err.chain() {

@@ -873,3 +873,85 @@ async fn a_prefix_of_other_objects_is_not_adopted() {
         }
     }
 }
+
+/// An `https://` address of a store that serves plain HTTP: a usage error naming the
+/// TLS handshake and the way out, not "nothing answers" and not a retry.
+#[test]
+fn an_https_address_of_a_plain_http_store_is_a_tls_error() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("set by with-emulators.sh");
+    let https = endpoint.replacen("http://", "https://", 1);
+    let storage = format!("[storage]\naws_endpoint = \"{https}\"\n");
+    let (_remote, out) = run_with_storage(Store::S3, &storage);
+    assert_clear_error(&out, &format!("TLS handshake with {https} failed"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("http:// address"), "{}", stderr(&out));
+}
+
+/// Azurite as a real Azure account is reached: by its address and account key, not
+/// as "the emulator" (which object_store lets speak plain HTTP on its own).
+fn azure_as_an_account(remote: &Remote, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+    const AZURITE_KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    let azurite = std::env::var("AZURITE_BLOB_STORAGE_URL").expect("set by with-emulators.sh");
+    let account = format!("{azurite}/devstoreaccount1");
+    let mut all: Vec<(&str, Option<&str>)> = vec![
+        ("AZURE_STORAGE_USE_EMULATOR", None),
+        ("AZURE_STORAGE_ENDPOINT", Some(&account)),
+        ("AZURE_STORAGE_ACCOUNT_KEY", Some(AZURITE_KEY)),
+        // Where a client without credentials asks for a token: nothing listens here.
+        (
+            "AZURE_MSI_ENDPOINT",
+            Some("http://127.0.0.1:9/metadata/identity/oauth2/token"),
+        ),
+    ];
+    all.extend_from_slice(env);
+    with_env(remote, args, &all)
+}
+
+/// On Azure as on S3: no credentials is a usage error saying what to set, and a plain
+/// `http://` account address without allow_http is one saying how to allow it, which
+/// then works.
+#[test]
+fn azure_missing_credentials_and_plain_http_are_usage_errors() {
+    let remote = Remote::new(Store::Azure);
+    let config = remote.config.to_str().unwrap();
+    let run = ["run", "--config", config, "--date", "2024-01-01"];
+    let out = azure_as_an_account(
+        &remote,
+        &run,
+        &[
+            ("AZURE_STORAGE_ACCOUNT_KEY", None),
+            ("AZURE_ALLOW_HTTP", Some("true")),
+        ],
+    );
+    assert_clear_error(&out, "no credentials were found");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AZURE_STORAGE_ACCOUNT_KEY"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = azure_as_an_account(&remote, &run, &[]);
+    assert_clear_error(&out, "plain http://");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AZURE_ALLOW_HTTP=true"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Following the hint works: the source is generated and the day processed.
+    let generate = [
+        "generate",
+        "--table",
+        &remote.uri("devices"),
+        "--date",
+        "2024-01-01",
+    ];
+    let allowed = [("AZURE_ALLOW_HTTP", Some("true"))];
+    let out = azure_as_an_account(&remote, &generate, &allowed);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = azure_as_an_account(&remote, &run, &allowed);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -38,6 +38,7 @@
 
 mod detect;
 mod error;
+mod failure;
 mod log;
 mod naming;
 pub mod storage;
