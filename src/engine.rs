@@ -716,7 +716,7 @@ impl Engine {
         // without a version; listing them is the costly part, so only when needed.
         let undecided = partitions.iter().any(|c| {
             state.partitions.get(&c.partition).is_some_and(|row| {
-                row.status == Status::Processed
+                crate::plan::can_be_late(row)
                     && match row.source_version {
                         None => true,
                         Some(v) => !c.exact && v < c.last_change_version,
@@ -761,17 +761,37 @@ impl Engine {
     /// Claims the planned partitions (all or none) for this run and writes the plan
     /// file, so that no concurrent detection hands them out again until the claims
     /// end or expire.
-    pub async fn hand_out(&self, late: &[LatePartition], path: &Path) -> Result<BackfillPlan> {
+    ///
+    /// `None` when `control` was stopped first: nothing is claimed and no file
+    /// written. The claims are held in `control` until the plan file is written, so
+    /// that a second signal gives them back; a caller stopped after that gives the
+    /// plan back with [`Engine::take_back`].
+    pub async fn hand_out(
+        &self,
+        late: &[LatePartition],
+        path: &Path,
+        control: &RunControl,
+    ) -> Result<Option<BackfillPlan>> {
         let partitions: Vec<String> = late.iter().map(|l| l.partition.clone()).collect();
         if !partitions.is_empty() {
             latefill_executor::preflight(&self.pipeline, None).await?;
+            if control.is_stopped() {
+                return Ok(None);
+            }
             self.state.claim(&partitions, &self.run_id).await?;
+            partitions.iter().for_each(|p| control.hold(p));
+            latefill_executor::pausepoint("handed-out").await;
         }
         let plan = BackfillPlan {
             partitions,
             periods: late.iter().map(|l| l.period.clone()).collect(),
             run_id: self.run_id.clone(),
         };
+        if control.is_stopped() {
+            self.give_back(&plan).await;
+            plan.partitions.iter().for_each(|p| control.let_go(p));
+            return Ok(None);
+        }
         let io = |source| Error::PlanFile {
             path: path.to_owned(),
             source,
@@ -780,7 +800,42 @@ impl Engine {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises");
         std::fs::write(&tmp, json + "\n").map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(plan)
+        plan.partitions.iter().for_each(|p| control.let_go(p));
+        Ok(Some(plan))
+    }
+
+    /// Takes back a plan handed out by [`Engine::hand_out`] that will not reach its
+    /// scheduler (the command was stopped): removes the plan file and gives back its
+    /// claims (each becomes `failed` as `interrupted`, and can be claimed at once).
+    /// Returns the plan taken back, `None` if there was no plan file.
+    pub async fn take_back(&self, path: &Path) -> Result<Option<BackfillPlan>> {
+        let io = |source| Error::PlanFile {
+            path: path.to_owned(),
+            source,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let plan: BackfillPlan = serde_json::from_str(&text)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        std::fs::remove_file(path).map_err(io)?;
+        self.give_back(&plan).await;
+        Ok(Some(plan))
+    }
+
+    /// Gives back the plan's claims that its run still holds.
+    async fn give_back(&self, plan: &BackfillPlan) {
+        for partition in &plan.partitions {
+            if let Err(e) = self
+                .state
+                .release(partition, &plan.run_id, "interrupted")
+                .await
+            {
+                tracing::warn!(%partition, error = %e, "could not give the claim back; it expires with its lease");
+            }
+        }
     }
 
     /// Processes `date`, then finds the late partitions before it and reprocesses them
@@ -850,8 +905,16 @@ impl Engine {
         match &options.backfill {
             LateHandling::ReportOnly => {}
             LateHandling::PlanFile(path) => {
-                self.hand_out(&detection.late, path).await?;
-                outcome.backfill_config = Some(path.clone());
+                let control = options.control.clone().unwrap_or_default();
+                match self.hand_out(&detection.late, path, &control).await? {
+                    Some(_) => outcome.backfill_config = Some(path.clone()),
+                    None => outcome
+                        .skipped
+                        .extend(detection.late.iter().map(|l| Skipped {
+                            partition: l.partition.clone(),
+                            reason: "not handed out: the run was interrupted".into(),
+                        })),
+                }
             }
             LateHandling::InProcess => {
                 let mut planned = Vec::new();

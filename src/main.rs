@@ -713,7 +713,19 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     interrupted = true;
                 }
                 match result {
-                    Ok(outcome) => {
+                    Ok(mut outcome) => {
+                        // Stopped after handing out: the scheduler will not read the plan.
+                        if let (true, Some(path)) = (interrupted, &outcome.backfill_config) {
+                            if let Some(plan) = engine.take_back(path).await? {
+                                outcome.backfill_config = None;
+                                outcome.skipped.extend(plan.partitions.into_iter().map(
+                                    |partition| latefill::engine::Skipped {
+                                        partition,
+                                        reason: "not handed out: the run was interrupted".into(),
+                                    },
+                                ));
+                            }
+                        }
                         match output {
                             Output::Json => {
                                 let mut json = serde_json::to_value(&outcome)?;
@@ -780,11 +792,32 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             for (pipeline, date) in pipelines.into_iter().zip(dates) {
                 let name = pipeline.name.clone();
                 let engine = late.engine(pipeline);
-                let detection = engine.detect(date, late.lookback).await?;
-                let plan = match &backfill_config {
-                    Some(path) => Some(engine.hand_out(&detection.late, path).await?),
-                    None => None,
+                let control = RunControl::default();
+                let work = async {
+                    let detection = engine.detect(date, late.lookback).await?;
+                    let plan = match &backfill_config {
+                        Some(path) => engine.hand_out(&detection.late, path, &control).await?,
+                        None => None,
+                    };
+                    anyhow::Ok((detection, plan))
                 };
+                let (detection, plan) = match backfill_config {
+                    // Handing out claims: a scheduler's signal gives them back.
+                    Some(_) => until_signalled(&engine, &control, work).await??,
+                    None => work.await?,
+                };
+                if control.is_stopped() {
+                    let taken = match &backfill_config {
+                        Some(path) => engine.take_back(path).await?,
+                        None => None,
+                    };
+                    tracing::debug!(taken_back = ?taken, "interrupted after the hand-out");
+                    return Err(Interrupted(
+                        "nothing handed out: no plan file written, and any claims made given back"
+                            .into(),
+                    )
+                    .into());
+                }
                 match output {
                     Output::Json => {
                         let mut json = serde_json::to_value(&detection)?;
@@ -1225,8 +1258,10 @@ async fn until_signalled<T>(
     let mut work = std::pin::pin!(work);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
+        // The signal first: a signal that wakes the work too (a test's pause point)
+        // is seen before the work goes on.
         tokio::select! {
-            done = &mut work => return Ok(done),
+            biased;
             _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} } } => {
                 if !control.stop() {
                     eprintln!("interrupt: finishing the partition under way, starting no other (interrupt again to abandon it)");
@@ -1244,6 +1279,7 @@ async fn until_signalled<T>(
                 ))
                 .into());
             }
+            done = &mut work => return Ok(done),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A partition is late when it was processed before D at some source version, its data
 //! changed after that version, no unexpired lease holds it, and it falls within the
-//! optional look-back horizon. Pure: the state, the detector's answer and the time
+//! optional look-back horizon. A later attempt that failed (or was interrupted) does
+//! not change that: the target still holds the output of that version. Pure: the state, the detector's answer and the time
 //! come in, the plan goes out.
 
 use std::collections::BTreeMap;
@@ -92,6 +93,18 @@ pub fn plan_stale(
         .collect()
 }
 
+/// Whether `row` may be late: it was processed (at the version it records), and no
+/// run holds it. A partition whose reprocessing failed, or was interrupted and given
+/// back, still holds the output of that version: it stays late until a run succeeds.
+/// One that never succeeded is not late, only not done yet.
+pub fn can_be_late(row: &PartitionState) -> bool {
+    match row.status {
+        Status::Processed => true,
+        Status::Failed => row.source_version.is_some(),
+        Status::Processing => false,
+    }
+}
+
 /// The late partitions, sorted by name.
 pub fn plan_late(
     state: &BTreeMap<String, PartitionState>,
@@ -106,7 +119,7 @@ pub fn plan_late(
         let Some(row) = state.get(&change.partition) else {
             continue; // never processed: not late, just not done yet
         };
-        if row.is_leased(input.now) || row.status != Status::Processed {
+        if row.is_leased(input.now) || !can_be_late(row) {
             continue;
         }
         let processed_at = row.source_version;

@@ -528,3 +528,59 @@ async fn state_release_and_reset_repair_by_hand() {
     let out = ws.latefill(&["state", "reset", "--config", config, "2024-01-09"]);
     refused(&out, 2, &["no row for partition event_time=2024-01-09"]);
 }
+
+/// A late partition whose reprocessing fails on its data stays late: the target still
+/// holds the output of the version it was processed at. Every later run retries it and
+/// says so (exit 3), and once the data is fixed a run brings it up to date.
+#[tokio::test]
+async fn a_late_partition_that_failed_stays_late_until_a_run_succeeds() {
+    // Fails on any group of more than 1,000 rows: only the late rows make one.
+    let ws = Workspace::with_sql(
+        "SELECT type, version, count(*) AS devices, \
+         CAST(CASE WHEN count(*) > 1000 THEN 'too many' ELSE '1' END AS INT) AS ok, \
+         event_time FROM source GROUP BY type, version, event_time",
+    );
+    for (d, day) in ["2024-01-01", "2024-01-02"].iter().enumerate() {
+        ws.generate(day, 100, d as u64).await;
+        assert!(ws.run_cli(&["--date", day]).status.success());
+    }
+    ws.generate("2024-01-01", 20_000, 11).await;
+    ws.generate("2024-01-03", 100, 3).await;
+    for attempt in 1..=2 {
+        let out = ws.run_cli(&["--date", "2024-01-03", "--output", "json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "attempt {attempt}: {}",
+            stderr(&out)
+        );
+        // The run's report, then the error that sets the exit code.
+        let lines: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["failed"][0]["partition"], "event_time=2024-01-01");
+        assert_eq!(lines[1]["error"]["kind"], "data");
+        let status = ws.status_json(&ws.config);
+        assert_eq!(late_partitions(&status), ["event_time=2024-01-01"]);
+    }
+    // The day's rows are replaced by good ones; the next run reprocesses it and
+    // nothing is late any more.
+    open(&ws.source_path())
+        .await
+        .delete()
+        .with_predicate("event_time = '2024-01-01'")
+        .await
+        .unwrap();
+    ws.generate("2024-01-01", 100, 0).await;
+    let out = ws.run_cli(&["--date", "2024-01-03"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        late_partitions(&ws.status_json(&ws.config)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        recomputed_counts(&ws.source_path(), "2024-01-01").await
+    );
+}

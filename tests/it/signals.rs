@@ -300,3 +300,81 @@ async fn sigterm_while_a_run_backfills_late_partitions_leaves_the_rest_for_the_n
         );
     }
 }
+
+/// A scheduler stopping a hand-out (`detect` or `run` with `--backfill-config`) after
+/// the claims are taken and before the plan file is written: exit 130, no plan file,
+/// the claims given back (the next hand-out claims them at once), and nothing left
+/// for a lease to expire.
+#[tokio::test]
+async fn sigterm_during_a_hand_out_gives_the_claims_back_and_writes_no_plan() {
+    let ws = Workspace::new();
+    for d in 1..=3 {
+        let day = format!("2024-01-{d:02}");
+        ws.generate(&day, 100, d).await;
+        assert!(ws.run_cli(&["--date", &day]).status.success());
+    }
+    ws.generate("2024-01-01", 100, 11).await;
+    ws.generate("2024-01-02", 100, 12).await;
+    ws.generate("2024-01-04", 100, 4).await;
+    let config = ws.config.to_str().unwrap();
+    let plan = ws.dir.path().join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    let detect = ["detect", "--config", config, "--date", "2024-01-04"];
+    let run = ["run", "--config", config, "--date", "2024-01-04"];
+    for command in [&detect[..], &run[..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+            .args(command)
+            .args(["--backfill-config", plan_arg, "--output", "json"])
+            .env(latefill::executor::FAILPOINT_ENV, "pause:handed-out")
+            .current_dir(ws.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let paused = line.contains("paused at handed-out");
+            seen.push(line);
+            if paused {
+                break;
+            }
+        }
+        // Both late days are claimed for the hand-out at this point.
+        let rows = latefill::Engine::new(ws.pipeline())
+            .state()
+            .read()
+            .await
+            .unwrap();
+        let claimed = |rows: &latefill::state::StateSnapshot| {
+            rows.partitions
+                .values()
+                .filter(|r| r.status == latefill::state::Status::Processing)
+                .count()
+        };
+        assert_eq!(claimed(&rows), 2, "{command:?}: {seen:?}");
+        sigterm(&child);
+        seen.extend(lines.map(|l| l.unwrap()));
+        assert_eq!(
+            child.wait().unwrap().code(),
+            Some(130),
+            "{command:?}: {seen:?}"
+        );
+        assert!(!plan.exists(), "{command:?}: a plan was written");
+        let rows = rows_with_no_claim_left(&ws).await;
+        for day in ["2024-01-01", "2024-01-02"] {
+            let row = &rows[&format!("event_time={day}")];
+            assert_eq!(row.last_error.as_deref(), Some("interrupted"), "{row:?}");
+        }
+    }
+    // The next hand-out claims both at once, and writes the plan.
+    let out = ws.latefill(&[&detect[..], &["--backfill-config", plan_arg]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(
+        written["partitions"],
+        serde_json::json!(["event_time=2024-01-01", "event_time=2024-01-02"])
+    );
+}

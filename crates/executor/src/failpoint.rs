@@ -5,6 +5,11 @@
 //! exists but the commit has not landed, or at the latest right after it lands),
 //! `after-commit` (the target commit landed, the state is not completed yet),
 //! `after-complete`.
+//!
+//! `LATEFILL_FAILPOINT=pause:<name>` instead pauses the process at a [`pausepoint`]
+//! until it receives SIGINT or SIGTERM, so that a test can signal it at exactly that
+//! step. Steps: `handed-out` (the late partitions are claimed, the plan file is not
+//! written yet).
 
 use std::path::PathBuf;
 
@@ -20,6 +25,22 @@ pub fn failpoint(name: &str) {
     if armed(name) {
         eprintln!("latefill: failpoint {name} reached, aborting");
         std::process::abort();
+    }
+}
+
+/// If `pause:<name>` is armed, says so on stderr and waits for SIGINT or SIGTERM,
+/// then goes on (the program's own signal handling sees the same signal).
+pub async fn pausepoint(name: &str) {
+    if !armed(&format!("pause:{name}")) {
+        return;
+    }
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("a signal handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a signal handler");
+    eprintln!("latefill: paused at {name} until a signal");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
     }
 }
 

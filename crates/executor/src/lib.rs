@@ -37,7 +37,7 @@ mod run;
 mod transform;
 
 pub use error::{Error, ErrorClass, Result};
-pub use failpoint::{FAILPOINT_ENV, failpoint};
+pub use failpoint::{FAILPOINT_ENV, failpoint, pausepoint};
 pub use partition::{
     Granularity, PartitionDate, PartitionKey, Partitioning, UnrecognisedPartition,
 };
