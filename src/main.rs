@@ -715,16 +715,18 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 match result {
                     Ok(mut outcome) => {
                         // Stopped after handing out: the scheduler will not read the plan.
-                        if let (true, Some(path)) = (interrupted, &outcome.backfill_config) {
-                            if let Some(plan) = engine.take_back(path).await? {
-                                outcome.backfill_config = None;
-                                outcome.skipped.extend(plan.partitions.into_iter().map(
-                                    |partition| latefill::engine::Skipped {
+                        if let (true, Some(path)) = (interrupted, &outcome.backfill_config)
+                            && let Some(plan) = engine.take_back(path).await?
+                        {
+                            outcome.backfill_config = None;
+                            outcome
+                                .skipped
+                                .extend(plan.partitions.into_iter().map(|partition| {
+                                    latefill::engine::Skipped {
                                         partition,
                                         reason: "not handed out: the run was interrupted".into(),
-                                    },
-                                ));
-                            }
+                                    }
+                                }));
                         }
                         match output {
                             Output::Json => {
