@@ -8,10 +8,11 @@
 //! cargo run --example embedded_scheduler
 //! ```
 
+use latefill::PartitionDate;
 use latefill::backfill::Selection;
 use latefill::datagen::GenerateOptions;
 use latefill::engine::{Engine, LateHandling, RunDateOptions};
-use latefill::executor::{PartitionDate, Pipeline};
+use latefill::executor::Pipeline;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,9 +12,10 @@
 
 use deltalake::datafusion::functions_aggregate::expr_fn::count;
 use deltalake::datafusion::prelude::{col, lit};
+use latefill::PartitionDate;
 use latefill::datagen::GenerateOptions;
 use latefill::engine::{Engine, LateHandling, RunDateOptions};
-use latefill::executor::{PartitionDate, Pipeline, Transform};
+use latefill::executor::{Pipeline, Transform};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use latefill_core::PartitionDate;
+use latefill_executor::RunReport;
 use latefill_executor::failpoint;
-use latefill_executor::{PartitionDate, RunReport};
 use latefill_state::{Batch, BatchOutcome, PartitionState, Planned, Status};
 use serde::Serialize;
 
@@ -116,7 +117,7 @@ impl Default for Batching {
 /// ```no_run
 /// # async fn example(engine: latefill::Engine) -> latefill::engine::Result<()> {
 /// use latefill::backfill::Selection;
-/// use latefill::executor::PartitionDate;
+/// use latefill::PartitionDate;
 ///
 /// let report = engine
 ///     .backfill(PartitionDate::parse("2024-01-01")?, PartitionDate::parse("2024-01-31")?)

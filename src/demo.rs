@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use deltalake::arrow::util::pretty::pretty_format_batches;
+use latefill_core::PartitionDate;
 use latefill_datagen::{GenerateOptions, GenerateReport};
-use latefill_executor::{PartitionDate, Pipeline, RunReport, resolve_location, run_partition};
+use latefill_executor::{Pipeline, RunReport, resolve_location, run_partition};
 use serde::Serialize;
 
 use crate::engine::{Engine, LateHandling, RunDateOptions, RunOutcome, StatusRow};
@@ -77,8 +78,8 @@ pub enum DemoError {
 
 impl DemoError {
     /// The class of this error, as `run` would give it.
-    pub fn class(&self) -> latefill_executor::ErrorClass {
-        use latefill_executor::ErrorClass;
+    pub fn class(&self) -> latefill_core::ErrorClass {
+        use latefill_core::ErrorClass;
         match self {
             DemoError::DirectoryInUse(_) => ErrorClass::Usage,
             DemoError::Io { .. } => ErrorClass::Storage,

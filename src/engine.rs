@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use latefill_core::{PartitionDate, UnrecognisedPartition};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{
-    PartitionDate, Pipeline, RunReport, UnrecognisedPartition, failpoint, inspect_partition,
-    partition_fingerprints, run_partition, target_txn_version,
+    Pipeline, RunReport, failpoint, inspect_partition, partition_fingerprints, run_partition,
+    target_txn_version,
 };
 use latefill_state::{Clock, PartitionState, StateTable, Status};
 use rand::RngExt;
@@ -47,14 +48,20 @@ pub enum Error {
     },
 }
 
+impl From<latefill_core::InvalidPeriod> for Error {
+    fn from(e: latefill_core::InvalidPeriod) -> Self {
+        Error::Executor(e.into())
+    }
+}
+
 impl Error {
     /// The class of this error: its part's, or storage for the plan file.
-    pub fn class(&self) -> latefill_executor::ErrorClass {
+    pub fn class(&self) -> latefill_core::ErrorClass {
         match self {
             Error::Executor(e) => e.class(),
             Error::State(e) => e.class(),
             Error::Detector(e) => e.class(),
-            Error::PlanFile { .. } => latefill_executor::ErrorClass::Storage,
+            Error::PlanFile { .. } => latefill_core::ErrorClass::Storage,
         }
     }
 }
@@ -597,7 +604,7 @@ impl Engine {
             .map_err(|e| self.source_error(e))?;
         if changes.replaced.is_some() {
             // What this process keeps of the old table must not be advanced.
-            latefill_detector::storage::forget(&self.pipeline.source);
+            latefill_core::storage::forget(&self.pipeline.source);
         }
         Ok((changes, cursor))
     }
@@ -1040,7 +1047,7 @@ async fn processed_partitions(
         table: pipeline.target.clone(),
         source,
     };
-    let target = latefill_detector::storage::open_table(&pipeline.target, &pipeline.target_storage)
+    let target = latefill_core::storage::open_table(&pipeline.target, &pipeline.target_storage)
         .await
         .map_err(delta)?;
     let files: Vec<_> = target

@@ -22,7 +22,8 @@
 //! use latefill::Engine;
 //! use latefill::backfill::Selection;
 //! use latefill::engine::RunDateOptions;
-//! use latefill::executor::{PartitionDate, Pipeline};
+//! use latefill::PartitionDate;
+//! use latefill::executor::Pipeline;
 //!
 //! let engine = Engine::new(Pipeline::from_file("latefill.toml")?);
 //!
@@ -63,6 +64,11 @@ pub mod status_page;
 pub use backfill::{BackfillRange, BackfillReport, Selection};
 pub use engine::{Engine, RunDateOptions, RunOutcome};
 
+pub use latefill_core::storage;
+pub use latefill_core::{
+    ErrorClass, Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning,
+    UnrecognisedPartition,
+};
 pub use latefill_datagen as datagen;
 pub use latefill_detector as detector;
 pub use latefill_executor as executor;

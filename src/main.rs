@@ -14,9 +14,10 @@ use std::future::IntoFuture;
 use std::io::IsTerminal;
 
 use latefill::backfill::{BackfillEvent, Batching, Selection};
-use latefill::detector::storage::StoreFailure;
 use latefill::engine::{Engine, LateHandling, RunControl, RunDateOptions, RunOutcome};
-use latefill::executor::{self, ErrorClass, PartitionDate, Pipeline, Project, RunReport};
+use latefill::executor::{self, Pipeline, Project, RunReport};
+use latefill::storage::StoreFailure;
+use latefill::{ErrorClass, PartitionDate};
 
 /// `println!` that ignores a closed stdout (see [`emit_line`]).
 macro_rules! out {
@@ -1048,7 +1049,7 @@ fn print_repair(
 
 async fn changes(table: &str, since_version: Option<u64>, format: Output) -> anyhow::Result<()> {
     let url = executor::resolve_location("source", table, Path::new("."))?;
-    if let Some(reason) = latefill::detector::storage::local_location_problem(&url) {
+    if let Some(reason) = latefill::storage::local_location_problem(&url) {
         return Err(UsageError(format!("--table {table}: {reason}")).into());
     }
     let changes = latefill::detector::detect_changes(&url)
@@ -1410,9 +1411,9 @@ fn init(path: &Path, force: bool, hourly: bool) -> anyhow::Result<()> {
         .into());
     }
     let granularity = if hourly {
-        executor::Granularity::Hour
+        latefill::Granularity::Hour
     } else {
-        executor::Granularity::Day
+        latefill::Granularity::Day
     };
     std::fs::write(path, executor::example_pipeline_toml(granularity))
         .with_context(|| format!("writing {}", path.display()))?;

@@ -9,15 +9,16 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use latefill_core::{PartitionDate, Partitioning};
 use latefill_detector::PartitionChange;
-use latefill_executor::{PartitionDate, Partitioning, Pipeline};
+use latefill_executor::Pipeline;
 use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
 /// A partition to reprocess, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LatePartition {
-    /// `col=YYYY-MM-DD` ([`PartitionKey`](latefill_executor::PartitionKey)).
+    /// `col=YYYY-MM-DD` ([`PartitionKey`](latefill_core::PartitionKey)).
     pub partition: String,
     /// The partition's period alone (`2024-01-03`), as `--date` takes it.
     pub period: String,
@@ -48,7 +49,7 @@ pub struct PlanInput<'a> {
 }
 
 /// The period of a partition of `pipeline` named `column=<value>`
-/// ([`PartitionKey`](latefill_executor::PartitionKey)), if it is one.
+/// ([`PartitionKey`](latefill_core::PartitionKey)), if it is one.
 pub fn partition_date(pipeline: &Pipeline, partition: &str) -> Option<PartitionDate> {
     pipeline
         .partitioning
@@ -154,7 +155,7 @@ mod tests {
     use super::*;
 
     static DAYS: std::sync::LazyLock<Partitioning> = std::sync::LazyLock::new(|| {
-        Partitioning::new("event_time", latefill_executor::Granularity::Day)
+        Partitioning::new("event_time", latefill_core::Granularity::Day)
     });
 
     fn now() -> DateTime<Utc> {

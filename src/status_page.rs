@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use latefill_executor::{Granularity, Pipeline};
+use latefill_core::Granularity;
+use latefill_executor::Pipeline;
 
 use crate::engine::StatusRow;
 use crate::plan::partition_date;

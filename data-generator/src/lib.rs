@@ -36,7 +36,7 @@ use deltalake::DeltaTableError;
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::protocol::SaveMode;
-use latefill_executor::{Granularity, PartitionDate};
+use latefill_core::{Granularity, PartitionDate};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use url::Url;
@@ -331,7 +331,7 @@ impl GenerateOptions {
             let path = self.table.to_file_path().expect("file URL has a path");
             std::fs::create_dir_all(&path).map_err(|e| delta_err(DeltaTableError::from(e)))?;
         }
-        let table = latefill_detector::storage::open_or_new(&self.table, &Default::default())
+        let table = latefill_core::storage::open_or_new(&self.table, &Default::default())
             .await
             .map_err(delta_err)?;
         let table = table

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use latefill::executor::{PartitionDate, run_partition};
+use latefill::PartitionDate;
+use latefill::executor::run_partition;
 
 use crate::common::*;
 

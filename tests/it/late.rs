@@ -2,8 +2,8 @@
 //! handed to external schedulers, and the state rebuilt from the target.
 
 use deltalake::{FilterOp, FilterValue};
+use latefill::PartitionDate;
 use latefill::engine::{Engine, LateHandling, RunDateOptions};
-use latefill::executor::PartitionDate;
 
 use crate::common::*;
 

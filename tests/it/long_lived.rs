@@ -415,7 +415,7 @@ async fn a_backfill_exits_with_its_targets_checkpoints_written() {
 /// table not loaded from it again), replace exactly their partitions.
 #[tokio::test]
 async fn an_embedded_engine_goes_on_after_a_backfill_that_checkpointed_its_target() {
-    use latefill::executor::PartitionDate;
+    use latefill::PartitionDate;
     let ws = Workspace::new();
     let days = ws.generate_days("2024-03", 20, 20).await;
     let date = |d: &str| PartitionDate::parse(d).unwrap();
@@ -508,7 +508,7 @@ async fn a_source_kept_from_before_its_schema_grew_does_not_refuse_sql_using_the
         "by_type",
         "SELECT type, count(*) AS n, event_time FROM source GROUP BY type, event_time",
     );
-    let day = |d: &str| latefill::executor::PartitionDate::parse(d).unwrap();
+    let day = |d: &str| latefill::PartitionDate::parse(d).unwrap();
     latefill::Engine::new(by_type)
         .run_date(day("2024-01-01"), Default::default())
         .await

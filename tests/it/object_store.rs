@@ -302,7 +302,8 @@ async fn azure_a_new_target_is_checkpointed() {
 /// not advanced from the new table's commits.
 async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
     use deltalake::protocol::SaveMode;
-    use latefill::executor::{PartitionDate, Pipeline, run_partition};
+    use latefill::PartitionDate;
+    use latefill::executor::{Pipeline, run_partition};
 
     let remote = Remote::new(store);
     let days = remote.generate_days(3, 200);
@@ -384,7 +385,7 @@ async fn recorded(engine: &latefill::Engine) -> BTreeMap<String, String> {
 
 /// `engine.run_date` of `date`, with the default options; it must succeed.
 async fn run_date(engine: &latefill::Engine, date: &str) {
-    let date = latefill::executor::PartitionDate::parse(date).unwrap();
+    let date = latefill::PartitionDate::parse(date).unwrap();
     engine.run_date(date, Default::default()).await.unwrap();
 }
 
@@ -843,15 +844,13 @@ async fn a_prefix_of_other_objects_is_not_adopted() {
             let out = remote.latefill(&["generate", "--table", &source, "--date", "2024-01-01"]);
             assert!(out.status.success(), "{}", stderr(&out));
             let url = remote.url(table);
-            let objects = latefill::detector::storage::table_builder(
-                &url,
-                &latefill::detector::storage::StorageOptions::new(),
-            )
-            .unwrap()
-            .build()
-            .unwrap()
-            .log_store()
-            .object_store(None);
+            let objects =
+                latefill::storage::table_builder(&url, &latefill::storage::StorageOptions::new())
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .log_store()
+                    .object_store(None);
             use object_store::ObjectStoreExt;
             objects
                 .put(&"legacy/part-0.parquet".into(), "theirs".into())

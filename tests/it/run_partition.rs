@@ -1,6 +1,7 @@
 //! `run_partition`: one partition, pinned version, partition overwrite, txn.
 
-use latefill::executor::{Error, PartitionDate, run_partition};
+use latefill::PartitionDate;
+use latefill::executor::{Error, run_partition};
 
 use crate::common::*;
 
@@ -438,7 +439,7 @@ async fn a_new_target_is_checkpointed_every_ten_commits() {
 #[tokio::test]
 async fn a_table_read_again_in_one_process_is_its_latest_version() {
     use futures::TryStreamExt;
-    use latefill::detector::storage::{StorageOptions, load};
+    use latefill::storage::{StorageOptions, load};
     let files = |table: &deltalake::DeltaTable| {
         let table = table.clone();
         async move {

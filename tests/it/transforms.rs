@@ -4,9 +4,10 @@
 use deltalake::datafusion::functions_aggregate::expr_fn::count;
 use deltalake::datafusion::prelude::{col, lit};
 use latefill::Engine;
+use latefill::PartitionDate;
 use latefill::backfill::Selection;
 use latefill::engine::{Error, LateHandling, RunDateOptions};
-use latefill::executor::{PartitionDate, Transform};
+use latefill::executor::Transform;
 
 use crate::common::*;
 

@@ -10,7 +10,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::log::{Commit, Listing, LogReader, PartitionValues};
 use crate::naming::{MetadataAction, PartitionNaming};
-use crate::storage::StorageOptions;
+use latefill_core::storage::StorageOptions;
 
 /// One partition's last data change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +167,7 @@ pub fn detect_changes(table: &Url) -> DetectChanges {
 
 impl DetectChanges {
     /// Opens the table with these options over the environment's
-    /// ([`crate::storage`]).
+    /// ([`latefill_core::storage`]).
     pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
         self.storage = options;
         self
@@ -372,7 +372,7 @@ async fn resolve_removes(reader: &LogReader, fold: &mut Fold) -> Result<()> {
             table: fold.table.clone(),
             source,
         };
-        let table = crate::storage::table_builder(&fold.table, reader.storage_options())
+        let table = latefill_core::storage::table_builder(&fold.table, reader.storage_options())
             .map_err(delta)?
             .with_version(version.saturating_sub(1))
             .load()

@@ -38,14 +38,12 @@
 
 mod detect;
 mod error;
-mod failure;
 mod log;
 mod naming;
-pub mod storage;
 
 pub use detect::{
     Changes, Cursor, DetectChanges, PartitionChange, Replacement, ScanStats, detect_changes,
 };
-pub use error::{Error, ErrorClass, Result};
+pub use error::{Error, Result};
 pub use log::{LogBounds, check_log, log_bounds};
 pub use naming::{NULL_PARTITION_VALUE, PartitionNaming};

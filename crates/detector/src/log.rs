@@ -11,8 +11,8 @@ use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::{ObjectStore, ObjectStoreError, Path};
 
-use crate::storage::{StorageOptions, table_builder};
 use futures::{StreamExt, TryStreamExt};
+use latefill_core::storage::{StorageOptions, table_builder};
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use url::Url;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use deltalake::DeltaTableError;
 use deltalake::datafusion::error::DataFusionError;
+use latefill_core::ErrorClass;
 use url::Url;
 
 /// Errors from declaring or running a pipeline.
@@ -279,7 +280,7 @@ pub enum Error {
 
     /// The target's store cannot be trusted with commits, or could not be checked.
     #[error(transparent)]
-    Store(#[from] latefill_detector::storage::NewTableError),
+    Store(#[from] latefill_core::storage::NewTableError),
 
     /// A broken invariant: a bug in latefill, not in the input.
     #[error("internal error (a bug in latefill, please report it): {0}")]
@@ -289,7 +290,14 @@ pub enum Error {
 /// `Result` with the executor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub use latefill_detector::ErrorClass;
+impl From<latefill_core::InvalidPeriod> for Error {
+    fn from(e: latefill_core::InvalidPeriod) -> Self {
+        Error::InvalidDate {
+            value: e.value,
+            expected: e.expected,
+        }
+    }
+}
 
 impl Error {
     /// The class of this error.

@@ -18,7 +18,8 @@
 //!
 //! ```no_run
 //! # async fn example() -> latefill_executor::Result<()> {
-//! use latefill_executor::{PartitionDate, Pipeline, run_partition};
+//! use latefill_core::PartitionDate;
+//! use latefill_executor::{Pipeline, run_partition};
 //!
 //! let pipeline = Pipeline::from_file("latefill.toml")?;
 //! let report = run_partition(&pipeline, PartitionDate::parse("2024-01-03")?).await?;
@@ -29,18 +30,14 @@
 
 mod error;
 mod failpoint;
-mod partition;
 mod pipeline;
 mod project;
 mod replace;
 mod run;
 mod transform;
 
-pub use error::{Error, ErrorClass, Result};
+pub use error::{Error, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint, pausepoint};
-pub use partition::{
-    Granularity, PartitionDate, PartitionKey, Partitioning, UnrecognisedPartition,
-};
 pub use pipeline::{
     DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_retention, resolve_location,
 };

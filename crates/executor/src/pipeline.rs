@@ -31,9 +31,9 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::transform::Transform;
-use latefill_detector::storage::StorageOptions;
+use latefill_core::storage::StorageOptions;
 
-use crate::partition::{Granularity, PartitionDate, Partitioning};
+use latefill_core::partition::{Granularity, PartitionDate, Partitioning};
 
 /// The default pipeline's file, as `latefill init` writes it.
 pub const DEFAULT_PIPELINE_TOML: &str = r#"# latefill pipeline: reprocesses one partition of `source` into `target` with SQL.
@@ -303,7 +303,10 @@ impl Pipeline {
             return match self.partitioning.parse_period(value) {
                 Some(date) => Ok(date),
                 // Says what the period's own form is.
-                None => PartitionDate::parse_as(self.partitioning.granularity(), value),
+                None => Ok(PartitionDate::parse_as(
+                    self.partitioning.granularity(),
+                    value,
+                )?),
             };
         }
         match self.partitioning.parse_name(value) {

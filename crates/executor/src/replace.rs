@@ -48,9 +48,9 @@ use futures::StreamExt;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::partition::{PartitionDate, Partitioning};
 use crate::run::{partition_files, write_error};
-use latefill_detector::storage::StorageOptions;
+use latefill_core::partition::{PartitionDate, Partitioning};
+use latefill_core::storage::StorageOptions;
 
 /// Whether latefill writes `target` itself ([`write_files`] and [`commit`]) rather
 /// than through delta-rs's `write`: its protocol asks for nothing beyond plain data
@@ -453,7 +453,7 @@ pub(crate) async fn commit(
     drop(chain);
     let mut table = target.clone();
     table.state = Some(finalized.snapshot);
-    latefill_detector::storage::remember(url, options, &table);
+    latefill_core::storage::remember(url, options, &table);
     checkpoint(
         url,
         options,
@@ -561,8 +561,7 @@ async fn write_checkpoint_at(
     crate::run::cleanup_expired_logs_at_checkpoint(table, url, version).await;
     let cleaned = ms(started);
     let reloaded = reload.load(Ordering::Relaxed);
-    if reloaded && let Err(e) = latefill_detector::storage::load_afresh(url, options, version).await
-    {
+    if reloaded && let Err(e) = latefill_core::storage::load_afresh(url, options, version).await {
         tracing::debug!(table = %url, version, error = %e, "target: could not load the checkpoint just written");
     }
     tracing::debug!(table = %url, version, write_ms = written, cleanup_ms = cleaned - written, reloaded, load_ms = ms(started) - cleaned, "target: checkpoint written");

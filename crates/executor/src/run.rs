@@ -24,10 +24,10 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::transform::Transform;
-use latefill_detector::storage::{StorageOptions, table_builder};
+use latefill_core::storage::{StorageOptions, table_builder};
 
-use crate::partition::{PartitionDate, Partitioning};
 use crate::pipeline::Pipeline;
+use latefill_core::partition::{PartitionDate, Partitioning};
 
 /// What one partition run did. Serialises to the `--output json` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -202,7 +202,8 @@ pub async fn partition_fingerprints(pipeline: &Pipeline) -> Result<BTreeMap<Stri
 ///
 /// ```no_run
 /// # async fn example() -> latefill_executor::Result<()> {
-/// use latefill_executor::{Pipeline, PartitionDate, run_partition};
+/// use latefill_core::PartitionDate;
+/// use latefill_executor::{Pipeline, run_partition};
 ///
 /// let pipeline = Pipeline::from_file("latefill.toml")?;
 /// let report = run_partition(&pipeline, PartitionDate::parse("2024-01-03")?)
@@ -456,9 +457,9 @@ impl RunPartition {
                     .await
                     .map_err(|source| write_error(&pipeline.target, &partition, source))?;
                 if creating {
-                    latefill_detector::storage::finish_new_table(&written, &pipeline.target).await;
+                    latefill_core::storage::finish_new_table(&written, &pipeline.target).await;
                 }
-                latefill_detector::storage::remember(
+                latefill_core::storage::remember(
                     &pipeline.target,
                     &pipeline.target_storage,
                     &written,
@@ -640,7 +641,7 @@ async fn open_source(
     // Once per process: later opens advance the table loaded first. A first load
     // starts from the newest checkpoint that covers the version, so a log whose early
     // commits were cleaned up reads as well as a whole one.
-    let loaded = latefill_detector::storage::load(url, options, version).await;
+    let loaded = latefill_core::storage::load(url, options, version).await;
     match (loaded, version) {
         (Ok(table), _) => Ok(table),
         // An old version that does not load: say why, if the log tells.
@@ -1070,7 +1071,7 @@ fn check_partition_columns(partitioning: &Partitioning, result: &Schema) -> Resu
 /// the store for newer commits; only a refusal is checked again on the latest tables, so a table
 /// kept from before its schema changed never refuses a run.
 pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> {
-    use latefill_detector::storage::kept_or_awaited;
+    use latefill_core::storage::kept_or_awaited;
     check_locations(pipeline)?;
     let kept_source = match version {
         None => kept_or_awaited(&pipeline.source, &pipeline.source_storage).await,
@@ -1097,7 +1098,7 @@ pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> 
 }
 
 /// The target, or `None` when there is none yet and latefill may create it there
-/// ([`latefill_detector::storage::check_new_location`]).
+/// ([`latefill_core::storage::check_new_location`]).
 async fn open_target_or_check_location(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
     let target = open_target(pipeline).await?;
     let url = &pipeline.target;
@@ -1110,7 +1111,7 @@ async fn open_target_or_check_location(pipeline: &Pipeline) -> Result<Option<Del
                 table: url.clone(),
                 source,
             })?;
-        latefill_detector::storage::check_new_location(&handle, url, "target").await?;
+        latefill_core::storage::check_new_location(&handle, url, "target").await?;
     }
     Ok(target)
 }
@@ -1156,9 +1157,9 @@ fn check_period_column_type(source: &DeltaTable, pipeline: &Pipeline) -> Result<
         return Ok(());
     }
     let example = match partitioning.granularity() {
-        crate::partition::Granularity::Day => "%Y%m%d\" for 20240503",
-        crate::partition::Granularity::Hour => "%Y%m%d%H\" for 2024050305",
-        crate::partition::Granularity::Month => "%Y%m\" for 202405",
+        latefill_core::partition::Granularity::Day => "%Y%m%d\" for 20240503",
+        latefill_core::partition::Granularity::Hour => "%Y%m%d%H\" for 2024050305",
+        latefill_core::partition::Granularity::Month => "%Y%m\" for 202405",
     };
     Err(Error::PeriodColumnType {
         table: pipeline.source.clone(),
@@ -1228,7 +1229,7 @@ pub fn check_locations(pipeline: &Pipeline) -> Result<()> {
         ("target", &pipeline.target),
         ("state", &pipeline.state),
     ] {
-        if let Some(reason) = latefill_detector::storage::local_location_problem(url) {
+        if let Some(reason) = latefill_core::storage::local_location_problem(url) {
             return Err(Error::InvalidLocation {
                 role,
                 location: url.to_string(),
@@ -1278,7 +1279,7 @@ pub async fn prefetch(pipeline: &Pipeline, source_too: bool) {
         if local_without_log(url) {
             return;
         }
-        if let Err(e) = latefill_detector::storage::load(url, options, None).await {
+        if let Err(e) = latefill_core::storage::load(url, options, None).await {
             tracing::debug!(table = %url, error = %e, "prefetch: not loaded");
         }
     };
@@ -1303,7 +1304,7 @@ async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
     if local_without_log(url) {
         return Ok(None);
     }
-    match latefill_detector::storage::load(url, options, None).await {
+    match latefill_core::storage::load(url, options, None).await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
         Err(source) => Err(load_error("target", url, options, "opening target", source).await),
@@ -1316,12 +1317,12 @@ async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
 /// loaded afresh when the target may have been deleted and created again.
 async fn open_target_for(pipeline: &Pipeline, partition: &str) -> Result<Option<DeltaTable>> {
     use crate::replace::KeptRead;
-    let kept = latefill_detector::storage::kept(&pipeline.target, &pipeline.target_storage);
+    let kept = latefill_core::storage::kept(&pipeline.target, &pipeline.target_storage);
     if let Some(kept) = kept {
         match crate::replace::may_read(&pipeline.target, &kept, partition).await {
             KeptRead::AsIs => return Ok(Some(kept)),
             KeptRead::Latest => {}
-            KeptRead::Afresh => latefill_detector::storage::forget(&pipeline.target),
+            KeptRead::Afresh => latefill_core::storage::forget(&pipeline.target),
         }
     }
     open_target(pipeline).await
@@ -1342,7 +1343,7 @@ async fn create_target_handle(pipeline: &Pipeline) -> Result<DeltaTable> {
     let table = table_builder(url, &pipeline.target_storage)
         .and_then(DeltaTableBuilder::build)
         .map_err(delta)?;
-    latefill_detector::storage::prepare_new_table(&table, url, "target").await?;
+    latefill_core::storage::prepare_new_table(&table, url, "target").await?;
     Ok(table)
 }
 

@@ -108,7 +108,7 @@ pub enum Error {
     },
     /// The store cannot be trusted with commits, or could not be checked.
     #[error(transparent)]
-    Store(#[from] latefill_detector::storage::NewTableError),
+    Store(#[from] latefill_core::storage::NewTableError),
     /// Storage or Delta failed.
     #[error("{action} {table}: {source}")]
     Delta {
@@ -134,8 +134,8 @@ impl Error {
     }
 
     /// The class of this error.
-    pub fn class(&self) -> latefill_detector::ErrorClass {
-        use latefill_detector::ErrorClass;
+    pub fn class(&self) -> latefill_core::ErrorClass {
+        use latefill_core::ErrorClass;
         match self {
             Error::Claimed { .. }
             | Error::ChangedSincePlanned { .. }

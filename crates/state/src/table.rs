@@ -16,7 +16,7 @@ use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
-use latefill_detector::storage::{
+use latefill_core::storage::{
     KeptTable, StorageOptions, finish_new_table, open_table, prepare_new_table, table_builder,
 };
 use object_store::ObjectStoreExt;
@@ -210,7 +210,7 @@ impl StateTable {
     }
 
     /// Opens the table with these store options over the environment's
-    /// ([`latefill_detector::storage`]).
+    /// ([`latefill_core::storage`]).
     pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
         self.storage = options;
         self

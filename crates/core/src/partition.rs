@@ -10,7 +10,15 @@ use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
-use crate::error::Error;
+/// A value that is not a period of the expected granularity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid date {value:?}: expected {expected}")]
+pub struct InvalidPeriod {
+    /// The value as given.
+    pub value: String,
+    /// What was expected, e.g. `a calendar date written YYYY-MM-DD, e.g. 2024-01-03`.
+    pub expected: &'static str,
+}
 
 /// How long one partition of a pipeline lasts, and how its value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -43,7 +51,9 @@ impl Granularity {
         }
     }
 
-    pub(crate) fn what(&self) -> &'static str {
+    /// What a value of this granularity looks like, for messages: `a calendar date
+    /// written YYYY-MM-DD, e.g. 2024-01-03`.
+    pub fn what(&self) -> &'static str {
         match self {
             Granularity::Hour => "an hour written YYYY-MM-DDTHH, e.g. 2024-01-03T05",
             Granularity::Day => "a calendar date written YYYY-MM-DD, e.g. 2024-01-03",
@@ -95,14 +105,14 @@ impl PartitionDate {
     }
 
     /// Parses a strict `YYYY-MM-DD` day (chrono alone would accept `2024-1-3`).
-    pub fn parse(value: &str) -> Result<Self, Error> {
+    pub fn parse(value: &str) -> Result<Self, InvalidPeriod> {
         Self::parse_as(Granularity::Day, value)
     }
 
     /// Parses a strict value of `granularity`: `YYYY-MM-DDTHH`, `YYYY-MM-DD` or
     /// `YYYY-MM`.
-    pub fn parse_as(granularity: Granularity, value: &str) -> Result<Self, Error> {
-        let invalid = || Error::InvalidDate {
+    pub fn parse_as(granularity: Granularity, value: &str) -> Result<Self, InvalidPeriod> {
+        let invalid = || InvalidPeriod {
             value: value.to_owned(),
             expected: granularity.what(),
         };
@@ -200,8 +210,8 @@ impl From<NaiveDate> for PartitionDate {
 }
 
 impl FromStr for PartitionDate {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
+    type Err = InvalidPeriod;
+    fn from_str(s: &str) -> Result<Self, InvalidPeriod> {
         Self::parse(s)
     }
 }

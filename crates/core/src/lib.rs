@@ -1,0 +1,27 @@
+//! The ground floor of latefill: what every other crate shares, and nothing else.
+//!
+//! ```text
+//!   latefill (engine, planning, backfill, projects; the binary)
+//!      │
+//!      ├── latefill-executor ── latefill-detector ──┐
+//!      ├── latefill-state ──────────────────────────┤
+//!      └── latefill-datagen ────────────────────────┴── latefill-core
+//!                                                    partitions · ErrorClass · storage
+//! ```
+//!
+//! - [`partition`]: the periods a pipeline processes ([`PartitionDate`],
+//!   [`Granularity`]), how a table's partition column writes them ([`Partitioning`])
+//!   and the names that key them ([`PartitionKey`]).
+//! - [`ErrorClass`]: whose fault an error is, which every crate's error tells and the
+//!   binary maps to exit codes.
+//! - [`storage`]: where tables live (local paths and object stores, opened one way),
+//!   tables kept between calls, the new-table guard, and store failures a user can fix.
+
+mod class;
+pub mod partition;
+pub mod storage;
+
+pub use class::ErrorClass;
+pub use partition::{
+    Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, UnrecognisedPartition,
+};
