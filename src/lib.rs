@@ -56,13 +56,14 @@
 //! `examples/embedded_scheduler.rs` runs all of this on generated data.
 
 pub mod backfill;
-pub mod demo;
 pub mod engine;
+mod error;
 pub mod plan;
-pub mod status_page;
+pub mod project;
 
 pub use backfill::{BackfillRange, BackfillReport, Selection};
-pub use engine::{Engine, RunDateOptions, RunOutcome};
+pub use engine::{Engine, Error, RunDateOptions, RunOutcome};
+pub use error::class_of;
 
 pub use latefill_core::storage;
 pub use latefill_core::{

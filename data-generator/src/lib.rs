@@ -87,6 +87,17 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The class of this error: writing failed ([`ErrorClass::Storage`]), or an
+    /// argument is wrong ([`ErrorClass::Usage`]).
+    pub fn class(&self) -> latefill_core::ErrorClass {
+        match self {
+            Error::Delta { .. } => latefill_core::ErrorClass::Storage,
+            _ => latefill_core::ErrorClass::Usage,
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

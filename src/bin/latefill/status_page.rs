@@ -14,8 +14,8 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use latefill_core::Granularity;
 use latefill_executor::Pipeline;
 
-use crate::engine::StatusRow;
-use crate::plan::partition_date;
+use latefill::engine::StatusRow;
+use latefill::plan::partition_date;
 
 /// What a cell shows: one of five kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

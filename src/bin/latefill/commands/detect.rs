@@ -1,0 +1,96 @@
+//! `latefill detect`: the late partitions before a date, planned; with
+//! `--backfill-config`, claimed and handed out to a scheduler.
+
+use latefill::engine::RunControl;
+use latefill::executor;
+
+use crate::args::{DetectArgs, Output};
+use crate::exit::{Interrupted, UsageError};
+use crate::render::print_detection;
+use crate::signals::until_signalled;
+
+pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
+    let DetectArgs {
+        config,
+        date,
+        late,
+        backfill_config,
+        output,
+    } = args;
+    let (pipelines, origin) = config.load_all()?;
+    if pipelines.len() > 1 && backfill_config.is_some() {
+        return Err(UsageError(format!(
+            "--backfill-config applies to one pipeline, and {origin} declares {}: \
+             choose one with --pipeline NAME",
+            pipelines.len()
+        ))
+        .into());
+    }
+    let several = pipelines.len() > 1;
+    let dates = pipelines
+        .iter()
+        .map(|p| p.parse_date(&date))
+        .collect::<executor::Result<Vec<_>>>()?;
+    for (pipeline, date) in pipelines.into_iter().zip(dates) {
+        let name = pipeline.name.clone();
+        let engine = late.engine(pipeline);
+        let control = RunControl::default();
+        let work = async {
+            let detection = engine.detect(date, late.lookback).await?;
+            let plan = match &backfill_config {
+                Some(path) => engine.hand_out(&detection.late, path, &control).await?,
+                None => None,
+            };
+            anyhow::Ok((detection, plan))
+        };
+        let (detection, plan) = match backfill_config {
+            // Handing out claims: a scheduler's signal gives them back.
+            Some(_) => until_signalled(&engine, &control, work).await??,
+            None => work.await?,
+        };
+        if control.is_stopped() {
+            let taken = match &backfill_config {
+                Some(path) => engine.take_back(path).await?,
+                None => None,
+            };
+            tracing::debug!(taken_back = ?taken, "interrupted after the hand-out");
+            return Err(Interrupted(
+                "nothing handed out: no plan file written, and any claims made given back".into(),
+            )
+            .into());
+        }
+        match output {
+            Output::Json => {
+                let mut json = serde_json::to_value(&detection)?;
+                json["pipeline"] = name.into();
+                if let Some(plan) = &plan {
+                    json["backfill_config"] = serde_json::to_value(plan)?;
+                }
+                out!("{json}");
+            }
+            Output::Text => {
+                if several {
+                    out!("pipeline {name}");
+                }
+                print_detection(&detection.detection, &detection.late);
+                if !detection.stale.is_empty() {
+                    out!(
+                        "stale: {} partition(s) processed by another version of the SQL \
+                     ({}); `latefill backfill --stale` reprocesses them",
+                        detection.stale.len(),
+                        detection.stale.join(", ")
+                    );
+                }
+                if let (Some(path), Some(plan)) = (&backfill_config, &plan) {
+                    out!(
+                        "claimed {} partition(s) for run {} and wrote {}",
+                        plan.partitions.len(),
+                        plan.run_id,
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

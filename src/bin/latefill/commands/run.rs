@@ -1,0 +1,148 @@
+//! `latefill run`: a date of each pipeline, upstream first, then what is late before it.
+
+use latefill::engine::{LateHandling, RunControl, RunDateOptions};
+use latefill::executor;
+use latefill::project::InOrder;
+
+use crate::args::{Output, RunArgs};
+use crate::exit::{DataFailure, Interrupted, UsageError};
+use crate::render::print_outcome;
+use crate::signals::until_signalled;
+
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
+        config,
+        date,
+        source_version,
+        allow_empty,
+        late,
+        no_backfill,
+        backfill_config,
+        run_id,
+        output,
+    } = args;
+    // Validate every argument before any storage is touched.
+    let (pipelines, origin) = config.load_all()?;
+    if pipelines.len() > 1
+        && let Some(flag) = [
+            source_version.map(|_| "--source-version"),
+            backfill_config.as_ref().map(|_| "--backfill-config"),
+            run_id.as_ref().map(|_| "--run-id"),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return Err(UsageError(format!(
+            "{flag} applies to one pipeline, and {origin} declares {}: choose one \
+             with --pipeline NAME",
+            pipelines.len()
+        ))
+        .into());
+    }
+    let dates = pipelines
+        .iter()
+        .map(|p| p.parse_date(&date))
+        .collect::<executor::Result<Vec<_>>>()?;
+    let backfill = match (no_backfill, backfill_config) {
+        (_, Some(path)) => LateHandling::PlanFile(path),
+        (true, None) => LateHandling::ReportOnly,
+        (false, None) => LateHandling::InProcess,
+    };
+    // Upstream first: a past partition an upstream pipeline rewrites is a late
+    // change of its downstream pipeline's source, reprocessed in this run too.
+    // A pipeline whose upstream failed is not run.
+    let several = pipelines.len() > 1;
+    let mut first_error = None;
+    let mut order = InOrder::new();
+    let mut late_failures = 0;
+    let mut interrupted = false;
+    for (pipeline, date) in pipelines.into_iter().zip(dates) {
+        let name = pipeline.name.clone();
+        if interrupted {
+            break;
+        }
+        if let Some(reason) = order.blocked(&pipeline) {
+            match output {
+                Output::Json => out!(
+                    "{}",
+                    serde_json::json!({"pipeline": name, "skipped": reason})
+                ),
+                Output::Text => out!("pipeline {name}: {reason}"),
+            }
+            continue;
+        }
+        let mut engine = late.engine(pipeline);
+        if let Some(id) = &run_id {
+            engine = engine.with_run_id(id.clone());
+        }
+        let control = std::sync::Arc::new(RunControl::default());
+        let options = RunDateOptions {
+            source_version,
+            allow_empty,
+            backfill: backfill.clone(),
+            lookback_days: late.lookback,
+            control: Some(control.clone()),
+        };
+        let result = until_signalled(&engine, &control, engine.run_date(date, options)).await?;
+        if control.is_stopped() {
+            interrupted = true;
+        }
+        match result {
+            Ok(mut outcome) => {
+                // Stopped after handing out: the scheduler will not read the plan.
+                if let (true, Some(path)) = (interrupted, &outcome.backfill_config)
+                    && let Some(plan) = engine.take_back(path).await?
+                {
+                    outcome.backfill_config = None;
+                    outcome
+                        .skipped
+                        .extend(plan.partitions.into_iter().map(|partition| {
+                            latefill::engine::Skipped {
+                                partition,
+                                reason: "not handed out: the run was interrupted".into(),
+                            }
+                        }));
+                }
+                match output {
+                    Output::Json => {
+                        let mut json = serde_json::to_value(&outcome)?;
+                        json["pipeline"] = name.into();
+                        out!("{json}");
+                    }
+                    Output::Text => print_outcome(&engine, &origin, &outcome),
+                }
+                late_failures += outcome.failed.len();
+            }
+            Err(e) => {
+                order.failed(engine.pipeline());
+                if first_error.is_some() {
+                    eprintln!("error: pipeline {name}: {e}");
+                }
+                let e = anyhow::Error::from(e);
+                first_error.get_or_insert(match several {
+                    true => e.context(format!("pipeline {name}")),
+                    false => e,
+                });
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if interrupted {
+        return Err(Interrupted(
+            "the partition under way was finished and recorded; the late partitions \
+             not started were left for the next run"
+                .into(),
+        )
+        .into());
+    }
+    if late_failures > 0 {
+        return Err(DataFailure(format!(
+            "{late_failures} late partition(s) failed to reprocess"
+        ))
+        .into());
+    }
+    Ok(())
+}

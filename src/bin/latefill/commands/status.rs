@@ -1,0 +1,45 @@
+//! `latefill status`: the state table of each pipeline, as text, JSON or a page.
+
+use latefill::engine::Engine;
+
+use crate::args::{StatusArgs, StatusFormat};
+use crate::exit::UsageError;
+use crate::render::{emit_line, status_text};
+
+pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let StatusArgs {
+        config,
+        format,
+        out,
+    } = args;
+    let (pipelines, _) = config.load_all()?;
+    let several = pipelines.len() > 1;
+    let mut all = Vec::new();
+    for pipeline in pipelines {
+        let rows = Engine::new(pipeline.clone()).status().await?;
+        all.push((pipeline, rows));
+    }
+    let text = match format {
+        StatusFormat::Json => {
+            let rows: Vec<_> = all.iter().flat_map(|(_, rows)| rows).collect();
+            serde_json::to_string_pretty(&rows)? + "\n"
+        }
+        StatusFormat::Html => crate::status_page::render(&all, chrono::Utc::now()),
+        StatusFormat::Text => {
+            let mut text = String::new();
+            for (pipeline, rows) in &all {
+                if several {
+                    text += &format!("pipeline {}\n", pipeline.name);
+                }
+                text += &status_text(rows);
+            }
+            text
+        }
+    };
+    match out {
+        Some(path) => std::fs::write(&path, text)
+            .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?,
+        None => emit_line(text.trim_end_matches('\n')),
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The `latefill` command line: a thin layer over the library.
+//!
+//! ```text
+//! main.rs      parse the arguments, start the runtime, dispatch, exit
+//! args.rs      what each command takes; --config/--pipeline into pipelines
+//! commands/    one module a command: validate, call the library, render
+//! render.rs    text renderings, and the one way lines reach stdout
+//! signals.rs   SIGINT/SIGTERM: finish what is under way, then give claims back
+//! exit.rs      exit codes, messages, and the one mapping from error class to code
+//! demo.rs, status_page.rs   presentation: the demo's story, the HTML status page
+//! ```
+//!
+//! Flags are parsed by clap and turned into validated values (dates, pipelines)
+//! before any storage is touched; the outcome is printed as text or JSON. Errors map to
+//! the exit codes in [`exit`] (and the README).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// `println!` that ignores a closed stdout (see [`render::emit_line`]).
+macro_rules! out {
+    () => { $crate::render::emit_line("") };
+    ($($arg:tt)*) => { $crate::render::emit_line(&format!($($arg)*)) };
+}
+
+mod args;
+mod commands;
+mod demo;
+mod exit;
+mod render;
+mod signals;
+mod status_page;
+
+use args::{Cli, Command, Output, StateCommand, StatusFormat};
+
+/// Logs go to stderr, so stdout stays the command's output (JSON included). The
+/// level comes from RUST_LOG when set, else from -v/-q.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let ours = [
+        "latefill",
+        "latefill_state",
+        "latefill_detector",
+        "latefill_executor",
+    ];
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    // Dependencies log their own probes as errors (a target that does not exist yet):
+    // silent unless RUST_LOG asks for them.
+    let default = std::iter::once("off".to_owned())
+        .chain(ours.iter().map(|c| format!("{c}={level}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let output = match &cli.command {
+        Command::Demo(args::DemoArgs { output, .. })
+        | Command::Run(args::RunArgs { output, .. })
+        | Command::Detect(args::DetectArgs { output, .. })
+        | Command::Backfill(args::BackfillArgs { output, .. })
+        | Command::Changes(args::ChangesArgs { format: output, .. })
+        | Command::State(
+            StateCommand::Release(args::ReleaseArgs { format: output, .. })
+            | StateCommand::Reset(args::ResetArgs { format: output, .. }),
+        ) => *output,
+        Command::Status(args::StatusArgs {
+            format: StatusFormat::Json,
+            ..
+        }) => Output::Json,
+        _ => Output::Text,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::from(exit::SUCCESS),
+        Err(err) => ExitCode::from(exit::report(&err, output)),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo(args) => commands::demo::demo(args).await,
+        Command::Init(args) => commands::init::init(args),
+        Command::Generate(args) => {
+            let report = args.to_options()?.write().await?;
+            out!(
+                "appended {} rows to {} of {} (version {})",
+                report.rows,
+                report.partition,
+                report.table,
+                report.table_version
+            );
+            Ok(())
+        }
+        Command::Run(args) => commands::run::run(args).await,
+        Command::Detect(args) => commands::detect::detect(args).await,
+        Command::Status(args) => commands::status::status(args).await,
+        Command::Backfill(args) => commands::backfill::backfill(args).await,
+        Command::State(StateCommand::Rebuild(args)) => commands::state::rebuild(args).await,
+        Command::State(StateCommand::Release(args)) => commands::state::release(args).await,
+        Command::State(StateCommand::Reset(args)) => commands::state::reset(args).await,
+        Command::Changes(args) => commands::changes::changes(args).await,
+    }
+}

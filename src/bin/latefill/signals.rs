@@ -1,0 +1,45 @@
+//! SIGINT and SIGTERM, as schedulers stop tasks: a first signal lets the work under
+//! way finish and starts no more; a second gives back every claim held and exits at
+//! once.
+
+use latefill::engine::{Engine, RunControl};
+
+use crate::exit::Interrupted;
+
+/// Awaits `work` (a run of `engine`) while handling SIGINT and SIGTERM, as
+/// schedulers stop tasks: the first signal lets the partition under way finish and
+/// starts no other ([`RunControl::stop`]); a second one gives back every claim the run
+/// holds and returns [`Interrupted`] at once, abandoning the work.
+pub(crate) async fn until_signalled<T>(
+    engine: &Engine,
+    control: &RunControl,
+    work: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    let mut work = std::pin::pin!(work);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        // The signal first: a signal that wakes the work too (a test's pause point)
+        // is seen before the work goes on.
+        tokio::select! {
+            biased;
+            _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} } } => {
+                if !control.stop() {
+                    eprintln!("interrupt: finishing the partition under way, starting no other (interrupt again to abandon it)");
+                    continue;
+                }
+                let held = control.held();
+                for partition in &held {
+                    if let Err(e) = engine.state().release(partition, engine.run_id(), "interrupted").await {
+                        tracing::warn!(%partition, error = %e, "could not release the claim; it expires with its lease");
+                    }
+                }
+                return Err(Interrupted(format!(
+                    "abandoned the run and released its {} claim(s)",
+                    held.len()
+                ))
+                .into());
+            }
+            done = &mut work => return Ok(done),
+        }
+    }
+}
