@@ -26,7 +26,7 @@ use latefill_executor::failpoint;
 use latefill_state::{Batch, BatchOutcome, PartitionState, Planned, Status};
 use serde::Serialize;
 
-use crate::engine::{Engine, Result, Skipped, completion};
+use crate::engine::{Engine, Result, RunControl, Skipped, completion};
 use crate::plan::{is_stale, partition_date};
 
 /// Which dates of the range a backfill processes.
@@ -135,7 +135,7 @@ pub struct BackfillRange {
     to: PartitionDate,
     concurrency: usize,
     selection: Selection,
-    stop: Arc<AtomicBool>,
+    control: Arc<RunControl>,
     listener: Option<Listener>,
     batching: Batching,
 }
@@ -161,7 +161,7 @@ impl Engine {
             to,
             concurrency: 1,
             selection: Selection::default(),
-            stop: Arc::new(AtomicBool::new(false)),
+            control: Arc::default(),
             listener: None,
             batching: Batching::default(),
         }
@@ -187,9 +187,11 @@ impl BackfillRange {
         self
     }
 
-    /// A flag that, once set, stops new partitions from starting; those running finish.
-    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
-        self.stop = stop;
+    /// Stops the backfill from starting new partitions once [`RunControl::stop`] is
+    /// called (those running finish), and keeps [`RunControl::held`] up to date: the
+    /// claims to give back if the caller abandons the backfill.
+    pub fn with_control(mut self, control: Arc<RunControl>) -> Self {
+        self.control = control;
         self
     }
 
@@ -267,6 +269,7 @@ impl BackfillRange {
     async fn plan_then_process(self) -> Result<BackfillReport> {
         let started = Instant::now();
         let emit = |event: BackfillEvent| {
+            self.control.track(&event);
             if let Some(l) = &self.listener {
                 l(&event);
             }
@@ -289,14 +292,14 @@ impl BackfillRange {
             dates,
             self.concurrency,
             self.batching,
-            &self.stop,
+            self.control.stop_flag(),
             &emit,
         )
         .await;
 
         let mut report = BackfillReport {
             planned,
-            interrupted: self.stop.load(Ordering::SeqCst),
+            interrupted: self.control.is_stopped(),
             ..BackfillReport::default()
         };
         for event in events {

@@ -212,7 +212,8 @@ pub enum LateHandling {
     PlanFile(PathBuf),
 }
 
-/// Stops a [`Engine::run_date`] between partitions and tells which claims it holds,
+/// Stops a [`Engine::run_date`] or a backfill between partitions and tells which
+/// claims it holds,
 /// for a caller that handles signals: after [`RunControl::stop`] the run finishes the
 /// partition it is processing and starts no other (the late partitions not started
 /// are reported as skipped); the claims [`RunControl::held`] lists are those to give
@@ -256,8 +257,13 @@ impl RunControl {
         self.held.lock().expect("not poisoned").remove(partition);
     }
 
+    /// The flag [`RunControl::stop`] sets, for the backfill's loop.
+    pub(crate) fn stop_flag(&self) -> &std::sync::atomic::AtomicBool {
+        &self.stop
+    }
+
     /// Keeps [`RunControl::held`] up to date from a batch's events.
-    fn track(&self, event: &BackfillEvent) {
+    pub(crate) fn track(&self, event: &BackfillEvent) {
         match event {
             BackfillEvent::Claimed { partitions } => partitions.iter().for_each(|p| self.hold(p)),
             BackfillEvent::Processed(r) => self.let_go(&r.partition),

@@ -6,6 +6,7 @@
 //! commands/    one module a command: validate, call the library, render
 //! render.rs    text renderings, and the one way lines reach stdout
 //! signals.rs   SIGINT/SIGTERM: finish what is under way, then give claims back
+//! progress.rs  a backfill as it goes: progress bar, lines, JSON lines
 //! exit.rs      exit codes, messages, and the one mapping from error class to code
 //! demo.rs, status_page.rs   presentation: the demo's story, the HTML status page
 //! ```
@@ -28,6 +29,7 @@ mod args;
 mod commands;
 mod demo;
 mod exit;
+mod progress;
 mod render;
 mod signals;
 mod status_page;

@@ -6,13 +6,36 @@ use latefill::engine::{Engine, RunControl};
 
 use crate::exit::Interrupted;
 
+/// What a command says at each signal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Words {
+    /// At the first signal.
+    first: &'static str,
+    /// What was abandoned at the second, given the number of claims given back.
+    abandoned: fn(usize) -> String,
+}
+
+/// `run` and `detect`: one partition at a time.
+pub(crate) const RUN: Words = Words {
+    first: "interrupt: finishing the partition under way, starting no other (interrupt again to abandon it)",
+    abandoned: |n| format!("abandoned the run and released its {n} claim(s)"),
+};
+
+/// `backfill`: several partitions at a time.
+pub(crate) const BACKFILL: Words = Words {
+    first: "interrupt: no new partitions; finishing the running ones (interrupt again to abandon them)",
+    abandoned: |n| format!("abandoned {n} running partition(s) and released their claims"),
+};
+
 /// Awaits `work` (a run of `engine`) while handling SIGINT and SIGTERM, as
-/// schedulers stop tasks: the first signal lets the partition under way finish and
+/// schedulers stop tasks: the first signal lets the partitions under way finish and
 /// starts no other ([`RunControl::stop`]); a second one gives back every claim the run
-/// holds and returns [`Interrupted`] at once, abandoning the work.
+/// holds ([`RunControl::held`]) and returns [`Interrupted`] at once, abandoning the
+/// work.
 pub(crate) async fn until_signalled<T>(
     engine: &Engine,
     control: &RunControl,
+    words: Words,
     work: impl std::future::Future<Output = T>,
 ) -> anyhow::Result<T> {
     let mut work = std::pin::pin!(work);
@@ -24,7 +47,7 @@ pub(crate) async fn until_signalled<T>(
             biased;
             _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} } } => {
                 if !control.stop() {
-                    eprintln!("interrupt: finishing the partition under way, starting no other (interrupt again to abandon it)");
+                    eprintln!("{}", words.first);
                     continue;
                 }
                 let held = control.held();
@@ -33,11 +56,7 @@ pub(crate) async fn until_signalled<T>(
                         tracing::warn!(%partition, error = %e, "could not release the claim; it expires with its lease");
                     }
                 }
-                return Err(Interrupted(format!(
-                    "abandoned the run and released its {} claim(s)",
-                    held.len()
-                ))
-                .into());
+                return Err(Interrupted((words.abandoned)(held.len())).into());
             }
             done = &mut work => return Ok(done),
         }

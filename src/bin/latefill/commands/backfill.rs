@@ -2,17 +2,18 @@
 //! terminal and JSON lines for machines.
 
 use std::future::IntoFuture;
-use std::io::IsTerminal;
+use std::sync::Arc;
 
 use latefill::PartitionDate;
-use latefill::backfill::{BackfillEvent, Batching, Selection};
-use latefill::engine::Engine;
+use latefill::backfill::{Batching, Selection};
+use latefill::engine::{Engine, RunControl};
 
 use crate::args::{BackfillArgs, Output};
-use crate::exit::UsageError;
-use crate::exit::{DataFailure, Interrupted};
-use crate::render::{describe_run, emit_line};
+use crate::exit::{DataFailure, Interrupted, UsageError};
+use crate::progress::Printer;
+use crate::signals::{self, until_signalled};
 
+/// One pipeline's backfill of `from..=to`, printed as it goes, under signals.
 pub(crate) async fn backfill_pipeline(
     engine: Engine,
     (from, to): (PartitionDate, PartitionDate),
@@ -21,115 +22,26 @@ pub(crate) async fn backfill_pipeline(
     selection: Selection,
     output: Output,
 ) -> anyhow::Result<()> {
-    use std::collections::BTreeSet;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    let stop = Arc::new(AtomicBool::new(false));
-    // Partitions this run claimed and has not finished with: released on a second signal.
-    let held: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let bar = (output == Output::Text && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} partitions  {msg}  {per_sec}  ETA {eta}",
-            )
-            .expect("a valid template"),
-        );
-        bar
-    });
-    let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let listener = {
-        let (bar, held, rows) = (bar.clone(), held.clone(), rows.clone());
-        let name = engine.pipeline().name.clone();
-        move |event: &BackfillEvent| {
-            let mut running = held.lock().expect("held-claims lock");
-            match event {
-                BackfillEvent::Planned { partitions } => {
-                    if let Some(bar) = &bar {
-                        bar.set_length(partitions.len() as u64);
-                    }
-                }
-                BackfillEvent::Claimed { partitions } => {
-                    running.extend(partitions.iter().cloned());
-                }
-                BackfillEvent::Started { .. } => {}
-                BackfillEvent::Processed(r) => {
-                    running.remove(&r.partition);
-                    rows.fetch_add(r.rows_read, Ordering::Relaxed);
-                }
-                BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => {
-                    running.remove(&s.partition);
-                }
-            }
-            match (&bar, output) {
-                (_, Output::Json) => {
-                    let mut json = serde_json::to_value(event).expect("events serialise");
-                    json["pipeline"] = name.as_str().into();
-                    emit_line(&json.to_string())
-                }
-                (Some(bar), _) => {
-                    if !matches!(
-                        event,
-                        BackfillEvent::Planned { .. }
-                            | BackfillEvent::Claimed { .. }
-                            | BackfillEvent::Started { .. }
-                    ) {
-                        bar.inc(1);
-                    }
-                    bar.set_message(format!("{} rows", rows.load(Ordering::Relaxed)));
-                    if let BackfillEvent::Failed(f) = event {
-                        bar.println(format!("FAILED {}: {}", f.partition, f.reason));
-                    }
-                }
-                (None, Output::Text) => match event {
-                    BackfillEvent::Processed(r) => emit_line(&describe_run(r)),
-                    BackfillEvent::Skipped(s) => {
-                        emit_line(&format!("skipped {}: {}", s.partition, s.reason))
-                    }
-                    BackfillEvent::Failed(f) => {
-                        emit_line(&format!("FAILED {}: {}", f.partition, f.reason))
-                    }
-                    BackfillEvent::Planned { partitions } => {
-                        emit_line(&format!("{} partition(s) to process", partitions.len()))
-                    }
-                    BackfillEvent::Claimed { .. } | BackfillEvent::Started { .. } => {}
-                },
-            }
-        }
-    };
+    let control = Arc::new(RunControl::default());
+    let printer = Printer::new(engine.pipeline().name.clone(), output);
+    let bar = printer.bar();
     let run = engine
         .backfill(from, to)
         .with_concurrency(concurrency)
         .with_batching(batching)
         .with_selection(selection)
-        .with_stop(stop.clone())
-        .with_listener(listener);
-    let mut run = std::pin::pin!(run.into_future());
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let report = loop {
-        tokio::select! {
-            report = &mut run => break report?,
-            _ = async { tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} } } => {
-                if !stop.swap(true, Ordering::SeqCst) {
-                    eprintln!("interrupt: no new partitions; finishing the running ones (interrupt again to abandon them)");
-                    continue;
-                }
-                // Second signal: abandon the running partitions and release their claims
-                // and those of the partitions claimed and not started.
-                let running: Vec<String> = held.lock().expect("held-claims lock").iter().cloned().collect();
-                for partition in &running {
-                    if let Err(e) = engine.state().release(partition, engine.run_id(), "interrupted").await {
-                        tracing::warn!(%partition, error = %e, "could not release the claim; it expires with its lease");
-                    }
-                }
+        .with_control(control.clone())
+        .with_listener(move |event| printer.print(event));
+    let report =
+        match until_signalled(&engine, &control, signals::BACKFILL, run.into_future()).await {
+            Ok(report) => report?,
+            Err(interrupted) => {
                 if let Some(bar) = &bar {
                     bar.abandon();
                 }
-                return Err(Interrupted(format!("abandoned {} running partition(s) and released their claims", running.len())).into());
+                return Err(interrupted);
             }
-        }
-    };
+        };
     if let Some(bar) = &bar {
         bar.finish();
     }

@@ -7,7 +7,7 @@ use latefill::executor;
 use crate::args::{DetectArgs, Output};
 use crate::exit::{Interrupted, UsageError};
 use crate::render::print_detection;
-use crate::signals::until_signalled;
+use crate::signals::{self, until_signalled};
 
 pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
     let DetectArgs {
@@ -45,7 +45,7 @@ pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
         };
         let (detection, plan) = match backfill_config {
             // Handing out claims: a scheduler's signal gives them back.
-            Some(_) => until_signalled(&engine, &control, work).await??,
+            Some(_) => until_signalled(&engine, &control, signals::RUN, work).await??,
             None => work.await?,
         };
         if control.is_stopped() {

@@ -7,7 +7,7 @@ use latefill::project::InOrder;
 use crate::args::{Output, RunArgs};
 use crate::exit::{DataFailure, Interrupted, UsageError};
 use crate::render::print_outcome;
-use crate::signals::until_signalled;
+use crate::signals::{self, until_signalled};
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let RunArgs {
@@ -84,7 +84,13 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             lookback_days: late.lookback,
             control: Some(control.clone()),
         };
-        let result = until_signalled(&engine, &control, engine.run_date(date, options)).await?;
+        let result = until_signalled(
+            &engine,
+            &control,
+            signals::RUN,
+            engine.run_date(date, options),
+        )
+        .await?;
         if control.is_stopped() {
             interrupted = true;
         }
