@@ -1,4 +1,5 @@
-//! Test-only failpoints: `LATEFILL_FAILPOINT=<name>` makes the process abort (as a
+//! Test-only failpoints, compiled in with the `failpoints` feature only (the tests'):
+//! `LATEFILL_FAILPOINT=<name>` makes the process abort (as a
 //! SIGKILL would leave it: no cleanup, no unwinding) when it reaches that step.
 //!
 //! Steps, in order: `after-claim`, `mid-write` (a data file of the target partition
@@ -16,8 +17,9 @@ use std::path::PathBuf;
 /// The environment variable naming the failpoint.
 pub const FAILPOINT_ENV: &str = "LATEFILL_FAILPOINT";
 
+/// Whether the failpoint `name` is armed; never without the `failpoints` feature.
 fn armed(name: &str) -> bool {
-    std::env::var(FAILPOINT_ENV).is_ok_and(|v| v == name)
+    cfg!(feature = "failpoints") && std::env::var(FAILPOINT_ENV).is_ok_and(|v| v == name)
 }
 
 /// Aborts the process if the failpoint `name` is armed.
