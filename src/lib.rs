@@ -55,6 +55,11 @@
 //!
 //! `examples/embedded_scheduler.rs` runs all of this on generated data.
 
+/// The README's Rust examples, compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod backfill;
 pub mod engine;
 mod error;
