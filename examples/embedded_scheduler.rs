@@ -11,7 +11,7 @@
 use latefill::PartitionDate;
 use latefill::backfill::Selection;
 use latefill::datagen::GenerateOptions;
-use latefill::engine::{Engine, LateHandling, RunDateOptions};
+use latefill::engine::{Engine, LateHandling};
 use latefill::executor::Pipeline;
 
 #[tokio::main]
@@ -30,13 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .write()
             .await?;
         let outcome = engine
-            .run_date(
-                date,
-                RunDateOptions {
-                    backfill: LateHandling::ReportOnly,
-                    ..RunDateOptions::default()
-                },
-            )
+            .run_date(date)
+            .with_late(LateHandling::ReportOnly)
             .await?;
         println!(
             "{}: {} rows in, {} rows out",
@@ -54,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Your scheduler asks what is late, and backfills it two at a time.
     let today = PartitionDate::parse("2024-01-08")?;
-    let detection = engine.detect(today, Some(30)).await?;
+    let detection = engine.detect(today).with_lookback(30).await?;
     for late in &detection.late {
         // `processed_at` is `None` for a version of a source that was since replaced.
         println!(

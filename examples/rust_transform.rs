@@ -14,7 +14,7 @@ use deltalake::datafusion::functions_aggregate::expr_fn::count;
 use deltalake::datafusion::prelude::{col, lit};
 use latefill::PartitionDate;
 use latefill::datagen::GenerateOptions;
-use latefill::engine::{Engine, LateHandling, RunDateOptions};
+use latefill::engine::{Engine, LateHandling};
 use latefill::executor::{Pipeline, Transform};
 
 #[tokio::main]
@@ -38,13 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .write()
             .await?;
         let outcome = engine
-            .run_date(
-                PartitionDate::parse(day)?,
-                RunDateOptions {
-                    backfill: LateHandling::ReportOnly,
-                    ..RunDateOptions::default()
-                },
-            )
+            .run_date(PartitionDate::parse(day)?)
+            .with_late(LateHandling::ReportOnly)
             .await?;
         println!(
             "{}: {} rows in, {} rows out, transform {}",

@@ -214,7 +214,7 @@ impl BackfillRange {
             .succ_opt()
             .map(PartitionDate::from)
             .unwrap_or(self.to);
-        let detection = engine.detect_with(after, None, true).await?;
+        let detection = engine.detect_with(Some(after), None, true).await?;
         let state = &detection.state;
         let now = engine.state().now();
         let transform = engine.pipeline().transform_version();

@@ -21,7 +21,6 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use latefill::Engine;
 //! use latefill::backfill::Selection;
-//! use latefill::engine::RunDateOptions;
 //! use latefill::PartitionDate;
 //! use latefill::executor::Pipeline;
 //!
@@ -29,12 +28,15 @@
 //!
 //! // One day, then whatever is late before it, reprocessed.
 //! let outcome = engine
-//!     .run_date(PartitionDate::parse("2024-01-08")?, RunDateOptions::default())
+//!     .run_date(PartitionDate::parse("2024-01-08")?)
 //!     .await?;
 //! println!("{} late partitions reprocessed", outcome.backfilled.len());
 //!
 //! // Detection and planning alone.
-//! let detection = engine.detect(PartitionDate::parse("2024-01-08")?, Some(30)).await?;
+//! let detection = engine
+//!     .detect(PartitionDate::parse("2024-01-08")?)
+//!     .with_lookback(30)
+//!     .await?;
 //! println!("late: {:?}", detection.late);
 //!
 //! // A range, two partitions at a time.
@@ -67,7 +69,7 @@ pub mod plan;
 pub mod project;
 
 pub use backfill::{BackfillRange, BackfillReport, Selection};
-pub use engine::{Engine, Error, RunDateOptions, RunOutcome};
+pub use engine::{Engine, Error, RunOutcome};
 pub use error::class_of;
 
 pub use latefill_core::storage;

@@ -37,9 +37,10 @@ pub struct LatePartition {
 pub struct PlanInput<'a> {
     /// How the pipeline's partitions are named.
     pub partitioning: &'a Partitioning,
-    /// The run's date: only partitions before it are considered.
-    pub date: PartitionDate,
-    /// Only partitions at most this many days before `date`.
+    /// The run's date: only partitions before it are considered; every partition
+    /// when `None` (a status).
+    pub before: Option<PartitionDate>,
+    /// Only partitions at most this many days before `before`.
     pub lookback_days: Option<u32>,
     /// Now, for leases.
     pub now: DateTime<Utc>,
@@ -58,20 +59,23 @@ pub fn partition_date(pipeline: &Pipeline, partition: &str) -> Option<PartitionD
 }
 
 impl PlanInput<'_> {
-    /// Whether a plan for `date` looks at `partition`: a partition of the pipeline's
-    /// column, before the date, within the look-back horizon.
+    /// Whether a plan looks at `partition`: a partition of the pipeline's column,
+    /// before the run's date (if any), within the look-back horizon.
     pub fn considers(&self, partition: &str) -> bool {
         let Some(date) = self.partitioning.parse_name(partition) else {
             return false;
         };
         let date = date.date();
+        let Some(before) = self.before else {
+            return true;
+        };
         let earliest = self.lookback_days.map(|days| {
-            self.date
+            before
                 .start()
                 .checked_sub_days(chrono::Days::new(u64::from(days)))
                 .unwrap_or(chrono::NaiveDateTime::MIN)
         });
-        date < self.date && earliest.is_none_or(|e| date.start() >= e)
+        date < before && earliest.is_none_or(|e| date.start() >= e)
     }
 }
 
@@ -194,7 +198,7 @@ mod tests {
     fn input<'a>() -> PlanInput<'a> {
         PlanInput {
             partitioning: &DAYS,
-            date: PartitionDate::parse("2024-01-10").unwrap(),
+            before: Some(PartitionDate::parse("2024-01-10").unwrap()),
             lookback_days: None,
             now: now(),
             fingerprints: None,

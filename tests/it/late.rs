@@ -3,7 +3,7 @@
 
 use deltalake::{FilterOp, FilterValue};
 use latefill::PartitionDate;
-use latefill::engine::{Engine, LateHandling, RunDateOptions};
+use latefill::engine::{Engine, LateHandling};
 
 use crate::common::*;
 
@@ -11,11 +11,9 @@ fn date(s: &str) -> PartitionDate {
     PartitionDate::parse(s).unwrap()
 }
 
-fn report_only() -> RunDateOptions {
-    RunDateOptions {
-        backfill: LateHandling::ReportOnly,
-        ..RunDateOptions::default()
-    }
+/// A run of `date` that only reports what is late.
+fn report_only(engine: &Engine, date: PartitionDate) -> latefill::engine::RunDate {
+    engine.run_date(date).with_late(LateHandling::ReportOnly)
 }
 
 fn names(late: &[latefill::plan::LatePartition]) -> Vec<&str> {
@@ -30,7 +28,7 @@ async fn two_processed_days(ws: &Workspace) -> Engine {
     }
     let engine = Engine::new(ws.pipeline());
     for d in ["2024-01-01", "2024-01-02"] {
-        engine.run_date(date(d), report_only()).await.unwrap();
+        report_only(&engine, date(d)).await.unwrap();
     }
     engine
 }
@@ -56,7 +54,7 @@ async fn a_compaction_does_not_make_a_partition_late_but_a_delete_does() {
         metrics.num_files_removed >= 2,
         "the compaction rewrote files"
     );
-    let detection = engine.detect(date("2024-01-03"), None).await.unwrap();
+    let detection = engine.detect(date("2024-01-03")).await.unwrap();
     assert!(detection.late.is_empty(), "{:?}", detection.late);
 
     // DELETE rows in 2024-01-01: its data changed.
@@ -66,7 +64,7 @@ async fn a_compaction_does_not_make_a_partition_late_but_a_delete_does() {
         .with_predicate("event_time = '2024-01-01' AND type = 'galaxy'")
         .await
         .unwrap();
-    let detection = engine.detect(date("2024-01-03"), None).await.unwrap();
+    let detection = engine.detect(date("2024-01-03")).await.unwrap();
     assert_eq!(names(&detection.late), ["event_time=2024-01-01"]);
 }
 
@@ -244,10 +242,7 @@ async fn state_rebuild_restores_what_the_state_table_held() {
     ws.generate("2024-01-01", 100, 99).await;
     ws.generate("2024-01-03", 100, 98).await;
     // Processes 2024-01-03 and backfills the late 2024-01-01.
-    let outcome = engine
-        .run_date(date("2024-01-03"), RunDateOptions::default())
-        .await
-        .unwrap();
+    let outcome = engine.run_date(date("2024-01-03")).await.unwrap();
     assert_eq!(outcome.backfilled.len(), 1);
     let rows = async |engine: &Engine| -> Vec<_> {
         let state = engine.state().read().await.unwrap();
@@ -267,7 +262,7 @@ async fn state_rebuild_restores_what_the_state_table_held() {
     assert_eq!(rows(&Engine::new(ws.pipeline())).await, before);
     // And what is late after the rebuild is what was late before: nothing.
     let detection = Engine::new(ws.pipeline())
-        .detect(date("2024-01-05"), None)
+        .detect(date("2024-01-05"))
         .await
         .unwrap();
     assert!(detection.late.is_empty(), "{:?}", detection.late);
@@ -360,7 +355,7 @@ async fn a_handed_out_plan_is_claimed_until_its_run_takes_it_over() {
     let out = ws.run_cli(&["--date", "2024-01-01", "--no-backfill", "--run-id", run_id]);
     assert!(out.status.success(), "{}", stderr(&out));
     let detection = Engine::new(ws.pipeline())
-        .detect(date("2024-01-03"), None)
+        .detect(date("2024-01-03"))
         .await
         .unwrap();
     assert!(detection.late.is_empty());

@@ -434,10 +434,7 @@ async fn an_embedded_engine_goes_on_after_a_backfill_that_checkpointed_its_targe
         ws.generate(d, 7, 100 + i as u64).await;
     }
     ws.generate("2024-03-21", 20, 99).await;
-    let outcome = engine
-        .run_date(date("2024-03-21"), Default::default())
-        .await
-        .unwrap();
+    let outcome = engine.run_date(date("2024-03-21")).await.unwrap();
     let mut redone: Vec<&str> = outcome
         .backfilled
         .iter()
@@ -510,7 +507,7 @@ async fn a_source_kept_from_before_its_schema_grew_does_not_refuse_sql_using_the
     );
     let day = |d: &str| latefill::PartitionDate::parse(d).unwrap();
     latefill::Engine::new(by_type)
-        .run_date(day("2024-01-01"), Default::default())
+        .run_date(day("2024-01-01"))
         .await
         .unwrap();
 
@@ -528,7 +525,7 @@ async fn a_source_kept_from_before_its_schema_grew_does_not_refuse_sql_using_the
         "SELECT region, count(*) AS n, event_time FROM source GROUP BY region, event_time",
     );
     let outcome = latefill::Engine::new(by_region)
-        .run_date(day("2024-01-02"), Default::default())
+        .run_date(day("2024-01-02"))
         .await
         .unwrap();
     assert_eq!(outcome.run.rows_written, 1);

@@ -386,7 +386,7 @@ async fn recorded(engine: &latefill::Engine) -> BTreeMap<String, String> {
 /// `engine.run_date` of `date`, with the default options; it must succeed.
 async fn run_date(engine: &latefill::Engine, date: &str) {
     let date = latefill::PartitionDate::parse(date).unwrap();
-    engine.run_date(date, Default::default()).await.unwrap();
+    engine.run_date(date).await.unwrap();
 }
 
 fn processed(days: &[&str]) -> BTreeMap<String, String> {

@@ -6,7 +6,7 @@ use deltalake::datafusion::prelude::{col, lit};
 use latefill::Engine;
 use latefill::PartitionDate;
 use latefill::backfill::Selection;
-use latefill::engine::{Error, LateHandling, RunDateOptions};
+use latefill::engine::{Error, LateHandling};
 use latefill::executor::Transform;
 
 use crate::common::*;
@@ -25,11 +25,9 @@ fn day(d: u32) -> PartitionDate {
     PartitionDate::parse(&format!("2024-04-{d:02}")).unwrap()
 }
 
-fn report_only() -> RunDateOptions {
-    RunDateOptions {
-        backfill: LateHandling::ReportOnly,
-        ..RunDateOptions::default()
-    }
+/// A run of `date` that only reports what is late.
+fn report_only(engine: &Engine, date: PartitionDate) -> latefill::engine::RunDate {
+    engine.run_date(date).with_late(LateHandling::ReportOnly)
 }
 
 /// A Rust transform processes partitions as its SQL twin would, records its declared
@@ -43,7 +41,7 @@ async fn a_rust_transform_processes_partitions_and_versions_them() {
     let pipeline = ws.pipeline().with_transform(devices_per_version("v1"));
     let engine = Engine::new(pipeline.clone());
     for d in 1..=3 {
-        let outcome = engine.run_date(day(d), report_only()).await.unwrap();
+        let outcome = report_only(&engine, day(d)).await.unwrap();
         assert_eq!(outcome.run.transform, "rust:v1");
     }
     for d in 1..=3 {
@@ -92,7 +90,7 @@ async fn a_failing_rust_transform_is_refused_with_the_reason_before_the_claim() 
         source.select(vec![col("no_such_column"), col("event_time")])
     });
     let engine = Engine::new(ws.pipeline().with_transform(broken));
-    let err = engine.run_date(day(1), report_only()).await.unwrap_err();
+    let err = report_only(&engine, day(1)).await.unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(

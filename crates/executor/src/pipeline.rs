@@ -198,17 +198,6 @@ impl Pipeline {
             path: PathBuf::from("<text>"),
             message,
         };
-        if raw.name.is_empty()
-            || !raw
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(invalid(format!(
-                "name {:?} must be non-empty and use only letters, digits, '_' and '-'",
-                raw.name
-            )));
-        }
         if raw.source.partition_column.trim().is_empty() {
             return Err(invalid("source.partition_column is empty".into()));
         }
@@ -250,31 +239,94 @@ impl Pipeline {
         let source_storage = per_table("source", raw.source.storage.as_ref())?;
         let target_storage = per_table("target", raw.target.storage.as_ref())?;
         let state_storage = per_table("state", raw.state.storage.as_ref())?;
-        let pipeline = Pipeline {
-            name: raw.name,
-            source: resolve_location("source", &raw.source.table, base_dir)?,
+        let mut pipeline = Pipeline::new(
+            raw.name,
+            resolve_location("source", &raw.source.table, base_dir)?,
             partitioning,
-            target: resolve_location("target", &raw.target.table, base_dir)?,
-            state: resolve_location("state", &raw.state.table, base_dir)?,
-            state_retention: match &raw.state.retention {
-                Some(text) => Some(
-                    parse_retention(text)
-                        .map_err(|reason| invalid(format!("state.retention {text:?}: {reason}")))?,
-                ),
-                None => None,
-            },
-            transform: Transform::Sql(raw.transform.sql),
-            source_storage,
-            target_storage,
-            state_storage,
+            resolve_location("target", &raw.target.table, base_dir)?,
+            resolve_location("state", &raw.state.table, base_dir)?,
+            Transform::Sql(raw.transform.sql),
+        )?;
+        pipeline.state_retention = match &raw.state.retention {
+            Some(text) => Some(
+                parse_retention(text)
+                    .map_err(|reason| invalid(format!("state.retention {text:?}: {reason}")))?,
+            ),
+            None => None,
         };
-        if pipeline.source == pipeline.target {
+        pipeline.source_storage = source_storage;
+        pipeline.target_storage = target_storage;
+        pipeline.state_storage = state_storage;
+        Ok(pipeline)
+    }
+
+    /// A pipeline made in code: `name` (letters, digits, `_` and `-`), the three
+    /// tables, how the source's partitions hold the period, and the transform; store
+    /// options from the environment only (see [`Pipeline::with_storage`]).
+    ///
+    /// ```
+    /// use latefill_core::{Granularity, Partitioning};
+    /// use latefill_executor::{Pipeline, Transform};
+    /// use url::Url;
+    ///
+    /// let pipeline = Pipeline::new(
+    ///     "devices_daily",
+    ///     Url::parse("s3://lake/events/devices/")?,
+    ///     Partitioning::new("event_time", Granularity::Day),
+    ///     Url::parse("s3://lake/marts/devices_daily/")?,
+    ///     Url::parse("s3://lake/latefill/state/")?,
+    ///     Transform::Sql("SELECT type, count(*) AS n, event_time FROM source GROUP BY type, event_time".into()),
+    /// )?;
+    /// assert_eq!(pipeline.partition_name("2024-01-03".parse()?), "event_time=2024-01-03");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(
+        name: impl Into<String>,
+        source: Url,
+        partitioning: Partitioning,
+        target: Url,
+        state: Url,
+        transform: Transform,
+    ) -> Result<Self> {
+        let name = name.into();
+        let invalid = |message: String| Error::ConfigInvalid {
+            path: PathBuf::from("<pipeline>"),
+            message,
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(invalid(format!(
-                "source and target are the same table ({}); a pipeline must write elsewhere",
-                pipeline.source
+                "name {name:?} must be non-empty and use only letters, digits, '_' and '-'"
             )));
         }
-        Ok(pipeline)
+        if source == target {
+            return Err(invalid(format!(
+                "source and target are the same table ({source}); a pipeline must write elsewhere"
+            )));
+        }
+        Ok(Pipeline {
+            name,
+            source,
+            partitioning,
+            target,
+            state,
+            state_retention: None,
+            transform,
+            source_storage: StorageOptions::default(),
+            target_storage: StorageOptions::default(),
+            state_storage: StorageOptions::default(),
+        })
+    }
+
+    /// This pipeline with `options` for all three of its tables' stores.
+    pub fn with_storage(mut self, options: StorageOptions) -> Self {
+        self.source_storage = options.clone();
+        self.target_storage = options.clone();
+        self.state_storage = options;
+        self
     }
 
     /// The default devices pipeline, with its tables under `base_dir`.

@@ -19,7 +19,7 @@ use latefill_datagen::{GenerateOptions, GenerateReport};
 use latefill_executor::{Pipeline, RunReport, resolve_location, run_partition};
 use serde::Serialize;
 
-use latefill::engine::{Engine, LateHandling, RunDateOptions, RunOutcome, StatusRow};
+use latefill::engine::{Engine, LateHandling, RunOutcome, StatusRow};
 use latefill::plan::LatePartition;
 
 /// The file that marks a directory as made by the demo, so a re-run may replace it.
@@ -202,7 +202,7 @@ pub async fn run(
     // 1. A week of data, each day processed as it arrives.
     for (i, date) in demo_dates().into_iter().enumerate() {
         let generated = generate(pipeline, date, DEMO_ROWS_PER_DAY, i as u64).await?;
-        let outcome = engine.run_date(date, RunDateOptions::default()).await?;
+        let outcome = engine.run_date(date).await?;
         emit(DemoEvent::Day {
             date: date.to_string(),
             rows_generated: generated.rows,
@@ -229,11 +229,10 @@ pub async fn run(
     });
 
     // 3. The next run finds and reprocesses them.
-    let options = RunDateOptions {
-        backfill: LateHandling::InProcess,
-        ..RunDateOptions::default()
-    };
-    let outcome = engine.run_date(day(4), options).await?;
+    let outcome = engine
+        .run_date(day(4))
+        .with_late(LateHandling::InProcess)
+        .await?;
     let matches = matches_full_recomputation(pipeline).await?;
     emit(DemoEvent::Rerun {
         date: day(4).to_string(),
@@ -252,7 +251,7 @@ pub async fn run(
         rows: late.rows,
         source_version: late.table_version,
     });
-    let detection = engine.detect(day(3), None).await?;
+    let detection = engine.detect(day(3)).await?;
     emit(DemoEvent::Detect {
         date: day(3).to_string(),
         late: detection.late,

@@ -36,7 +36,10 @@ pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
         let engine = late.engine(pipeline);
         let control = RunControl::default();
         let work = async {
-            let detection = engine.detect(date, late.lookback).await?;
+            let detection = engine
+                .detect(date)
+                .with_lookback_days(late.lookback)
+                .await?;
             let plan = match &backfill_config {
                 Some(path) => engine.hand_out(&detection.late, path, &control).await?,
                 None => None,

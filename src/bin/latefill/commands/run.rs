@@ -1,6 +1,8 @@
 //! `latefill run`: a date of each pipeline, upstream first, then what is late before it.
 
-use latefill::engine::{LateHandling, RunControl, RunDateOptions};
+use std::future::IntoFuture;
+
+use latefill::engine::{LateHandling, RunControl};
 use latefill::executor;
 use latefill::project::InOrder;
 
@@ -77,20 +79,16 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             engine = engine.with_run_id(id.clone());
         }
         let control = std::sync::Arc::new(RunControl::default());
-        let options = RunDateOptions {
-            source_version,
-            allow_empty,
-            backfill: backfill.clone(),
-            lookback_days: late.lookback,
-            control: Some(control.clone()),
-        };
-        let result = until_signalled(
-            &engine,
-            &control,
-            signals::RUN,
-            engine.run_date(date, options),
-        )
-        .await?;
+        let mut run = engine
+            .run_date(date)
+            .with_allow_empty(allow_empty)
+            .with_late(backfill.clone())
+            .with_lookback_days(late.lookback)
+            .with_control(control.clone());
+        if let Some(version) = source_version {
+            run = run.with_source_version(version);
+        }
+        let result = until_signalled(&engine, &control, signals::RUN, run.into_future()).await?;
         if control.is_stopped() {
             interrupted = true;
         }

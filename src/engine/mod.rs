@@ -22,7 +22,11 @@ use rand::RngExt;
 use serde::Serialize;
 
 use crate::backfill::BackfillEvent;
+
+mod requests;
+
 use crate::plan::{LatePartition, PlanInput, is_stale, partition_date, plan_late, plan_stale};
+pub use requests::{Detect, Process, RunDate};
 
 /// Errors of the engine: those of its parts, plus its own.
 #[derive(Debug, thiserror::Error)]
@@ -273,19 +277,19 @@ impl RunControl {
     }
 }
 
-/// Options of [`Engine::run_date`].
+/// Options of [`Engine::run_date`], set with [`RunDate`]'s methods.
 #[derive(Debug, Clone, Default)]
-pub struct RunDateOptions {
+pub(crate) struct RunDateOptions {
     /// Read the date's source at this version instead of the latest.
-    pub source_version: Option<u64>,
+    pub(crate) source_version: Option<u64>,
     /// Write an empty partition when the date has no data.
-    pub allow_empty: bool,
+    pub(crate) allow_empty: bool,
     /// What to do with late partitions.
-    pub backfill: LateHandling,
+    pub(crate) backfill: LateHandling,
     /// Only consider partitions at most this many days before the date.
-    pub lookback_days: Option<u32>,
+    pub(crate) lookback_days: Option<u32>,
     /// Stops the run between partitions and tracks its claims (signal handling).
-    pub control: Option<Arc<RunControl>>,
+    pub(crate) control: Option<Arc<RunControl>>,
 }
 
 /// One row of [`Engine::status`].
@@ -409,12 +413,7 @@ impl Engine {
         &self.state
     }
 
-    /// Claims `date`, processes it at its pinned version and records the outcome.
-    ///
-    /// When the previous claim of the partition never completed (its process died) and
-    /// the target's `txn` shows that its commit landed at the version this run would
-    /// pin, nothing is written again: the state is completed from the target's log.
-    pub async fn process(
+    pub(crate) async fn process_now(
         &self,
         date: PartitionDate,
         source_version: Option<u64>,
@@ -667,35 +666,35 @@ impl Engine {
         Ok(())
     }
 
-    /// Detects the late partitions before `date`. Read-only: it commits nothing, not
-    /// even the detector's cursor (the next run saves it).
-    pub async fn detect(
+    /// The late partitions before `before` (every one for `None`), committing
+    /// nothing.
+    pub(crate) async fn detect_read_only(
         &self,
-        date: PartitionDate,
+        before: Option<PartitionDate>,
         lookback_days: Option<u32>,
     ) -> Result<Detection> {
         latefill_executor::check_locations(&self.pipeline)?;
-        self.detect_with(date, lookback_days, false).await
+        self.detect_with(before, lookback_days, false).await
     }
 
     /// [`Engine::detect`]; with `persist`, also saves the cursor (and forgets the
     /// source versions of a replaced source) in the state table, as a run does.
     pub(crate) async fn detect_with(
         &self,
-        date: PartitionDate,
+        before: Option<PartitionDate>,
         lookback_days: Option<u32>,
         persist: bool,
     ) -> Result<Detection> {
         let changes = self.changes(persist).await?;
-        self.plan(date, lookback_days, changes, persist).await
+        self.plan(before, lookback_days, changes, persist).await
     }
 
-    /// Plans the late and stale partitions before `date` from `changes` and the
-    /// state; `persisted` says whether a replaced source's versions were forgotten in
-    /// the state table already (else they are, in memory).
+    /// Plans the late and stale partitions before `before` (all of them for `None`)
+    /// from `changes` and the state; `persisted` says whether a replaced source's
+    /// versions were forgotten in the state table already (else they are, in memory).
     async fn plan(
         &self,
-        date: PartitionDate,
+        before: Option<PartitionDate>,
         lookback_days: Option<u32>,
         changes: Changes,
         persisted: bool,
@@ -743,7 +742,7 @@ impl Engine {
         };
         let input = PlanInput {
             partitioning: &self.pipeline.partitioning,
-            date,
+            before,
             lookback_days,
             now: self.state.now(),
             fingerprints: fingerprints.as_ref(),
@@ -851,10 +850,7 @@ impl Engine {
         }
     }
 
-    /// Processes `date`, then finds the late partitions before it and reprocesses them
-    /// (or reports them, or hands them out), each claimed, processed at its own
-    /// pinned version and completed.
-    pub async fn run_date(
+    pub(crate) async fn run_date_with(
         &self,
         date: PartitionDate,
         options: RunDateOptions,
@@ -904,7 +900,7 @@ impl Engine {
         self.persist_changes(&changes, cursor.as_ref(), with_completion.as_deref())
             .await?;
         let detection = self
-            .plan(date, options.lookback_days, changes, true)
+            .plan(Some(date), options.lookback_days, changes, true)
             .await?;
         let mut outcome = RunOutcome {
             run,
@@ -986,8 +982,7 @@ impl Engine {
     /// Every partition of the state table and of the source, with its status, its last
     /// change and whether it is late.
     pub async fn status(&self) -> Result<Vec<StatusRow>> {
-        let far = PartitionDate::parse("9999-12-31").expect("a valid date");
-        let detection = self.detect(far, None).await?;
+        let detection = self.detect_read_only(None, None).await?;
         let state = self.state.read().await?;
         let transform = self.pipeline.transform_version();
         let late: std::collections::BTreeSet<&str> = detection
