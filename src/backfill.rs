@@ -258,9 +258,10 @@ impl BackfillRange {
         // The partitions read the source and the target after the plan and the first
         // claim: they are loaded meanwhile (for nothing when there is nothing to do).
         let pipeline = self.engine.pipeline().clone();
+        let session = self.engine.session().clone();
         // The loads start first, so that the checks before the plan wait for them.
         let ((), report) = tokio::join!(
-            latefill_executor::prefetch(&pipeline, true),
+            latefill_executor::prefetch(&session, &pipeline, true),
             self.plan_then_process(),
         );
         report
@@ -277,7 +278,7 @@ impl BackfillRange {
         };
         // Refused before the plan saves the detector's cursor and before the first
         // claim, with nothing written, for what the transform's plan alone shows.
-        latefill_executor::preflight(self.engine.pipeline(), None).await?;
+        latefill_executor::preflight(self.engine.session(), self.engine.pipeline(), None).await?;
         let dates = self.plan().await?;
         let planned: Vec<String> = dates
             .iter()
@@ -476,7 +477,7 @@ pub(crate) async fn process_batched(
             batcher.commit(done, &release, &[]).await;
         }
     };
-    tokio::join!(last_commit, latefill_executor::checkpoints_written());
+    tokio::join!(last_commit, engine.session().checkpoints_written());
     for partition in release.into_iter().map(|p| p.partition).chain(
         queue
             .into_iter()

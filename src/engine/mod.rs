@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use latefill_core::{PartitionDate, UnrecognisedPartition};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{
-    Pipeline, RunReport, failpoint, inspect_partition, partition_fingerprints, run_partition,
-    target_txn_version,
+    Pipeline, RunReport, Session, failpoint, inspect_partition, partition_fingerprints,
+    run_partition, target_txn_version,
 };
 use latefill_state::{Clock, PartitionState, StateTable, Status};
 use rand::RngExt;
@@ -342,6 +342,9 @@ pub struct Engine {
     pipeline: Pipeline,
     state: StateTable,
     run_id: String,
+    /// The tables this engine keeps between calls, and its commits and checkpoints
+    /// under way: passed down to every run, never a process global.
+    session: Session,
 }
 
 /// What the state table records of a processed partition.
@@ -377,7 +380,20 @@ impl Engine {
             pipeline,
             state,
             run_id: new_run_id(),
+            session: Session::new(),
         }
+    }
+
+    /// Works in `session`, e.g. one shared by the engines of a project, whose
+    /// pipelines read each other's targets: what one wrote, the next advances.
+    pub fn with_session(mut self, session: Session) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// The session this engine works in.
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// Uses `clock` for leases (tests).
@@ -419,7 +435,7 @@ impl Engine {
         source_version: Option<u64>,
         allow_empty: bool,
     ) -> Result<RunReport> {
-        latefill_executor::preflight(&self.pipeline, source_version).await?;
+        latefill_executor::preflight(&self.session, &self.pipeline, source_version).await?;
         self.process_with(date, source_version, allow_empty, None, None, None)
             .await
     }
@@ -450,7 +466,7 @@ impl Engine {
         if source_version.is_some() {
             // A pinned version that cannot be read is bad input: refuse it before the
             // claim, so that the partition's state is left as it was.
-            inspect_partition(&self.pipeline, date, source_version).await?;
+            inspect_partition(&self.session, &self.pipeline, date, source_version).await?;
         }
         let previous = match seen {
             Some(seen) => {
@@ -488,7 +504,7 @@ impl Engine {
         let (completed, ()) = tokio::join!(
             self.state
                 .complete_with_cursor(&completion, &self.run_id, cursor.map(str::to_owned)),
-            latefill_executor::checkpoints_written(),
+            self.session.checkpoints_written(),
         );
         completed?;
         if let Some(control) = control {
@@ -515,9 +531,9 @@ impl Engine {
         let started_at = Utc::now();
         let partition = self.pipeline.partition_name(date);
         if previous.is_some_and(|p| p.status == Status::Processing) && source_version.is_none() {
-            let info = inspect_partition(&self.pipeline, date, None).await?;
+            let info = inspect_partition(&self.session, &self.pipeline, date, None).await?;
             if let Some((target_version, Some(txn))) =
-                target_txn_version(&self.pipeline, &partition).await?
+                target_txn_version(&self.session, &self.pipeline, &partition).await?
                 && txn == info.source_version
             {
                 // The commit that landed was made by this pipeline's transform unless
@@ -545,6 +561,7 @@ impl Engine {
             .with_allow_empty(allow_empty)
             .with_target_partitions(target_partitions)
             .with_checkpoint_in_background(true)
+            .with_session(self.session.clone())
             .await;
         match run {
             Ok(report) => {
@@ -609,7 +626,7 @@ impl Engine {
             .map_err(|e| self.source_error(e))?;
         if changes.replaced.is_some() {
             // What this process keeps of the old table must not be advanced.
-            latefill_core::storage::forget(&self.pipeline.source);
+            self.session.tables().forget(&self.pipeline.source);
         }
         Ok((changes, cursor))
     }
@@ -736,7 +753,7 @@ impl Engine {
             })
         });
         let fingerprints = if undecided {
-            Some(partition_fingerprints(&self.pipeline).await?)
+            Some(partition_fingerprints(&self.session, &self.pipeline).await?)
         } else {
             None
         };
@@ -786,7 +803,7 @@ impl Engine {
     ) -> Result<Option<BackfillPlan>> {
         let partitions: Vec<String> = late.iter().map(|l| l.partition.clone()).collect();
         if !partitions.is_empty() {
-            latefill_executor::preflight(&self.pipeline, None).await?;
+            latefill_executor::preflight(&self.session, &self.pipeline, None).await?;
             if control.is_stopped() {
                 return Ok(None);
             }
@@ -861,7 +878,7 @@ impl Engine {
         // The loads start first, so that the checks before the claim wait for them
         // rather than load the tables a second time.
         let ((), outcome) = tokio::join!(
-            latefill_executor::prefetch(&self.pipeline, source_too),
+            latefill_executor::prefetch(&self.session, &self.pipeline, source_too),
             self.detect_then_run(date, options),
         );
         outcome
@@ -879,7 +896,7 @@ impl Engine {
         // checked, so that it is refused before the claim, with nothing written.
         let (changes, checked) = tokio::join!(
             self.read_changes(),
-            latefill_executor::preflight(&self.pipeline, options.source_version)
+            latefill_executor::preflight(&self.session, &self.pipeline, options.source_version)
         );
         checked?;
         let (changes, cursor) = changes?;

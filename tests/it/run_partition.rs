@@ -434,12 +434,12 @@ async fn a_new_target_is_checkpointed_every_ten_commits() {
     );
 }
 
-/// A table read again in one process is brought up to date from the commits after
+/// A table read again through one `Tables` is brought up to date from the commits after
 /// the version read first; an older version asked for is that version.
 #[tokio::test]
 async fn a_table_read_again_in_one_process_is_its_latest_version() {
     use futures::TryStreamExt;
-    use latefill::storage::{StorageOptions, load};
+    use latefill::storage::{StorageOptions, Tables};
     let files = |table: &deltalake::DeltaTable| {
         let table = table.clone();
         async move {
@@ -453,14 +453,16 @@ async fn a_table_read_again_in_one_process_is_its_latest_version() {
     };
     let ws = Workspace::new();
     let (url, options) = (url_of(&ws.source_path()), StorageOptions::new());
+    let tables = Tables::new();
+    let load = |version| tables.load(&url, &options, version);
     ws.generate("2024-01-01", 100, 1).await;
-    let first = load(&url, &options, None).await.unwrap();
+    let first = load(None).await.unwrap();
     assert_eq!((first.version(), files(&first).await), (Some(0), 1));
     ws.generate("2024-01-02", 100, 2).await;
-    let second = load(&url, &options, None).await.unwrap();
+    let second = load(None).await.unwrap();
     assert_eq!((second.version(), files(&second).await), (Some(1), 2));
-    let pinned = load(&url, &options, Some(0)).await.unwrap();
+    let pinned = load(Some(0)).await.unwrap();
     assert_eq!((pinned.version(), files(&pinned).await), (Some(0), 1));
-    let latest = load(&url, &options, None).await.unwrap();
+    let latest = load(None).await.unwrap();
     assert_eq!(latest.version(), Some(1));
 }

@@ -34,6 +34,7 @@ mod pipeline;
 mod project;
 mod replace;
 mod run;
+mod session;
 mod transform;
 
 pub use error::{Error, Result};
@@ -42,10 +43,10 @@ pub use pipeline::{
     DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_retention, resolve_location,
 };
 pub use project::{Project, same_table};
-pub use replace::checkpoints_written;
 pub use run::{
     COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, check_locations, file_identity,
     fingerprint, inspect_partition, partition_fingerprints, prefetch, preflight, run_partition,
     target_txn_version,
 };
+pub use session::Session;
 pub use transform::{DataFrameTransform, Transform};

@@ -22,9 +22,9 @@
 //! see [`supported`]. Every target latefill creates is one. Others, and a target not
 //! created yet, are written by delta-rs's `write`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::SchemaRef;
@@ -50,7 +50,9 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::run::{partition_files, write_error};
 use latefill_core::partition::{PartitionDate, Partitioning};
-use latefill_core::storage::StorageOptions;
+use latefill_core::storage::{StorageOptions, Tables};
+
+use crate::session::Session;
 
 /// Whether latefill writes `target` itself ([`write_files`] and [`commit`]) rather
 /// than through delta-rs's `write`: its protocol asks for nothing beyond plain data
@@ -202,7 +204,7 @@ const UNREAD_OWN_COMMITS: u64 = 20;
 
 /// This process's commits to one target, made one at a time.
 #[derive(Debug, Default)]
-struct Chain {
+pub(crate) struct Chain {
     /// The Delta metadata id of the table the commits went to. A table deleted and
     /// created again at the same location has another: its chain starts afresh.
     table: Option<String>,
@@ -285,18 +287,6 @@ impl Chain {
     }
 }
 
-/// The chain of this process's commits to the target at `url`.
-fn chain(url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
-    static CHAINS: LazyLock<Mutex<HashMap<Url, Arc<tokio::sync::Mutex<Chain>>>>> =
-        LazyLock::new(Mutex::default);
-    CHAINS
-        .lock()
-        .expect("not poisoned")
-        .entry(url.clone())
-        .or_default()
-        .clone()
-}
-
 /// Whether a run of `partition` may read the target at `url` at version `read`
 /// rather than at its latest: every commit since is this process's own, each for
 /// another partition, so none changed the partition's files or the target's schema;
@@ -310,12 +300,17 @@ fn chain(url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
 /// store): a target deleted, or deleted and created again, under a running process
 /// has no such file, or another one there, and is then read afresh: not advanced from
 /// the table kept, whose commits are not that table's ([`KeptRead::Afresh`]).
-pub(crate) async fn may_read(url: &Url, kept: &DeltaTable, partition: &str) -> KeptRead {
+pub(crate) async fn may_read(
+    session: &Session,
+    url: &Url,
+    kept: &DeltaTable,
+    partition: &str,
+) -> KeptRead {
     let Ok(state) = kept.snapshot() else {
         return KeptRead::Latest;
     };
     let (head, size) = {
-        let mut chain = chain(url).lock_owned().await;
+        let mut chain = session.chain(url).lock_owned().await;
         chain.of_table(state.metadata().id());
         if !chain.may_read(state.version(), partition) {
             return KeptRead::Latest;
@@ -357,9 +352,11 @@ pub(crate) enum KeptRead {
 /// nothing to check, and delta-rs does not read the commit back. Otherwise, or when
 /// another writer took that version meanwhile, delta-rs's commit loop checks the
 /// commits in between for conflicts and retries. Checkpoints are written after the process's next commit may start; with
-/// `checkpoint_in_background`, by a task of their own (see [`checkpoints_written`]).
+/// `checkpoint_in_background`, by a task of their own (see
+/// [`Session::checkpoints_written`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit(
+    session: &Session,
     url: &Url,
     options: &StorageOptions,
     target: &DeltaTable,
@@ -425,7 +422,7 @@ pub(crate) async fn commit(
         CommitOrBytes::LogBytes(bytes) => Some(bytes.len() as u64),
         CommitOrBytes::TmpCommit(_) => None,
     };
-    let chain = chain(url);
+    let chain = session.chain(url);
     let mut chain = chain.lock().await;
     chain.of_table(state.metadata().id());
     if let Some(version) = chain.commit_at(read, partition) {
@@ -438,7 +435,15 @@ pub(crate) async fn commit(
                 chain.committed(version, partition, size);
                 drop(chain);
                 tracing::debug!(table = %url, version, "target: committed after this process's own commits");
-                checkpoint(url, options, target, version, checkpoint_in_background).await;
+                checkpoint(
+                    session,
+                    url,
+                    options,
+                    target,
+                    version,
+                    checkpoint_in_background,
+                )
+                .await;
                 return Ok(version);
             }
             // Another process took the version: the commit loop below checks its
@@ -453,8 +458,9 @@ pub(crate) async fn commit(
     drop(chain);
     let mut table = target.clone();
     table.state = Some(finalized.snapshot);
-    latefill_core::storage::remember(url, options, &table);
+    session.tables().remember(url, options, &table);
     checkpoint(
+        session,
         url,
         options,
         &table,
@@ -466,21 +472,20 @@ pub(crate) async fn commit(
 }
 
 /// A checkpoint written in a task of its own.
-struct Pending {
-    task: tokio::task::JoinHandle<()>,
+pub(crate) struct Pending {
+    pub(crate) task: tokio::task::JoinHandle<()>,
     /// Whether the target is to be loaded from the checkpoint once it is written;
-    /// cleared by [`checkpoints_written`], whose caller has no more runs to make.
-    reload: Arc<AtomicBool>,
+    /// cleared by [`Session::checkpoints_written`], whose caller has no more runs to
+    /// make.
+    pub(crate) reload: Arc<AtomicBool>,
 }
-
-/// The checkpoint tasks of this process, by target: each waits for the one before it,
-/// so that a target's checkpoints land in order.
-static CHECKPOINTS: LazyLock<Mutex<HashMap<Url, Pending>>> = LazyLock::new(Mutex::default);
 
 /// Writes the checkpoint of `version` when the target's checkpoint interval (as of
 /// `table`, which may be older) says so ([`write_checkpoint_at`]), here or,
-/// `in_background`, in a task of its own that [`checkpoints_written`] waits for.
+/// `in_background`, in a task of its own that [`Session::checkpoints_written`] waits
+/// for.
 async fn checkpoint(
+    session: &Session,
     url: &Url,
     options: &StorageOptions,
     table: &DeltaTable,
@@ -491,43 +496,23 @@ async fn checkpoint(
         return;
     }
     if !in_background {
-        return write_checkpoint_at(url, options, table, version, &AtomicBool::new(true)).await;
+        let reload = AtomicBool::new(true);
+        return write_checkpoint_at(session.tables(), url, options, table, version, &reload).await;
     }
-    let mut tasks = CHECKPOINTS.lock().expect("not poisoned");
-    let previous = tasks.remove(url);
-    let reload = Arc::new(AtomicBool::new(true));
-    let task = tokio::spawn({
-        let (url, options, table) = (url.clone(), options.clone(), table.clone());
-        let reload = reload.clone();
-        async move {
-            if let Some(previous) = previous {
-                let _ = previous.task.await;
+    session.chain_checkpoint(url, |previous| {
+        let reload = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn({
+            let (url, options, table) = (url.clone(), options.clone(), table.clone());
+            let (reload, tables) = (reload.clone(), session.tables().clone());
+            async move {
+                if let Some(previous) = previous {
+                    let _ = previous.task.await;
+                }
+                write_checkpoint_at(&tables, &url, &options, &table, version, &reload).await;
             }
-            write_checkpoint_at(&url, &options, &table, version, &reload).await;
-        }
+        });
+        Pending { task, reload }
     });
-    tasks.insert(url.clone(), Pending { task, reload });
-}
-
-/// Waits for the checkpoints this process's runs left to write in the background
-/// ([`RunPartition::with_checkpoint_in_background`](crate::RunPartition::with_checkpoint_in_background)).
-///
-/// The caller has no more runs to make: a checkpoint not yet written is not followed
-/// by loading the target from it (on S3, a third of the checkpoint's time). A later
-/// run of the process loads it when it needs to, as after any other writer's
-/// checkpoint.
-pub async fn checkpoints_written() {
-    let pending: Vec<Pending> = CHECKPOINTS
-        .lock()
-        .expect("not poisoned")
-        .drain()
-        .map(|(_, pending)| pending)
-        .collect();
-    for Pending { task, reload } in pending {
-        reload.store(false, Ordering::Relaxed);
-        // A panic in a checkpoint is the task's; the commits have landed.
-        let _ = task.await;
-    }
 }
 
 /// Whether the commit of `version` is due a checkpoint by the target's checkpoint
@@ -545,6 +530,7 @@ fn checkpoint_due(table: &DeltaTable, version: u64) -> bool {
 /// The table this process keeps is then loaded afresh from that checkpoint, while
 /// `reload` says so: the runs that read it as it is ([`may_read`]) start from there.
 async fn write_checkpoint_at(
+    tables: &Tables,
     url: &Url,
     options: &StorageOptions,
     table: &DeltaTable,
@@ -561,7 +547,7 @@ async fn write_checkpoint_at(
     crate::run::cleanup_expired_logs_at_checkpoint(table, url, version).await;
     let cleaned = ms(started);
     let reloaded = reload.load(Ordering::Relaxed);
-    if reloaded && let Err(e) = latefill_core::storage::load_afresh(url, options, version).await {
+    if reloaded && let Err(e) = tables.load_afresh(url, options, version).await {
         tracing::debug!(table = %url, version, error = %e, "target: could not load the checkpoint just written");
     }
     tracing::debug!(table = %url, version, write_ms = written, cleanup_ms = cleaned - written, reloaded, load_ms = ms(started) - cleaned, "target: checkpoint written");

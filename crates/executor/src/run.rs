@@ -23,6 +23,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::session::Session;
 use crate::transform::Transform;
 use latefill_core::storage::{StorageOptions, table_builder};
 
@@ -80,16 +81,17 @@ pub struct PartitionInfo {
 /// Reads what the source holds for `date` at `version` (or the latest), without
 /// reading data.
 pub async fn inspect_partition(
+    session: &Session,
     pipeline: &Pipeline,
     date: PartitionDate,
     version: Option<u64>,
 ) -> Result<PartitionInfo> {
-    let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
+    let source = open_source(session, &pipeline.source, &pipeline.source_storage, version).await?;
     let partitioning = &pipeline.partitioning;
     check_partitioned_by(&source, &pipeline.source, partitioning)?;
     let files = partition_files(&source, &pipeline.source, partitioning, date).await?;
     if version.is_some() {
-        check_files_exist(&source, pipeline, date, &files).await?;
+        check_files_exist(session, &source, pipeline, date, &files).await?;
     }
     Ok(PartitionInfo {
         source_version: source.version().unwrap_or_default(),
@@ -102,10 +104,11 @@ pub async fn inspect_partition(
 /// The target's latest version and the source version its log records for
 /// `partition` (its `txn`); `None` when the target does not exist.
 pub async fn target_txn_version(
+    session: &Session,
     pipeline: &Pipeline,
     partition: &str,
 ) -> Result<Option<(u64, Option<u64>)>> {
-    let Some(target) = open_target(pipeline).await? else {
+    let Some(target) = open_target(session, pipeline).await? else {
         return Ok(None);
     };
     let delta = |source| Error::Delta {
@@ -171,9 +174,12 @@ fn files_fingerprint(files: &[LogicalFileView]) -> String {
 /// The fingerprint of every partition of the pipeline in its source at the latest
 /// version, by partition name (`column=<period>`); files whose value names no period
 /// of the pipeline's granularity are left out.
-pub async fn partition_fingerprints(pipeline: &Pipeline) -> Result<BTreeMap<String, String>> {
+pub async fn partition_fingerprints(
+    session: &Session,
+    pipeline: &Pipeline,
+) -> Result<BTreeMap<String, String>> {
     let source = &pipeline.source;
-    let table = open_source(source, &pipeline.source_storage, None).await?;
+    let table = open_source(session, source, &pipeline.source_storage, None).await?;
     let files: Vec<LogicalFileView> = table
         .get_active_add_actions_by_predicate(None)
         .try_collect()
@@ -222,6 +228,7 @@ pub struct RunPartition {
     allow_empty: bool,
     target_partitions: Option<usize>,
     checkpoint_in_background: bool,
+    session: Session,
 }
 
 /// Starts building the run of `date` through `pipeline`.
@@ -233,6 +240,7 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
         allow_empty: false,
         target_partitions: None,
         checkpoint_in_background: false,
+        session: Session::new(),
     }
 }
 
@@ -271,6 +279,14 @@ impl RunPartition {
         self
     }
 
+    /// Runs in `session`: the tables it keeps are advanced rather than read afresh, and
+    /// what this run loads and writes is kept there for the next. Without it, the run
+    /// has a session of its own.
+    pub fn with_session(mut self, session: Session) -> Self {
+        self.session = session;
+        self
+    }
+
     async fn execute(self) -> Result<RunReport> {
         let started = Instant::now();
         let started_at = chrono::Utc::now();
@@ -281,7 +297,9 @@ impl RunPartition {
         let mut phases = Phases::new();
 
         // 1. Pin the source version and list the partition's files from the log.
+        let session = &self.session;
         let source = open_source(
+            session,
             &pipeline.source,
             &pipeline.source_storage,
             self.source_version,
@@ -296,7 +314,7 @@ impl RunPartition {
         check_partitioned_by(&source, &pipeline.source, partitioning)?;
         let files = partition_files(&source, &pipeline.source, partitioning, self.date).await?;
         if self.source_version.is_some() {
-            check_files_exist(&source, pipeline, self.date, &files).await?;
+            check_files_exist(session, &source, pipeline, self.date, &files).await?;
         }
         let values = raw_values(&files, partitioning);
         if files.is_empty() && !self.allow_empty {
@@ -328,7 +346,7 @@ impl RunPartition {
         phases.mark("plan");
 
         // 3. Check the result against the target before anything is written.
-        let target = open_target_for(pipeline, &partition).await?;
+        let target = open_target_for(session, pipeline, &partition).await?;
         phases.mark("open target");
         if let Some(target) = &target {
             check_target_schema(target, &pipeline.target, &result_schema)?;
@@ -421,6 +439,7 @@ impl RunPartition {
                 let rows = files.rows;
                 phases.mark("data files");
                 let version = crate::replace::commit(
+                    session,
                     &pipeline.target,
                     &pipeline.target_storage,
                     &target,
@@ -459,11 +478,9 @@ impl RunPartition {
                 if creating {
                     latefill_core::storage::finish_new_table(&written, &pipeline.target).await;
                 }
-                latefill_core::storage::remember(
-                    &pipeline.target,
-                    &pipeline.target_storage,
-                    &written,
-                );
+                session
+                    .tables()
+                    .remember(&pipeline.target, &pipeline.target_storage, &written);
                 let version = written.version().ok_or_else(|| {
                     Error::Internal(format!(
                         "target {} has no version after a write",
@@ -621,6 +638,7 @@ const TARGET_CHECKPOINT_INTERVAL: &str = "10";
 
 /// Opens the source at `version`, or at its latest version.
 async fn open_source(
+    session: &Session,
     url: &Url,
     options: &StorageOptions,
     version: Option<u64>,
@@ -641,7 +659,7 @@ async fn open_source(
     // Once per process: later opens advance the table loaded first. A first load
     // starts from the newest checkpoint that covers the version, so a log whose early
     // commits were cleaned up reads as well as a whole one.
-    let loaded = latefill_core::storage::load(url, options, version).await;
+    let loaded = session.tables().load(url, options, version).await;
     match (loaded, version) {
         (Ok(table), _) => Ok(table),
         // An old version that does not load: say why, if the log tells.
@@ -719,6 +737,7 @@ async fn unreadable_version(
 /// at the loaded (old) version was removed by VACUUM. The latest version is always
 /// whole, so only pinned versions need this check: a HEAD request per file.
 async fn check_files_exist(
+    session: &Session,
     source: &DeltaTable,
     pipeline: &Pipeline,
     period: PartitionDate,
@@ -729,7 +748,7 @@ async fn check_files_exist(
         return Ok(());
     };
     let requested = source.version().unwrap_or_default();
-    let latest = open_source(url, &pipeline.source_storage, None)
+    let latest = open_source(session, url, &pipeline.source_storage, None)
         .await?
         .version()
         .unwrap_or(requested);
@@ -740,7 +759,7 @@ async fn check_files_exist(
             "VACUUM removed its data file {path} of partition {}",
             pipeline.partition_name(period)
         ),
-        oldest: oldest_whole_version(pipeline, period, requested, latest).await?,
+        oldest: oldest_whole_version(session, pipeline, period, requested, latest).await?,
         latest,
     })
 }
@@ -785,6 +804,7 @@ async fn first_missing_file(
 /// exists, by bisection: VACUUM removes files that stopped being live before some
 /// time, so versions from some point on are whole.
 async fn oldest_whole_version(
+    session: &Session,
     pipeline: &Pipeline,
     period: PartitionDate,
     requested: u64,
@@ -794,7 +814,7 @@ async fn oldest_whole_version(
     let (mut low, mut high) = (requested + 1, latest);
     while low < high {
         let middle = low + (high - low) / 2;
-        let table = open_source(url, &pipeline.source_storage, Some(middle)).await?;
+        let table = open_source(session, url, &pipeline.source_storage, Some(middle)).await?;
         let files = partition_files(&table, url, &pipeline.partitioning, period).await?;
         if first_missing_file(&table, url, &files).await?.is_some() {
             low = middle + 1;
@@ -1070,27 +1090,34 @@ fn check_partition_columns(partitioning: &Partitioning, result: &Schema) -> Resu
 /// process keeps, or those loaded beside it ([`prefetch`]), as they are, without asking
 /// the store for newer commits; only a refusal is checked again on the latest tables, so a table
 /// kept from before its schema changed never refuses a run.
-pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> {
-    use latefill_core::storage::kept_or_awaited;
+pub async fn preflight(session: &Session, pipeline: &Pipeline, version: Option<u64>) -> Result<()> {
     check_locations(pipeline)?;
+    let tables = session.tables();
     let kept_source = match version {
-        None => kept_or_awaited(&pipeline.source, &pipeline.source_storage).await,
+        None => {
+            tables
+                .kept_or_awaited(&pipeline.source, &pipeline.source_storage)
+                .await
+        }
         Some(_) => None,
     };
-    let kept_target = kept_or_awaited(&pipeline.target, &pipeline.target_storage).await;
+    let kept_target = tables
+        .kept_or_awaited(&pipeline.target, &pipeline.target_storage)
+        .await;
     let any_kept = kept_source.is_some() || kept_target.is_some();
     let source = match kept_source {
         Some(table) => table,
-        None => open_source(&pipeline.source, &pipeline.source_storage, version).await?,
+        None => open_source(session, &pipeline.source, &pipeline.source_storage, version).await?,
     };
     let target = match kept_target {
         Some(table) => Some(table),
-        None => open_target_or_check_location(pipeline).await?,
+        None => open_target_or_check_location(session, pipeline).await?,
     };
     match check_plan(pipeline, &source, target.as_ref()).await {
         Err(_) if any_kept => {
-            let source = open_source(&pipeline.source, &pipeline.source_storage, version).await?;
-            let target = open_target_or_check_location(pipeline).await?;
+            let source =
+                open_source(session, &pipeline.source, &pipeline.source_storage, version).await?;
+            let target = open_target_or_check_location(session, pipeline).await?;
             check_plan(pipeline, &source, target.as_ref()).await
         }
         checked => checked,
@@ -1099,8 +1126,11 @@ pub async fn preflight(pipeline: &Pipeline, version: Option<u64>) -> Result<()> 
 
 /// The target, or `None` when there is none yet and latefill may create it there
 /// ([`latefill_core::storage::check_new_location`]).
-async fn open_target_or_check_location(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
-    let target = open_target(pipeline).await?;
+async fn open_target_or_check_location(
+    session: &Session,
+    pipeline: &Pipeline,
+) -> Result<Option<DeltaTable>> {
+    let target = open_target(session, pipeline).await?;
     let url = &pipeline.target;
     let missing_locally = url.to_file_path().is_ok_and(|path| !path.exists());
     if target.is_none() && !missing_locally {
@@ -1274,12 +1304,12 @@ async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<u64> {
 /// the runs, which meet them again and report them.
 ///
 /// `source_too: false` for runs that read the source at a version of their own.
-pub async fn prefetch(pipeline: &Pipeline, source_too: bool) {
+pub async fn prefetch(session: &Session, pipeline: &Pipeline, source_too: bool) {
     let load = async |url: &Url, options: &StorageOptions| {
         if local_without_log(url) {
             return;
         }
-        if let Err(e) = latefill_core::storage::load(url, options, None).await {
+        if let Err(e) = session.tables().load(url, options, None).await {
             tracing::debug!(table = %url, error = %e, "prefetch: not loaded");
         }
     };
@@ -1299,12 +1329,12 @@ fn local_without_log(url: &Url) -> bool {
 }
 
 /// Opens the target, or `None` when no table exists there yet.
-async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
+async fn open_target(session: &Session, pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
     let (url, options) = (&pipeline.target, &pipeline.target_storage);
     if local_without_log(url) {
         return Ok(None);
     }
-    match latefill_core::storage::load(url, options, None).await {
+    match session.tables().load(url, options, None).await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
         Err(source) => Err(load_error("target", url, options, "opening target", source).await),
@@ -1315,17 +1345,23 @@ async fn open_target(pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
 /// when the commits after its version are a few of this process's own for other
 /// partitions ([`crate::replace::may_read`]); else the latest, as [`open_target`],
 /// loaded afresh when the target may have been deleted and created again.
-async fn open_target_for(pipeline: &Pipeline, partition: &str) -> Result<Option<DeltaTable>> {
+async fn open_target_for(
+    session: &Session,
+    pipeline: &Pipeline,
+    partition: &str,
+) -> Result<Option<DeltaTable>> {
     use crate::replace::KeptRead;
-    let kept = latefill_core::storage::kept(&pipeline.target, &pipeline.target_storage);
+    let kept = session
+        .tables()
+        .kept(&pipeline.target, &pipeline.target_storage);
     if let Some(kept) = kept {
-        match crate::replace::may_read(&pipeline.target, &kept, partition).await {
+        match crate::replace::may_read(session, &pipeline.target, &kept, partition).await {
             KeptRead::AsIs => return Ok(Some(kept)),
             KeptRead::Latest => {}
-            KeptRead::Afresh => latefill_core::storage::forget(&pipeline.target),
+            KeptRead::Afresh => session.tables().forget(&pipeline.target),
         }
     }
-    open_target(pipeline).await
+    open_target(session, pipeline).await
 }
 
 /// A handle on a target that does not exist yet; the first write creates it.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use latefill::datagen::cli::GenerateArgs;
 use latefill::engine::Engine;
-use latefill::executor::{Pipeline, Project};
+use latefill::executor::{Pipeline, Project, Session};
 
 use crate::exit::UsageError;
 
@@ -130,8 +130,12 @@ pub(crate) struct LateArgs {
 }
 
 impl LateArgs {
-    pub(crate) fn engine(&self, pipeline: Pipeline) -> Engine {
-        Engine::new(pipeline).with_lease(chrono::Duration::seconds(i64::from(self.lease_seconds)))
+    /// The engine of `pipeline`, in `session` (one for all the pipelines of a
+    /// command, so that what an upstream pipeline wrote its downstream advances).
+    pub(crate) fn engine(&self, pipeline: Pipeline, session: &Session) -> Engine {
+        Engine::new(pipeline)
+            .with_lease(chrono::Duration::seconds(i64::from(self.lease_seconds)))
+            .with_session(session.clone())
     }
 }
 

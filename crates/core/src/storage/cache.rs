@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use deltalake::DeltaResult;
 use url::Url;
@@ -235,172 +235,228 @@ async fn last_checkpoint(table: &deltalake::DeltaTable) -> Option<u64> {
     hint.get("version")?.as_u64()
 }
 
-/// The latest version of each table this process has loaded, by location.
-type Loaded = HashMap<TableKey, KeptTable>;
-
-static LOADED: LazyLock<Mutex<Loaded>> = LazyLock::new(Mutex::default);
-
-/// One load at a time of each table, so that a load under way (a prefetch, say) is
-/// waited for rather than made twice.
-static LOADING: LazyLock<Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Mutex::default);
-
 /// A table by location and the options it is opened with.
 type TableKey = (Url, StorageOptions);
 
-/// The table at `url`, at its latest version or at `version`, read once per process:
-/// a table this process loaded before is brought up to date (see [`KeptTable`])
-/// instead of replaying its log from the last checkpoint, which on object storage
-/// costs two requests a commit. A table another task of the process is loading is
-/// waited for, then brought up to date.
-///
-/// A version older than the one kept is loaded afresh. A table that was replaced at
-/// the same location is not noticed here: the detector notices it, and the caller
-/// then calls [`forget`].
-pub async fn load(
-    url: &Url,
-    options: &StorageOptions,
-    version: Option<u64>,
-) -> DeltaResult<deltalake::DeltaTable> {
-    let key = (url.clone(), options.clone());
-    if let Some(table) = advance_kept(&key, version).await {
-        return Ok(table);
+/// The tables a caller keeps between calls, by location: each brought up to date with
+/// its new commits instead of read afresh from its last checkpoint. Cheap to clone; the
+/// clones share what they keep. latefill's `Engine` owns one (in the executor's
+/// `Session`) and passes it down, so that what one call loaded the next advances; a
+/// program with several engines on the same tables may give them one.
+#[derive(Clone, Default)]
+pub struct Tables {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The latest version of each table loaded.
+    loaded: Mutex<HashMap<TableKey, KeptTable>>,
+    /// One load at a time of each table, so that a load under way (a prefetch, say) is
+    /// waited for rather than made twice.
+    loading: Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl fmt::Debug for Tables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let loaded = self.inner.loaded.lock().expect("not poisoned");
+        f.debug_struct("Tables")
+            .field(
+                "kept",
+                &loaded
+                    .keys()
+                    .map(|(url, _)| url.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
     }
-    let gate = LOADING
-        .lock()
-        .expect("not poisoned")
-        .entry(key.clone())
-        .or_default()
-        .clone();
-    let _loading = match gate.try_lock() {
-        Ok(guard) => guard,
-        Err(_) => {
-            let guard = gate.lock().await;
-            // The load waited for kept what it read.
-            if let Some(table) = advance_kept(&key, version).await {
-                return Ok(table);
+}
+
+impl Tables {
+    /// Keeps nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The table at `url`, at its latest version or at `version`, read once: a table
+    /// loaded before is brought up to date (see [`KeptTable`]) instead of replaying
+    /// its log from the last checkpoint, which on object storage costs two requests a
+    /// commit. A table another task is loading is waited for, then brought up to date.
+    ///
+    /// A version older than the one kept is loaded afresh. A table that was replaced
+    /// at the same location is not noticed here: the detector notices it, and the
+    /// caller then calls [`Tables::forget`].
+    pub async fn load(
+        &self,
+        url: &Url,
+        options: &StorageOptions,
+        version: Option<u64>,
+    ) -> DeltaResult<deltalake::DeltaTable> {
+        let key = (url.clone(), options.clone());
+        if let Some(table) = self.advance_kept(&key, version).await {
+            return Ok(table);
+        }
+        let gate = self
+            .inner
+            .loading
+            .lock()
+            .expect("not poisoned")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _loading = match gate.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let guard = gate.lock().await;
+                // The load waited for kept what it read.
+                if let Some(table) = self.advance_kept(&key, version).await {
+                    return Ok(table);
+                }
+                guard
             }
-            guard
+        };
+        let mut table = table_builder(url, options)?.build()?;
+        match version {
+            None => table.load().await?,
+            Some(v) => table.load_version(v).await?,
         }
-    };
-    let mut table = table_builder(url, options)?.build()?;
-    match version {
-        None => table.load().await?,
-        Some(v) => table.load_version(v).await?,
+        if version.is_none() {
+            self.keep(key, KeptTable::loaded(table.clone()));
+        }
+        Ok(table)
     }
-    if version.is_none() {
-        keep(key, KeptTable::loaded(table.clone()));
-    }
-    Ok(table)
-}
 
-/// The table kept for `key`, brought to its latest version or to `version`; `None`
-/// when none is kept, `version` is older than the one kept, or it is better loaded
-/// afresh (then it is no longer kept).
-async fn advance_kept(key: &TableKey, version: Option<u64>) -> Option<deltalake::DeltaTable> {
-    let url = &key.0;
-    let mut kept = LOADED.lock().expect("not poisoned").get(key).cloned()?;
-    let current = kept.table.version();
-    let advanced = match (version, current) {
-        (None, Some(_)) => kept.advance(None).await,
-        (Some(v), Some(c)) if v >= c => kept.advance(Some(v)).await,
-        _ => return None,
-    };
-    match advanced {
-        Ok(true) => {
-            let table = kept.table.clone();
-            if version.is_none() {
-                keep(key.clone(), kept);
+    /// The table kept for `key`, brought to its latest version or to `version`; `None`
+    /// when none is kept, `version` is older than the one kept, or it is better loaded
+    /// afresh (then it is no longer kept).
+    async fn advance_kept(
+        &self,
+        key: &TableKey,
+        version: Option<u64>,
+    ) -> Option<deltalake::DeltaTable> {
+        let url = &key.0;
+        let mut kept = self
+            .inner
+            .loaded
+            .lock()
+            .expect("not poisoned")
+            .get(key)
+            .cloned()?;
+        let current = kept.table.version();
+        let advanced = match (version, current) {
+            (None, Some(_)) => kept.advance(None).await,
+            (Some(v), Some(c)) if v >= c => kept.advance(Some(v)).await,
+            _ => return None,
+        };
+        match advanced {
+            Ok(true) => {
+                let table = kept.table.clone();
+                if version.is_none() {
+                    self.keep(key.clone(), kept);
+                }
+                Some(table)
             }
-            Some(table)
-        }
-        Ok(false) => {
-            tracing::debug!(%url, version = ?kept.table.version(), "loading afresh");
-            // The table loaded next replaces the one kept, whatever its version.
-            forget(url);
-            None
-        }
-        Err(e) => {
-            tracing::debug!(%url, error = %e, "could not advance the loaded table; loading afresh");
-            forget(url);
-            None
+            Ok(false) => {
+                tracing::debug!(%url, version = ?kept.table.version(), "loading afresh");
+                // The table loaded next replaces the one kept, whatever its version.
+                self.forget(url);
+                None
+            }
+            Err(e) => {
+                tracing::debug!(%url, error = %e, "could not advance the loaded table; loading afresh");
+                self.forget(url);
+                None
+            }
         }
     }
-}
 
-/// Keeps `kept` for its location unless a newer version is kept already.
-fn keep(key: TableKey, kept: KeptTable) {
-    let mut loaded = LOADED.lock().expect("not poisoned");
-    let newer = loaded
-        .get(&key)
-        .is_none_or(|k| k.table.version() <= kept.table.version());
-    if newer {
-        loaded.insert(key, kept);
+    /// Keeps `kept` for its location unless a newer version is kept already.
+    fn keep(&self, key: TableKey, kept: KeptTable) {
+        let mut loaded = self.inner.loaded.lock().expect("not poisoned");
+        let newer = loaded
+            .get(&key)
+            .is_none_or(|k| k.table.version() <= kept.table.version());
+        if newer {
+            loaded.insert(key, kept);
+        }
     }
-}
 
-/// Keeps `table` as the latest version of `url` this process knows, e.g. the table a
-/// write returned; an older version than the one kept is ignored.
-pub fn remember(url: &Url, options: &StorageOptions, table: &deltalake::DeltaTable) {
-    let key = (url.clone(), options.clone());
-    let kept = match LOADED.lock().expect("not poisoned").get(&key) {
-        // A write advanced the table kept.
-        Some(kept) => kept.advanced_to(table.clone()),
-        None => KeptTable::loaded(table.clone()),
-    };
-    keep(key, kept);
-}
-
-/// The table at `url` at `version`, loaded afresh (from its newest checkpoint at or
-/// before `version`), and kept unless a newer version is kept: for a caller that has
-/// just written the checkpoint of `version`, which this reads instead of the commits
-/// before it.
-pub async fn load_afresh(
-    url: &Url,
-    options: &StorageOptions,
-    version: u64,
-) -> DeltaResult<deltalake::DeltaTable> {
-    let mut table = table_builder(url, options)?.build()?;
-    table.load_version(version).await?;
-    keep(
-        (url.clone(), options.clone()),
-        KeptTable::loaded(table.clone()),
-    );
-    Ok(table)
-}
-
-/// The table this process keeps for `url` (see [`load`]), at the version it was last
-/// brought to, without looking for newer commits; `None` when it keeps none.
-///
-/// For a caller that knows by other means which commits came after that version.
-pub fn kept(url: &Url, options: &StorageOptions) -> Option<deltalake::DeltaTable> {
-    LOADED
-        .lock()
-        .expect("not poisoned")
-        .get(&(url.clone(), options.clone()))
-        .map(|kept| kept.table.clone())
-}
-
-/// [`kept`], or, when another task of the process is loading the table, the table that
-/// load keeps once it ends; `None` when neither. Asks the store nothing: for a caller
-/// that may decide on a table a little behind (and checks again on the latest one
-/// before it refuses anything).
-pub async fn kept_or_awaited(url: &Url, options: &StorageOptions) -> Option<deltalake::DeltaTable> {
-    if let Some(table) = kept(url, options) {
-        return Some(table);
+    /// Keeps `table` as the latest version of `url` known, e.g. the table a write
+    /// returned; an older version than the one kept is ignored.
+    pub fn remember(&self, url: &Url, options: &StorageOptions, table: &deltalake::DeltaTable) {
+        let key = (url.clone(), options.clone());
+        let kept = match self.inner.loaded.lock().expect("not poisoned").get(&key) {
+            // A write advanced the table kept.
+            Some(kept) => kept.advanced_to(table.clone()),
+            None => KeptTable::loaded(table.clone()),
+        };
+        self.keep(key, kept);
     }
-    let key = (url.clone(), options.clone());
-    let gate = LOADING.lock().expect("not poisoned").get(&key).cloned()?;
-    drop(gate.lock().await);
-    kept(url, options)
-}
 
-/// Drops what this process keeps of `url`: its next [`load`] reads the log afresh.
-pub fn forget(url: &Url) {
-    LOADED
-        .lock()
-        .expect("not poisoned")
-        .retain(|(kept, _), _| kept != url);
+    /// The table at `url` at `version`, loaded afresh (from its newest checkpoint at or
+    /// before `version`), and kept unless a newer version is kept: for a caller that
+    /// has just written the checkpoint of `version`, which this reads instead of the
+    /// commits before it.
+    pub async fn load_afresh(
+        &self,
+        url: &Url,
+        options: &StorageOptions,
+        version: u64,
+    ) -> DeltaResult<deltalake::DeltaTable> {
+        let mut table = table_builder(url, options)?.build()?;
+        table.load_version(version).await?;
+        self.keep(
+            (url.clone(), options.clone()),
+            KeptTable::loaded(table.clone()),
+        );
+        Ok(table)
+    }
+
+    /// The table kept for `url` (see [`Tables::load`]), at the version it was last
+    /// brought to, without looking for newer commits; `None` when none is kept.
+    ///
+    /// For a caller that knows by other means which commits came after that version.
+    pub fn kept(&self, url: &Url, options: &StorageOptions) -> Option<deltalake::DeltaTable> {
+        self.inner
+            .loaded
+            .lock()
+            .expect("not poisoned")
+            .get(&(url.clone(), options.clone()))
+            .map(|kept| kept.table.clone())
+    }
+
+    /// [`Tables::kept`], or, when another task is loading the table, the table that
+    /// load keeps once it ends; `None` when neither. Asks the store nothing: for a
+    /// caller that may decide on a table a little behind (and checks again on the
+    /// latest one before it refuses anything).
+    pub async fn kept_or_awaited(
+        &self,
+        url: &Url,
+        options: &StorageOptions,
+    ) -> Option<deltalake::DeltaTable> {
+        if let Some(table) = self.kept(url, options) {
+            return Some(table);
+        }
+        let key = (url.clone(), options.clone());
+        let gate = self
+            .inner
+            .loading
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .cloned()?;
+        drop(gate.lock().await);
+        self.kept(url, options)
+    }
+
+    /// Drops what is kept of `url`: its next [`Tables::load`] reads the log afresh.
+    pub fn forget(&self, url: &Url) {
+        self.inner
+            .loaded
+            .lock()
+            .expect("not poisoned")
+            .retain(|(kept, _), _| kept != url);
+    }
 }
 
 #[cfg(test)]
@@ -507,7 +563,11 @@ mod tests {
         ];
         let (dir, url, mut kept) = new_kept_table(&properties).await;
         let options = StorageOptions::new();
-        assert_eq!(load(&url, &options, None).await.unwrap().version(), Some(0));
+        let tables = Tables::new();
+        assert_eq!(
+            tables.load(&url, &options, None).await.unwrap().version(),
+            Some(0)
+        );
         let mut latest = 0;
         for _ in 0..7 {
             latest = append_with(&url, &properties).await;
@@ -516,7 +576,7 @@ mod tests {
         assert!(!log.join(format!("{:020}.json", 0)).exists(), "cleaned up");
         assert!(!kept.advance(None).await.unwrap());
         assert_eq!(
-            load(&url, &options, None).await.unwrap().version(),
+            tables.load(&url, &options, None).await.unwrap().version(),
             Some(latest)
         );
     }

@@ -23,9 +23,7 @@ mod cache;
 mod failure;
 mod new_table;
 
-pub use cache::{
-    KeptTable, RELOAD_CHECK_EVERY, forget, kept, kept_or_awaited, load, load_afresh, remember,
-};
+pub use cache::{KeptTable, RELOAD_CHECK_EVERY, Tables};
 pub use failure::StoreFailure;
 pub use new_table::{
     NEW_TABLE_MARKER, NewTableError, check_new_location, check_put_if_absent, finish_new_table,

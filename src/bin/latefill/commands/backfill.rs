@@ -7,6 +7,7 @@ use std::sync::Arc;
 use latefill::PartitionDate;
 use latefill::backfill::{Batching, Selection};
 use latefill::engine::{Engine, RunControl};
+use latefill::executor::Session;
 
 use crate::args::{BackfillArgs, Output};
 use crate::exit::{DataFailure, Interrupted, UsageError};
@@ -114,9 +115,13 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         ..Batching::default()
     };
     // Upstream first, so that what a downstream pipeline reads is up to date.
+    // One session for the project: what an upstream pipeline wrote, its downstream
+    // advances instead of reading afresh.
+    let session = Session::new();
     for (pipeline, range) in pipelines.into_iter().zip(ranges) {
-        let engine =
-            Engine::new(pipeline).with_lease(chrono::Duration::seconds(i64::from(lease_seconds)));
+        let engine = Engine::new(pipeline)
+            .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)))
+            .with_session(session.clone());
         backfill_pipeline(
             engine,
             range,

@@ -3,6 +3,7 @@
 
 use latefill::engine::RunControl;
 use latefill::executor;
+use latefill::executor::Session;
 
 use crate::args::{DetectArgs, Output};
 use crate::exit::{Interrupted, UsageError};
@@ -31,9 +32,12 @@ pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| p.parse_date(&date))
         .collect::<executor::Result<Vec<_>>>()?;
+    // One session for the project: what an upstream pipeline wrote, its downstream
+    // advances instead of reading afresh.
+    let session = Session::new();
     for (pipeline, date) in pipelines.into_iter().zip(dates) {
         let name = pipeline.name.clone();
-        let engine = late.engine(pipeline);
+        let engine = late.engine(pipeline, &session);
         let control = RunControl::default();
         let work = async {
             let detection = engine

@@ -4,6 +4,7 @@ use std::future::IntoFuture;
 
 use latefill::engine::{LateHandling, RunControl};
 use latefill::executor;
+use latefill::executor::Session;
 use latefill::project::InOrder;
 
 use crate::args::{Output, RunArgs};
@@ -59,6 +60,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut order = InOrder::new();
     let mut late_failures = 0;
     let mut interrupted = false;
+    // One session for the project: what an upstream pipeline wrote, its downstream
+    // advances instead of reading afresh.
+    let session = Session::new();
     for (pipeline, date) in pipelines.into_iter().zip(dates) {
         let name = pipeline.name.clone();
         if interrupted {
@@ -74,7 +78,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             continue;
         }
-        let mut engine = late.engine(pipeline);
+        let mut engine = late.engine(pipeline, &session);
         if let Some(id) = &run_id {
             engine = engine.with_run_id(id.clone());
         }

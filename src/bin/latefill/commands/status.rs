@@ -1,6 +1,7 @@
 //! `latefill status`: the state table of each pipeline, as text, JSON or a page.
 
 use latefill::engine::Engine;
+use latefill::executor::Session;
 
 use crate::args::{StatusArgs, StatusFormat};
 use crate::exit::UsageError;
@@ -15,8 +16,14 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let (pipelines, _) = config.load_all()?;
     let several = pipelines.len() > 1;
     let mut all = Vec::new();
+    // One session for the project: what an upstream pipeline wrote, its downstream
+    // advances instead of reading afresh.
+    let session = Session::new();
     for pipeline in pipelines {
-        let rows = Engine::new(pipeline.clone()).status().await?;
+        let rows = Engine::new(pipeline.clone())
+            .with_session(session.clone())
+            .status()
+            .await?;
         all.push((pipeline, rows));
     }
     let text = match format {
