@@ -640,9 +640,7 @@ impl Engine {
             Log::NotATable { reason, .. } => {
                 latefill_executor::Error::SourceNotFound { table, reason }.into()
             }
-            damage @ (Log::CorruptCommit { .. }
-            | Log::CorruptCheckpoint { .. }
-            | Log::MissingCommit { .. }) => latefill_executor::Error::DamagedLog {
+            damage if damage.is_log_damage() => latefill_executor::Error::DamagedLog {
                 role: "source",
                 table,
                 source: damage,
@@ -1068,9 +1066,7 @@ async fn processed_partitions(
     let target = latefill_core::storage::open_table(&pipeline.target, &pipeline.target_storage)
         .await
         .map_err(delta)?;
-    let files: Vec<_> = target
-        .get_active_add_actions_by_predicate(None)
-        .try_collect()
+    let files: Vec<_> = latefill_core::storage::active_files(&target)
         .await
         .map_err(delta)?;
     let mut partitions = std::collections::BTreeSet::new();

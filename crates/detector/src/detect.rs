@@ -365,7 +365,6 @@ impl Fold {
 /// Resolves removes without partition values from the table's snapshot just before
 /// them; an old writer's habit, so rare, and costly only then.
 async fn resolve_removes(reader: &LogReader, fold: &mut Fold) -> Result<()> {
-    use futures::TryStreamExt;
     let unresolved = std::mem::take(&mut fold.unresolved);
     for (version, path) in unresolved {
         let delta = |source| Error::Delta {
@@ -378,9 +377,7 @@ async fn resolve_removes(reader: &LogReader, fold: &mut Fold) -> Result<()> {
             .load()
             .await
             .map_err(delta)?;
-        let files: Vec<_> = table
-            .get_active_add_actions_by_predicate(None)
-            .try_collect()
+        let files: Vec<_> = latefill_core::storage::active_files(&table)
             .await
             .map_err(delta)?;
         let wanted = percent_decode(&path);

@@ -117,6 +117,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is damage in a table's log: a corrupt or torn commit, an
+    /// unreadable checkpoint, a missing commit.
+    pub fn is_log_damage(&self) -> bool {
+        matches!(
+            self,
+            Error::CorruptCommit { .. }
+                | Error::CorruptCheckpoint { .. }
+                | Error::MissingCommit { .. }
+        )
+    }
+
     /// The class of this error.
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -45,5 +45,5 @@ pub use detect::{
     Changes, Cursor, DetectChanges, PartitionChange, Replacement, ScanStats, detect_changes,
 };
 pub use error::{Error, Result};
-pub use log::{LogBounds, check_log, log_bounds};
+pub use log::{LogBounds, check_log, log_bounds, log_damage};
 pub use naming::{NULL_PARTITION_VALUE, PartitionNaming};

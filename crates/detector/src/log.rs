@@ -617,3 +617,14 @@ pub async fn check_log(table: &Url, options: &StorageOptions) -> Result<()> {
     reader.read_commits(from..=latest).await?;
     Ok(())
 }
+
+/// The damage [`check_log`] finds in the table's log (a corrupt or torn commit, an
+/// unreadable checkpoint, a missing commit), if any: for a caller whose load of the
+/// table failed and who wants to say why. `None` also when the log could not be read
+/// at all (the caller's own error says more then).
+pub async fn log_damage(table: &Url, options: &StorageOptions) -> Option<Error> {
+    check_log(table, options)
+        .await
+        .err()
+        .filter(Error::is_log_damage)
+}

@@ -25,7 +25,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::transform::Transform;
-use latefill_core::storage::{StorageOptions, table_builder};
+use latefill_core::storage::{StorageOptions, is_local_without_log, table_builder};
 
 use crate::pipeline::Pipeline;
 use latefill_core::partition::{PartitionDate, Partitioning};
@@ -180,15 +180,14 @@ pub async fn partition_fingerprints(
 ) -> Result<BTreeMap<String, String>> {
     let source = &pipeline.source;
     let table = open_source(session, source, &pipeline.source_storage, None).await?;
-    let files: Vec<LogicalFileView> = table
-        .get_active_add_actions_by_predicate(None)
-        .try_collect()
-        .await
-        .map_err(|e| Error::Delta {
-            action: "listing files of source",
-            table: source.clone(),
-            source: e,
-        })?;
+    let files: Vec<LogicalFileView> =
+        latefill_core::storage::active_files(&table)
+            .await
+            .map_err(|e| Error::Delta {
+                action: "listing files of source",
+                table: source.clone(),
+                source: e,
+            })?;
     let mut identities: BTreeMap<String, Vec<String>> = Default::default();
     for file in &files {
         if let Some(period) = period_of_file(&pipeline.partitioning, file) {
@@ -647,12 +646,10 @@ async fn open_source(
         table: url.clone(),
         reason,
     };
-    if let Ok(path) = url.to_file_path()
-        && !path.join("_delta_log").is_dir()
-    {
+    if is_local_without_log(url) {
         return Err(not_found(format!(
             "{} has no _delta_log directory",
-            path.display()
+            url.to_file_path().unwrap_or_default().display()
         )));
     }
     table_builder(url, options).map_err(|e| not_found(e.to_string()))?;
@@ -683,18 +680,13 @@ pub(crate) async fn load_error(
     action: &'static str,
     source: DeltaTableError,
 ) -> Error {
-    use latefill_detector::Error as LogError;
-    match latefill_detector::check_log(url, options).await {
-        Err(
-            damage @ (LogError::CorruptCommit { .. }
-            | LogError::CorruptCheckpoint { .. }
-            | LogError::MissingCommit { .. }),
-        ) => Error::DamagedLog {
+    match latefill_detector::log_damage(url, options).await {
+        Some(damage) => Error::DamagedLog {
             role,
             table: url.clone(),
             source: damage,
         },
-        _ => Error::Delta {
+        None => Error::Delta {
             action,
             table: url.clone(),
             source,
@@ -863,15 +855,14 @@ pub(crate) async fn partition_files<'a>(
     let Some(table) = table.into() else {
         return Ok(Vec::new());
     };
-    let files: Vec<LogicalFileView> = table
-        .get_active_add_actions_by_predicate(None)
-        .try_collect()
-        .await
-        .map_err(|source| Error::Delta {
-            action: "listing partition files of",
-            table: url.clone(),
-            source,
-        })?;
+    let files: Vec<LogicalFileView> =
+        latefill_core::storage::active_files(table)
+            .await
+            .map_err(|source| Error::Delta {
+                action: "listing partition files of",
+                table: url.clone(),
+                source,
+            })?;
     Ok(files
         .into_iter()
         .filter(|f| period_of_file(partitioning, f) == Some(period))
@@ -1306,7 +1297,7 @@ async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<u64> {
 /// `source_too: false` for runs that read the source at a version of their own.
 pub async fn prefetch(session: &Session, pipeline: &Pipeline, source_too: bool) {
     let load = async |url: &Url, options: &StorageOptions| {
-        if local_without_log(url) {
+        if is_local_without_log(url) {
             return;
         }
         if let Err(e) = session.tables().load(url, options, None).await {
@@ -1321,17 +1312,10 @@ pub async fn prefetch(session: &Session, pipeline: &Pipeline, source_too: bool) 
     tokio::join!(source, load(&pipeline.target, &pipeline.target_storage));
 }
 
-/// Whether `url` is a local directory without a Delta log: no table there yet, told
-/// without asking delta-rs (which would report it as an error).
-fn local_without_log(url: &Url) -> bool {
-    url.to_file_path()
-        .is_ok_and(|path| !path.join("_delta_log").is_dir())
-}
-
 /// Opens the target, or `None` when no table exists there yet.
 async fn open_target(session: &Session, pipeline: &Pipeline) -> Result<Option<DeltaTable>> {
     let (url, options) = (&pipeline.target, &pipeline.target_storage);
-    if local_without_log(url) {
+    if is_local_without_log(url) {
         return Ok(None);
     }
     match session.tables().load(url, options, None).await {

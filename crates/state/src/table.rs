@@ -15,7 +15,6 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
-use futures::TryStreamExt;
 use latefill_core::storage::{
     KeptTable, StorageOptions, finish_new_table, open_table, prepare_new_table, table_builder,
 };
@@ -325,17 +324,12 @@ impl StateTable {
 
     /// [`Error::DamagedLog`] when the table's log is damaged, else the read's error.
     async fn diagnose(&self, source: DeltaTableError) -> Error {
-        use latefill_detector::Error as LogError;
-        match latefill_detector::check_log(&self.url, &self.storage).await {
-            Err(
-                damage @ (LogError::CorruptCommit { .. }
-                | LogError::CorruptCheckpoint { .. }
-                | LogError::MissingCommit { .. }),
-            ) => Error::DamagedLog {
+        match latefill_detector::log_damage(&self.url, &self.storage).await {
+            Some(damage) => Error::DamagedLog {
                 table: self.url.clone(),
                 source: damage,
             },
-            _ => self.delta("reading state table")(source),
+            None => self.delta("reading state table")(source),
         }
     }
 
@@ -367,9 +361,7 @@ impl StateTable {
                 }
             }
         }
-        if let Ok(path) = self.url.to_file_path()
-            && !path.join("_delta_log").is_dir()
-        {
+        if latefill_core::storage::is_local_without_log(&self.url) {
             return Ok((None, AllRows::default()));
         }
         let table = match open_table(&self.url, &self.storage).await {
@@ -408,9 +400,7 @@ impl StateTable {
     /// The paths of the table's data files at its loaded version (from the log, in
     /// memory).
     async fn data_files(&self, table: &DeltaTable) -> Result<Vec<deltalake::Path>> {
-        let files: Vec<_> = table
-            .get_active_add_actions_by_predicate(None)
-            .try_collect()
+        let files: Vec<_> = latefill_core::storage::active_files(table)
             .await
             .map_err(self.delta("listing state table files"))?;
         let mut paths: Vec<deltalake::Path> = files.iter().map(|f| f.object_store_path()).collect();
@@ -1096,10 +1086,7 @@ async fn overwrite(
             let mut writer = DeltaWriter::new(table.log_store().object_store(None), config);
             writer.write(&batch).await?;
             let adds = writer.close().await?;
-            let files: Vec<_> = table
-                .get_active_add_actions_by_predicate(None)
-                .try_collect()
-                .await?;
+            let files: Vec<_> = latefill_core::storage::active_files(table).await?;
             let actions: Vec<Action> = adds
                 .into_iter()
                 .map(Action::Add)

@@ -104,6 +104,26 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for StorageOptions {
     }
 }
 
+/// The data files of `table` at its loaded version, from its log (in memory, no
+/// request): every file the version holds, whatever its partition.
+pub async fn active_files(
+    table: &deltalake::DeltaTable,
+) -> DeltaResult<Vec<deltalake::kernel::LogicalFileView>> {
+    use futures::TryStreamExt;
+    table
+        .get_active_add_actions_by_predicate(None)
+        .try_collect()
+        .await
+}
+
+/// Whether `url` is a local directory without a Delta log: no table there (yet), told
+/// by one lookup, without asking delta-rs (which would report it as an error). `false`
+/// for an object store, which only a listing can tell.
+pub fn is_local_without_log(url: &Url) -> bool {
+    url.to_file_path()
+        .is_ok_and(|path| !path.join("_delta_log").is_dir())
+}
+
 /// A builder for the table at `url` with `options` (over [`DEFAULT_OPTIONS`] and the
 /// environment). Every table latefill opens is opened through this.
 pub fn table_builder(url: &Url, options: &StorageOptions) -> DeltaResult<DeltaTableBuilder> {
