@@ -15,6 +15,15 @@
 //!   target. The commit carries a Delta application transaction (`txn`) whose app id
 //!   is [`Pipeline::app_id`] and whose version is the source version, so the target's
 //!   own log records which source version each partition reflects.
+//! - [`Session`] is what runs keep between calls (tables, commit chains, background
+//!   checkpoints); the caller owns it and passes it down.
+//!
+//! The modules, each one concept: `run` (a run, start to end), `source` (the table at
+//! a pinned version, a partition's files), `target` (opening, schema, `txn`, log
+//! upkeep), `replace` (a partition's data files, then its commit), `preflight` (what
+//! is checked before a claim), `fingerprint`, `schema` (Arrow types as Delta stores
+//! them), `transform` (SQL or Rust), `pipeline` and `project` (the declarations),
+//! `session`.
 //!
 //! ```no_run
 //! # async fn example() -> latefill_executor::Result<()> {
@@ -30,23 +39,28 @@
 
 mod error;
 mod failpoint;
+mod fingerprint;
 mod pipeline;
+mod preflight;
 mod project;
 mod replace;
 mod run;
+mod schema;
 mod session;
+mod source;
+mod target;
 mod transform;
 
 pub use error::{Error, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint, pausepoint};
+pub use fingerprint::{file_identity, fingerprint};
 pub use pipeline::{
     DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_retention, resolve_location,
 };
+pub use preflight::{check_locations, prefetch, preflight};
 pub use project::{Project, same_table};
-pub use run::{
-    COMMIT_INFO_KEY, PartitionInfo, RunPartition, RunReport, check_locations, file_identity,
-    fingerprint, inspect_partition, partition_fingerprints, prefetch, preflight, run_partition,
-    target_txn_version,
-};
+pub use run::{COMMIT_INFO_KEY, RunPartition, RunReport, run_partition};
 pub use session::Session;
+pub use source::{PartitionInfo, inspect_partition, partition_fingerprints};
+pub use target::target_txn_version;
 pub use transform::{DataFrameTransform, Transform};

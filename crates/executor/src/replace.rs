@@ -48,7 +48,8 @@ use futures::StreamExt;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::run::{partition_files, write_error};
+use crate::source::partition_files;
+use crate::target::write_error;
 use latefill_core::partition::{PartitionDate, Partitioning};
 use latefill_core::storage::{StorageOptions, Tables};
 
@@ -544,7 +545,7 @@ async fn write_checkpoint_at(
         return;
     }
     let written = ms(started);
-    crate::run::cleanup_expired_logs_at_checkpoint(table, url, version).await;
+    crate::target::cleanup_expired_logs_at_checkpoint(table, url, version).await;
     let cleaned = ms(started);
     let reloaded = reload.load(Ordering::Relaxed);
     if reloaded && let Err(e) = tables.load_afresh(url, options, version).await {

@@ -154,5 +154,5 @@ fn sql_version(sql: &str) -> String {
         // Invalid SQL fails its runs anyway; its words still identify it.
         Err(_) => sql.split_whitespace().collect::<Vec<_>>().join(" "),
     };
-    format!("sql:{:016x}", crate::run::fnv1a(normalised.bytes()))
+    format!("sql:{:016x}", crate::fingerprint::fnv1a(normalised.bytes()))
 }

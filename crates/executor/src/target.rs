@@ -1,0 +1,241 @@
+//! The target side of a run: opening it (or its location), its schema against the
+//! result, its `txn` per partition, and its log's upkeep at checkpoints.
+
+use deltalake::arrow::datatypes::{DataType, Schema};
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use latefill_core::storage::{is_local_without_log, table_builder};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::pipeline::Pipeline;
+use crate::schema::{arrow_schema, delta_type, value_type};
+use crate::session::Session;
+use crate::source::load_error;
+
+/// The target's latest version and the source version its log records for
+/// `partition` (its `txn`); `None` when the target does not exist.
+pub async fn target_txn_version(
+    session: &Session,
+    pipeline: &Pipeline,
+    partition: &str,
+) -> Result<Option<(u64, Option<u64>)>> {
+    let Some(target) = open_target(session, pipeline).await? else {
+        return Ok(None);
+    };
+    let delta = |source| Error::Delta {
+        action: "reading the txn of target",
+        table: pipeline.target.clone(),
+        source,
+    };
+    let version = target
+        .snapshot()
+        .map_err(delta)?
+        .transaction_version(target.log_store().as_ref(), pipeline.app_id(partition))
+        .await
+        .map_err(delta)?;
+    Ok(Some((
+        target.version().unwrap_or_default(),
+        version.and_then(|v| u64::try_from(v).ok()),
+    )))
+}
+
+/// After the commit of `version`, when it was checkpointed: removes the commits older
+/// than the target's log retention (`delta.logRetentionDuration`, 30 days by default),
+/// as Delta writers do at checkpoints, unless `delta.enableExpiredLogCleanup` is off.
+/// Best effort: the write has landed, and the next checkpoint tries again.
+pub(crate) async fn cleanup_expired_logs_at_checkpoint(
+    table: &DeltaTable,
+    url: &Url,
+    version: u64,
+) {
+    use deltalake::table::config::TablePropertiesExt;
+    let Ok(snapshot) = table.snapshot() else {
+        return;
+    };
+    let config = snapshot.table_config();
+    if !(version + 1).is_multiple_of(config.checkpoint_interval().get())
+        || !config.enable_expired_log_cleanup()
+    {
+        return;
+    }
+    let retention = config.log_retention_duration();
+    let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
+    if let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
+        version,
+        table.log_store().as_ref(),
+        cutoff,
+        None,
+    )
+    .await
+    {
+        tracing::warn!(table = %url, version, error = %e, "target: log cleanup failed");
+    }
+}
+
+/// The type of the partition column in the target, or in the result when the target
+/// does not exist yet.
+pub(crate) fn target_column_type(
+    target: &Option<DeltaTable>,
+    url: &Url,
+    column: &str,
+    result: &Schema,
+) -> Result<DataType> {
+    let field_type = |schema: &Schema| {
+        schema
+            .field_with_name(column)
+            .ok()
+            .map(|f| value_type(f.data_type()))
+    };
+    let from_target = match target {
+        Some(t) => field_type(arrow_schema(t, url, "reading the schema of target")?.as_ref()),
+        None => None,
+    };
+    from_target
+        .or_else(|| field_type(result))
+        .ok_or_else(|| Error::Internal(format!("no column {column} in the result or target {url}")))
+}
+
+/// Opens the target, or `None` when no table exists there yet.
+pub(crate) async fn open_target(
+    session: &Session,
+    pipeline: &Pipeline,
+) -> Result<Option<DeltaTable>> {
+    let (url, options) = (&pipeline.target, &pipeline.target_storage);
+    if is_local_without_log(url) {
+        return Ok(None);
+    }
+    match session.tables().load(url, options, None).await {
+        Ok(table) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(source) => Err(load_error("target", url, options, "opening target", source).await),
+    }
+}
+
+/// Opens the target for a run of `partition`: the table this process keeps, as it is,
+/// when the commits after its version are a few of this process's own for other
+/// partitions ([`crate::replace::may_read`]); else the latest, as [`open_target`],
+/// loaded afresh when the target may have been deleted and created again.
+pub(crate) async fn open_target_for(
+    session: &Session,
+    pipeline: &Pipeline,
+    partition: &str,
+) -> Result<Option<DeltaTable>> {
+    use crate::replace::KeptRead;
+    let kept = session
+        .tables()
+        .kept(&pipeline.target, &pipeline.target_storage);
+    if let Some(kept) = kept {
+        match crate::replace::may_read(session, &pipeline.target, &kept, partition).await {
+            KeptRead::AsIs => return Ok(Some(kept)),
+            KeptRead::Latest => {}
+            KeptRead::Afresh => session.tables().forget(&pipeline.target),
+        }
+    }
+    open_target(session, pipeline).await
+}
+
+/// A handle on a target that does not exist yet; the first write creates it.
+pub(crate) async fn create_target_handle(pipeline: &Pipeline) -> Result<DeltaTable> {
+    let url = &pipeline.target;
+    let delta = |source| Error::Delta {
+        action: "creating target",
+        table: url.clone(),
+        source,
+    };
+    // A local store writes into an existing directory; object stores have none.
+    if let Ok(path) = url.to_file_path() {
+        std::fs::create_dir_all(&path).map_err(|e| delta(DeltaTableError::from(e)))?;
+    }
+    let table = table_builder(url, &pipeline.target_storage)
+        .and_then(DeltaTableBuilder::build)
+        .map_err(delta)?;
+    latefill_core::storage::prepare_new_table(&table, url, "target").await?;
+    Ok(table)
+}
+
+/// Compares the result's columns with the target's: same names, same order, types
+/// that Delta stores alike.
+pub(crate) fn check_target_schema(target: &DeltaTable, url: &Url, result: &Schema) -> Result<()> {
+    let expected = arrow_schema(target, url, "reading the schema of target")?;
+    let mismatch = |difference: String| Error::SchemaMismatch {
+        table: url.clone(),
+        difference,
+    };
+    let names = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
+    if names(&expected) != names(result) {
+        let mut target_sorted = names(&expected);
+        let mut result_sorted = names(result);
+        target_sorted.sort();
+        result_sorted.sort();
+        if target_sorted != result_sorted {
+            return Err(mismatch(format!(
+                "target has columns {:?}, result has {:?}",
+                names(&expected),
+                names(result)
+            )));
+        }
+    }
+    for field in expected.fields() {
+        let found = result
+            .field_with_name(field.name())
+            .expect("names compared above");
+        if delta_type(field.data_type()) != delta_type(found.data_type()) {
+            return Err(mismatch(format!(
+                "column {:?}: target has {}, result has {}",
+                field.name(),
+                field.data_type(),
+                found.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn write_error(url: &Url, partition: &str, source: DeltaTableError) -> Error {
+    use deltalake::kernel::transaction::TransactionError;
+    match source {
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
+        } => Error::TargetConflict {
+            table: url.clone(),
+            partition: partition.to_owned(),
+            attempts: 1,
+            source,
+        },
+        DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. } => Error::Delta {
+            action: "writing target",
+            table: url.clone(),
+            source,
+        },
+        // Anything else failed while computing or validating the partition's rows.
+        other => Error::Execution {
+            partition: partition.to_owned(),
+            source: DataFusionError::External(Box::new(other)),
+        },
+    }
+}
+
+/// Reads `num_added_rows` from the operation metrics of the table's last commit.
+pub(crate) async fn rows_added_by_last_commit(table: &DeltaTable, url: &Url) -> Result<u64> {
+    let info = table
+        .history(Some(1))
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|source| Error::Delta {
+            action: "reading the last commit of target",
+            table: url.clone(),
+            source,
+        })?;
+    info.first()
+        .and_then(|c| c.info.get("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(|n| n.as_u64())
+        .ok_or_else(|| Error::Internal(format!("target {url}: last commit has no num_added_rows")))
+}
