@@ -88,8 +88,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// The class of this error: writing failed ([`ErrorClass::Storage`]), or an
-    /// argument is wrong ([`ErrorClass::Usage`]).
+    /// The class of this error: writing failed ([`ErrorClass::Storage`](latefill_core::ErrorClass::Storage)), or an
+    /// argument is wrong ([`ErrorClass::Usage`](latefill_core::ErrorClass::Usage)).
     pub fn class(&self) -> latefill_core::ErrorClass {
         match self {
             Error::Delta { .. } => latefill_core::ErrorClass::Storage,

@@ -48,7 +48,7 @@ pub struct RunReport {
     /// The target's version after the commit that replaced the partition.
     pub target_version: u64,
     /// Fingerprint of the partition's source files at `source_version`
-    /// ([`fingerprint`]); equal fingerprints mean the same data.
+    /// ([`fingerprint`](crate::fingerprint())); equal fingerprints mean the same data.
     pub fingerprint: String,
     /// The transform's version ([`Pipeline::transform_version`]) that wrote it.
     pub transform: String,
@@ -128,7 +128,7 @@ impl RunPartition {
 
     /// Writes the target's checkpoint, when this run's commit is due one, in a task of
     /// its own rather than before the run returns, for a caller that goes on with other
-    /// work meanwhile. Await [`checkpoints_written`](crate::checkpoints_written) before
+    /// work meanwhile. Await [`Session::checkpoints_written`](crate::Session::checkpoints_written) before
     /// the runtime ends: a checkpoint cut short is not written (readers then replay
     /// the commits since the one before).
     ///

@@ -31,7 +31,7 @@ pub struct PartitionInfo {
     pub files: usize,
     /// Its rows, when the log has row counts.
     pub rows: Option<u64>,
-    /// [`fingerprint`] of its files.
+    /// [`fingerprint`](crate::fingerprint()) of its files.
     pub fingerprint: String,
 }
 

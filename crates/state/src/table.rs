@@ -215,7 +215,7 @@ impl StateTable {
         self
     }
 
-    /// How long old commits and replaced files are kept ([`DEFAULT_RETENTION`]).
+    /// How long old commits and replaced files are kept (a week by default).
     ///
     /// Every transition rewrites the table, so it gains a commit and replaces a file
     /// each time. Each process that commits a checkpoint (every 10 commits) then

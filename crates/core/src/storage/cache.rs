@@ -131,7 +131,7 @@ impl KeptTable {
     /// (when bringing the table to its latest version) by one listing of the log from
     /// it, which also tells whether commits came after it; delta-rs lists the log only
     /// when some did. A local table is checked for a commit after its own by a lookup
-    /// too (see [`is_latest_local`]); when there is none, its log is not listed.
+    /// too (by two file lookups); when there is none, its log is not listed.
     pub async fn advance(&mut self, version: Option<u64>) -> DeltaResult<bool> {
         let local = self.table.table_url().scheme() == "file";
         if local && self.stamp.is_some() && commit_stamp(&self.table) != self.stamp {
