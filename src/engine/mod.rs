@@ -7,10 +7,10 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use latefill_core::{PartitionDate, UnrecognisedPartition};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{
@@ -22,11 +22,15 @@ use rand::RngExt;
 use serde::Serialize;
 
 use crate::backfill::BackfillEvent;
+use crate::plan::{LatePartition, PlanInput, partition_date, plan_late, plan_stale};
 
+mod hand_out;
 mod requests;
+mod status;
 
-use crate::plan::{LatePartition, PlanInput, is_stale, partition_date, plan_late, plan_stale};
+pub use hand_out::BackfillPlan;
 pub use requests::{Detect, Process, RunDate};
+pub use status::StatusRow;
 
 /// Errors of the engine: those of its parts, plus its own.
 #[derive(Debug, thiserror::Error)]
@@ -290,50 +294,6 @@ pub(crate) struct RunDateOptions {
     pub(crate) lookback_days: Option<u32>,
     /// Stops the run between partitions and tracks its claims (signal handling).
     pub(crate) control: Option<Arc<RunControl>>,
-}
-
-/// One row of [`Engine::status`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatusRow {
-    /// The pipeline.
-    pub pipeline: String,
-    /// The partition.
-    pub partition: String,
-    /// The partition's period alone (`2024-01-03`), as `--date` takes it.
-    pub period: String,
-    /// `processing`, `processed`, `failed`, or `unprocessed` (seen in the source only).
-    pub status: String,
-    /// The source version it was last processed at.
-    pub source_version: Option<u64>,
-    /// The last version its data changed at.
-    pub last_change_version: Option<u64>,
-    /// Whether it is late: processed, and changed since.
-    pub late: bool,
-    /// Whether it is stale: processed by another version of the transform.
-    pub stale: bool,
-    /// The version of the transform that processed it.
-    pub transform: Option<String>,
-    /// Who holds or last held it.
-    pub owner: Option<String>,
-    /// Until when a `processing` row is leased.
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    /// Claims so far.
-    pub attempts: u64,
-    /// Why the last run failed.
-    pub last_error: Option<String>,
-}
-
-/// The plan file for an external scheduler.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct BackfillPlan {
-    /// The partitions to reprocess, claimed for `run_id`, by name
-    /// (`event_time=2024-01-03`); `latefill run --date` takes either form.
-    pub partitions: Vec<String>,
-    /// Their periods alone (`2024-01-03`), in the same order.
-    #[serde(default)]
-    pub periods: Vec<String>,
-    /// Pass it as `latefill run --run-id` so the run takes over the claim.
-    pub run_id: String,
 }
 
 /// A pipeline's engine. Cheap to clone.
@@ -785,86 +745,6 @@ impl Engine {
         })
     }
 
-    /// Claims the planned partitions (all or none) for this run and writes the plan
-    /// file, so that no concurrent detection hands them out again until the claims
-    /// end or expire.
-    ///
-    /// `None` when `control` was stopped first: nothing is claimed and no file
-    /// written. The claims are held in `control` until the plan file is written, so
-    /// that a second signal gives them back; a caller stopped after that gives the
-    /// plan back with [`Engine::take_back`].
-    pub async fn hand_out(
-        &self,
-        late: &[LatePartition],
-        path: &Path,
-        control: &RunControl,
-    ) -> Result<Option<BackfillPlan>> {
-        let partitions: Vec<String> = late.iter().map(|l| l.partition.clone()).collect();
-        if !partitions.is_empty() {
-            latefill_executor::preflight(&self.session, &self.pipeline, None).await?;
-            if control.is_stopped() {
-                return Ok(None);
-            }
-            self.state.claim(&partitions, &self.run_id).await?;
-            partitions.iter().for_each(|p| control.hold(p));
-            latefill_executor::pausepoint("handed-out").await;
-        }
-        let plan = BackfillPlan {
-            partitions,
-            periods: late.iter().map(|l| l.period.clone()).collect(),
-            run_id: self.run_id.clone(),
-        };
-        if control.is_stopped() {
-            self.give_back(&plan).await;
-            plan.partitions.iter().for_each(|p| control.let_go(p));
-            return Ok(None);
-        }
-        let io = |source| Error::PlanFile {
-            path: path.to_owned(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
-        let json = serde_json::to_string_pretty(&plan).expect("a plan serialises");
-        std::fs::write(&tmp, json + "\n").map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        plan.partitions.iter().for_each(|p| control.let_go(p));
-        Ok(Some(plan))
-    }
-
-    /// Takes back a plan handed out by [`Engine::hand_out`] that will not reach its
-    /// scheduler (the command was stopped): removes the plan file and gives back its
-    /// claims (each becomes `failed` as `interrupted`, and can be claimed at once).
-    /// Returns the plan taken back, `None` if there was no plan file.
-    pub async fn take_back(&self, path: &Path) -> Result<Option<BackfillPlan>> {
-        let io = |source| Error::PlanFile {
-            path: path.to_owned(),
-            source,
-        };
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e)),
-        };
-        let plan: BackfillPlan = serde_json::from_str(&text)
-            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        std::fs::remove_file(path).map_err(io)?;
-        self.give_back(&plan).await;
-        Ok(Some(plan))
-    }
-
-    /// Gives back the plan's claims that its run still holds.
-    async fn give_back(&self, plan: &BackfillPlan) {
-        for partition in &plan.partitions {
-            if let Err(e) = self
-                .state
-                .release(partition, &plan.run_id, "interrupted")
-                .await
-            {
-                tracing::warn!(%partition, error = %e, "could not give the claim back; it expires with its lease");
-            }
-        }
-    }
-
     pub(crate) async fn run_date_with(
         &self,
         date: PartitionDate,
@@ -994,119 +874,11 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Every partition of the state table and of the source, with its status, its last
-    /// change and whether it is late.
-    pub async fn status(&self) -> Result<Vec<StatusRow>> {
-        let detection = self.detect_read_only(None, None).await?;
-        let state = self.state.read().await?;
-        let transform = self.pipeline.transform_version();
-        let late: std::collections::BTreeSet<&str> = detection
-            .late
-            .iter()
-            .map(|l| l.partition.as_str())
-            .collect();
-        let changes: BTreeMap<&str, u64> = detection
-            .changes
-            .iter()
-            .map(|c| (c.partition.as_str(), c.last_change_version))
-            .collect();
-        let mut names: std::collections::BTreeSet<&str> =
-            state.partitions.keys().map(String::as_str).collect();
-        names.extend(changes.keys());
-        Ok(names
-            .into_iter()
-            .map(|name| {
-                let row = state.partitions.get(name);
-                StatusRow {
-                    pipeline: self.pipeline.name.clone(),
-                    partition: name.to_owned(),
-                    period: self
-                        .pipeline
-                        .partitioning
-                        .parse_name(name)
-                        .map_or_else(String::new, |key| key.date().to_string()),
-                    status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
-                    source_version: row.and_then(|r| r.source_version),
-                    last_change_version: changes.get(name).copied(),
-                    late: late.contains(name),
-                    stale: row.is_some_and(|r| is_stale(r, &transform)),
-                    transform: row.and_then(|r| r.transform.clone()),
-                    owner: row.map(|r| r.owner.clone()),
-                    lease_expires_at: row
-                        .filter(|r| r.status == Status::Processing)
-                        .and_then(|r| r.lease_expires_at),
-                    attempts: row.map_or(0, |r| r.attempts),
-                    last_error: row.and_then(|r| r.last_error.clone()),
-                }
-            })
-            .collect())
-    }
-
     /// Rebuilds the state table from the target's Delta application transactions:
     /// every target partition whose commit carried this pipeline's `txn` is recorded
     /// as processed at that source version. Returns how many rows were restored.
     pub async fn rebuild_state(&self) -> Result<usize> {
-        let processed = processed_partitions(&self.pipeline).await?;
+        let processed = latefill_executor::processed_partitions(&self.pipeline).await?;
         Ok(self.state.restore(&processed).await?)
     }
-}
-
-/// Per target partition, the source version its `txn` records, and the transform
-/// version that latefill's entry in the commit info of the partition's last commit
-/// records (`None` when log cleanup removed that commit).
-async fn processed_partitions(
-    pipeline: &Pipeline,
-) -> Result<BTreeMap<String, (u64, Option<String>)>> {
-    use futures::TryStreamExt;
-    let delta = |source| latefill_executor::Error::Delta {
-        action: "reading target",
-        table: pipeline.target.clone(),
-        source,
-    };
-    let target = latefill_core::storage::open_table(&pipeline.target, &pipeline.target_storage)
-        .await
-        .map_err(delta)?;
-    let files: Vec<_> = latefill_core::storage::active_files(&target)
-        .await
-        .map_err(delta)?;
-    let mut partitions = std::collections::BTreeSet::new();
-    for file in &files {
-        let values = file.partition_values_map();
-        let values = values.iter().map(|(c, v)| (c.as_str(), v.as_deref()));
-        match pipeline.partitioning.key_of(file.path().as_ref(), values) {
-            Ok(key) => {
-                partitions.insert(key.to_string());
-            }
-            Err(e) => tracing::warn!(target_table = %pipeline.target, error = %e, "not restored"),
-        }
-    }
-    // Newest commit first: the first entry for a partition is its last write.
-    let mut transforms: BTreeMap<String, String> = BTreeMap::new();
-    let infos: Vec<_> = target.history(None).try_collect().await.map_err(delta)?;
-    for info in &infos {
-        let Some(entry) = info.info.get(latefill_executor::COMMIT_INFO_KEY) else {
-            continue;
-        };
-        if entry["pipeline"] != pipeline.name.as_str() {
-            continue;
-        }
-        if let (Some(p), Some(t)) = (entry["partition"].as_str(), entry["transform"].as_str()) {
-            transforms
-                .entry(p.to_owned())
-                .or_insert_with(|| t.to_owned());
-        }
-    }
-    let snapshot = target.snapshot().map_err(delta)?;
-    let mut out = BTreeMap::new();
-    for partition in partitions {
-        let version = snapshot
-            .transaction_version(target.log_store().as_ref(), pipeline.app_id(&partition))
-            .await
-            .map_err(delta)?;
-        if let Some(v) = version.and_then(|v| u64::try_from(v).ok()) {
-            let transform = transforms.get(&partition).cloned();
-            out.insert(partition, (v, transform));
-        }
-    }
-    Ok(out)
 }

@@ -62,5 +62,5 @@ pub use project::{Project, same_table};
 pub use run::{COMMIT_INFO_KEY, RunPartition, RunReport, run_partition};
 pub use session::Session;
 pub use source::{PartitionInfo, inspect_partition, partition_fingerprints};
-pub use target::target_txn_version;
+pub use target::{processed_partitions, target_txn_version};
 pub use transform::{DataFrameTransform, Transform};

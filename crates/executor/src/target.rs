@@ -1,6 +1,8 @@
 //! The target side of a run: opening it (or its location), its schema against the
 //! result, its `txn` per partition, and its log's upkeep at checkpoints.
 
+use std::collections::BTreeMap;
+
 use deltalake::arrow::datatypes::{DataType, Schema};
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -238,4 +240,65 @@ pub(crate) async fn rows_added_by_last_commit(table: &DeltaTable, url: &Url) -> 
         .and_then(|m| m.get("num_added_rows"))
         .and_then(|n| n.as_u64())
         .ok_or_else(|| Error::Internal(format!("target {url}: last commit has no num_added_rows")))
+}
+
+/// Per target partition, the source version its `txn` records (what `latefill state
+/// rebuild` restores), and the transform
+/// version that latefill's entry in the commit info of the partition's last commit
+/// records (`None` when log cleanup removed that commit).
+pub async fn processed_partitions(
+    pipeline: &Pipeline,
+) -> Result<BTreeMap<String, (u64, Option<String>)>> {
+    use futures::TryStreamExt;
+    let delta = |source| Error::Delta {
+        action: "reading target",
+        table: pipeline.target.clone(),
+        source,
+    };
+    let target = latefill_core::storage::open_table(&pipeline.target, &pipeline.target_storage)
+        .await
+        .map_err(delta)?;
+    let files: Vec<_> = latefill_core::storage::active_files(&target)
+        .await
+        .map_err(delta)?;
+    let mut partitions = std::collections::BTreeSet::new();
+    for file in &files {
+        let values = file.partition_values_map();
+        let values = values.iter().map(|(c, v)| (c.as_str(), v.as_deref()));
+        match pipeline.partitioning.key_of(file.path().as_ref(), values) {
+            Ok(key) => {
+                partitions.insert(key.to_string());
+            }
+            Err(e) => tracing::warn!(target_table = %pipeline.target, error = %e, "not restored"),
+        }
+    }
+    // Newest commit first: the first entry for a partition is its last write.
+    let mut transforms: BTreeMap<String, String> = BTreeMap::new();
+    let infos: Vec<_> = target.history(None).try_collect().await.map_err(delta)?;
+    for info in &infos {
+        let Some(entry) = info.info.get(crate::run::COMMIT_INFO_KEY) else {
+            continue;
+        };
+        if entry["pipeline"] != pipeline.name.as_str() {
+            continue;
+        }
+        if let (Some(p), Some(t)) = (entry["partition"].as_str(), entry["transform"].as_str()) {
+            transforms
+                .entry(p.to_owned())
+                .or_insert_with(|| t.to_owned());
+        }
+    }
+    let snapshot = target.snapshot().map_err(delta)?;
+    let mut out = BTreeMap::new();
+    for partition in partitions {
+        let version = snapshot
+            .transaction_version(target.log_store().as_ref(), pipeline.app_id(&partition))
+            .await
+            .map_err(delta)?;
+        if let Some(v) = version.and_then(|v| u64::try_from(v).ok()) {
+            let transform = transforms.get(&partition).cloned();
+            out.insert(partition, (v, transform));
+        }
+    }
+    Ok(out)
 }

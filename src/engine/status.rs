@@ -1,0 +1,92 @@
+//! [`Engine::status`]: the state table beside what the source's log says, a row a
+//! partition.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use latefill_state::Status;
+use serde::Serialize;
+
+use super::{Engine, Result};
+use crate::plan::is_stale;
+
+/// One row of [`Engine::status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRow {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The partition.
+    pub partition: String,
+    /// The partition's period alone (`2024-01-03`), as `--date` takes it.
+    pub period: String,
+    /// `processing`, `processed`, `failed`, or `unprocessed` (seen in the source only).
+    pub status: String,
+    /// The source version it was last processed at.
+    pub source_version: Option<u64>,
+    /// The last version its data changed at.
+    pub last_change_version: Option<u64>,
+    /// Whether it is late: processed, and changed since.
+    pub late: bool,
+    /// Whether it is stale: processed by another version of the transform.
+    pub stale: bool,
+    /// The version of the transform that processed it.
+    pub transform: Option<String>,
+    /// Who holds or last held it.
+    pub owner: Option<String>,
+    /// Until when a `processing` row is leased.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Claims so far.
+    pub attempts: u64,
+    /// Why the last run failed.
+    pub last_error: Option<String>,
+}
+
+impl Engine {
+    /// Every partition of the state table and of the source, with its status, its last
+    /// change and whether it is late.
+    pub async fn status(&self) -> Result<Vec<StatusRow>> {
+        let detection = self.detect_read_only(None, None).await?;
+        let state = self.state.read().await?;
+        let transform = self.pipeline.transform_version();
+        let late: std::collections::BTreeSet<&str> = detection
+            .late
+            .iter()
+            .map(|l| l.partition.as_str())
+            .collect();
+        let changes: BTreeMap<&str, u64> = detection
+            .changes
+            .iter()
+            .map(|c| (c.partition.as_str(), c.last_change_version))
+            .collect();
+        let mut names: std::collections::BTreeSet<&str> =
+            state.partitions.keys().map(String::as_str).collect();
+        names.extend(changes.keys());
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let row = state.partitions.get(name);
+                StatusRow {
+                    pipeline: self.pipeline.name.clone(),
+                    partition: name.to_owned(),
+                    period: self
+                        .pipeline
+                        .partitioning
+                        .parse_name(name)
+                        .map_or_else(String::new, |key| key.date().to_string()),
+                    status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
+                    source_version: row.and_then(|r| r.source_version),
+                    last_change_version: changes.get(name).copied(),
+                    late: late.contains(name),
+                    stale: row.is_some_and(|r| is_stale(r, &transform)),
+                    transform: row.and_then(|r| r.transform.clone()),
+                    owner: row.map(|r| r.owner.clone()),
+                    lease_expires_at: row
+                        .filter(|r| r.status == Status::Processing)
+                        .and_then(|r| r.lease_expires_at),
+                    attempts: row.map_or(0, |r| r.attempts),
+                    last_error: row.and_then(|r| r.last_error.clone()),
+                }
+            })
+            .collect())
+    }
+}
