@@ -35,8 +35,14 @@ target=$CARGO_TARGET_DIR
 export BENCH_DIR=${BENCH_DIR:-$target/bench-data/detection}
 venv=${BENCH_VENV:-$target/bench-venv}
 
-cargo build --release --locked -q
-bin=$target/release/latefill
+# LATEFILL_BIN: another build's binary to measure (an A/B against an earlier commit);
+# the library's own figure (cargo bench) is the checkout's.
+if [[ -n "${LATEFILL_BIN:-}" ]]; then
+  bin=$LATEFILL_BIN
+else
+  cargo build --release --locked -q
+  bin=$target/release/latefill
+fi
 
 echo "== preparing and timing latefill's detection (cargo bench --bench detection)" >&2
 lib_json=$(BENCH_RUNS=$RUNS cargo bench --locked -q --bench detection 2>/dev/null | tail -n 1)

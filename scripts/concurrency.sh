@@ -15,8 +15,13 @@ ROWS=${ROWS:-100000}
 RUNS=${RUNS:-3}
 # The target directory .ci/run and the other scripts share (one build for all).
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
-cargo build --release --locked -q
-bin=$CARGO_TARGET_DIR/release/latefill
+# LATEFILL_BIN: another build's binary to measure (as in bench.sh).
+if [[ -n "${LATEFILL_BIN:-}" ]]; then
+  bin=$LATEFILL_BIN
+else
+  cargo build --release --locked -q
+  bin=$CARGO_TARGET_DIR/release/latefill
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
