@@ -303,15 +303,20 @@ async fn azure_a_new_target_is_checkpointed() {
 async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
     use deltalake::protocol::SaveMode;
     use latefill::PartitionDate;
-    use latefill::executor::{Pipeline, run_partition};
+    use latefill::executor::{Pipeline, Session, run_partition};
 
     let remote = Remote::new(store);
     let days = remote.generate_days(3, 200);
     let pipeline = Pipeline::from_file(&remote.config).unwrap();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     let date = |d: &str| PartitionDate::parse(d).unwrap();
     // Versions 0 to 2, this process's.
     for d in &days {
-        run_partition(&pipeline, date(d)).await.unwrap();
+        run_partition(&pipeline, date(d))
+            .with_session(session.clone())
+            .await
+            .unwrap();
     }
     let target = remote.url("devices_daily");
     delete_table(&target).await;
@@ -330,7 +335,10 @@ async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store:
             .unwrap();
     }
 
-    let report = run_partition(&pipeline, date(&days[0])).await.unwrap();
+    let report = run_partition(&pipeline, date(&days[0]))
+        .with_session(session)
+        .await
+        .unwrap();
     assert_eq!(report.target_version, 3);
     assert_eq!(
         target_counts_at(&target, &days[0]).await,

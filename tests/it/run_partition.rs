@@ -1,7 +1,7 @@
 //! `run_partition`: one partition, pinned version, partition overwrite, txn.
 
 use latefill::PartitionDate;
-use latefill::executor::{Error, run_partition};
+use latefill::executor::{Error, Session, run_partition};
 
 use crate::common::*;
 
@@ -13,6 +13,8 @@ fn date(s: &str) -> PartitionDate {
 async fn processes_exactly_one_partition_and_leaves_the_others_untouched() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     for (i, d) in ["2024-01-01", "2024-01-02", "2024-01-03"]
         .iter()
         .enumerate()
@@ -20,11 +22,17 @@ async fn processes_exactly_one_partition_and_leaves_the_others_untouched() {
         ws.generate(d, 2_000, i as u64).await;
     }
     for d in ["2024-01-01", "2024-01-03"] {
-        run_partition(&pipeline, date(d)).await.unwrap();
+        run_partition(&pipeline, date(d))
+            .with_session(session.clone())
+            .await
+            .unwrap();
     }
     let before = files_by_partition(&ws.target_path()).await;
 
-    let report = run_partition(&pipeline, date("2024-01-02")).await.unwrap();
+    let report = run_partition(&pipeline, date("2024-01-02"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     assert_eq!(report.partition, "event_time=2024-01-02");
     assert_eq!(report.rows_read, 2_000);
 
@@ -46,10 +54,18 @@ async fn processes_exactly_one_partition_and_leaves_the_others_untouched() {
 async fn running_a_date_twice_leaves_the_same_rows() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 3_000, 7).await;
-    let first = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    let first = run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     let rows_first = target_partition_text(&ws.target_path(), "2024-01-01").await;
-    let second = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    let second = run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     let rows_second = target_partition_text(&ws.target_path(), "2024-01-01").await;
 
     assert_eq!(rows_first, rows_second);
@@ -66,13 +82,21 @@ async fn running_a_date_twice_leaves_the_same_rows() {
 async fn a_rerun_after_a_late_append_reflects_the_new_rows() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 1_000, 1).await;
     ws.generate("2024-01-02", 1_000, 2).await;
-    run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     let other_before = target_partition_text(&ws.target_path(), "2024-01-02").await;
 
     let late_version = ws.generate("2024-01-01", 500, 3).await;
-    let report = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    let report = run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
 
     assert_eq!(report.source_version, late_version);
     assert_eq!(report.rows_read, 1_500);
@@ -93,6 +117,8 @@ async fn a_rerun_after_a_late_append_reflects_the_new_rows() {
 async fn reruns_in_one_process_replace_exactly_their_partition() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     let days = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"];
     let mut batches: Vec<Vec<(usize, u64)>> = Vec::new();
     for (i, d) in days.iter().enumerate() {
@@ -100,7 +126,10 @@ async fn reruns_in_one_process_replace_exactly_their_partition() {
         batches.push(vec![(500, i as u64)]);
     }
     for d in days {
-        run_partition(&pipeline, date(d)).await.unwrap();
+        run_partition(&pipeline, date(d))
+            .with_session(session.clone())
+            .await
+            .unwrap();
     }
     // Late rows in every day; reruns in an order where each day's last commit is a few
     // of this process's own commits behind, or the one just made.
@@ -109,7 +138,10 @@ async fn reruns_in_one_process_replace_exactly_their_partition() {
         batches[i].push((100, 10 + i as u64));
     }
     for i in [3, 3, 1, 0, 2, 1, 3, 0] {
-        run_partition(&pipeline, date(days[i])).await.unwrap();
+        run_partition(&pipeline, date(days[i]))
+            .with_session(session.clone())
+            .await
+            .unwrap();
     }
     for (d, batches) in days.iter().zip(&batches) {
         assert_eq!(
@@ -135,13 +167,18 @@ async fn txn_version(target: &std::path::Path, app_id: &str) -> Option<i64> {
 async fn the_commit_records_the_pinned_source_version_as_a_txn() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     let v0 = ws.generate("2024-01-01", 1_000, 1).await;
     let v1 = ws.generate("2024-01-01", 400, 2).await;
     ws.generate("2024-01-02", 100, 3).await;
     let app_id = pipeline.app_id("event_time=2024-01-01");
 
     // Latest: the version when the run starts.
-    let latest = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    let latest = run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     assert_eq!(latest.source_version, v1 + 1);
     assert_eq!(
         txn_version(&ws.target_path(), &app_id).await,
@@ -150,6 +187,7 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
 
     // Pinned: the rows and the txn are those of version v0.
     let pinned = run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
         .with_source_version(v0)
         .await
         .unwrap();
@@ -169,6 +207,8 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
 async fn files_of_other_partitions_are_never_opened() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 1_000, 1).await;
     ws.generate("2024-01-02", 1_000, 2).await;
     // Corrupt every data file of 2024-01-01: reading one would fail the run.
@@ -183,7 +223,10 @@ async fn files_of_other_partitions_are_never_opened() {
     }
     assert!(corrupted > 0);
 
-    let report = run_partition(&pipeline, date("2024-01-02")).await.unwrap();
+    let report = run_partition(&pipeline, date("2024-01-02"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     assert_eq!(report.rows_read, 1_000);
     assert_eq!(
         target_counts(&ws.target_path(), "2024-01-02").await,
@@ -191,6 +234,7 @@ async fn files_of_other_partitions_are_never_opened() {
     );
     // The corruption is real: the corrupted day does fail.
     let err = run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Execution { .. }), "{err}");
@@ -200,10 +244,16 @@ async fn files_of_other_partitions_are_never_opened() {
 async fn allow_empty_writes_an_empty_partition() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 1_000, 1).await;
-    run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    run_partition(&pipeline, date("2024-01-01"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     // A date with no source data replaces its target partition with nothing.
     let report = run_partition(&pipeline, date("2024-01-05"))
+        .with_session(session.clone())
         .with_allow_empty(true)
         .await
         .unwrap();
@@ -229,11 +279,16 @@ async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
 
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 2_000, 1).await;
     let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
     let stray = target_row("stray", "0", "2024-01-01");
     for round in 0..6 {
-        run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+        run_partition(&pipeline, date("2024-01-01"))
+            .with_session(session.clone())
+            .await
+            .unwrap();
         // A second file in the partition, so that the compaction has work to do.
         append_batch(&ws.target_path(), stray.clone(), &["event_time"]).await;
         let filter = [(
@@ -243,7 +298,11 @@ async fn a_rewrite_racing_a_compaction_of_its_partition_duplicates_nothing() {
         )];
         let target = open(&ws.target_path()).await;
         let (run, _compaction) = tokio::join!(
-            async { run_partition(&pipeline, date("2024-01-01")).await },
+            async {
+                run_partition(&pipeline, date("2024-01-01"))
+                    .with_session(session.clone())
+                    .await
+            },
             async { target.optimize().with_filters(&filter).await },
         );
         // The rewrite wins or is redone; the compaction may lose its conflict.
@@ -264,11 +323,16 @@ async fn a_commit_of_another_writer_during_a_run_is_kept() {
 
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 2_000, 1).await;
     ws.generate("2024-01-02", 2_000, 2).await;
     let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
     // This process's first commit; the runs below follow it.
-    run_partition(&pipeline, date("2024-01-02")).await.unwrap();
+    run_partition(&pipeline, date("2024-01-02"))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     // One row of the other writer's partition a round, each of its own version.
     let other_writers_row = |round: usize| target_row("other", &round.to_string(), "2024-01-09");
     for round in 0..8 {
@@ -276,7 +340,11 @@ async fn a_commit_of_another_writer_during_a_run_is_kept() {
         // writes again when delta-rs's append finds the run's removes in its way.
         let other = open(&ws.target_path()).await;
         let (run, append) = tokio::join!(
-            async { run_partition(&pipeline, date("2024-01-01")).await },
+            async {
+                run_partition(&pipeline, date("2024-01-01"))
+                    .with_session(session.clone())
+                    .await
+            },
             async {
                 let mut other = other;
                 loop {
@@ -318,22 +386,31 @@ async fn a_commit_of_another_writer_during_a_run_is_kept() {
 async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 2_000, 1).await;
     ws.generate("2024-01-02", 2_000, 2).await;
     let expected = expected_counts("2024-01-01", &[(2_000, 1)]);
     let stray = target_row("stray", "0", "2024-01-01");
     // The target's creation, then this process's first commit.
     for _ in 0..2 {
-        run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+        run_partition(&pipeline, date("2024-01-01"))
+            .with_session(session.clone())
+            .await
+            .unwrap();
     }
     // Another writer's row in the partition after this process's last commit, then
     // after one of its commits of another partition.
     for (round, other_partition) in [None, Some("2024-01-02")].into_iter().enumerate() {
         if let Some(other) = other_partition {
-            run_partition(&pipeline, date(other)).await.unwrap();
+            run_partition(&pipeline, date(other))
+                .with_session(session.clone())
+                .await
+                .unwrap();
         }
         append_batch(&ws.target_path(), stray.clone(), &["event_time"]).await;
         run_partition(&pipeline, date("2024-01-01"))
+            .with_session(session.clone())
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(
@@ -346,26 +423,37 @@ async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows()
 
 /// Three days of 500 rows run in this process (target versions 0 to 2: the creation,
 /// then commits made straight after the process's own), then the target deleted.
-async fn three_days_written_then_target_deleted()
--> (Workspace, latefill::executor::Pipeline, Vec<String>) {
+async fn three_days_written_then_target_deleted() -> (
+    Workspace,
+    latefill::executor::Pipeline,
+    Session,
+    Vec<String>,
+) {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    let session = Session::new();
     let days = ws.generate_days("2024-01", 3, 500).await;
     for d in &days {
-        run_partition(&pipeline, date(d)).await.unwrap();
+        run_partition(&pipeline, date(d))
+            .with_session(session.clone())
+            .await
+            .unwrap();
     }
     std::fs::remove_dir_all(ws.target_path()).unwrap();
-    (ws, pipeline, days)
+    (ws, pipeline, session, days)
 }
 
 /// A target deleted while the process that wrote it runs on is created afresh by the
 /// process's next run, not continued from what the process remembers of it.
 #[tokio::test]
 async fn a_target_deleted_under_a_running_process_is_created_again() {
-    let (ws, pipeline, days) = three_days_written_then_target_deleted().await;
+    let (ws, pipeline, session, days) = three_days_written_then_target_deleted().await;
 
     // A day whose last commit is older than the process's last.
-    let report = run_partition(&pipeline, date(&days[0])).await.unwrap();
+    let report = run_partition(&pipeline, date(&days[0]))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     assert_eq!(report.target_version, 0);
     assert_eq!(table_version(&ws.target_path()).await, Some(0));
     assert_eq!(
@@ -381,7 +469,7 @@ async fn a_target_deleted_under_a_running_process_is_created_again() {
 /// writer's row in its partition, and commit after it unchecked.
 #[tokio::test]
 async fn a_target_created_again_by_another_writer_under_a_running_process_is_read_afresh() {
-    let (ws, pipeline, days) = three_days_written_then_target_deleted().await;
+    let (ws, pipeline, session, days) = three_days_written_then_target_deleted().await;
     // Another writer's table there, versions 0 to 2, one row in the first day.
     for (round, day) in ["2024-01-04", &days[0], "2024-01-04"]
         .into_iter()
@@ -391,7 +479,10 @@ async fn a_target_created_again_by_another_writer_under_a_running_process_is_rea
         append_batch(&ws.target_path(), row, &["event_time"]).await;
     }
 
-    let report = run_partition(&pipeline, date(&days[0])).await.unwrap();
+    let report = run_partition(&pipeline, date(&days[0]))
+        .with_session(session.clone())
+        .await
+        .unwrap();
     assert_eq!(report.target_version, 3);
     assert_eq!(
         target_counts(&ws.target_path(), &days[0]).await,
@@ -410,9 +501,14 @@ async fn a_target_created_again_by_another_writer_under_a_running_process_is_rea
 async fn a_new_target_is_checkpointed_every_ten_commits() {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
+    // One session, as one process keeps its tables and commits between runs.
+    let session = Session::new();
     ws.generate("2024-01-01", 100, 1).await;
     for _ in 0..10 {
-        run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+        run_partition(&pipeline, date("2024-01-01"))
+            .with_session(session.clone())
+            .await
+            .unwrap();
     }
     let log = ws.target_path().join("_delta_log");
     assert!(
