@@ -1,6 +1,10 @@
 //! Tables on object storage, through the real CLI: S3 on moto's server and Azure Blob
 //! on Azurite, both started on loopback by `scripts/with-emulators.sh` (the test
 //! command runs under it). No storage API is mocked.
+//!
+//! Each `check_*` function is one behaviour, run on every store it applies to: local
+//! files (`file://`), S3 and Azure. (An in-memory store does not apply: delta-rs gives
+//! every open of a `memory://` URL a store of its own, so no table outlives its handle.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +18,8 @@ use crate::common::*;
 
 #[derive(Debug, Clone, Copy)]
 enum Store {
+    /// Local files, as `file://` URLs: the checks' baseline.
+    Local,
     S3,
     Azure,
 }
@@ -22,6 +28,7 @@ impl Store {
     /// The bucket or container the emulator serves.
     fn root(self) -> String {
         let variable = match self {
+            Store::Local => unreachable!("local tables go in the test's own directory"),
             Store::S3 => "LATEFILL_TEST_S3",
             Store::Azure => "LATEFILL_TEST_AZURE",
         };
@@ -49,8 +56,13 @@ impl Remote {
 
     /// With `storage` appended to the pipeline file (a `[storage]` section).
     fn with_storage(store: Store, storage: &str) -> Self {
-        let base = format!("{}/cli-{:016x}", store.root(), rand::random::<u64>());
         let dir = tempfile::tempdir().unwrap();
+        let root = match store {
+            // Beside the pipeline file, removed with it.
+            Store::Local => url_of(dir.path()).as_str().trim_end_matches('/').to_owned(),
+            _ => store.root(),
+        };
+        let base = format!("{root}/cli-{:016x}", rand::random::<u64>());
         let config = dir.path().join("pipeline.toml");
         let text = format!(
             "name = \"devices_daily\"\n\
@@ -144,7 +156,7 @@ async fn counts_of(table: &Url, sql: &str) -> BTreeMap<(String, String), i64> {
 
 /// The late-data story on one store, every command through the CLI: generate, run,
 /// late rows, detect, run again, status, changes, backfill and state rebuild.
-async fn late_data_is_found_and_reprocessed_on(store: Store) {
+async fn check_late_data_is_found_and_reprocessed(store: Store) {
     let remote = Remote::new(store);
     remote.generate("2024-01-01", 300, 1);
     remote.generate("2024-01-02", 200, 2);
@@ -234,18 +246,23 @@ async fn late_data_is_found_and_reprocessed_on(store: Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_late_data_is_found_and_reprocessed() {
-    late_data_is_found_and_reprocessed_on(Store::S3).await;
+    check_late_data_is_found_and_reprocessed(Store::S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_late_data_is_found_and_reprocessed() {
-    late_data_is_found_and_reprocessed_on(Store::Azure).await;
+    check_late_data_is_found_and_reprocessed(Store::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_late_data_is_found_and_reprocessed() {
+    check_late_data_is_found_and_reprocessed(Store::Local).await;
 }
 
 /// A backfill into a new target on the store checkpoints it at its 10th commit (the
 /// Delta kernel writes it through the store, beside the next partitions) and waits for
 /// the checkpoint before it exits.
-async fn a_new_target_is_checkpointed_on(store: Store) {
+async fn check_a_new_target_is_checkpointed(store: Store) {
     use object_store::ObjectStoreExt;
     use object_store::path::Path;
 
@@ -288,19 +305,24 @@ async fn a_new_target_is_checkpointed_on(store: Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_new_target_is_checkpointed() {
-    a_new_target_is_checkpointed_on(Store::S3).await;
+    check_a_new_target_is_checkpointed(Store::S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_a_new_target_is_checkpointed() {
-    a_new_target_is_checkpointed_on(Store::Azure).await;
+    check_a_new_target_is_checkpointed(Store::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_new_target_is_checkpointed() {
+    check_a_new_target_is_checkpointed(Store::Local).await;
 }
 
 /// A target on the store deleted and created again by another writer while a process
 /// that wrote it runs on (the library in a scheduler) is read afresh by its next run:
 /// the process's last commit file there is another, so the table it keeps is dropped,
 /// not advanced from the new table's commits.
-async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
+async fn check_a_target_created_again_under_a_running_process_is_read_afresh(store: Store) {
     use deltalake::protocol::SaveMode;
     use latefill::PartitionDate;
     use latefill::executor::{Pipeline, Session, run_partition};
@@ -350,12 +372,17 @@ async fn a_target_created_again_under_a_running_process_is_read_afresh_on(store:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_target_created_again_under_a_running_process_is_read_afresh() {
-    a_target_created_again_under_a_running_process_is_read_afresh_on(Store::S3).await;
+    check_a_target_created_again_under_a_running_process_is_read_afresh(Store::S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_a_target_created_again_under_a_running_process_is_read_afresh() {
-    a_target_created_again_under_a_running_process_is_read_afresh_on(Store::Azure).await;
+    check_a_target_created_again_under_a_running_process_is_read_afresh(Store::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_target_created_again_under_a_running_process_is_read_afresh() {
+    check_a_target_created_again_under_a_running_process_is_read_afresh(Store::Local).await;
 }
 
 /// Deletes every object of the table at `url`.
@@ -407,7 +434,7 @@ fn processed(days: &[&str]) -> BTreeMap<String, String> {
 /// a scheduler): the process's next run finds it gone and creates it anew, instead of
 /// committing the version after the one it kept into an empty prefix (a log without
 /// its first commits, which no reader can load).
-async fn a_state_table_deleted_under_a_running_process_is_created_anew_on(store: Store) {
+async fn check_a_state_table_deleted_under_a_running_process_is_created_anew(store: Store) {
     use latefill::executor::Pipeline;
     let remote = Remote::new(store);
     let days = remote.generate_days(3, 100);
@@ -427,18 +454,23 @@ async fn a_state_table_deleted_under_a_running_process_is_created_anew_on(store:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_state_table_deleted_under_a_running_process_is_created_anew() {
-    a_state_table_deleted_under_a_running_process_is_created_anew_on(Store::S3).await;
+    check_a_state_table_deleted_under_a_running_process_is_created_anew(Store::S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_a_state_table_deleted_under_a_running_process_is_created_anew() {
-    a_state_table_deleted_under_a_running_process_is_created_anew_on(Store::Azure).await;
+    check_a_state_table_deleted_under_a_running_process_is_created_anew(Store::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_state_table_deleted_under_a_running_process_is_created_anew() {
+    check_a_state_table_deleted_under_a_running_process_is_created_anew(Store::Local).await;
 }
 
 /// A state table on the store deleted and created again by another process, with as
 /// many commits as the table a running process keeps: that process reads the new
 /// table, not the rows it kept of the old one.
-async fn a_state_table_created_again_under_a_running_process_is_read_afresh_on(store: Store) {
+async fn check_a_state_table_created_again_under_a_running_process_is_read_afresh(store: Store) {
     use latefill::executor::Pipeline;
     let remote = Remote::new(store);
     let days = remote.generate_days(3, 100);
@@ -466,12 +498,17 @@ async fn a_state_table_created_again_under_a_running_process_is_read_afresh_on(s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_state_table_created_again_under_a_running_process_is_read_afresh() {
-    a_state_table_created_again_under_a_running_process_is_read_afresh_on(Store::S3).await;
+    check_a_state_table_created_again_under_a_running_process_is_read_afresh(Store::S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_a_state_table_created_again_under_a_running_process_is_read_afresh() {
-    a_state_table_created_again_under_a_running_process_is_read_afresh_on(Store::Azure).await;
+    check_a_state_table_created_again_under_a_running_process_is_read_afresh(Store::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_a_state_table_created_again_under_a_running_process_is_read_afresh() {
+    check_a_state_table_created_again_under_a_running_process_is_read_afresh(Store::Local).await;
 }
 
 /// Waits for `child` at most `limit`; kills it and fails if it is still running, so
