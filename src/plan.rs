@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use latefill_core::{PartitionDate, Partitioning};
+use latefill_core::{PartitionDate, PartitionKey, Partitioning};
 use latefill_detector::PartitionChange;
 use latefill_executor::Pipeline;
 use latefill_state::{PartitionState, Status};
@@ -18,8 +18,8 @@ use serde::Serialize;
 /// A partition to reprocess, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LatePartition {
-    /// `col=YYYY-MM-DD` ([`PartitionKey`](latefill_core::PartitionKey)).
-    pub partition: String,
+    /// The partition: `col=YYYY-MM-DD` as it prints.
+    pub partition: PartitionKey,
     /// The partition's period alone (`2024-01-03`), as `--date` takes it.
     pub period: String,
     /// The source version it was last processed at; `None` when that was a version
@@ -121,6 +121,10 @@ pub fn plan_late(
         if !input.considers(&change.partition) {
             continue;
         }
+        // A name `considers` accepts is one of the pipeline's.
+        let Some(key) = input.partitioning.parse_name(&change.partition) else {
+            continue;
+        };
         let Some(row) = state.get(&change.partition) else {
             continue; // never processed: not late, just not done yet
         };
@@ -140,11 +144,8 @@ pub fn plan_late(
             }
         }
         late.push(LatePartition {
-            partition: change.partition.clone(),
-            period: input
-                .partitioning
-                .parse_name(&change.partition)
-                .map_or_else(String::new, |key| key.date().to_string()),
+            period: key.date().to_string(),
+            partition: key,
             processed_at,
             last_change_version: change.last_change_version,
             exact: change.exact,
@@ -206,7 +207,7 @@ mod tests {
     }
 
     fn names(late: Vec<LatePartition>) -> Vec<String> {
-        late.into_iter().map(|l| l.partition).collect()
+        late.into_iter().map(|l| l.partition.to_string()).collect()
     }
 
     fn plan(state: Vec<PartitionState>, changes: Vec<PartitionChange>) -> Vec<String> {

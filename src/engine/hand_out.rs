@@ -37,7 +37,7 @@ impl Engine {
         path: &Path,
         control: &RunControl,
     ) -> Result<Option<BackfillPlan>> {
-        let partitions: Vec<String> = late.iter().map(|l| l.partition.clone()).collect();
+        let partitions: Vec<String> = late.iter().map(|l| l.partition.to_string()).collect();
         if !partitions.is_empty() {
             latefill_executor::preflight(&self.session, &self.pipeline, None).await?;
             if control.is_stopped() {

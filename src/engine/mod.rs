@@ -22,7 +22,7 @@ use rand::RngExt;
 use serde::Serialize;
 
 use crate::backfill::BackfillEvent;
-use crate::plan::{LatePartition, PlanInput, partition_date, plan_late, plan_stale};
+use crate::plan::{LatePartition, PlanInput, plan_late, plan_stale};
 
 mod hand_out;
 mod requests;
@@ -815,7 +815,7 @@ impl Engine {
                     None => outcome
                         .skipped
                         .extend(detection.late.iter().map(|l| Skipped {
-                            partition: l.partition.clone(),
+                            partition: l.partition.to_string(),
                             reason: "not handed out: the run was interrupted".into(),
                         })),
                 }
@@ -823,16 +823,8 @@ impl Engine {
             LateHandling::InProcess => {
                 let mut planned = Vec::new();
                 for late in &detection.late {
-                    match partition_date(&self.pipeline, &late.partition) {
-                        Some(day) => {
-                            planned.push((day, detection.state.get(&late.partition).cloned()));
-                        }
-                        // Plans are made of pipeline partition names: this is a bug.
-                        None => outcome.failed.push(Skipped {
-                            partition: late.partition.clone(),
-                            reason: "internal error: not a partition of this pipeline".into(),
-                        }),
-                    }
+                    let seen = detection.state.get(late.partition.as_str()).cloned();
+                    planned.push((late.partition.date(), seen));
                 }
                 // One state commit claims them all and one records them.
                 let control = options.control.clone().unwrap_or_default();

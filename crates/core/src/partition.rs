@@ -422,14 +422,19 @@ impl Partitioning {
 
     /// The partition of `date`.
     pub fn key(&self, date: PartitionDate) -> PartitionKey {
+        let value = self.format.as_ref().map(|_| match self.hour_column {
+            Some(_) => self.value_of(PartitionDate::from(date.date())),
+            None => self.value_of(date),
+        });
         PartitionKey {
+            name: key_name(
+                &self.column,
+                self.hour_column.as_deref(),
+                date,
+                value.as_deref(),
+            ),
             column: self.column.clone(),
-            hour_column: self.hour_column.clone(),
             date,
-            value: self.format.as_ref().map(|_| match self.hour_column {
-                Some(_) => self.value_of(PartitionDate::from(date.date())),
-                None => self.value_of(date),
-            }),
         }
     }
 
@@ -459,7 +464,7 @@ impl Partitioning {
                 };
             }
             let key = self.key(date);
-            return (key.to_string() == name).then_some(key);
+            return (key.as_str() == name).then_some(key);
         }
         let date = match &self.hour_column {
             None => PartitionDate::parse_as(self.granularity, value).ok()?,
@@ -470,7 +475,7 @@ impl Partitioning {
                     PartitionDate::parse_as(Granularity::Hour, &format!("{day}T{hour}")).ok()?,
                 );
                 // Only the canonical form: `05`, never `5`.
-                return (key.to_string() == name).then_some(key);
+                return (key.as_str() == name).then_some(key);
             }
         };
         Some(self.key(date))
@@ -548,16 +553,44 @@ impl Partitioning {
     }
 }
 
-/// One partition of a pipeline: its period and the columns that hold it. Made by a
-/// [`Partitioning`]; displays as `column=<value>`, or
-/// `day_column=YYYY-MM-DD/hour_column=HH` when hours are split.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One partition of a pipeline: its name and its period. Made by a [`Partitioning`]
+/// (which alone reads names); displays, compares, orders and serialises as its name,
+/// `column=<value>`, or `day_column=YYYY-MM-DD/hour_column=HH` when hours are split,
+/// so that it can key a map looked up by name ([`Borrow<str>`](std::borrow::Borrow)).
+#[derive(Debug, Clone)]
 pub struct PartitionKey {
+    name: String,
     column: String,
-    hour_column: Option<String>,
     date: PartitionDate,
-    /// The period column's value in the pipeline's declared format, if any.
-    value: Option<String>,
+}
+
+/// The name of the partition of `date`: `column=<value>` (the period in its stored
+/// form `value`, if declared), with `/hour_column=HH` when hours are split.
+fn key_name(
+    column: &str,
+    hour_column: Option<&str>,
+    date: PartitionDate,
+    value: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let mut name = String::with_capacity(40);
+    match (hour_column, value) {
+        (None, Some(value)) => write!(name, "{column}={value}"),
+        (None, None) => write!(name, "{column}={date}"),
+        (Some(hour_column), value) => {
+            let day = match value {
+                Some(value) => value.to_owned(),
+                None => PartitionDate::from(date.date()).to_string(),
+            };
+            write!(
+                name,
+                "{column}={day}/{hour_column}={:02}",
+                date.start.hour()
+            )
+        }
+    }
+    .expect("writing to a String");
+    name
 }
 
 /// Why a source partition does not name a partition of the pipeline.
@@ -581,6 +614,12 @@ impl PartitionKey {
         &self.column
     }
 
+    /// The partition's name, `column=<value>` (what [`Partitioning::parse_name`]
+    /// reads back).
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
     /// The period.
     pub fn date(&self) -> PartitionDate {
         self.date
@@ -589,18 +628,63 @@ impl PartitionKey {
 
 impl fmt::Display for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.hour_column, &self.value) {
-            (None, Some(value)) => write!(f, "{}={value}", self.column),
-            (None, None) => write!(f, "{}={}", self.column, self.date),
-            (Some(hour_column), value) => {
-                write!(f, "{}=", self.column)?;
-                match value {
-                    Some(value) => f.write_str(value)?,
-                    None => write_ymd(f, self.date.start.date())?,
-                }
-                write!(f, "/{hour_column}={:02}", self.date.start.hour())
-            }
-        }
+        f.write_str(&self.name)
+    }
+}
+
+impl PartialEq for PartitionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for PartitionKey {}
+
+impl PartialOrd for PartitionKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PartitionKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
+    }
+}
+
+impl std::hash::Hash for PartitionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for PartitionKey {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
+}
+
+impl AsRef<str> for PartitionKey {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq<str> for PartitionKey {
+    fn eq(&self, other: &str) -> bool {
+        self.name == other
+    }
+}
+
+impl PartialEq<&str> for PartitionKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.name == *other
+    }
+}
+
+impl serde::Serialize for PartitionKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
     }
 }
 
@@ -656,7 +740,7 @@ mod key_tests {
         let days = Partitioning::new("event_time", Granularity::Day);
         let key = days.key(date("2024-01-03"));
         assert_eq!(key.to_string(), "event_time=2024-01-03");
-        assert_eq!(days.parse_name(&key.to_string()), Some(key));
+        assert_eq!(days.parse_name(key.as_str()), Some(key));
         let other = Partitioning::new("day", Granularity::Day);
         assert_eq!(other.parse_name("event_time=2024-01-03"), None);
         assert_eq!(days.parse_name("event_time=x"), None);
