@@ -587,7 +587,11 @@ impl Batcher<'_> {
                     failpoint("after-complete");
                 }
                 for report in done {
-                    if outcome.completed.contains(&report.partition) {
+                    if outcome
+                        .completed
+                        .iter()
+                        .any(|p| report.partition == p.as_str())
+                    {
                         self.events.push(emit(BackfillEvent::Processed(report)));
                     }
                 }

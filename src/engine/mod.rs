@@ -274,7 +274,7 @@ impl RunControl {
     pub(crate) fn track(&self, event: &BackfillEvent) {
         match event {
             BackfillEvent::Claimed { partitions } => partitions.iter().for_each(|p| self.hold(p)),
-            BackfillEvent::Processed(r) => self.let_go(&r.partition),
+            BackfillEvent::Processed(r) => self.let_go(r.partition.as_str()),
             BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => self.let_go(&s.partition),
             BackfillEvent::Planned { .. } | BackfillEvent::Started { .. } => {}
         }
@@ -310,7 +310,7 @@ pub struct Engine {
 /// What the state table records of a processed partition.
 pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
     latefill_state::Completion {
-        partition: report.partition.clone(),
+        partition: report.partition.to_string(),
         source_version: report.source_version,
         fingerprint: Some(report.fingerprint.clone()),
         transform: Some(report.transform.clone()),
@@ -499,7 +499,7 @@ impl Engine {
                 // The commit that landed was made by this pipeline's transform unless
                 // the SQL was edited between the crash and now.
                 return Ok(RunReport {
-                    partition,
+                    partition: self.pipeline.partitioning.key(date),
                     period: date.to_string(),
                     source_version: txn,
                     files_read: info.files,

@@ -12,7 +12,7 @@ use deltalake::datafusion::logical_expr::{Expr, cast, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
-use latefill_core::partition::PartitionDate;
+use latefill_core::partition::{PartitionDate, PartitionKey};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -30,10 +30,10 @@ use crate::target::{
 };
 
 /// What one partition run did. Serialises to the `--output json` object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunReport {
     /// The partition, e.g. `event_time=2024-01-03`.
-    pub partition: String,
+    pub partition: PartitionKey,
     /// The partition's period alone (`2024-01-03`), as `--date` takes it.
     #[serde(default)]
     pub period: String,
@@ -152,7 +152,8 @@ impl RunPartition {
         let started_at = chrono::Utc::now();
         let pipeline = &self.pipeline;
         let partitioning = &pipeline.partitioning;
-        let partition = pipeline.partition_name(self.date);
+        let key = pipeline.partitioning.key(self.date);
+        let partition = key.to_string();
 
         let mut phases = Phases::new();
 
@@ -369,7 +370,7 @@ impl RunPartition {
         tracing::debug!(%partition, phases = %phases, "partition run phases");
 
         Ok(RunReport {
-            partition,
+            partition: key,
             period: self.date.to_string(),
             source_version,
             fingerprint: files_fingerprint(&files),
