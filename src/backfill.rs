@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use latefill_core::PartitionDate;
+use latefill_core::{PartitionDate, PartitionKey};
 use latefill_executor::RunReport;
 use latefill_executor::failpoint;
 use latefill_state::{Batch, BatchOutcome, PartitionState, Planned, Status};
@@ -53,17 +53,17 @@ pub enum BackfillEvent {
     /// The plan is made: `total` partitions.
     Planned {
         /// The partitions, in order.
-        partitions: Vec<String>,
+        partitions: Vec<PartitionKey>,
     },
     /// Partitions were claimed by this run (a batch), to be processed next.
     Claimed {
         /// The partitions.
-        partitions: Vec<String>,
+        partitions: Vec<PartitionKey>,
     },
     /// A claimed partition is being processed.
     Started {
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
     },
     /// A partition was processed.
     Processed(RunReport),
@@ -77,7 +77,7 @@ pub enum BackfillEvent {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BackfillReport {
     /// The partitions planned, in order.
-    pub planned: Vec<String>,
+    pub planned: Vec<PartitionKey>,
     /// The partitions processed, in the order they finished.
     pub processed: Vec<RunReport>,
     /// Partitions another run held, or not started because of a stop.
@@ -280,9 +280,9 @@ impl BackfillRange {
         // claim, with nothing written, for what the transform's plan alone shows.
         latefill_executor::preflight(self.engine.session(), self.engine.pipeline(), None).await?;
         let dates = self.plan().await?;
-        let planned: Vec<String> = dates
+        let planned: Vec<PartitionKey> = dates
             .iter()
-            .map(|(d, _)| self.engine.pipeline().partition_name(*d))
+            .map(|(d, _)| self.engine.pipeline().partitioning.key(*d))
             .collect();
         emit(BackfillEvent::Planned {
             partitions: planned.clone(),
@@ -374,9 +374,9 @@ pub(crate) async fn process_batched(
             let Some(next) = ready.pop_front() else {
                 break;
             };
-            let partition = engine.pipeline().partition_name(next.date);
+            let partition = engine.pipeline().partitioning.key(next.date);
             if engine.state().now() - next.claimed_at > renew_after
-                && !batcher.renew(&partition).await
+                && !batcher.renew(partition.as_str()).await
             {
                 continue;
             }
@@ -430,21 +430,24 @@ pub(crate) async fn process_batched(
                 claiming = None;
                 let (recorded, claim, batch, result) = landed;
                 let claimed = batcher.record(recorded, batch, result);
-                if !claimed.is_empty() {
+                // The claim's partitions that the state table granted, in order.
+                let granted: Vec<(PartitionKey, PartitionDate, Option<PartitionState>)> = claim
+                    .into_iter()
+                    .map(|(date, seen)| (engine.pipeline().partitioning.key(date), date, seen))
+                    .filter(|(key, _, _)| claimed.iter().any(|c| key == c.as_str()))
+                    .collect();
+                if !granted.is_empty() {
                     emit(BackfillEvent::Claimed {
-                        partitions: claimed.clone(),
+                        partitions: granted.iter().map(|(key, _, _)| key.clone()).collect(),
                     });
                     failpoint("after-claim");
                 }
-                for (date, seen) in claim {
-                    let name = engine.pipeline().partition_name(date);
-                    if claimed.contains(&name) {
-                        ready.push_back(Claimed {
-                            date,
-                            seen,
-                            claimed_at: engine.state().now(),
-                        });
-                    }
+                for (_, date, seen) in granted {
+                    ready.push_back(Claimed {
+                        date,
+                        seen,
+                        claimed_at: engine.state().now(),
+                    });
                 }
             }
             () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() && claiming.is_none() => {
@@ -478,11 +481,11 @@ pub(crate) async fn process_batched(
         }
     };
     tokio::join!(last_commit, engine.session().checkpoints_written());
-    for partition in release.into_iter().map(|p| p.partition).chain(
-        queue
-            .into_iter()
-            .map(|(d, _)| engine.pipeline().partition_name(d)),
-    ) {
+    let dates = ready
+        .iter()
+        .map(|c| c.date)
+        .chain(queue.into_iter().map(|(d, _)| d));
+    for partition in dates.map(|d| engine.pipeline().partitioning.key(d)) {
         batcher.events.push(emit(BackfillEvent::Skipped(Skipped {
             partition,
             reason: "not started: the backfill was interrupted".into(),
@@ -596,7 +599,7 @@ impl Batcher<'_> {
                     }
                 }
                 for refused in outcome.refused {
-                    let partition = refused.partition().unwrap_or_default().to_owned();
+                    let partition = self.key(refused.partition().unwrap_or_default());
                     let event = match refused {
                         // Processed, but another run took the claim over meanwhile.
                         latefill_state::Error::LeaseLost { .. } => BackfillEvent::Failed,
@@ -618,7 +621,7 @@ impl Batcher<'_> {
                     .chain(batch.claim.into_iter().map(|c| c.partition));
                 for partition in partitions {
                     self.events.push(emit(BackfillEvent::Failed(Skipped {
-                        partition,
+                        partition: self.key(&partition),
                         reason: reason.clone(),
                     })));
                 }
@@ -647,9 +650,19 @@ impl Batcher<'_> {
             Err(e) => format!("renewing the claim failed: {e}"),
         };
         self.events.push((self.emit)(BackfillEvent::Failed(Skipped {
-            partition: partition.to_owned(),
+            partition: self.key(partition),
             reason,
         })));
         false
+    }
+
+    /// The key of a partition this run named in the state table (the state table
+    /// holds names; this run made each from a key of its pipeline).
+    fn key(&self, name: &str) -> PartitionKey {
+        self.engine
+            .pipeline()
+            .partitioning
+            .parse_name(name)
+            .expect("a partition name this run wrote")
     }
 }

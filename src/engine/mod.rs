@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
-use latefill_core::{PartitionDate, UnrecognisedPartition};
+use latefill_core::{PartitionDate, PartitionKey, UnrecognisedPartition};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{
     Pipeline, RunReport, Session, failpoint, inspect_partition, partition_fingerprints,
@@ -181,7 +181,7 @@ impl Detection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     /// The partition.
-    pub partition: String,
+    pub partition: PartitionKey,
     /// Why: claimed by another run, or the error that failed it.
     pub reason: String,
 }
@@ -273,9 +273,13 @@ impl RunControl {
     /// Keeps [`RunControl::held`] up to date from a batch's events.
     pub(crate) fn track(&self, event: &BackfillEvent) {
         match event {
-            BackfillEvent::Claimed { partitions } => partitions.iter().for_each(|p| self.hold(p)),
+            BackfillEvent::Claimed { partitions } => {
+                partitions.iter().for_each(|p| self.hold(p.as_str()))
+            }
             BackfillEvent::Processed(r) => self.let_go(r.partition.as_str()),
-            BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => self.let_go(&s.partition),
+            BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => {
+                self.let_go(s.partition.as_str())
+            }
             BackfillEvent::Planned { .. } | BackfillEvent::Started { .. } => {}
         }
     }
@@ -815,7 +819,7 @@ impl Engine {
                     None => outcome
                         .skipped
                         .extend(detection.late.iter().map(|l| Skipped {
-                            partition: l.partition.to_string(),
+                            partition: l.partition.clone(),
                             reason: "not handed out: the run was interrupted".into(),
                         })),
                 }
@@ -831,7 +835,7 @@ impl Engine {
                 if control.is_stopped() {
                     for (day, _) in planned.drain(..) {
                         outcome.skipped.push(Skipped {
-                            partition: self.pipeline.partition_name(day),
+                            partition: self.pipeline.partitioning.key(day),
                             reason: "not started: the run was interrupted".into(),
                         });
                     }

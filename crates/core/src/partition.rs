@@ -676,6 +676,12 @@ impl PartialEq<str> for PartitionKey {
     }
 }
 
+impl PartialEq<String> for PartitionKey {
+    fn eq(&self, other: &String) -> bool {
+        &self.name == other
+    }
+}
+
 impl PartialEq<&str> for PartitionKey {
     fn eq(&self, other: &&str) -> bool {
         self.name == *other

@@ -100,17 +100,15 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(mut outcome) => {
                 // Stopped after handing out: the scheduler will not read the plan.
                 if let (true, Some(path)) = (interrupted, &outcome.backfill_config)
-                    && let Some(plan) = engine.take_back(path).await?
+                    && engine.take_back(path).await?.is_some()
                 {
+                    // What was handed out is what was late.
                     outcome.backfill_config = None;
-                    outcome
-                        .skipped
-                        .extend(plan.partitions.into_iter().map(|partition| {
-                            latefill::engine::Skipped {
-                                partition,
-                                reason: "not handed out: the run was interrupted".into(),
-                            }
-                        }));
+                    let late = outcome.late.iter().map(|l| latefill::engine::Skipped {
+                        partition: l.partition.clone(),
+                        reason: "not handed out: the run was interrupted".into(),
+                    });
+                    outcome.skipped.extend(late);
                 }
                 match output {
                     Output::Json => {
