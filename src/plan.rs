@@ -90,11 +90,11 @@ pub fn plan_stale(
     state: &BTreeMap<String, PartitionState>,
     transform: &str,
     input: &PlanInput<'_>,
-) -> Vec<String> {
+) -> Vec<PartitionKey> {
     state
         .iter()
         .filter(|(name, row)| input.considers(name) && is_stale(row, transform))
-        .map(|(name, _)| name.clone())
+        .filter_map(|(name, _)| input.partitioning.parse_name(name))
         .collect()
 }
 

@@ -4,17 +4,25 @@
 
 use std::path::Path;
 
+use latefill_core::PartitionKey;
 use serde::Serialize;
 
 use super::{Engine, Error, Result, RunControl};
 use crate::plan::LatePartition;
 
+/// A plan file as read back: names, as the file holds them.
+#[derive(serde::Deserialize)]
+struct PlanFile {
+    partitions: Vec<String>,
+    run_id: String,
+}
+
 /// The plan file for an external scheduler.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct BackfillPlan {
-    /// The partitions to reprocess, claimed for `run_id`, by name
+    /// The partitions to reprocess, claimed for `run_id`, written by name
     /// (`event_time=2024-01-03`); `latefill run --date` takes either form.
-    pub partitions: Vec<String>,
+    pub partitions: Vec<PartitionKey>,
     /// Their periods alone (`2024-01-03`), in the same order.
     #[serde(default)]
     pub periods: Vec<String>,
@@ -37,24 +45,24 @@ impl Engine {
         path: &Path,
         control: &RunControl,
     ) -> Result<Option<BackfillPlan>> {
-        let partitions: Vec<String> = late.iter().map(|l| l.partition.to_string()).collect();
-        if !partitions.is_empty() {
+        let names: Vec<String> = late.iter().map(|l| l.partition.to_string()).collect();
+        if !names.is_empty() {
             latefill_executor::preflight(&self.session, &self.pipeline, None).await?;
             if control.is_stopped() {
                 return Ok(None);
             }
-            self.state.claim(&partitions, &self.run_id).await?;
-            partitions.iter().for_each(|p| control.hold(p));
+            self.state.claim(&names, &self.run_id).await?;
+            names.iter().for_each(|p| control.hold(p));
             latefill_executor::pausepoint("handed-out").await;
         }
         let plan = BackfillPlan {
-            partitions,
+            partitions: late.iter().map(|l| l.partition.clone()).collect(),
             periods: late.iter().map(|l| l.period.clone()).collect(),
             run_id: self.run_id.clone(),
         };
         if control.is_stopped() {
-            self.give_back(&plan).await;
-            plan.partitions.iter().for_each(|p| control.let_go(p));
+            self.give_back(&names, &self.run_id).await;
+            names.iter().for_each(|p| control.let_go(p));
             return Ok(None);
         }
         let io = |source| Error::PlanFile {
@@ -65,39 +73,35 @@ impl Engine {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises");
         std::fs::write(&tmp, json + "\n").map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
-        plan.partitions.iter().for_each(|p| control.let_go(p));
+        names.iter().for_each(|p| control.let_go(p));
         Ok(Some(plan))
     }
 
     /// Takes back a plan handed out by [`Engine::hand_out`] that will not reach its
     /// scheduler (the command was stopped): removes the plan file and gives back its
     /// claims (each becomes `failed` as `interrupted`, and can be claimed at once).
-    /// Returns the plan taken back, `None` if there was no plan file.
-    pub async fn take_back(&self, path: &Path) -> Result<Option<BackfillPlan>> {
+    /// Returns whether there was a plan file to take back.
+    pub async fn take_back(&self, path: &Path) -> Result<bool> {
         let io = |source| Error::PlanFile {
             path: path.to_owned(),
             source,
         };
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(io(e)),
         };
-        let plan: BackfillPlan = serde_json::from_str(&text)
+        let plan: PlanFile = serde_json::from_str(&text)
             .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         std::fs::remove_file(path).map_err(io)?;
-        self.give_back(&plan).await;
-        Ok(Some(plan))
+        self.give_back(&plan.partitions, &plan.run_id).await;
+        Ok(true)
     }
 
-    /// Gives back the plan's claims that its run still holds.
-    async fn give_back(&self, plan: &BackfillPlan) {
-        for partition in &plan.partitions {
-            if let Err(e) = self
-                .state
-                .release(partition, &plan.run_id, "interrupted")
-                .await
-            {
+    /// Gives back the claims of `run_id` on `partitions` (names) that it still holds.
+    async fn give_back(&self, partitions: &[String], run_id: &str) {
+        for partition in partitions {
+            if let Err(e) = self.state.release(partition, run_id, "interrupted").await {
                 tracing::warn!(%partition, error = %e, "could not give the claim back; it expires with its lease");
             }
         }

@@ -162,7 +162,7 @@ pub struct Detection {
     /// The partitions before the date processed by another version of the transform
     /// (the SQL changed since), sorted. Reprocessed only on request
     /// (`backfill --stale`).
-    pub stale: Vec<String>,
+    pub stale: Vec<PartitionKey>,
     #[serde(skip)]
     changes: Vec<PartitionChange>,
     /// The state rows the plan was made from.

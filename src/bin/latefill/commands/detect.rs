@@ -58,7 +58,7 @@ pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
         if control.is_stopped() {
             let taken = match &backfill_config {
                 Some(path) => engine.take_back(path).await?,
-                None => None,
+                None => false,
             };
             tracing::debug!(taken_back = ?taken, "interrupted after the hand-out");
             return Err(Interrupted(
@@ -85,7 +85,12 @@ pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
                         "stale: {} partition(s) processed by another version of the SQL \
                      ({}); `latefill backfill --stale` reprocesses them",
                         detection.stale.len(),
-                        detection.stale.join(", ")
+                        detection
+                            .stale
+                            .iter()
+                            .map(|p| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 }
                 if let (Some(path), Some(plan)) = (&backfill_config, &plan) {

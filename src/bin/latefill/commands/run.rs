@@ -100,7 +100,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(mut outcome) => {
                 // Stopped after handing out: the scheduler will not read the plan.
                 if let (true, Some(path)) = (interrupted, &outcome.backfill_config)
-                    && engine.take_back(path).await?.is_some()
+                    && engine.take_back(path).await?
                 {
                     // What was handed out is what was late.
                     outcome.backfill_config = None;
