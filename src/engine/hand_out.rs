@@ -52,7 +52,7 @@ impl Engine {
                 return Ok(None);
             }
             self.state.claim(&names, &self.run_id).await?;
-            names.iter().for_each(|p| control.hold(p));
+            late.iter().for_each(|l| control.hold(&l.partition));
             latefill_executor::pausepoint("handed-out").await;
         }
         let plan = BackfillPlan {

@@ -229,7 +229,7 @@ pub enum LateHandling {
 #[derive(Debug, Default)]
 pub struct RunControl {
     stop: std::sync::atomic::AtomicBool,
-    held: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    held: std::sync::Mutex<std::collections::BTreeSet<PartitionKey>>,
 }
 
 impl RunControl {
@@ -245,7 +245,7 @@ impl RunControl {
     }
 
     /// The partitions the run has claimed and not yet completed or failed.
-    pub fn held(&self) -> Vec<String> {
+    pub fn held(&self) -> Vec<PartitionKey> {
         self.held
             .lock()
             .expect("not poisoned")
@@ -254,11 +254,11 @@ impl RunControl {
             .collect()
     }
 
-    fn hold(&self, partition: &str) {
+    fn hold(&self, partition: &PartitionKey) {
         self.held
             .lock()
             .expect("not poisoned")
-            .insert(partition.to_owned());
+            .insert(partition.clone());
     }
 
     fn let_go(&self, partition: &str) {
@@ -273,9 +273,7 @@ impl RunControl {
     /// Keeps [`RunControl::held`] up to date from a batch's events.
     pub(crate) fn track(&self, event: &BackfillEvent) {
         match event {
-            BackfillEvent::Claimed { partitions } => {
-                partitions.iter().for_each(|p| self.hold(p.as_str()))
-            }
+            BackfillEvent::Claimed { partitions } => partitions.iter().for_each(|p| self.hold(p)),
             BackfillEvent::Processed(r) => self.let_go(r.partition.as_str()),
             BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => {
                 self.let_go(s.partition.as_str())
@@ -426,7 +424,8 @@ impl Engine {
         cursor: Option<&str>,
         control: Option<&RunControl>,
     ) -> Result<RunReport> {
-        let partition = self.pipeline.partition_name(date);
+        let key = self.pipeline.partitioning.key(date);
+        let partition = key.to_string();
         if source_version.is_some() {
             // A pinned version that cannot be read is bad input: refuse it before the
             // claim, so that the partition's state is left as it was.
@@ -448,7 +447,7 @@ impl Engine {
             }
         };
         if let Some(control) = control {
-            control.hold(&partition);
+            control.hold(&key);
         }
         failpoint("after-claim");
         let report = self
