@@ -15,7 +15,6 @@ mod object_store;
 mod partitions;
 mod pipelines;
 mod run_cli;
-mod run_partition;
 mod signals;
 mod status_page;
 mod transforms;

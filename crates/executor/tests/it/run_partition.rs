@@ -1,9 +1,8 @@
 //! `run_partition`: one partition, pinned version, partition overwrite, txn.
 
-use latefill::PartitionDate;
-use latefill::executor::{Error, Session, run_partition};
-
-use crate::common::*;
+use latefill_core::PartitionDate;
+use latefill_executor::{Error, Session, run_partition};
+use latefill_testkit::*;
 
 fn date(s: &str) -> PartitionDate {
     PartitionDate::parse(s).unwrap()
@@ -423,12 +422,8 @@ async fn a_run_after_another_writers_commit_to_its_partition_replaces_its_rows()
 
 /// Three days of 500 rows run in this process (target versions 0 to 2: the creation,
 /// then commits made straight after the process's own), then the target deleted.
-async fn three_days_written_then_target_deleted() -> (
-    Workspace,
-    latefill::executor::Pipeline,
-    Session,
-    Vec<String>,
-) {
+async fn three_days_written_then_target_deleted()
+-> (Workspace, latefill_executor::Pipeline, Session, Vec<String>) {
     let ws = Workspace::new();
     let pipeline = ws.pipeline();
     let session = Session::new();
@@ -535,7 +530,7 @@ async fn a_new_target_is_checkpointed_every_ten_commits() {
 #[tokio::test]
 async fn a_table_read_again_in_one_process_is_its_latest_version() {
     use futures::TryStreamExt;
-    use latefill::storage::{StorageOptions, Tables};
+    use latefill_core::storage::{StorageOptions, Tables};
     let files = |table: &deltalake::DeltaTable| {
         let table = table.clone();
         async move {

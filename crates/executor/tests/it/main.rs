@@ -1,0 +1,4 @@
+//! The executor's integration tests: one binary, real Delta tables in temporary
+//! directories, real DataFusion.
+
+mod run_partition;
