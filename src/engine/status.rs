@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use latefill_core::PartitionKey;
 use latefill_state::Status;
 use serde::Serialize;
 
@@ -16,7 +17,7 @@ pub struct StatusRow {
     /// The pipeline.
     pub pipeline: String,
     /// The partition.
-    pub partition: String,
+    pub partition: PartitionKey,
     /// The partition's period alone (`2024-01-03`), as `--date` takes it.
     pub period: String,
     /// `processing`, `processed`, `failed`, or `unprocessed` (seen in the source only).
@@ -61,18 +62,24 @@ impl Engine {
         let mut names: std::collections::BTreeSet<&str> =
             state.partitions.keys().map(String::as_str).collect();
         names.extend(changes.keys());
+        let partitioning = &self.pipeline.partitioning;
         Ok(names
             .into_iter()
-            .map(|name| {
+            .filter_map(|name| {
+                let key = partitioning.parse_name(name);
+                if key.is_none() {
+                    // Written under another partitioning of the pipeline (its column,
+                    // granularity or format changed since): nothing plans it any more.
+                    tracing::warn!(partition = name, pipeline = %self.pipeline.name, "state row of no partition of this pipeline: left out of the status");
+                }
+                key
+            })
+            .map(|key| {
+                let name = key.as_str();
                 let row = state.partitions.get(name);
                 StatusRow {
                     pipeline: self.pipeline.name.clone(),
-                    partition: name.to_owned(),
-                    period: self
-                        .pipeline
-                        .partitioning
-                        .parse_name(name)
-                        .map_or_else(String::new, |key| key.date().to_string()),
+                    period: key.date().to_string(),
                     status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
                     source_version: row.and_then(|r| r.source_version),
                     last_change_version: changes.get(name).copied(),
@@ -85,6 +92,7 @@ impl Engine {
                         .and_then(|r| r.lease_expires_at),
                     attempts: row.map_or(0, |r| r.attempts),
                     last_error: row.and_then(|r| r.last_error.clone()),
+                    partition: key,
                 }
             })
             .collect())

@@ -414,7 +414,7 @@ async fn recorded(engine: &latefill::Engine) -> BTreeMap<String, String> {
         .unwrap()
         .into_iter()
         .filter(|row| row.status != "unprocessed")
-        .map(|row| (row.partition, row.status))
+        .map(|row| (row.partition.to_string(), row.status))
         .collect()
 }
 

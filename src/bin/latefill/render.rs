@@ -81,7 +81,7 @@ pub(crate) fn status_text(rows: &[latefill::engine::StatusRow]) -> String {
     use std::fmt::Write;
     let width = rows
         .iter()
-        .map(|r| r.partition.len())
+        .map(|r| r.partition.as_str().len())
         .max()
         .unwrap_or(9)
         .max(9);

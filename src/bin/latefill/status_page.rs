@@ -15,7 +15,6 @@ use latefill_core::Granularity;
 use latefill_executor::Pipeline;
 
 use latefill::engine::StatusRow;
-use latefill::plan::partition_date;
 
 /// What a cell shows: one of five kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,16 +152,10 @@ fn section(html: &mut String, pipeline: &Pipeline, rows: &[StatusRow]) {
         Granularity::Month => t.month0() as usize,
     };
     let mut grid: BTreeMap<String, Vec<Option<&StatusRow>>> = BTreeMap::new();
-    let mut other = Vec::new();
     for row in rows {
-        match partition_date(pipeline, &row.partition) {
-            Some(date) => {
-                let start = date.start();
-                grid.entry(label_of(&start))
-                    .or_insert_with(|| vec![None; slots])[slot_of(&start)] = Some(row);
-            }
-            None => other.push(row),
-        }
+        let start = row.partition.date().start();
+        grid.entry(label_of(&start))
+            .or_insert_with(|| vec![None; slots])[slot_of(&start)] = Some(row);
     }
     html.push_str("<div class=\"grid\">\n<div class=\"row head\"><span class=\"label\"></span>");
     for slot in 0..slots {
@@ -185,13 +178,6 @@ fn section(html: &mut String, pipeline: &Pipeline, rows: &[StatusRow]) {
                 Some(row) => cell_html(html, row),
                 None => html.push_str("<span class=\"cell empty\"></span>"),
             }
-        }
-        html.push_str("</div>\n");
-    }
-    if !other.is_empty() {
-        html.push_str("<div class=\"row\"><span class=\"label\">other</span>");
-        for row in other {
-            cell_html(html, row);
         }
         html.push_str("</div>\n");
     }
@@ -230,7 +216,7 @@ fn cell_html(html: &mut String, row: &StatusRow) {
         "<span class=\"cell {k}{stale}\" data-kind=\"{k}\" data-partition=\"{p}\" title=\"{t}\"></span>",
         k = kind.name(),
         stale = if row.stale { " stale" } else { "" },
-        p = escape(&row.partition),
+        p = escape(row.partition.as_str()),
         t = escape(&tip),
     );
 }
@@ -306,9 +292,11 @@ mod tests {
     use super::*;
 
     fn row(partition: String, status: &str, late: bool) -> StatusRow {
+        let days = latefill::Partitioning::new("event_time", Granularity::Day);
+        let partition = days.parse_name(&partition).expect("a day's partition");
         StatusRow {
             pipeline: "devices_daily".into(),
-            period: partition.trim_start_matches("event_time=").to_owned(),
+            period: partition.date().to_string(),
             partition,
             status: status.into(),
             source_version: Some(1),
