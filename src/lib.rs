@@ -74,7 +74,7 @@ pub use error::class_of;
 
 pub use latefill_core::storage;
 pub use latefill_core::{
-    ErrorClass, Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning,
+    ErrorClass, Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, RunId,
     UnrecognisedPartition,
 };
 pub use latefill_datagen as datagen;

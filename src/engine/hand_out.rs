@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use latefill_core::PartitionKey;
+use latefill_core::{PartitionKey, RunId};
 use serde::Serialize;
 
 use super::{Engine, Error, Result, RunControl};
@@ -27,7 +27,7 @@ pub struct BackfillPlan {
     #[serde(default)]
     pub periods: Vec<String>,
     /// Pass it as `latefill run --run-id` so the run takes over the claim.
-    pub run_id: String,
+    pub run_id: RunId,
 }
 
 impl Engine {

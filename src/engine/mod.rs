@@ -10,12 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
-use latefill_core::{PartitionDate, PartitionKey};
+use latefill_core::{PartitionDate, PartitionKey, RunId};
 use latefill_executor::{
     Pipeline, RunReport, Session, failpoint, inspect_partition, run_partition, target_txn_version,
 };
 use latefill_state::{Clock, PartitionState, StateTable, Status};
-use rand::RngExt;
 use serde::Serialize;
 
 use crate::backfill::BackfillEvent;
@@ -202,7 +201,7 @@ pub(crate) struct RunDateOptions {
 pub struct Engine {
     pipeline: Pipeline,
     state: StateTable,
-    run_id: String,
+    run_id: RunId,
     /// The tables this engine keeps between calls, and its commits and checkpoints
     /// under way: passed down to every run, never a process global.
     session: Session,
@@ -218,17 +217,6 @@ pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
     }
 }
 
-/// A fresh run id: the time and 128 random bits. Claims belong to a run id, never to
-/// `host:pid`: two workers in containers may share a hostname and both be PID 1. The
-/// owner (`host:pid`) is recorded beside it for people.
-pub fn new_run_id() -> String {
-    format!(
-        "{}-{:032x}",
-        Utc::now().format("%Y%m%dT%H%M%S"),
-        rand::rng().random::<u128>()
-    )
-}
-
 impl Engine {
     /// An engine for `pipeline`, with its state table and a fresh run id.
     pub fn new(pipeline: Pipeline) -> Self {
@@ -240,7 +228,7 @@ impl Engine {
         Engine {
             pipeline,
             state,
-            run_id: new_run_id(),
+            run_id: RunId::new(),
             session: Session::new(),
         }
     }
@@ -270,7 +258,7 @@ impl Engine {
     }
 
     /// Runs as `run_id`, e.g. to take over claims made for an external scheduler.
-    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+    pub fn with_run_id(mut self, run_id: impl Into<RunId>) -> Self {
         self.run_id = run_id.into();
         self
     }

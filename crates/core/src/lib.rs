@@ -12,6 +12,7 @@
 //! - [`partition`]: the periods a pipeline processes ([`PartitionDate`],
 //!   [`Granularity`]), how a table's partition column writes them ([`Partitioning`])
 //!   and the names that key them ([`PartitionKey`]).
+//! - [`RunId`]: who holds a claim.
 //! - [`ErrorClass`]: whose fault an error is, which every crate's error tells and the
 //!   binary maps to exit codes.
 //! - [`storage`]: where tables live (local paths and object stores, opened one way),
@@ -19,9 +20,11 @@
 
 mod class;
 pub mod partition;
+mod run_id;
 pub mod storage;
 
 pub use class::ErrorClass;
 pub use partition::{
     Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, UnrecognisedPartition,
 };
+pub use run_id::RunId;
