@@ -179,6 +179,26 @@ impl ConfigArg {
         }
     }
 
+    /// The pipelines to work on ([`ConfigArg::load_all`]), refused when there are
+    /// several and one of `flags` (a flag's name, when given) applies to one only.
+    pub(crate) fn load_for(
+        &self,
+        flags: &[Option<&'static str>],
+    ) -> anyhow::Result<(Vec<Pipeline>, String)> {
+        let (pipelines, origin) = self.load_all()?;
+        if pipelines.len() > 1
+            && let Some(flag) = flags.iter().flatten().next()
+        {
+            return Err(UsageError(format!(
+                "{flag} applies to one pipeline, and {origin} declares {}: choose one \
+                 with --pipeline NAME",
+                pipelines.len()
+            ))
+            .into());
+        }
+        Ok((pipelines, origin))
+    }
+
     /// The one pipeline a command works on: the only one, or the one `--pipeline`
     /// names.
     pub(crate) fn load(&self) -> anyhow::Result<(Pipeline, String)> {

@@ -6,7 +6,7 @@ use latefill::executor;
 use latefill::executor::Session;
 
 use crate::args::{DetectArgs, Output};
-use crate::exit::{Interrupted, UsageError};
+use crate::exit::Interrupted;
 use crate::render::print_detection;
 use crate::signals::{self, until_signalled};
 
@@ -18,15 +18,8 @@ pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
         backfill_config,
         output,
     } = args;
-    let (pipelines, origin) = config.load_all()?;
-    if pipelines.len() > 1 && backfill_config.is_some() {
-        return Err(UsageError(format!(
-            "--backfill-config applies to one pipeline, and {origin} declares {}: \
-             choose one with --pipeline NAME",
-            pipelines.len()
-        ))
-        .into());
-    }
+    let (pipelines, _) =
+        config.load_for(&[backfill_config.as_ref().map(|_| "--backfill-config")])?;
     let several = pipelines.len() > 1;
     let dates = pipelines
         .iter()

@@ -8,7 +8,7 @@ use latefill::executor::Session;
 use latefill::project::InOrder;
 
 use crate::args::{Output, RunArgs};
-use crate::exit::{DataFailure, Interrupted, UsageError};
+use crate::exit::{DataFailure, Interrupted};
 use crate::render::print_outcome;
 use crate::signals::{self, until_signalled};
 
@@ -25,24 +25,11 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         output,
     } = args;
     // Validate every argument before any storage is touched.
-    let (pipelines, origin) = config.load_all()?;
-    if pipelines.len() > 1
-        && let Some(flag) = [
-            source_version.map(|_| "--source-version"),
-            backfill_config.as_ref().map(|_| "--backfill-config"),
-            run_id.as_ref().map(|_| "--run-id"),
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-    {
-        return Err(UsageError(format!(
-            "{flag} applies to one pipeline, and {origin} declares {}: choose one \
-             with --pipeline NAME",
-            pipelines.len()
-        ))
-        .into());
-    }
+    let (pipelines, origin) = config.load_for(&[
+        source_version.map(|_| "--source-version"),
+        backfill_config.as_ref().map(|_| "--backfill-config"),
+        run_id.as_ref().map(|_| "--run-id"),
+    ])?;
     let dates = pipelines
         .iter()
         .map(|p| p.parse_date(&date))
