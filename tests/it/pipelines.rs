@@ -492,6 +492,46 @@ async fn a_project_pipeline_is_chosen_by_name() {
     assert!(stderr(&out).contains("--pipeline NAME"), "{}", stderr(&out));
 }
 
+/// A flag that applies to one pipeline, given to a whole project, is refused before
+/// anything is read or written, naming the flag and the way out.
+#[tokio::test]
+async fn a_flag_for_one_pipeline_given_to_a_project_is_refused() {
+    let ws = Workspace::new();
+    let project = chain_project(&ws);
+    let config = project.to_str().unwrap();
+    ws.generate("2024-01-01", 100, 1).await;
+    let plan = ws.dir.path().join("plan.json");
+    let plan = plan.to_str().unwrap();
+    for (command, flag) in [
+        (&["run", "--source-version", "0"][..], "--source-version"),
+        (&["run", "--run-id", "r1"][..], "--run-id"),
+        (&["run", "--backfill-config", plan][..], "--backfill-config"),
+        (
+            &["detect", "--backfill-config", plan][..],
+            "--backfill-config",
+        ),
+    ] {
+        let args = [command, &["--config", config, "--date", "2024-01-01"]].concat();
+        let out = ws.latefill(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{flag} applies to one pipeline"))
+                && err.contains("declares 2")
+                && err.contains("--pipeline NAME"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !ws.dir.path().join("state").exists(),
+            "{args:?}: state written"
+        );
+        assert!(
+            !std::path::Path::new(plan).exists(),
+            "{args:?}: a plan written"
+        );
+    }
+}
+
 /// A cycle is refused before anything is read or written, naming it.
 #[test]
 fn a_project_whose_pipelines_form_a_cycle_is_refused() {
