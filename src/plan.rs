@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use latefill_core::{PartitionDate, PartitionKey, Partitioning};
+use latefill_core::{PartitionDate, PartitionKey, Partitioning, TableVersion};
 use latefill_detector::PartitionChange;
 use latefill_executor::Pipeline;
 use latefill_state::{PartitionState, Status};
@@ -24,9 +24,9 @@ pub struct LatePartition {
     pub period: String,
     /// The source version it was last processed at; `None` when that was a version
     /// of a source table that was since replaced.
-    pub processed_at: Option<u64>,
+    pub processed_at: Option<TableVersion>,
     /// The last version its data changed at (an upper bound when not `exact`).
-    pub last_change_version: u64,
+    pub last_change_version: TableVersion,
     /// `false` when log cleanup hid the exact version and the file fingerprint
     /// decided instead.
     pub exact: bool,
@@ -146,8 +146,8 @@ pub fn plan_late(
         late.push(LatePartition {
             period: key.date().to_string(),
             partition: key,
-            processed_at,
-            last_change_version: change.last_change_version,
+            processed_at: processed_at.map(Into::into),
+            last_change_version: change.last_change_version.into(),
             exact: change.exact,
         });
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use latefill_core::{PartitionDate, PartitionKey, UnrecognisedPartition};
+use latefill_core::{PartitionDate, PartitionKey, TableVersion, UnrecognisedPartition};
 use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
 use latefill_executor::{Pipeline, partition_fingerprints};
 use latefill_state::{PartitionState, Status};
@@ -16,7 +16,7 @@ use crate::plan::{LatePartition, PlanInput, plan_late, plan_stale};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DetectionSummary {
     /// The source version detection reached.
-    pub table_version: u64,
+    pub table_version: TableVersion,
     /// `cursor` (only new commits), `since` or `full`.
     pub mode: &'static str,
     /// Commit files read.
@@ -291,7 +291,7 @@ impl Engine {
         );
         Ok(Detection {
             detection: DetectionSummary {
-                table_version: changes.table_version,
+                table_version: changes.table_version.into(),
                 mode: changes.scan.mode,
                 commits_read: changes.scan.commits_read,
                 exact: changes.exact,

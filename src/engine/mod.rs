@@ -211,7 +211,7 @@ pub struct Engine {
 pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
     latefill_state::Completion {
         partition: report.partition.to_string(),
-        source_version: report.source_version,
+        source_version: report.source_version.get(),
         fingerprint: Some(report.fingerprint.clone()),
         transform: Some(report.transform.clone()),
     }
@@ -384,18 +384,18 @@ impl Engine {
             let info = inspect_partition(&self.session, &self.pipeline, date, None).await?;
             if let Some((target_version, Some(txn))) =
                 target_txn_version(&self.session, &self.pipeline, &partition).await?
-                && txn == info.source_version
+                && info.source_version == txn
             {
                 // The commit that landed was made by this pipeline's transform unless
                 // the SQL was edited between the crash and now.
                 return Ok(RunReport {
                     partition: self.pipeline.partitioning.key(date),
                     period: date.to_string(),
-                    source_version: txn,
+                    source_version: txn.into(),
                     files_read: info.files,
                     rows_read: info.rows.unwrap_or_default(),
                     rows_written: 0,
-                    target_version,
+                    target_version: target_version.into(),
                     fingerprint: info.fingerprint,
                     transform: self.pipeline.transform_version(),
                     recovered: true,
@@ -417,7 +417,7 @@ impl Engine {
             Ok(report) => {
                 tracing::info!(
                     partition = %report.partition,
-                    source_version = report.source_version,
+                    source_version = report.source_version.get(),
                     files = report.files_read,
                     rows_read = report.rows_read,
                     rows_written = report.rows_written,

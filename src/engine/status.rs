@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use latefill_core::PartitionKey;
+use latefill_core::{PartitionKey, TableVersion};
 use latefill_state::Status;
 use serde::Serialize;
 
@@ -23,9 +23,9 @@ pub struct StatusRow {
     /// `processing`, `processed`, `failed`, or `unprocessed` (seen in the source only).
     pub status: String,
     /// The source version it was last processed at.
-    pub source_version: Option<u64>,
+    pub source_version: Option<TableVersion>,
     /// The last version its data changed at.
-    pub last_change_version: Option<u64>,
+    pub last_change_version: Option<TableVersion>,
     /// Whether it is late: processed, and changed since.
     pub late: bool,
     /// Whether it is stale: processed by another version of the transform.
@@ -81,8 +81,8 @@ impl Engine {
                     pipeline: self.pipeline.name.clone(),
                     period: key.date().to_string(),
                     status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
-                    source_version: row.and_then(|r| r.source_version),
-                    last_change_version: changes.get(name).copied(),
+                    source_version: row.and_then(|r| r.source_version).map(Into::into),
+                    last_change_version: changes.get(name).map(|&v| v.into()),
                     late: late.contains(name),
                     stale: row.is_some_and(|r| is_stale(r, &transform)),
                     transform: row.and_then(|r| r.transform.clone()),

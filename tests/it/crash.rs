@@ -78,7 +78,11 @@ async fn a_run_killed_at_any_step_is_finished_by_the_next_run() {
         let state = latefill::Engine::new(ws.pipeline()).status().await.unwrap();
         for row in &state {
             assert_eq!(row.status, "processed", "{step}: {row:?}");
-            assert_eq!(row.source_version, Some(late_version), "{step}: {row:?}");
+            assert_eq!(
+                row.source_version,
+                Some(late_version.into()),
+                "{step}: {row:?}"
+            );
             assert!(!row.late, "{step}: {row:?}");
         }
     }

@@ -12,7 +12,7 @@
 //! - [`partition`]: the periods a pipeline processes ([`PartitionDate`],
 //!   [`Granularity`]), how a table's partition column writes them ([`Partitioning`])
 //!   and the names that key them ([`PartitionKey`]).
-//! - [`RunId`]: who holds a claim.
+//! - [`RunId`]: who holds a claim; [`TableVersion`]: a table's commit number.
 //! - [`ErrorClass`]: whose fault an error is, which every crate's error tells and the
 //!   binary maps to exit codes.
 //! - [`storage`]: where tables live (local paths and object stores, opened one way),
@@ -22,9 +22,11 @@ mod class;
 pub mod partition;
 mod run_id;
 pub mod storage;
+mod version;
 
 pub use class::ErrorClass;
 pub use partition::{
     Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, UnrecognisedPartition,
 };
 pub use run_id::RunId;
+pub use version::TableVersion;

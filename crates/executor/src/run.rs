@@ -12,6 +12,7 @@ use deltalake::datafusion::logical_expr::{Expr, cast, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
+use latefill_core::TableVersion;
 use latefill_core::partition::{PartitionDate, PartitionKey};
 use serde::Serialize;
 
@@ -38,7 +39,7 @@ pub struct RunReport {
     #[serde(default)]
     pub period: String,
     /// The source version the partition was read at.
-    pub source_version: u64,
+    pub source_version: TableVersion,
     /// Data files of the partition that were read.
     pub files_read: usize,
     /// Source rows in the partition at that version.
@@ -46,7 +47,7 @@ pub struct RunReport {
     /// Rows written to the target partition.
     pub rows_written: u64,
     /// The target's version after the commit that replaced the partition.
-    pub target_version: u64,
+    pub target_version: TableVersion,
     /// Fingerprint of the partition's source files at `source_version`
     /// ([`fingerprint`](crate::fingerprint())); equal fingerprints mean the same data.
     pub fingerprint: String,
@@ -372,14 +373,14 @@ impl RunPartition {
         Ok(RunReport {
             partition: key,
             period: self.date.to_string(),
-            source_version,
+            source_version: source_version.into(),
             fingerprint: files_fingerprint(&files),
             transform,
             recovered: false,
             files_read: files.len(),
             rows_read,
             rows_written,
-            target_version,
+            target_version: target_version.into(),
             started_at,
             finished_at: chrono::Utc::now(),
             duration_ms: started.elapsed().as_millis() as u64,

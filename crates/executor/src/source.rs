@@ -12,6 +12,7 @@ use deltalake::datafusion::logical_expr::{Expr, cast, lit};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::LogicalFileView;
 use deltalake::{DeltaTable, DeltaTableError};
+use latefill_core::TableVersion;
 use latefill_core::partition::{PartitionDate, Partitioning};
 use latefill_core::storage::{StorageOptions, is_local_without_log, table_builder};
 use url::Url;
@@ -26,7 +27,7 @@ use crate::session::Session;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
     /// The pinned source version.
-    pub source_version: u64,
+    pub source_version: TableVersion,
     /// Its data files.
     pub files: usize,
     /// Its rows, when the log has row counts.
@@ -51,7 +52,7 @@ pub async fn inspect_partition(
         check_files_exist(session, &source, pipeline, date, &files).await?;
     }
     Ok(PartitionInfo {
-        source_version: source.version().unwrap_or_default(),
+        source_version: source.version().unwrap_or_default().into(),
         files: files.len(),
         rows: rows_from_stats(&files),
         fingerprint: files_fingerprint(&files),

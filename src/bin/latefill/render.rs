@@ -91,7 +91,7 @@ pub(crate) fn status_text(rows: &[latefill::engine::StatusRow]) -> String {
         "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  note",
         "partition", "status", "source version", "last change", "late", "attempts"
     );
-    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let opt = |v: Option<latefill::TableVersion>| v.map_or("-".to_owned(), |v| v.to_string());
     for r in rows {
         let note = match (&r.lease_expires_at, &r.last_error) {
             (Some(until), _) => format!(

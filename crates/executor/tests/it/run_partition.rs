@@ -69,7 +69,7 @@ async fn running_a_date_twice_leaves_the_same_rows() {
 
     assert_eq!(rows_first, rows_second);
     assert_eq!(first.rows_written, second.rows_written);
-    assert_eq!(second.target_version, first.target_version + 1);
+    assert_eq!(second.target_version, first.target_version.get() + 1);
     // One file set replaced the other: the partition holds only the second run's rows.
     assert_eq!(
         target_counts(&ws.target_path(), "2024-01-01").await,
@@ -181,7 +181,7 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
     assert_eq!(latest.source_version, v1 + 1);
     assert_eq!(
         txn_version(&ws.target_path(), &app_id).await,
-        Some(latest.source_version as i64)
+        Some(latest.source_version.get() as i64)
     );
 
     // Pinned: the rows and the txn are those of version v0.
@@ -363,7 +363,11 @@ async fn a_commit_of_another_writer_during_a_run_is_kept() {
         );
         let run = run.unwrap_or_else(|e| panic!("round {round}: {e}"));
         let append = append.unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_ne!(Some(run.target_version), append.version(), "round {round}");
+        assert_ne!(
+            Some(run.target_version.get()),
+            append.version(),
+            "round {round}"
+        );
         assert_eq!(
             target_counts(&ws.target_path(), "2024-01-01").await,
             expected,
