@@ -23,7 +23,7 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use latefill_core::PartitionDate;
+use latefill_core::{PartitionDate, TableVersion};
 use latefill_executor::RunReport;
 
 use super::{Detection, Engine, LateHandling, Result, RunControl, RunDateOptions, RunOutcome};
@@ -81,8 +81,8 @@ pub struct RunDate {
 
 impl RunDate {
     /// Reads the date's source at this version instead of the latest.
-    pub fn with_source_version(mut self, version: u64) -> Self {
-        self.options.source_version = Some(version);
+    pub fn with_source_version(mut self, version: impl Into<TableVersion>) -> Self {
+        self.options.source_version = Some(version.into().get());
         self
     }
 
@@ -139,8 +139,8 @@ pub struct Process {
 
 impl Process {
     /// Reads the source at this version instead of the latest.
-    pub fn with_source_version(mut self, version: u64) -> Self {
-        self.source_version = Some(version);
+    pub fn with_source_version(mut self, version: impl Into<TableVersion>) -> Self {
+        self.source_version = Some(version.into().get());
         self
     }
 
