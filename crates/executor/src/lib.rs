@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod chain;
 mod error;
 mod failpoint;
 mod fingerprint;

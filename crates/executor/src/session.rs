@@ -5,13 +5,13 @@
 //! given the same session.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use latefill_core::storage::Tables;
 use url::Url;
 
-use crate::replace::{Chain, Pending};
+use crate::chain::Chain;
 
 /// The executor's state between calls; cheap to clone (the clones share it).
 /// [`run_partition`](crate::run_partition) runs in a session of its own unless given
@@ -105,4 +105,13 @@ impl Session {
             let _ = task.await;
         }
     }
+}
+
+/// A checkpoint written in a task of its own.
+pub(crate) struct Pending {
+    pub(crate) task: tokio::task::JoinHandle<()>,
+    /// Whether the target is to be loaded from the checkpoint once it is written;
+    /// cleared by [`Session::checkpoints_written`], whose caller has no more runs to
+    /// make.
+    pub(crate) reload: Arc<AtomicBool>,
 }
