@@ -50,7 +50,7 @@ pub struct PlanInput<'a> {
 }
 
 /// The period of a partition of `pipeline` named `column=<value>`
-/// ([`PartitionKey`](latefill_core::PartitionKey)), if it is one.
+/// ([`PartitionKey`]), if it is one.
 pub fn partition_date(pipeline: &Pipeline, partition: &str) -> Option<PartitionDate> {
     pipeline
         .partitioning

@@ -17,14 +17,15 @@ use latefill_executor::{
 use latefill_state::{Clock, PartitionState, StateTable, Status};
 use serde::Serialize;
 
-use crate::backfill::BackfillEvent;
 use crate::plan::LatePartition;
 
+pub(crate) mod batch;
 mod detect;
 mod hand_out;
 mod requests;
 mod status;
 
+use batch::BackfillEvent;
 pub use detect::{Detection, DetectionSummary};
 pub use hand_out::BackfillPlan;
 pub use requests::{Detect, Process, RunDate};
@@ -533,7 +534,7 @@ impl Engine {
                         });
                     }
                 }
-                let batching = crate::backfill::Batching {
+                let batching = batch::Batching {
                     size: planned.len().max(1),
                     ..Default::default()
                 };
@@ -541,15 +542,8 @@ impl Engine {
                     control.track(&event);
                     event
                 };
-                let events = crate::backfill::process_batched(
-                    self,
-                    planned,
-                    1,
-                    batching,
-                    &control.stop,
-                    &emit,
-                )
-                .await;
+                let events =
+                    batch::process_batched(self, planned, 1, batching, &control.stop, &emit).await;
                 for event in events {
                     match event {
                         BackfillEvent::Processed(report) => outcome.backfilled.push(report),

@@ -1,0 +1,406 @@
+//! Processing planned partitions N at a time, with batched state transitions: one
+//! commit claims the next [`Batching::size`] partitions and records the completions
+//! of those processed since the last one. Both a backfill and a run's late partitions
+//! go through here.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use latefill_core::{PartitionDate, PartitionKey};
+use latefill_executor::{RunReport, failpoint};
+use latefill_state::{Batch, BatchOutcome, PartitionState, Planned};
+use serde::Serialize;
+
+use super::{Engine, Skipped, completion};
+
+/// What happened to one partition, as it happens.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum BackfillEvent {
+    /// The plan is made: `total` partitions.
+    Planned {
+        /// The partitions, in order.
+        partitions: Vec<PartitionKey>,
+    },
+    /// Partitions were claimed by this run (a batch), to be processed next.
+    Claimed {
+        /// The partitions.
+        partitions: Vec<PartitionKey>,
+    },
+    /// A claimed partition is being processed.
+    Started {
+        /// The partition.
+        partition: PartitionKey,
+    },
+    /// A partition was processed.
+    Processed(RunReport),
+    /// A partition was claimed by another run, or not started after a stop.
+    Skipped(Skipped),
+    /// A partition failed.
+    Failed(Skipped),
+}
+
+/// How a backfill batches its state transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// At most how many partitions one commit claims, and after how many processed
+    /// partitions their completions are recorded (1: a commit per transition).
+    pub size: usize,
+    /// At most how long a processed partition waits for its completion to be
+    /// recorded (its status says `processing` until then).
+    pub max_delay: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            size: 8,
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A partition this run claimed and has not started.
+struct Claimed {
+    date: PartitionDate,
+    /// Its row when planned (what a release restores).
+    seen: Option<PartitionState>,
+    /// When its lease started, by the state table's clock.
+    claimed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Processes `planned` partitions, `concurrency` at a time, with batched state
+/// transitions; returns every partition's last event.
+pub(crate) async fn process_batched(
+    engine: &Engine,
+    planned: Vec<(PartitionDate, Option<PartitionState>)>,
+    concurrency: usize,
+    batching: Batching,
+    stop: &AtomicBool,
+    emit: &(dyn Fn(BackfillEvent) -> BackfillEvent + Sync),
+) -> Vec<BackfillEvent> {
+    let size = batching.size.max(1);
+    // A claim older than half its lease is renewed before its partition starts, so
+    // that no partition starts on a lease another run may take over meanwhile.
+    let renew_after = engine.state().lease() / 2;
+    // Partitions run side by side share the cores, each transform its part of them.
+    let target_partitions = (concurrency > 1).then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / concurrency).max(1)
+    });
+    let mut batcher = Batcher {
+        engine,
+        emit,
+        events: Vec::new(),
+    };
+    let mut queue: VecDeque<(PartitionDate, Option<PartitionState>)> = planned.into();
+    let mut ready: VecDeque<Claimed> = VecDeque::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut done: Vec<RunReport> = Vec::new();
+    let mut first_done: Option<Instant> = None;
+
+    // The claim of the next batch, made while the partitions of the last one run: one
+    // state commit at a time, so completions wait for it (it records them too).
+    let mut claiming: Option<Claiming> = None;
+
+    loop {
+        // Start what can start.
+        while running.len() < concurrency && !stop.load(Ordering::SeqCst) {
+            let Some(next) = ready.pop_front() else {
+                break;
+            };
+            let partition = engine.pipeline().partitioning.key(next.date);
+            if engine.state().now() - next.claimed_at > renew_after
+                && !batcher.renew(partition.as_str()).await
+            {
+                continue;
+            }
+            emit(BackfillEvent::Started {
+                partition: partition.clone(),
+            });
+            let engine = engine.clone();
+            running.spawn(async move {
+                let report = engine
+                    .run_claimed(next.date, next.seen.as_ref(), None, true, target_partitions)
+                    .await;
+                (partition, report)
+            });
+        }
+        // Once every claimed partition has started, claim the next batch (with the
+        // completions so far), so that it is ready when a partition finishes.
+        if claiming.is_none()
+            && ready.is_empty()
+            && !queue.is_empty()
+            && !stop.load(Ordering::SeqCst)
+        {
+            let claim: Vec<_> = queue.drain(..size.min(queue.len())).collect();
+            claiming = Some(batcher.claim(std::mem::take(&mut done), claim));
+            first_done = None;
+        }
+        if running.is_empty() && claiming.is_none() {
+            break;
+        }
+        // Wait for a partition to finish, the claim to land, or the oldest completion
+        // to be due.
+        let due = first_done.map(|t| tokio::time::Instant::from_std(t + batching.max_delay));
+        tokio::select! {
+            joined = running.join_next(), if !running.is_empty() => {
+                let (partition, result) = joined
+                    .expect("running is not empty")
+                    .expect("a partition's task panicked");
+                match result {
+                    Ok(report) => {
+                        done.push(report);
+                        first_done.get_or_insert_with(Instant::now);
+                    }
+                    Err(e) => {
+                        batcher.events.push(emit(BackfillEvent::Failed(Skipped {
+                            partition,
+                            reason: e.to_string(),
+                        })));
+                    }
+                }
+            }
+            landed = async { claiming.as_mut().expect("a claim is in flight").await }, if claiming.is_some() => {
+                claiming = None;
+                let (recorded, claim, batch, result) = landed;
+                let claimed = batcher.record(recorded, batch, result);
+                // The claim's partitions that the state table granted, in order.
+                let granted: Vec<(PartitionKey, PartitionDate, Option<PartitionState>)> = claim
+                    .into_iter()
+                    .map(|(date, seen)| (engine.pipeline().partitioning.key(date), date, seen))
+                    .filter(|(key, _, _)| claimed.iter().any(|c| key == c.as_str()))
+                    .collect();
+                if !granted.is_empty() {
+                    emit(BackfillEvent::Claimed {
+                        partitions: granted.iter().map(|(key, _, _)| key.clone()).collect(),
+                    });
+                    failpoint("after-claim");
+                }
+                for (_, date, seen) in granted {
+                    ready.push_back(Claimed {
+                        date,
+                        seen,
+                        claimed_at: engine.state().now(),
+                    });
+                }
+            }
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() && claiming.is_none() => {
+                batcher.commit(std::mem::take(&mut done), &[], &[]).await;
+                first_done = None;
+            }
+        }
+        // A full batch of completions is recorded now, unless a claim is in flight or
+        // one is still to come: that commit records them (a claim is made once a batch
+        // has started, so at most a batch and the running partitions wait for it).
+        let claim_to_come =
+            claiming.is_some() || (!queue.is_empty() && !stop.load(Ordering::SeqCst));
+        if done.len() >= size && !claim_to_come {
+            batcher.commit(std::mem::take(&mut done), &[], &[]).await;
+            first_done = None;
+        }
+    }
+
+    // Record what is done and give back what was claimed and not started (a stop).
+    let release: Vec<Planned> = ready
+        .iter()
+        .map(|c| Planned {
+            partition: engine.pipeline().partition_name(c.date),
+            seen: c.seen.clone(),
+        })
+        .collect();
+    // The checkpoints the runs left to write in the background land meanwhile.
+    let last_commit = async {
+        if !done.is_empty() || !release.is_empty() {
+            batcher.commit(done, &release, &[]).await;
+        }
+    };
+    tokio::join!(last_commit, engine.session().checkpoints_written());
+    let dates = ready
+        .iter()
+        .map(|c| c.date)
+        .chain(queue.into_iter().map(|(d, _)| d));
+    for partition in dates.map(|d| engine.pipeline().partitioning.key(d)) {
+        batcher.events.push(emit(BackfillEvent::Skipped(Skipped {
+            partition,
+            reason: "not started: the backfill was interrupted".into(),
+        })));
+    }
+    batcher.events
+}
+
+/// A claim in flight: the completions it records, the partitions it claims, its
+/// batch and what the state table made of it.
+type Claiming = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Vec<RunReport>,
+                    Vec<(PartitionDate, Option<PartitionState>)>,
+                    Batch,
+                    latefill_state::Result<BatchOutcome>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// Commits batches of transitions and turns their outcomes into events.
+struct Batcher<'a> {
+    engine: &'a Engine,
+    emit: &'a (dyn Fn(BackfillEvent) -> BackfillEvent + Sync),
+    events: Vec<BackfillEvent>,
+}
+
+impl Batcher<'_> {
+    /// Records `done`, releases `release` and claims `claim` in one commit; returns the
+    /// partitions claimed. Each processed partition is reported once its completion
+    /// is recorded; a commit that fails fails its partitions.
+    async fn commit(
+        &mut self,
+        done: Vec<RunReport>,
+        release: &[Planned],
+        claim: &[(PartitionDate, Option<PartitionState>)],
+    ) -> Vec<String> {
+        let batch = self.batch(&done, release, claim);
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let result = self
+            .engine
+            .state()
+            .commit_batch(self.engine.run_id(), &batch)
+            .await;
+        self.record(done, batch, result)
+    }
+
+    /// The commit of [`Batcher::commit`] recording `done` and claiming `claim`, as a
+    /// future of its own, to run beside the partitions; [`Batcher::record`] its result.
+    fn claim(
+        &self,
+        done: Vec<RunReport>,
+        claim: Vec<(PartitionDate, Option<PartitionState>)>,
+    ) -> Claiming {
+        let batch = self.batch(&done, &[], &claim);
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let result = engine.state().commit_batch(engine.run_id(), &batch).await;
+            (done, claim, batch, result)
+        })
+    }
+
+    /// The batch recording `done`, releasing `release` and claiming `claim`.
+    fn batch(
+        &self,
+        done: &[RunReport],
+        release: &[Planned],
+        claim: &[(PartitionDate, Option<PartitionState>)],
+    ) -> Batch {
+        let pipeline = self.engine.pipeline();
+        Batch {
+            complete: done.iter().map(completion).collect(),
+            release: release.to_vec(),
+            claim: claim
+                .iter()
+                .map(|(date, seen)| Planned {
+                    partition: pipeline.partition_name(*date),
+                    seen: seen.clone(),
+                })
+                .collect(),
+            ..Batch::default()
+        }
+    }
+
+    /// Turns the outcome of `batch`, which recorded `done`, into events; returns the
+    /// partitions it claimed.
+    fn record(
+        &mut self,
+        done: Vec<RunReport>,
+        batch: Batch,
+        result: latefill_state::Result<BatchOutcome>,
+    ) -> Vec<String> {
+        let emit = self.emit;
+        match result {
+            Ok(outcome) => {
+                if !done.is_empty() {
+                    failpoint("after-complete");
+                }
+                for report in done {
+                    if outcome
+                        .completed
+                        .iter()
+                        .any(|p| report.partition == p.as_str())
+                    {
+                        self.events.push(emit(BackfillEvent::Processed(report)));
+                    }
+                }
+                for refused in outcome.refused {
+                    let partition = self.key(refused.partition().unwrap_or_default());
+                    let event = match refused {
+                        // Processed, but another run took the claim over meanwhile.
+                        latefill_state::Error::LeaseLost { .. } => BackfillEvent::Failed,
+                        _ => BackfillEvent::Skipped,
+                    };
+                    self.events.push(emit(event(Skipped {
+                        partition,
+                        reason: refused.to_string(),
+                    })));
+                }
+                outcome.claimed
+            }
+            Err(e) => {
+                let reason = format!("recording in the state table failed: {e}");
+                let partitions = batch
+                    .complete
+                    .into_iter()
+                    .map(|c| c.partition)
+                    .chain(batch.claim.into_iter().map(|c| c.partition));
+                for partition in partitions {
+                    self.events.push(emit(BackfillEvent::Failed(Skipped {
+                        partition: self.key(&partition),
+                        reason: reason.clone(),
+                    })));
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Renews this run's claim of `partition`; `false` (and an event) when the claim
+    /// was lost.
+    async fn renew(&mut self, partition: &str) -> bool {
+        let batch = Batch {
+            renew: vec![partition.to_owned()],
+            ..Batch::default()
+        };
+        let result = self
+            .engine
+            .state()
+            .commit_batch(self.engine.run_id(), &batch)
+            .await;
+        let reason = match result {
+            Ok(outcome) => match outcome.refused.into_iter().next() {
+                None => return true,
+                Some(e) => e.to_string(),
+            },
+            Err(e) => format!("renewing the claim failed: {e}"),
+        };
+        self.events.push((self.emit)(BackfillEvent::Failed(Skipped {
+            partition: self.key(partition),
+            reason,
+        })));
+        false
+    }
+
+    /// The key of a partition this run named in the state table (the state table
+    /// holds names; this run made each from a key of its pipeline).
+    fn key(&self, name: &str) -> PartitionKey {
+        self.engine
+            .pipeline()
+            .partitioning
+            .parse_name(name)
+            .expect("a partition name this run wrote")
+    }
+}
