@@ -23,7 +23,8 @@
 //! upkeep), `replace` (a partition's data files, then its commit), `preflight` (what
 //! is checked before a claim), `fingerprint`, `schema` (Arrow types as Delta stores
 //! them), `transform` (SQL or Rust), `pipeline` and `project` (the declarations),
-//! `session`.
+//! `session` and `chain` (what runs keep between calls: tables, each target's commit
+//! chain, background checkpoints).
 //!
 //! ```no_run
 //! # async fn example() -> latefill_executor::Result<()> {
