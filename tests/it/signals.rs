@@ -164,9 +164,24 @@ fn running_run(
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStderr>>,
 ) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latefill"));
+    command
         .args(["-v", "run", "--config", ws.config.to_str().unwrap()])
-        .args(["--date", date, "--output", "json"])
+        .args(["--date", date, "--output", "json"]);
+    running_until(ws, command, until)
+}
+
+/// `command` started in the workspace, its stderr read line by line until a line
+/// holds `until`: the child, and the rest of stderr still to read.
+fn running_until(
+    ws: &Workspace,
+    mut command: Command,
+    until: impl Fn(&str) -> bool,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = command
         .current_dir(ws.dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,7 +198,7 @@ fn running_run(
         }
     }
     let status = child.wait().unwrap();
-    panic!("the run ended ({status}) before the line awaited: {seen:?}");
+    panic!("the command ended ({status}) before the line awaited: {seen:?}");
 }
 
 /// The state rows of the workspace's pipeline, by partition; none may be left
@@ -322,25 +337,14 @@ async fn sigterm_during_a_hand_out_gives_the_claims_back_and_writes_no_plan() {
     let detect = ["detect", "--config", config, "--date", "2024-01-04"];
     let run = ["run", "--config", config, "--date", "2024-01-04"];
     for command in [&detect[..], &run[..]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latefill"))
+        let mut hand_out = Command::new(env!("CARGO_BIN_EXE_latefill"));
+        hand_out
             .args(command)
             .args(["--backfill-config", plan_arg, "--output", "json"])
-            .env(latefill::executor::FAILPOINT_ENV, "pause:handed-out")
-            .current_dir(ws.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            .env(latefill::executor::FAILPOINT_ENV, "pause:handed-out");
+        let (mut child, lines) =
+            running_until(&ws, hand_out, |l| l.contains("paused at handed-out"));
         let mut seen = Vec::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            let paused = line.contains("paused at handed-out");
-            seen.push(line);
-            if paused {
-                break;
-            }
-        }
         // Both late days are claimed for the hand-out at this point.
         let rows = latefill::Engine::new(ws.pipeline())
             .state()

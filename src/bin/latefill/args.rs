@@ -390,13 +390,20 @@ pub(crate) struct RebuildArgs {
     pub(crate) config: ConfigArg,
 }
 
+/// The partition a repair by hand (`state release`, `state reset`) works on.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ReleaseArgs {
+pub(crate) struct RepairTarget {
     #[command(flatten)]
     pub(crate) config: ConfigArg,
     /// The partition: its period (2024-01-03) or its name (event_time=2024-01-03).
     #[arg(value_name = "PARTITION")]
     pub(crate) partition: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReleaseArgs {
+    #[command(flatten)]
+    pub(crate) target: RepairTarget,
     /// Release it even though its lease is live.
     #[arg(long)]
     pub(crate) force: bool,
@@ -408,10 +415,7 @@ pub(crate) struct ReleaseArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ResetArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArg,
-    /// The partition: its period (2024-01-03) or its name (event_time=2024-01-03).
-    #[arg(value_name = "PARTITION")]
-    pub(crate) partition: String,
+    pub(crate) target: RepairTarget,
     /// Forget it even though a run holds a live claim on it.
     #[arg(long)]
     pub(crate) force: bool,

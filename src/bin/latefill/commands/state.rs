@@ -3,7 +3,7 @@
 use latefill::engine::Engine;
 use latefill::executor;
 
-use crate::args::{ConfigArg, RebuildArgs, ReleaseArgs, ResetArgs};
+use crate::args::{RebuildArgs, ReleaseArgs, RepairTarget, ResetArgs};
 use crate::render::print_repair;
 
 pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
@@ -21,12 +21,11 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn release(args: ReleaseArgs) -> anyhow::Result<()> {
     let ReleaseArgs {
-        config,
-        partition,
+        target,
         force,
         format,
     } = args;
-    let (engine, name) = repair(&config, &partition)?;
+    let (engine, name) = repair(&target)?;
     let before = engine
         .state()
         .release_claim(&name, force, "released by hand (latefill state release)")
@@ -48,12 +47,11 @@ pub(crate) async fn release(args: ReleaseArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn reset(args: ResetArgs) -> anyhow::Result<()> {
     let ResetArgs {
-        config,
-        partition,
+        target,
         force,
         format,
     } = args;
-    let (engine, name) = repair(&config, &partition)?;
+    let (engine, name) = repair(&target)?;
     let removed = engine
         .state()
         .reset(&name, force)
@@ -74,9 +72,9 @@ pub(crate) async fn reset(args: ResetArgs) -> anyhow::Result<()> {
 
 /// The engine and the partition's name for a repair by hand (`state release`,
 /// `state reset`): `partition` as a period or a name.
-fn repair(config: &ConfigArg, partition: &str) -> anyhow::Result<(Engine, String)> {
-    let (pipeline, _) = config.load()?;
-    let name = pipeline.partition_name(pipeline.parse_date(partition)?);
+fn repair(target: &RepairTarget) -> anyhow::Result<(Engine, String)> {
+    let (pipeline, _) = target.config.load()?;
+    let name = pipeline.partition_name(pipeline.parse_date(&target.partition)?);
     executor::check_locations(&pipeline)?;
     Ok((Engine::new(pipeline), name))
 }
