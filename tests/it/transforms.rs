@@ -115,3 +115,61 @@ async fn a_failing_rust_transform_is_refused_with_the_reason_before_the_claim() 
         "no state commit"
     );
 }
+
+/// A pipeline made in code, with no file, runs like one read from TOML: the same
+/// target, partition by partition; a bad name or a target that is its source is
+/// refused when it is made.
+#[tokio::test]
+async fn a_pipeline_made_in_code_runs_like_one_from_a_file() {
+    use latefill::executor::Pipeline;
+    use latefill::{Granularity, Partitioning};
+
+    let ws = Workspace::new();
+    ws.generate("2024-04-01", 1_000, 1).await;
+    ws.generate("2024-04-02", 1_000, 2).await;
+    let url = |table: &str| url_of(&ws.dir.path().join(table));
+    let days = Partitioning::new("event_time", Granularity::Day);
+    let pipeline = Pipeline::new(
+        "devices_daily",
+        url("devices"),
+        days.clone(),
+        url("devices_daily"),
+        url("state"),
+        Transform::Sql(DEFAULT_SQL.into()),
+    )
+    .unwrap();
+    let engine = Engine::new(pipeline);
+    for d in 1..=2 {
+        let outcome = engine.run_date(day(d)).await.unwrap();
+        assert_eq!(outcome.run.partition, format!("event_time={}", day(d)));
+    }
+    for d in 1..=2 {
+        let date = day(d).to_string();
+        assert_eq!(
+            target_counts(&ws.target_path(), &date).await,
+            recomputed_counts(&ws.source_path(), &date).await,
+            "{date}"
+        );
+    }
+
+    let made = |name: &str, target: &str| {
+        Pipeline::new(
+            name,
+            url("devices"),
+            days.clone(),
+            url(target),
+            url("state"),
+            Transform::Sql(DEFAULT_SQL.into()),
+        )
+    };
+    let err = made("devices daily", "out").unwrap_err().to_string();
+    assert!(
+        err.contains("\"devices daily\"") && err.contains("letters, digits"),
+        "{err}"
+    );
+    let err = made("devices_daily", "devices").unwrap_err().to_string();
+    assert!(
+        err.contains("source and target are the same table"),
+        "{err}"
+    );
+}
