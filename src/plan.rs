@@ -59,13 +59,16 @@ pub fn partition_date(pipeline: &Pipeline, partition: &str) -> Option<PartitionD
 }
 
 impl PlanInput<'_> {
-    /// Whether a plan looks at `partition`: a partition of the pipeline's column,
-    /// before the run's date (if any), within the look-back horizon.
-    pub fn considers(&self, partition: &str) -> bool {
-        let Some(date) = self.partitioning.parse_name(partition) else {
-            return false;
-        };
-        let date = date.date();
+    /// The key of `partition` when a plan looks at it: a partition of the pipeline,
+    /// before the run's date (if any), within the look-back horizon; parsed once.
+    pub fn key(&self, partition: &str) -> Option<PartitionKey> {
+        let key = self.partitioning.parse_name(partition)?;
+        self.considers_period(key.date()).then_some(key)
+    }
+
+    /// Whether a plan looks at the partition of `date`: before the run's date (if
+    /// any), within the look-back horizon.
+    fn considers_period(&self, date: PartitionDate) -> bool {
         let Some(before) = self.before else {
             return true;
         };
@@ -93,8 +96,8 @@ pub fn plan_stale(
 ) -> Vec<PartitionKey> {
     state
         .iter()
-        .filter(|(name, row)| input.considers(name) && is_stale(row, transform))
-        .filter_map(|(name, _)| input.partitioning.parse_name(name))
+        .filter(|(_, row)| is_stale(row, transform))
+        .filter_map(|(name, _)| input.key(name))
         .collect()
 }
 
@@ -118,11 +121,7 @@ pub fn plan_late(
 ) -> Vec<LatePartition> {
     let mut late = Vec::new();
     for change in changes {
-        if !input.considers(&change.partition) {
-            continue;
-        }
-        // A name `considers` accepts is one of the pipeline's.
-        let Some(key) = input.partitioning.parse_name(&change.partition) else {
+        let Some(key) = input.key(&change.partition) else {
             continue;
         };
         let Some(row) = state.get(&change.partition) else {

@@ -105,7 +105,6 @@ async fn delete_by_deletion_vector(table: &std::path::Path, file: &str, position
     use deltalake::kernel::transaction::CommitBuilder;
     use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, StorageType};
     use deltalake::protocol::DeltaOperation;
-    use futures::TryStreamExt;
 
     let mut vector = KernelDeletionVector::new();
     vector.add_deleted_row_indexes(positions.iter().copied());
@@ -117,11 +116,7 @@ async fn delete_by_deletion_vector(table: &std::path::Path, file: &str, position
     std::fs::write(&vector_file, &bytes).unwrap();
 
     let delta = open(table).await;
-    let files: Vec<_> = delta
-        .get_active_add_actions_by_predicate(None)
-        .try_collect()
-        .await
-        .unwrap();
+    let files = latefill::storage::active_files(&delta).await.unwrap();
     let view = files.iter().find(|f| f.path() == file).unwrap();
     let add = Add {
         path: view.path().into_owned(),

@@ -440,7 +440,7 @@ impl Partitioning {
 
     /// The partition's name: `column=<value>`, or `day_column=YYYY-MM-DD/hour_column=HH`.
     pub fn name(&self, date: PartitionDate) -> String {
-        self.key(date).to_string()
+        self.key(date).name
     }
 
     /// Reads a name [`Partitioning::name`] wrote; `None` for anything else (another

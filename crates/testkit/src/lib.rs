@@ -189,13 +189,8 @@ pub fn expected_counts(date: &str, batches: &[(usize, u64)]) -> BTreeMap<(String
 
 /// Active data files of the table at `path`, per partition value of `event_time`.
 pub async fn files_by_partition(path: &Path) -> BTreeMap<String, Vec<String>> {
-    use futures::TryStreamExt;
     let table = open(path).await;
-    let files: Vec<_> = table
-        .get_active_add_actions_by_predicate(None)
-        .try_collect()
-        .await
-        .unwrap();
+    let files = latefill_core::storage::active_files(&table).await.unwrap();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in files {
         let value = f

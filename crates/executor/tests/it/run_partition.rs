@@ -533,18 +533,10 @@ async fn a_new_target_is_checkpointed_every_ten_commits() {
 /// the version read first; an older version asked for is that version.
 #[tokio::test]
 async fn a_table_read_again_in_one_process_is_its_latest_version() {
-    use futures::TryStreamExt;
-    use latefill_core::storage::{StorageOptions, Tables};
+    use latefill_core::storage::{StorageOptions, Tables, active_files};
     let files = |table: &deltalake::DeltaTable| {
         let table = table.clone();
-        async move {
-            let files: Vec<_> = table
-                .get_active_add_actions_by_predicate(None)
-                .try_collect()
-                .await
-                .unwrap();
-            files.len()
-        }
+        async move { active_files(&table).await.unwrap().len() }
     };
     let ws = Workspace::new();
     let (url, options) = (url_of(&ws.source_path()), StorageOptions::new());
