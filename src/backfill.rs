@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::engine::batch::process_batched;
 pub use crate::engine::batch::{BackfillEvent, Batching};
 use crate::engine::{Engine, Result, RunControl, Skipped};
-use crate::plan::{is_stale, partition_date};
+use crate::plan::is_stale;
 
 /// Which dates of the range a backfill processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -170,32 +170,25 @@ impl BackfillRange {
         let state = &detection.state;
         let now = engine.state().now();
         let transform = engine.pipeline().transform_version();
-        let late: std::collections::BTreeSet<&str> = detection
-            .late
-            .iter()
-            .map(|l| l.partition.as_str())
-            .collect();
+        let late: std::collections::BTreeSet<&PartitionKey> =
+            detection.late.iter().map(|l| &l.partition).collect();
         let mut dates = Vec::new();
         for change in detection.changes() {
-            let Some(date) = partition_date(engine.pipeline(), &change.partition) else {
-                continue;
-            };
+            let date = change.partition.date();
             if date < self.from || date > self.to {
                 continue;
             }
             let row = state.get(&change.partition);
             let pick = match self.selection {
                 Selection::All => true,
-                Selection::OnlyLate => late.contains(change.partition.as_str()),
+                Selection::OnlyLate => late.contains(&change.partition),
                 Selection::Stale => {
                     row.is_some_and(|r| !r.is_leased(now) && is_stale(r, &transform))
                 }
                 Selection::Pending => match row {
                     None => true,
                     Some(r) if r.is_leased(now) => false,
-                    Some(r) => {
-                        r.status != Status::Processed || late.contains(change.partition.as_str())
-                    }
+                    Some(r) => r.status != Status::Processed || late.contains(&change.partition),
                 },
             };
             if pick {

@@ -75,7 +75,7 @@ pub use error::class_of;
 pub use latefill_core::storage;
 pub use latefill_core::{
     ErrorClass, Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, RunId,
-    TableVersion, UnrecognisedPartition,
+    SourcePartition, TableVersion, UnrecognisedPartition,
 };
 pub use latefill_datagen as datagen;
 pub use latefill_detector as detector;

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use latefill_core::{PartitionDate, PartitionKey, Partitioning, TableVersion};
-use latefill_detector::PartitionChange;
-use latefill_executor::Pipeline;
 use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
@@ -32,6 +30,20 @@ pub struct LatePartition {
     pub exact: bool,
 }
 
+/// A partition of the pipeline whose source data changed. A source may be
+/// partitioned by more columns than the pipeline's (`event_time`, `region`): the
+/// partition's change is then the latest of its source partitions'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The partition.
+    pub partition: PartitionKey,
+    /// The last source version whose commit changed its data.
+    pub last_change_version: TableVersion,
+    /// `false` when log cleanup hid the exact version: it changed at some version up
+    /// to `last_change_version`.
+    pub exact: bool,
+}
+
 /// What planning needs to know beyond the state and the changes.
 #[derive(Debug, Clone)]
 pub struct PlanInput<'a> {
@@ -46,24 +58,14 @@ pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
     /// Current file fingerprints per partition, needed only where a change version is
     /// not exact; a partition missing here is treated as changed.
-    pub fingerprints: Option<&'a BTreeMap<String, String>>,
-}
-
-/// The period of a partition of `pipeline` named `column=<value>`
-/// ([`PartitionKey`]), if it is one.
-pub fn partition_date(pipeline: &Pipeline, partition: &str) -> Option<PartitionDate> {
-    pipeline
-        .partitioning
-        .parse_name(partition)
-        .map(|key| key.date())
+    pub fingerprints: Option<&'a BTreeMap<PartitionKey, String>>,
 }
 
 impl PlanInput<'_> {
-    /// The key of `partition` when a plan looks at it: a partition of the pipeline,
-    /// before the run's date (if any), within the look-back horizon; parsed once.
-    pub fn key(&self, partition: &str) -> Option<PartitionKey> {
-        let key = self.partitioning.parse_name(partition)?;
-        self.considers_period(key.date()).then_some(key)
+    /// Whether a plan looks at `partition`: before the run's date (if any), within
+    /// the look-back horizon.
+    pub fn considers(&self, partition: &PartitionKey) -> bool {
+        self.considers_period(partition.date())
     }
 
     /// Whether a plan looks at the partition of `date`: before the run's date (if
@@ -90,14 +92,14 @@ pub fn is_stale(row: &PartitionState, transform: &str) -> bool {
 
 /// The stale partitions a plan for the date considers ([`is_stale`]), sorted by name.
 pub fn plan_stale(
-    state: &BTreeMap<String, PartitionState>,
+    state: &BTreeMap<PartitionKey, PartitionState>,
     transform: &str,
     input: &PlanInput<'_>,
 ) -> Vec<PartitionKey> {
     state
         .iter()
-        .filter(|(_, row)| is_stale(row, transform))
-        .filter_map(|(name, _)| input.key(name))
+        .filter(|(key, row)| is_stale(row, transform) && input.considers(key))
+        .map(|(key, _)| key.clone())
         .collect()
 }
 
@@ -115,15 +117,15 @@ pub fn can_be_late(row: &PartitionState) -> bool {
 
 /// The late partitions, sorted by name.
 pub fn plan_late(
-    state: &BTreeMap<String, PartitionState>,
-    changes: &[PartitionChange],
+    state: &BTreeMap<PartitionKey, PartitionState>,
+    changes: &[Change],
     input: &PlanInput<'_>,
 ) -> Vec<LatePartition> {
     let mut late = Vec::new();
     for change in changes {
-        let Some(key) = input.key(&change.partition) else {
+        if !input.considers(&change.partition) {
             continue;
-        };
+        }
         let Some(row) = state.get(&change.partition) else {
             continue; // never processed: not late, just not done yet
         };
@@ -143,10 +145,10 @@ pub fn plan_late(
             }
         }
         late.push(LatePartition {
-            period: key.date().to_string(),
-            partition: key,
-            processed_at: processed_at.map(Into::into),
-            last_change_version: change.last_change_version.into(),
+            period: change.partition.date().to_string(),
+            partition: change.partition.clone(),
+            processed_at,
+            last_change_version: change.last_change_version,
             exact: change.exact,
         });
     }
@@ -166,11 +168,15 @@ mod tests {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap()
     }
 
+    fn key(partition: &str) -> PartitionKey {
+        DAYS.parse_name(partition).unwrap()
+    }
+
     fn row(partition: &str, status: Status, version: u64, leased: bool) -> PartitionState {
         PartitionState {
-            partition: partition.into(),
+            partition: key(partition),
             status,
-            source_version: Some(version),
+            source_version: Some(version.into()),
             fingerprint: Some("1:aaaa".into()),
             transform: Some("sql:1".into()),
             run_id: "other-run".into(),
@@ -182,15 +188,15 @@ mod tests {
         }
     }
 
-    fn change(partition: &str, version: u64, exact: bool) -> PartitionChange {
-        PartitionChange {
-            partition: partition.into(),
-            last_change_version: version,
+    fn change(partition: &str, version: u64, exact: bool) -> Change {
+        Change {
+            partition: key(partition),
+            last_change_version: version.into(),
             exact,
         }
     }
 
-    fn by_name(rows: Vec<PartitionState>) -> BTreeMap<String, PartitionState> {
+    fn by_name(rows: Vec<PartitionState>) -> BTreeMap<PartitionKey, PartitionState> {
         rows.into_iter().map(|r| (r.partition.clone(), r)).collect()
     }
 
@@ -209,7 +215,7 @@ mod tests {
         late.into_iter().map(|l| l.partition.to_string()).collect()
     }
 
-    fn plan(state: Vec<PartitionState>, changes: Vec<PartitionChange>) -> Vec<String> {
+    fn plan(state: Vec<PartitionState>, changes: Vec<Change>) -> Vec<String> {
         names(plan_late(&by_name(state), &changes, &input()))
     }
 
@@ -283,8 +289,8 @@ mod tests {
     fn an_inexact_change_is_decided_by_the_file_fingerprint() {
         let state = by_name(vec![row(P, Status::Processed, 3, false)]);
         let changes = vec![change(P, 4, false)];
-        let same: BTreeMap<String, String> = [(P.to_owned(), "1:aaaa".to_owned())].into();
-        let other: BTreeMap<String, String> = [(P.to_owned(), "2:bbbb".to_owned())].into();
+        let same: BTreeMap<PartitionKey, String> = [(key(P), "1:aaaa".to_owned())].into();
+        let other: BTreeMap<PartitionKey, String> = [(key(P), "2:bbbb".to_owned())].into();
         let with_fingerprints = |f| PlanInput {
             fingerprints: Some(f),
             ..input()

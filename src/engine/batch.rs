@@ -114,7 +114,7 @@ pub(crate) async fn process_batched(
             };
             let partition = engine.pipeline().partitioning.key(next.date);
             if engine.state().now() - next.claimed_at > renew_after
-                && !batcher.renew(partition.as_str()).await
+                && !batcher.renew(&partition).await
             {
                 continue;
             }
@@ -172,7 +172,7 @@ pub(crate) async fn process_batched(
                 let granted: Vec<(PartitionKey, PartitionDate, Option<PartitionState>)> = claim
                     .into_iter()
                     .map(|(date, seen)| (engine.pipeline().partitioning.key(date), date, seen))
-                    .filter(|(key, _, _)| claimed.iter().any(|c| key == c.as_str()))
+                    .filter(|(key, _, _)| claimed.contains(key))
                     .collect();
                 if !granted.is_empty() {
                     emit(BackfillEvent::Claimed {
@@ -208,7 +208,7 @@ pub(crate) async fn process_batched(
     let release: Vec<Planned> = ready
         .iter()
         .map(|c| Planned {
-            partition: engine.pipeline().partition_name(c.date),
+            partition: engine.pipeline().partitioning.key(c.date),
             seen: c.seen.clone(),
         })
         .collect();
@@ -263,7 +263,7 @@ impl Batcher<'_> {
         done: Vec<RunReport>,
         release: &[Planned],
         claim: &[(PartitionDate, Option<PartitionState>)],
-    ) -> Vec<String> {
+    ) -> Vec<PartitionKey> {
         let batch = self.batch(&done, release, claim);
         if batch.is_empty() {
             return Vec::new();
@@ -305,7 +305,7 @@ impl Batcher<'_> {
             claim: claim
                 .iter()
                 .map(|(date, seen)| Planned {
-                    partition: pipeline.partition_name(*date),
+                    partition: pipeline.partitioning.key(*date),
                     seen: seen.clone(),
                 })
                 .collect(),
@@ -320,7 +320,7 @@ impl Batcher<'_> {
         done: Vec<RunReport>,
         batch: Batch,
         result: latefill_state::Result<BatchOutcome>,
-    ) -> Vec<String> {
+    ) -> Vec<PartitionKey> {
         let emit = self.emit;
         match result {
             Ok(outcome) => {
@@ -328,16 +328,15 @@ impl Batcher<'_> {
                     failpoint("after-complete");
                 }
                 for report in done {
-                    if outcome
-                        .completed
-                        .iter()
-                        .any(|p| report.partition == p.as_str())
-                    {
+                    if outcome.completed.contains(&report.partition) {
                         self.events.push(emit(BackfillEvent::Processed(report)));
                     }
                 }
                 for refused in outcome.refused {
-                    let partition = self.key(refused.partition().unwrap_or_default());
+                    let Some(partition) = refused.partition().cloned() else {
+                        tracing::warn!(error = %refused, "a refusal of no partition");
+                        continue;
+                    };
                     let event = match refused {
                         // Processed, but another run took the claim over meanwhile.
                         latefill_state::Error::LeaseLost { .. } => BackfillEvent::Failed,
@@ -359,7 +358,7 @@ impl Batcher<'_> {
                     .chain(batch.claim.into_iter().map(|c| c.partition));
                 for partition in partitions {
                     self.events.push(emit(BackfillEvent::Failed(Skipped {
-                        partition: self.key(&partition),
+                        partition,
                         reason: reason.clone(),
                     })));
                 }
@@ -370,9 +369,9 @@ impl Batcher<'_> {
 
     /// Renews this run's claim of `partition`; `false` (and an event) when the claim
     /// was lost.
-    async fn renew(&mut self, partition: &str) -> bool {
+    async fn renew(&mut self, partition: &PartitionKey) -> bool {
         let batch = Batch {
-            renew: vec![partition.to_owned()],
+            renew: vec![partition.clone()],
             ..Batch::default()
         };
         let result = self
@@ -388,19 +387,9 @@ impl Batcher<'_> {
             Err(e) => format!("renewing the claim failed: {e}"),
         };
         self.events.push((self.emit)(BackfillEvent::Failed(Skipped {
-            partition: self.key(partition),
+            partition: partition.clone(),
             reason,
         })));
         false
-    }
-
-    /// The key of a partition this run named in the state table (the state table
-    /// holds names; this run made each from a key of its pipeline).
-    fn key(&self, name: &str) -> PartitionKey {
-        self.engine
-            .pipeline()
-            .partitioning
-            .parse_name(name)
-            .expect("a partition name this run wrote")
     }
 }

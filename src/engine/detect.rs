@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use latefill_core::{PartitionDate, PartitionKey, TableVersion, UnrecognisedPartition};
-use latefill_detector::{Changes, Cursor, PartitionChange, detect_changes};
+use latefill_detector::{Changes, Cursor, detect_changes};
 use latefill_executor::{Pipeline, partition_fingerprints};
 use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
 use super::{Engine, Error, Result};
-use crate::plan::{LatePartition, PlanInput, plan_late, plan_stale};
+use crate::plan::{Change, LatePartition, PlanInput, plan_late, plan_stale};
 
 /// How the last detection read the source's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,14 +44,11 @@ pub struct DetectionSummary {
 fn by_pipeline_partition(
     pipeline: &Pipeline,
     changes: &Changes,
-) -> (
-    BTreeMap<String, PartitionChange>,
-    Vec<UnrecognisedPartition>,
-) {
-    let mut grouped: BTreeMap<String, PartitionChange> = BTreeMap::new();
+) -> (BTreeMap<PartitionKey, Change>, Vec<UnrecognisedPartition>) {
+    let mut grouped: BTreeMap<PartitionKey, Change> = BTreeMap::new();
     let mut unrecognised = Vec::new();
     for change in &changes.partitions {
-        let key = match changes.values_of(&change.partition) {
+        let key = match changes.values_of(change.partition.as_str()) {
             Some(values) => pipeline.partitioning.key_of(&change.partition, values),
             None => Err(UnrecognisedPartition {
                 partition: change.partition.clone(),
@@ -62,7 +59,7 @@ fn by_pipeline_partition(
             }),
         };
         let key = match key {
-            Ok(key) => key.to_string(),
+            Ok(key) => key,
             Err(e) => {
                 unrecognised.push(e);
                 continue;
@@ -78,7 +75,7 @@ fn by_pipeline_partition(
                     g.exact |= change.exact;
                 }
             })
-            .or_insert_with(|| PartitionChange {
+            .or_insert_with(|| Change {
                 partition: key,
                 last_change_version: change.last_change_version,
                 exact: change.exact,
@@ -99,15 +96,16 @@ pub struct Detection {
     /// (`backfill --stale`).
     pub stale: Vec<PartitionKey>,
     #[serde(skip)]
-    pub(super) changes: Vec<PartitionChange>,
+    pub(super) changes: Vec<Change>,
     /// The state rows the plan was made from.
     #[serde(skip)]
-    pub(crate) state: BTreeMap<String, PartitionState>,
+    pub(crate) state: BTreeMap<PartitionKey, PartitionState>,
 }
 
 impl Detection {
-    /// Every partition of the source with its last change.
-    pub fn changes(&self) -> &[PartitionChange] {
+    /// Every partition of the pipeline whose source data changed, with its last
+    /// change.
+    pub fn changes(&self) -> &[Change] {
         &self.changes
     }
 }
@@ -174,10 +172,9 @@ impl Engine {
     /// The cursor `changes` moved to, as the state table stores it, when it differs
     /// from `from`.
     pub(super) fn moved_cursor(changes: &Changes, from: Option<&Cursor>) -> Option<String> {
-        let position = |c: &Cursor| (c.version, c.table_id.clone(), c.commit_digest.clone());
         changes
             .cursor()
-            .filter(|new| from.map(position) != Some(position(new)))
+            .filter(|new| new.moved_from(from))
             .map(|new| serde_json::to_string(new).expect("a cursor serialises"))
     }
 
@@ -248,18 +245,16 @@ impl Engine {
         // A processed partition with no source version was processed against a source
         // that was since replaced; if the new table has no such partition, its data is
         // gone, which is a change too.
-        for (name, row) in &state.partitions {
+        for (key, row) in &state.partitions {
             if row.status == Status::Processed && row.source_version.is_none() {
-                grouped
-                    .entry(name.clone())
-                    .or_insert_with(|| PartitionChange {
-                        partition: name.clone(),
-                        last_change_version: changes.table_version,
-                        exact: false,
-                    });
+                grouped.entry(key.clone()).or_insert_with(|| Change {
+                    partition: key.clone(),
+                    last_change_version: changes.table_version,
+                    exact: false,
+                });
             }
         }
-        let partitions: Vec<PartitionChange> = grouped.into_values().collect();
+        let partitions: Vec<Change> = grouped.into_values().collect();
         // Only the files can decide a change whose version is not exact, or a row
         // without a version; listing them is the costly part, so only when needed.
         let undecided = partitions.iter().any(|c| {
@@ -291,7 +286,7 @@ impl Engine {
         );
         Ok(Detection {
             detection: DetectionSummary {
-                table_version: changes.table_version.into(),
+                table_version: changes.table_version,
                 mode: changes.scan.mode,
                 commits_read: changes.scan.commits_read,
                 exact: changes.exact,

@@ -45,24 +45,24 @@ impl Engine {
         path: &Path,
         control: &RunControl,
     ) -> Result<Option<BackfillPlan>> {
-        let names: Vec<String> = late.iter().map(|l| l.partition.to_string()).collect();
-        if !names.is_empty() {
-            latefill_executor::preflight(&self.session, &self.pipeline, None).await?;
-            if control.is_stopped() {
-                return Ok(None);
-            }
-            self.state.claim(&names, &self.run_id).await?;
-            late.iter().for_each(|l| control.hold(&l.partition));
-            latefill_executor::pausepoint("handed-out").await;
-        }
         let plan = BackfillPlan {
             partitions: late.iter().map(|l| l.partition.clone()).collect(),
             periods: late.iter().map(|l| l.period.clone()).collect(),
             run_id: self.run_id.clone(),
         };
+        let partitions = &plan.partitions;
+        if !partitions.is_empty() {
+            latefill_executor::preflight(&self.session, &self.pipeline, None).await?;
+            if control.is_stopped() {
+                return Ok(None);
+            }
+            self.state.claim(partitions, &self.run_id).await?;
+            partitions.iter().for_each(|p| control.hold(p));
+            latefill_executor::pausepoint("handed-out").await;
+        }
         if control.is_stopped() {
-            self.give_back(&names, &self.run_id).await;
-            names.iter().for_each(|p| control.let_go(p));
+            self.give_back(partitions, &self.run_id).await;
+            partitions.iter().for_each(|p| control.let_go(p));
             return Ok(None);
         }
         let io = |source| Error::PlanFile {
@@ -73,7 +73,7 @@ impl Engine {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises");
         std::fs::write(&tmp, json + "\n").map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
-        names.iter().for_each(|p| control.let_go(p));
+        partitions.iter().for_each(|p| control.let_go(p));
         Ok(Some(plan))
     }
 
@@ -94,12 +94,24 @@ impl Engine {
         let plan: PlanFile = serde_json::from_str(&text)
             .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         std::fs::remove_file(path).map_err(io)?;
-        self.give_back(&plan.partitions, &plan.run_id).await;
+        let partitioning = &self.pipeline.partitioning;
+        let partitions: Vec<PartitionKey> = plan
+            .partitions
+            .iter()
+            .filter_map(|name| {
+                let key = partitioning.parse_name(name);
+                if key.is_none() {
+                    tracing::warn!(partition = %name, path = %path.display(), "the plan file names no partition of this pipeline; not given back");
+                }
+                key
+            })
+            .collect();
+        self.give_back(&partitions, &plan.run_id).await;
         Ok(true)
     }
 
-    /// Gives back the claims of `run_id` on `partitions` (names) that it still holds.
-    async fn give_back(&self, partitions: &[String], run_id: &str) {
+    /// Gives back the claims of `run_id` on `partitions` that it still holds.
+    async fn give_back(&self, partitions: &[PartitionKey], run_id: &str) {
         for partition in partitions {
             if let Err(e) = self.state.release(partition, run_id, "interrupted").await {
                 tracing::warn!(%partition, error = %e, "could not give the claim back; it expires with its lease");

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
-use latefill_core::{PartitionDate, PartitionKey, RunId};
+use latefill_core::{PartitionDate, PartitionKey, RunId, TableVersion};
 use latefill_executor::{
     Pipeline, RunReport, Session, failpoint, inspect_partition, run_partition, target_txn_version,
 };
@@ -160,7 +160,7 @@ impl RunControl {
             .insert(partition.clone());
     }
 
-    fn let_go(&self, partition: &str) {
+    fn let_go(&self, partition: &PartitionKey) {
         self.held.lock().expect("not poisoned").remove(partition);
     }
 
@@ -173,10 +173,8 @@ impl RunControl {
     pub(crate) fn track(&self, event: &BackfillEvent) {
         match event {
             BackfillEvent::Claimed { partitions } => partitions.iter().for_each(|p| self.hold(p)),
-            BackfillEvent::Processed(r) => self.let_go(r.partition.as_str()),
-            BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => {
-                self.let_go(s.partition.as_str())
-            }
+            BackfillEvent::Processed(r) => self.let_go(&r.partition),
+            BackfillEvent::Skipped(s) | BackfillEvent::Failed(s) => self.let_go(&s.partition),
             BackfillEvent::Planned { .. } | BackfillEvent::Started { .. } => {}
         }
     }
@@ -186,7 +184,7 @@ impl RunControl {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunDateOptions {
     /// Read the date's source at this version instead of the latest.
-    pub(crate) source_version: Option<u64>,
+    pub(crate) source_version: Option<TableVersion>,
     /// Write an empty partition when the date has no data.
     pub(crate) allow_empty: bool,
     /// What to do with late partitions.
@@ -211,8 +209,8 @@ pub struct Engine {
 /// What the state table records of a processed partition.
 pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
     latefill_state::Completion {
-        partition: report.partition.to_string(),
-        source_version: report.source_version.get(),
+        partition: report.partition.clone(),
+        source_version: report.source_version,
         fingerprint: Some(report.fingerprint.clone()),
         transform: Some(report.transform.clone()),
     }
@@ -221,8 +219,12 @@ pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
 impl Engine {
     /// An engine for `pipeline`, with its state table and a fresh run id.
     pub fn new(pipeline: Pipeline) -> Self {
-        let mut state = StateTable::new(pipeline.state.clone(), pipeline.name.clone())
-            .with_storage_options(pipeline.state_storage.clone());
+        let mut state = StateTable::new(
+            pipeline.state.clone(),
+            pipeline.name.clone(),
+            pipeline.partitioning.clone(),
+        )
+        .with_storage_options(pipeline.state_storage.clone());
         if let Some(retention) = pipeline.state_retention {
             state = state.with_retention(retention);
         }
@@ -282,7 +284,7 @@ impl Engine {
     pub(crate) async fn process_now(
         &self,
         date: PartitionDate,
-        source_version: Option<u64>,
+        source_version: Option<TableVersion>,
         allow_empty: bool,
     ) -> Result<RunReport> {
         latefill_executor::preflight(&self.session, &self.pipeline, source_version).await?;
@@ -306,14 +308,13 @@ impl Engine {
     async fn process_with(
         &self,
         date: PartitionDate,
-        source_version: Option<u64>,
+        source_version: Option<TableVersion>,
         allow_empty: bool,
         seen: Option<Option<&PartitionState>>,
         cursor: Option<&str>,
         control: Option<&RunControl>,
     ) -> Result<RunReport> {
-        let key = self.pipeline.partitioning.key(date);
-        let partition = key.to_string();
+        let partition = self.pipeline.partitioning.key(date);
         if source_version.is_some() {
             // A pinned version that cannot be read is bad input: refuse it before the
             // claim, so that the partition's state is left as it was.
@@ -335,7 +336,7 @@ impl Engine {
             }
         };
         if let Some(control) = control {
-            control.hold(&key);
+            control.hold(&partition);
         }
         failpoint("after-claim");
         let report = self
@@ -374,13 +375,13 @@ impl Engine {
         &self,
         date: PartitionDate,
         previous: Option<&PartitionState>,
-        source_version: Option<u64>,
+        source_version: Option<TableVersion>,
         allow_empty: bool,
         target_partitions: Option<usize>,
     ) -> Result<RunReport> {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
-        let partition = self.pipeline.partition_name(date);
+        let partition = self.pipeline.partitioning.key(date);
         if previous.is_some_and(|p| p.status == Status::Processing) && source_version.is_none() {
             let info = inspect_partition(&self.session, &self.pipeline, date, None).await?;
             if let Some((target_version, Some(txn))) =
@@ -390,13 +391,13 @@ impl Engine {
                 // The commit that landed was made by this pipeline's transform unless
                 // the SQL was edited between the crash and now.
                 return Ok(RunReport {
-                    partition: self.pipeline.partitioning.key(date),
+                    partition,
                     period: date.to_string(),
-                    source_version: txn.into(),
+                    source_version: txn,
                     files_read: info.files,
                     rows_read: info.rows.unwrap_or_default(),
                     rows_written: 0,
-                    target_version: target_version.into(),
+                    target_version,
                     fingerprint: info.fingerprint,
                     transform: self.pipeline.transform_version(),
                     recovered: true,

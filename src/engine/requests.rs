@@ -82,7 +82,7 @@ pub struct RunDate {
 impl RunDate {
     /// Reads the date's source at this version instead of the latest.
     pub fn with_source_version(mut self, version: impl Into<TableVersion>) -> Self {
-        self.options.source_version = Some(version.into().get());
+        self.options.source_version = Some(version.into());
         self
     }
 
@@ -133,14 +133,14 @@ impl IntoFuture for RunDate {
 pub struct Process {
     engine: Engine,
     date: PartitionDate,
-    source_version: Option<u64>,
+    source_version: Option<TableVersion>,
     allow_empty: bool,
 }
 
 impl Process {
     /// Reads the source at this version instead of the latest.
     pub fn with_source_version(mut self, version: impl Into<TableVersion>) -> Self {
-        self.source_version = Some(version.into().get());
+        self.source_version = Some(version.into());
         self
     }
 

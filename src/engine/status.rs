@@ -1,7 +1,7 @@
 //! [`Engine::status`]: the state table beside what the source's log says, a row a
 //! partition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use latefill_core::{PartitionKey, TableVersion};
@@ -49,41 +49,30 @@ impl Engine {
         let detection = self.detect_read_only(None, None).await?;
         let state = self.state.read().await?;
         let transform = self.pipeline.transform_version();
-        let late: std::collections::BTreeSet<&str> = detection
-            .late
-            .iter()
-            .map(|l| l.partition.as_str())
-            .collect();
-        let changes: BTreeMap<&str, u64> = detection
+        let late: BTreeSet<&PartitionKey> = detection.late.iter().map(|l| &l.partition).collect();
+        let changes: BTreeMap<&PartitionKey, TableVersion> = detection
             .changes
             .iter()
-            .map(|c| (c.partition.as_str(), c.last_change_version))
+            .map(|c| (&c.partition, c.last_change_version))
             .collect();
-        let mut names: std::collections::BTreeSet<&str> =
-            state.partitions.keys().map(String::as_str).collect();
-        names.extend(changes.keys());
-        let partitioning = &self.pipeline.partitioning;
-        Ok(names
+        let mut keys: BTreeSet<&PartitionKey> = state.partitions.keys().collect();
+        keys.extend(changes.keys());
+        for name in &state.unrecognised {
+            // Written under another partitioning of the pipeline (its column,
+            // granularity or format changed since): nothing plans it any more.
+            tracing::warn!(partition = name, pipeline = %self.pipeline.name, "state row of no partition of this pipeline: left out of the status");
+        }
+        Ok(keys
             .into_iter()
-            .filter_map(|name| {
-                let key = partitioning.parse_name(name);
-                if key.is_none() {
-                    // Written under another partitioning of the pipeline (its column,
-                    // granularity or format changed since): nothing plans it any more.
-                    tracing::warn!(partition = name, pipeline = %self.pipeline.name, "state row of no partition of this pipeline: left out of the status");
-                }
-                key
-            })
             .map(|key| {
-                let name = key.as_str();
-                let row = state.partitions.get(name);
+                let row = state.partitions.get(key);
                 StatusRow {
                     pipeline: self.pipeline.name.clone(),
                     period: key.date().to_string(),
                     status: row.map_or("unprocessed".into(), |r| r.status.to_string()),
-                    source_version: row.and_then(|r| r.source_version).map(Into::into),
-                    last_change_version: changes.get(name).map(|&v| v.into()),
-                    late: late.contains(name),
+                    source_version: row.and_then(|r| r.source_version),
+                    last_change_version: changes.get(key).copied(),
+                    late: late.contains(key),
                     stale: row.is_some_and(|r| is_stale(r, &transform)),
                     transform: row.and_then(|r| r.transform.clone()),
                     owner: row.map(|r| r.owner.clone()),
@@ -92,7 +81,7 @@ impl Engine {
                         .and_then(|r| r.lease_expires_at),
                     attempts: row.map_or(0, |r| r.attempts),
                     last_error: row.and_then(|r| r.last_error.clone()),
-                    partition: key,
+                    partition: key.clone(),
                 }
             })
             .collect())

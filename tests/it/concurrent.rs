@@ -140,7 +140,7 @@ async fn four_processes_on_overlapping_ranges_lose_and_duplicate_nothing() {
             );
         }
         // (c) the last processing is what the state records.
-        let row = &state.partitions[partition];
+        let row = &state.partitions[partition.as_str()];
         assert_eq!(
             row.status,
             latefill::state::Status::Processed,
@@ -148,7 +148,7 @@ async fn four_processes_on_overlapping_ranges_lose_and_duplicate_nothing() {
         );
         assert_eq!(
             row.source_version,
-            runs.last().map(|r| r.source_version),
+            runs.last().map(|r| r.source_version.into()),
             "{partition}"
         );
     }
@@ -157,8 +157,7 @@ async fn four_processes_on_overlapping_ranges_lose_and_duplicate_nothing() {
     let mut scratch = ws.pipeline();
     scratch.target = url_of(&ws.dir.path().join("sequential"));
     for (partition, row) in &state.partitions {
-        let date = PartitionDate::parse(partition.strip_prefix("event_time=").unwrap()).unwrap();
-        run_partition(&scratch, date)
+        run_partition(&scratch, partition.date())
             .with_source_version(row.source_version)
             .await
             .unwrap();
@@ -191,8 +190,13 @@ async fn a_batched_claim_taken_over_after_its_lease_is_never_started() {
     let pipeline = ws.pipeline();
     let clock = Arc::new(TestClock::new(Utc::now()));
     let engine = latefill::Engine::new(pipeline.clone()).with_clock(clock.clone());
-    let other = StateTable::new(pipeline.state.clone(), &pipeline.name).with_clock(clock.clone());
-    let last = pipeline.partition_name(day(4));
+    let other = StateTable::new(
+        pipeline.state.clone(),
+        &pipeline.name,
+        pipeline.partitioning.clone(),
+    )
+    .with_clock(clock.clone());
+    let last = pipeline.partitioning.key(day(4));
 
     let started = Arc::new(Mutex::new(Vec::new()));
     let listener = {
@@ -231,7 +235,7 @@ async fn a_batched_claim_taken_over_after_its_lease_is_never_started() {
         .unwrap();
 
     let started = started.lock().unwrap().clone();
-    assert!(!started.iter().any(|p| *p == last), "{started:?}");
+    assert!(!started.contains(&last), "{started:?}");
     assert_eq!(report.processed.len(), 3, "{report:?}");
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert_eq!(report.failed[0].partition, last);

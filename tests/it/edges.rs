@@ -458,9 +458,13 @@ async fn state_release_and_reset_repair_by_hand() {
     let config = ws.config.to_str().unwrap();
     // A run that died holding 2024-01-02: its lease is live for ten minutes.
     let engine = latefill::Engine::new(ws.pipeline());
+    let partition = engine
+        .pipeline()
+        .partitioning
+        .key("2024-01-02".parse().unwrap());
     engine
         .state()
-        .claim(&["event_time=2024-01-02".to_owned()], "dead-run")
+        .claim(&[partition], "dead-run")
         .await
         .unwrap();
     let out = ws.run_cli(&["--date", "2024-01-02"]);

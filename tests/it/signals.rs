@@ -205,7 +205,7 @@ fn running_until(
 /// `processing`.
 async fn rows_with_no_claim_left(
     ws: &Workspace,
-) -> std::collections::BTreeMap<String, latefill::state::PartitionState> {
+) -> std::collections::BTreeMap<latefill::PartitionKey, latefill::state::PartitionState> {
     let state = latefill::Engine::new(ws.pipeline())
         .state()
         .read()
@@ -368,7 +368,7 @@ async fn sigterm_during_a_hand_out_gives_the_claims_back_and_writes_no_plan() {
         assert!(!plan.exists(), "{command:?}: a plan was written");
         let rows = rows_with_no_claim_left(&ws).await;
         for day in ["2024-01-01", "2024-01-02"] {
-            let row = &rows[&format!("event_time={day}")];
+            let row = &rows[format!("event_time={day}").as_str()];
             assert_eq!(row.last_error.as_deref(), Some("interrupted"), "{row:?}");
         }
     }

@@ -11,7 +11,8 @@
 //!
 //! - [`partition`]: the periods a pipeline processes ([`PartitionDate`],
 //!   [`Granularity`]), how a table's partition column writes them ([`Partitioning`])
-//!   and the names that key them ([`PartitionKey`]).
+//!   and the names that key them ([`PartitionKey`]); a source table's own partitions
+//!   ([`SourcePartition`]).
 //! - [`RunId`]: who holds a claim; [`TableVersion`]: a table's commit number.
 //! - [`ErrorClass`]: whose fault an error is, which every crate's error tells and the
 //!   binary maps to exit codes.
@@ -26,7 +27,8 @@ mod version;
 
 pub use class::ErrorClass;
 pub use partition::{
-    Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, UnrecognisedPartition,
+    Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, SourcePartition,
+    UnrecognisedPartition,
 };
 pub use run_id::RunId;
 pub use version::TableVersion;

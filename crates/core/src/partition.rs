@@ -540,14 +540,14 @@ impl Partitioning {
     /// source is partitioned by.
     pub fn key_of<'a>(
         &self,
-        partition: &str,
+        partition: &SourcePartition,
         values: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     ) -> Result<PartitionKey, UnrecognisedPartition> {
         let values: Vec<(&str, Option<&str>)> = values.into_iter().collect();
         self.period_of(|column| values.iter().find(|(c, _)| *c == column).map(|(_, v)| *v))
             .map(|date| self.key(date))
             .map_err(|reason| UnrecognisedPartition {
-                partition: partition.to_owned(),
+                partition: partition.clone(),
                 reason,
             })
     }
@@ -597,8 +597,8 @@ fn key_name(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("source partition {partition} {reason}")]
 pub struct UnrecognisedPartition {
-    /// The source partition's name.
-    pub partition: String,
+    /// The source partition.
+    pub partition: SourcePartition,
     /// What is wrong with it, e.g. `has no value for column "event_time"`.
     pub reason: String,
 }
@@ -628,7 +628,7 @@ impl PartitionKey {
 
 impl fmt::Display for PartitionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.pad(&self.name)
     }
 }
 
@@ -691,6 +691,53 @@ impl PartialEq<&str> for PartitionKey {
 impl serde::Serialize for PartitionKey {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.name)
+    }
+}
+
+/// A partition of a source table as its log names it, `col=value[/col=value...]`
+/// over all of the table's partition columns (which may be more than a pipeline's:
+/// `event_time=2024-01-03/region=eu`). A pipeline reads its own [`PartitionKey`]
+/// from it with [`Partitioning::key_of`]. Displays, compares and serialises as the
+/// name.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct SourcePartition(String);
+
+impl SourcePartition {
+    /// The source partition named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        SourcePartition(name.into())
+    }
+
+    /// Its name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourcePartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for SourcePartition {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for SourcePartition {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SourcePartition {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
@@ -777,7 +824,13 @@ mod key_tests {
         // Hive writes an integer hour without padding; a DATE day as YYYY-MM-DD.
         for (day, h) in [("2024-01-03", "5"), ("2024-01-03", "05")] {
             let values = [("event_date", Some(day)), ("event_hour", Some(h))];
-            assert_eq!(split.key_of("p", values).unwrap().date(), hour);
+            assert_eq!(
+                split
+                    .key_of(&SourcePartition::new("p"), values)
+                    .unwrap()
+                    .date(),
+                hour
+            );
         }
         for (h, why) in [
             (Some("24"), "not an hour"),
@@ -785,11 +838,16 @@ mod key_tests {
             (None, "null"),
         ] {
             let values = [("event_date", Some("2024-01-03")), ("event_hour", h)];
-            let err = split.key_of("p", values).unwrap_err();
+            let err = split
+                .key_of(&SourcePartition::new("p"), values)
+                .unwrap_err();
             assert!(err.to_string().contains(why), "{err}");
         }
         let err = split
-            .key_of("p", [("event_date", Some("2024-01-03"))])
+            .key_of(
+                &SourcePartition::new("p"),
+                [("event_date", Some("2024-01-03"))],
+            )
             .unwrap_err();
         assert!(
             err.to_string()
@@ -803,7 +861,9 @@ mod key_tests {
         let values = [("region", Some("eu")), ("event_time", Some("2024-01-01"))];
         let days = Partitioning::new("event_time", Granularity::Day);
         assert_eq!(
-            days.key_of("p", values).unwrap().to_string(),
+            days.key_of(&SourcePartition::new("p"), values)
+                .unwrap()
+                .to_string(),
             "event_time=2024-01-01"
         );
     }
@@ -820,7 +880,7 @@ mod key_tests {
         ];
         let days = Partitioning::new("event_time", Granularity::Day);
         for (values, why) in cases {
-            let err = days.key_of("p", values).unwrap_err();
+            let err = days.key_of(&SourcePartition::new("p"), values).unwrap_err();
             assert!(err.to_string().contains(why), "{err}");
         }
     }

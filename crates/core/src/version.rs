@@ -4,7 +4,8 @@ use std::fmt;
 
 /// A version of a Delta table: its commit number. Prints and serialises as the
 /// number; compares with a `u64` as one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Deserialize)]
+#[serde(transparent)]
 pub struct TableVersion(u64);
 
 impl TableVersion {

@@ -11,14 +11,15 @@ use crate::error::{Error, Result};
 use crate::log::{Commit, Listing, LogReader, PartitionValues};
 use crate::naming::{MetadataAction, PartitionNaming};
 use latefill_core::storage::StorageOptions;
+use latefill_core::{SourcePartition, TableVersion};
 
 /// One partition's last data change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionChange {
-    /// `col=value[/col=value...]`.
-    pub partition: String,
+    /// The partition, `col=value[/col=value...]` over the table's partition columns.
+    pub partition: SourcePartition,
     /// The last table version whose commit changed the partition's data.
-    pub last_change_version: u64,
+    pub last_change_version: TableVersion,
     /// `false` when the log that would say exactly was cleaned up: the partition may
     /// have changed at any version up to `last_change_version`, and is reported at
     /// that version so that nothing is missed.
@@ -27,26 +28,46 @@ pub struct PartitionChange {
 
 /// The detector's memory between runs: the last version scanned and what it knew.
 /// Stored by the caller (latefill keeps it in the state table) and handed back with
-/// [`DetectChanges::with_cursor`], so a detection reads only newer commits.
+/// [`DetectChanges::with_cursor`], so a detection reads only newer commits. Opaque:
+/// what it holds is the detector's to read; it serialises with serde.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     /// The table the cursor belongs to.
-    pub table: Url,
+    pub(crate) table: Url,
     /// The last version scanned.
-    pub version: u64,
+    pub(crate) version: u64,
     /// How partitions are named at that version.
-    pub naming: PartitionNaming,
+    pub(crate) naming: PartitionNaming,
     /// Every partition seen, with its last change.
-    pub partitions: BTreeMap<String, (u64, bool)>,
+    pub(crate) partitions: BTreeMap<String, (u64, bool)>,
     /// The table's id (`metaData.id`) at `version`. A detection that finds another
     /// id never applies this cursor: the table was replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table_id: Option<String>,
+    pub(crate) table_id: Option<String>,
     /// A digest of commit `version`'s file. The next detection reads that commit
     /// again: a different file at the same version means the table was dropped and
     /// re-created, with a log that restarted at 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit_digest: Option<String>,
+    pub(crate) commit_digest: Option<String>,
+}
+
+impl Cursor {
+    /// The table the cursor belongs to.
+    pub fn table(&self) -> &Url {
+        &self.table
+    }
+
+    /// The last version it scanned.
+    pub fn version(&self) -> TableVersion {
+        self.version.into()
+    }
+
+    /// Whether this cursor is at another place of the log than `earlier` (none: a
+    /// first detection): a later version, or another table's log.
+    pub fn moved_from(&self, earlier: Option<&Cursor>) -> bool {
+        let place = |c: &Cursor| (c.version, c.table_id.clone(), c.commit_digest.clone());
+        earlier.map(place) != Some(place(self))
+    }
 }
 
 /// The table the cursor was made on is gone: it was dropped and re-created, or
@@ -65,7 +86,7 @@ pub struct Replacement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Changes {
     /// The table's version the answer holds for.
-    pub table_version: u64,
+    pub table_version: TableVersion,
     /// The partition columns, logical names, in order.
     pub partition_columns: Vec<String>,
     /// The partitions, sorted by name. With `since_version`, only those that changed
@@ -95,7 +116,7 @@ pub struct ScanStats {
     /// Commit files read.
     pub commits_read: usize,
     /// The checkpoint read, if any.
-    pub checkpoint_read: Option<u64>,
+    pub checkpoint_read: Option<TableVersion>,
 }
 
 impl Changes {
@@ -181,8 +202,8 @@ impl DetectChanges {
     }
 
     /// Reports only changes in commits after `version`.
-    pub fn with_since_version(mut self, version: Option<u64>) -> Self {
-        self.since = version;
+    pub fn with_since_version(mut self, version: Option<TableVersion>) -> Self {
+        self.since = version.map(TableVersion::get);
         self
     }
 
@@ -229,7 +250,7 @@ impl DetectChanges {
         };
         tracing::info!(
             table = %self.table,
-            version = changes.table_version,
+            version = %changes.table_version,
             mode = changes.scan.mode,
             commits = changes.scan.commits_read,
             checkpoint = ?changes.scan.checkpoint_read,
@@ -571,7 +592,7 @@ async fn full(
             });
         };
         let checkpoint = reader.read_checkpoint(cp, parts).await?;
-        stats.checkpoint_read = Some(cp);
+        stats.checkpoint_read = Some(cp.into());
         base = checkpoint.metadata;
         checkpoint_partitions = Some(checkpoint.files.iter().map(|(_, v)| raw_key(v)).collect());
         seed_paths = checkpoint.files.into_iter().collect();
@@ -659,7 +680,7 @@ async fn metadata_before(
         .or_else(|| listing.checkpoints.range(start..).next());
     if let Some((&cp, parts)) = checkpoint {
         metadata = reader.read_checkpoint(cp, parts).await?.metadata;
-        stats.checkpoint_read = Some(cp);
+        stats.checkpoint_read = Some(cp.into());
         from = cp + 1;
     }
     if from < start {
@@ -696,13 +717,13 @@ fn finish(
         .iter()
         .filter(|(_, (v, _))| since.is_none_or(|s| *v > s))
         .map(|(name, &(v, exact))| PartitionChange {
-            partition: name.clone(),
-            last_change_version: v,
+            partition: SourcePartition::new(name.clone()),
+            last_change_version: v.into(),
             exact,
         })
         .collect();
     Changes {
-        table_version: position.version,
+        table_version: position.version.into(),
         partition_columns: position.naming.column_names(),
         partitions: listed,
         exact: inexact_reason.is_none(),

@@ -12,6 +12,7 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::{ObjectStore, ObjectStoreError, Path};
 
 use futures::{StreamExt, TryStreamExt};
+use latefill_core::TableVersion;
 use latefill_core::storage::{StorageOptions, table_builder};
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
@@ -566,9 +567,9 @@ fn read_checkpoint_batch(
 pub struct LogBounds {
     /// The oldest version whose state can be loaded: 0 while commit 0 exists, else the
     /// oldest checkpoint that log cleanup kept.
-    pub oldest: u64,
+    pub oldest: TableVersion,
     /// The latest version.
-    pub latest: u64,
+    pub latest: TableVersion,
 }
 
 /// Lists `table`'s log and says which versions can still be loaded. Data files may
@@ -584,7 +585,10 @@ pub async fn log_bounds(table: &Url, options: &StorageOptions) -> Result<LogBoun
             version: listing.contiguous_from().saturating_sub(1),
             later: listing.contiguous_from(),
         })?;
-    Ok(LogBounds { oldest, latest })
+    Ok(LogBounds {
+        oldest: oldest.into(),
+        latest: latest.into(),
+    })
 }
 
 /// Reads what loading the table's latest version reads (its newest usable checkpoint

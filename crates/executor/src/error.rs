@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use deltalake::DeltaTableError;
 use deltalake::datafusion::error::DataFusionError;
-use latefill_core::ErrorClass;
+use latefill_core::{ErrorClass, PartitionKey, TableVersion};
 use url::Url;
 
 /// Errors from declaring or running a pipeline.
@@ -86,9 +86,9 @@ pub enum Error {
         /// The source URL.
         table: Url,
         /// The version asked for.
-        requested: u64,
+        requested: TableVersion,
         /// The latest version.
-        latest: u64,
+        latest: TableVersion,
     },
 
     /// The requested source version exists no more: log cleanup removed the commits
@@ -102,14 +102,14 @@ pub enum Error {
         /// The source URL.
         table: Url,
         /// The version asked for.
-        requested: u64,
+        requested: TableVersion,
         /// What removed it.
         reason: String,
         /// The oldest version that can be read (for the partition asked for, when
         /// data files were vacuumed).
-        oldest: u64,
+        oldest: TableVersion,
         /// The latest version.
-        latest: u64,
+        latest: TableVersion,
     },
 
     /// The source is not partitioned by the pipeline's partition column.
@@ -173,9 +173,9 @@ pub enum Error {
         /// The source URL.
         table: Url,
         /// The partition, e.g. `event_time=2024-01-09`.
-        partition: String,
+        partition: PartitionKey,
         /// The pinned source version.
-        version: u64,
+        version: TableVersion,
     },
 
     /// The transform SQL does not parse or does not plan against the source.
@@ -226,7 +226,7 @@ pub enum Error {
     #[error("processing {partition} failed: {source}")]
     Execution {
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
         /// DataFusion's error.
         #[source]
         source: DataFusionError,
@@ -242,7 +242,7 @@ pub enum Error {
         /// The target URL.
         table: Url,
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
         /// Attempts made.
         attempts: usize,
         /// The last conflict.

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::transform::Transform;
 use latefill_core::storage::StorageOptions;
 
-use latefill_core::partition::{Granularity, PartitionDate, Partitioning};
+use latefill_core::partition::{Granularity, PartitionDate, PartitionKey, Partitioning};
 
 /// The default pipeline's file, as `latefill init` writes it.
 pub const DEFAULT_PIPELINE_TOML: &str = r#"# latefill pipeline: reprocesses one partition of `source` into `target` with SQL.
@@ -380,7 +380,7 @@ impl Pipeline {
 
     /// The Delta application-transaction id that the target's commits carry for
     /// `partition`, e.g. `latefill/devices_daily/event_time=2024-01-03`.
-    pub fn app_id(&self, partition: &str) -> String {
+    pub fn app_id(&self, partition: &PartitionKey) -> String {
         format!("latefill/{}/{}", self.name, partition)
     }
 }
@@ -542,7 +542,10 @@ mod tests {
         );
         assert_eq!(p.partitioning.column(), "event_time");
         assert_eq!(
-            p.app_id("event_time=2024-01-03"),
+            p.app_id(
+                &p.partitioning
+                    .key(PartitionDate::parse("2024-01-03").unwrap())
+            ),
             "latefill/devices_daily/event_time=2024-01-03"
         );
     }

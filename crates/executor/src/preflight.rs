@@ -8,6 +8,7 @@ use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::TryStreamExt;
+use latefill_core::TableVersion;
 use latefill_core::partition::Partitioning;
 use latefill_core::storage::{StorageOptions, is_local_without_log, table_builder};
 use url::Url;
@@ -79,7 +80,11 @@ pub(crate) fn check_partition_columns(partitioning: &Partitioning, result: &Sche
 /// process keeps, or those loaded beside it ([`prefetch`]), as they are, without asking
 /// the store for newer commits; only a refusal is checked again on the latest tables, so a table
 /// kept from before its schema changed never refuses a run.
-pub async fn preflight(session: &Session, pipeline: &Pipeline, version: Option<u64>) -> Result<()> {
+pub async fn preflight(
+    session: &Session,
+    pipeline: &Pipeline,
+    version: Option<TableVersion>,
+) -> Result<()> {
     check_locations(pipeline)?;
     let tables = session.tables();
     let kept_source = match version {

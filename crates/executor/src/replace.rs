@@ -49,7 +49,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::source::partition_files;
 use crate::target::write_error;
-use latefill_core::partition::{PartitionDate, Partitioning};
+use latefill_core::partition::{PartitionDate, PartitionKey, Partitioning};
 use latefill_core::storage::{StorageOptions, Tables};
 
 use crate::session::{Pending, Session};
@@ -88,11 +88,11 @@ pub(crate) async fn write_files(
     result: DataFrame,
     target: &DeltaTable,
     url: &Url,
-    partition: &str,
+    partition: &PartitionKey,
     predicate: &Expr,
 ) -> Result<Written> {
     let execution = |source: DataFusionError| Error::Execution {
-        partition: partition.to_owned(),
+        partition: partition.clone(),
         source,
     };
     let delta = |source: DeltaTableError| Error::Delta {
@@ -209,7 +209,7 @@ pub(crate) async fn may_read(
     session: &Session,
     url: &Url,
     kept: &DeltaTable,
-    partition: &str,
+    partition: &PartitionKey,
 ) -> KeptRead {
     let Ok(state) = kept.snapshot() else {
         return KeptRead::Latest;
@@ -217,7 +217,7 @@ pub(crate) async fn may_read(
     let (head, size) = {
         let mut chain = session.chain(url).lock_owned().await;
         chain.of_table(state.metadata().id());
-        if !chain.may_read(state.version(), partition) {
+        if !chain.may_read(state.version(), partition.as_str()) {
             return KeptRead::Latest;
         }
         match (chain.head, chain.head_size) {
@@ -267,7 +267,7 @@ pub(crate) async fn commit(
     target: &DeltaTable,
     partitioning: &Partitioning,
     period: PartitionDate,
-    partition: &str,
+    partition: &PartitionKey,
     written: Written,
     predicate: &Expr,
     properties: impl FnOnce(serde_json::Value) -> CommitProperties,
@@ -330,14 +330,14 @@ pub(crate) async fn commit(
     let chain = session.chain(url);
     let mut chain = chain.lock().await;
     chain.of_table(state.metadata().id());
-    if let Some(version) = chain.commit_at(read, partition) {
+    if let Some(version) = chain.commit_at(read, partition.as_str()) {
         let entry = prepared.commit_or_bytes().clone();
         match log_store
             .write_commit_entry(version, entry, uuid::Uuid::new_v4())
             .await
         {
             Ok(()) => {
-                chain.committed(version, partition, size);
+                chain.committed(version, partition.as_str(), size);
                 drop(chain);
                 tracing::debug!(table = %url, version, "target: committed after this process's own commits");
                 checkpoint(
@@ -359,7 +359,7 @@ pub(crate) async fn commit(
     }
     let post_commit = prepared.await.map_err(failed)?;
     let finalized = post_commit.await.map_err(failed)?;
-    chain.committed(finalized.version, partition, size);
+    chain.committed(finalized.version, partition.as_str(), size);
     drop(chain);
     let mut table = target.clone();
     table.state = Some(finalized.snapshot);

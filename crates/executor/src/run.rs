@@ -69,12 +69,12 @@ pub struct RunReport {
 ///
 /// ```no_run
 /// # async fn example() -> latefill_executor::Result<()> {
-/// use latefill_core::PartitionDate;
+/// use latefill_core::{PartitionDate, TableVersion};
 /// use latefill_executor::{Pipeline, run_partition};
 ///
 /// let pipeline = Pipeline::from_file("latefill.toml")?;
 /// let report = run_partition(&pipeline, PartitionDate::parse("2024-01-03")?)
-///     .with_source_version(12)
+///     .with_source_version(TableVersion::new(12))
 ///     .await?;
 /// assert_eq!(report.source_version, 12);
 /// # Ok(())
@@ -85,7 +85,7 @@ pub struct RunReport {
 pub struct RunPartition {
     pipeline: Pipeline,
     date: PartitionDate,
-    source_version: Option<u64>,
+    source_version: Option<TableVersion>,
     allow_empty: bool,
     target_partitions: Option<usize>,
     checkpoint_in_background: bool,
@@ -107,7 +107,7 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
 
 impl RunPartition {
     /// Reads the source at this version instead of the latest.
-    pub fn with_source_version(mut self, version: impl Into<Option<u64>>) -> Self {
+    pub fn with_source_version(mut self, version: impl Into<Option<TableVersion>>) -> Self {
         self.source_version = version.into();
         self
     }
@@ -154,7 +154,7 @@ impl RunPartition {
         let pipeline = &self.pipeline;
         let partitioning = &pipeline.partitioning;
         let key = pipeline.partitioning.key(self.date);
-        let partition = key.to_string();
+        let partition = &key;
 
         let mut phases = Phases::new();
 
@@ -182,8 +182,8 @@ impl RunPartition {
         if files.is_empty() && !self.allow_empty {
             return Err(Error::PartitionEmpty {
                 table: pipeline.source.clone(),
-                partition,
-                version: source_version,
+                partition: key.clone(),
+                version: source_version.into(),
             });
         }
 
@@ -208,14 +208,14 @@ impl RunPartition {
         phases.mark("plan");
 
         // 3. Check the result against the target before anything is written.
-        let target = open_target_for(session, pipeline, &partition).await?;
+        let target = open_target_for(session, pipeline, partition).await?;
         phases.mark("open target");
         if let Some(target) = &target {
             check_target_schema(target, &pipeline.target, &result_schema)?;
         }
         let rows_read = match rows_from_stats(&files) {
             Some(rows) => rows,
-            None => count_rows(&ctx, &partition).await?,
+            None => count_rows(&ctx, partition).await?,
         };
 
         // 4. Replace the partition: every partition of the period the target has,
@@ -273,7 +273,7 @@ impl RunPartition {
             CommitProperties::default()
                 .with_cleanup_expired_logs(Some(false))
                 .with_application_transaction(Transaction::new(
-                    pipeline.app_id(&partition),
+                    pipeline.app_id(partition),
                     source_version as i64,
                 ))
                 .with_metadata(metadata)
@@ -283,7 +283,7 @@ impl RunPartition {
                 .target
                 .to_file_path()
                 .ok()
-                .map(|p| p.join(&partition)),
+                .map(|p| p.join(partition.as_str())),
         );
         phases.mark("target files");
         let (target_version, rows_written) = match target {
@@ -294,7 +294,7 @@ impl RunPartition {
                     result,
                     &target,
                     &pipeline.target,
-                    &partition,
+                    partition,
                     &predicate,
                 )
                 .await?;
@@ -307,7 +307,7 @@ impl RunPartition {
                     &target,
                     partitioning,
                     self.date,
-                    &partition,
+                    partition,
                     files,
                     &predicate,
                     |metrics| commit(Some(metrics)),
@@ -336,7 +336,7 @@ impl RunPartition {
                     .with_configuration(configuration)
                     .with_commit_properties(commit(None))
                     .await
-                    .map_err(|source| write_error(&pipeline.target, &partition, source))?;
+                    .map_err(|source| write_error(&pipeline.target, partition, source))?;
                 if creating {
                     latefill_core::storage::finish_new_table(&written, &pipeline.target).await;
                 }

@@ -13,7 +13,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::LogicalFileView;
 use deltalake::{DeltaTable, DeltaTableError};
 use latefill_core::TableVersion;
-use latefill_core::partition::{PartitionDate, Partitioning};
+use latefill_core::partition::{PartitionDate, PartitionKey, Partitioning};
 use latefill_core::storage::{StorageOptions, is_local_without_log, table_builder};
 use url::Url;
 
@@ -42,7 +42,7 @@ pub async fn inspect_partition(
     session: &Session,
     pipeline: &Pipeline,
     date: PartitionDate,
-    version: Option<u64>,
+    version: Option<TableVersion>,
 ) -> Result<PartitionInfo> {
     let source = open_source(session, &pipeline.source, &pipeline.source_storage, version).await?;
     let partitioning = &pipeline.partitioning;
@@ -64,7 +64,7 @@ pub(crate) async fn open_source(
     session: &Session,
     url: &Url,
     options: &StorageOptions,
-    version: Option<u64>,
+    version: Option<TableVersion>,
 ) -> Result<DeltaTable> {
     let not_found = |reason: String| Error::SourceNotFound {
         table: url.clone(),
@@ -80,7 +80,10 @@ pub(crate) async fn open_source(
     // Once per process: later opens advance the table loaded first. A first load
     // starts from the newest checkpoint that covers the version, so a log whose early
     // commits were cleaned up reads as well as a whole one.
-    let loaded = session.tables().load(url, options, version).await;
+    let loaded = session
+        .tables()
+        .load(url, options, version.map(TableVersion::get))
+        .await;
     match (loaded, version) {
         (Ok(table), _) => Ok(table),
         // An old version that does not load: say why, if the log tells.
@@ -123,7 +126,7 @@ pub(crate) async fn load_error(
 pub(crate) async fn unreadable_version(
     url: &Url,
     options: &StorageOptions,
-    requested: u64,
+    requested: TableVersion,
     source: DeltaTableError,
 ) -> Error {
     match latefill_detector::log_bounds(url, options).await {
@@ -168,15 +171,16 @@ pub(crate) async fn check_files_exist(
         .await?
         .version()
         .unwrap_or(requested);
+    let oldest = oldest_whole_version(session, pipeline, period, requested, latest).await?;
     Err(Error::SourceVersionUnavailable {
         table: url.clone(),
-        requested,
+        requested: requested.into(),
         reason: format!(
             "VACUUM removed its data file {path} of partition {}",
             pipeline.partition_name(period)
         ),
-        oldest: oldest_whole_version(session, pipeline, period, requested, latest).await?,
-        latest,
+        oldest: oldest.into(),
+        latest: latest.into(),
     })
 }
 
@@ -230,7 +234,8 @@ pub(crate) async fn oldest_whole_version(
     let (mut low, mut high) = (requested + 1, latest);
     while low < high {
         let middle = low + (high - low) / 2;
-        let table = open_source(session, url, &pipeline.source_storage, Some(middle)).await?;
+        let table =
+            open_source(session, url, &pipeline.source_storage, Some(middle.into())).await?;
         let files = partition_files(&table, url, &pipeline.partitioning, period).await?;
         if first_missing_file(&table, url, &files).await?.is_some() {
             low = middle + 1;
@@ -442,9 +447,9 @@ pub(crate) fn rows_from_stats(files: &[LogicalFileView]) -> Option<u64> {
     })
 }
 
-pub(crate) async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<u64> {
+pub(crate) async fn count_rows(ctx: &SessionContext, partition: &PartitionKey) -> Result<u64> {
     let execution = |source| Error::Execution {
-        partition: partition.to_owned(),
+        partition: partition.clone(),
         source,
     };
     let count = ctx
@@ -458,12 +463,12 @@ pub(crate) async fn count_rows(ctx: &SessionContext, partition: &str) -> Result<
 }
 
 /// The fingerprint of every partition of the pipeline in its source at the latest
-/// version, by partition name (`column=<period>`); files whose value names no period
-/// of the pipeline's granularity are left out.
+/// version, by partition; files whose value names no period of the pipeline's
+/// granularity are left out.
 pub async fn partition_fingerprints(
     session: &Session,
     pipeline: &Pipeline,
-) -> Result<BTreeMap<String, String>> {
+) -> Result<BTreeMap<PartitionKey, String>> {
     let source = &pipeline.source;
     let table = open_source(session, source, &pipeline.source_storage, None).await?;
     let files: Vec<LogicalFileView> =
@@ -474,11 +479,11 @@ pub async fn partition_fingerprints(
                 table: source.clone(),
                 source: e,
             })?;
-    let mut identities: BTreeMap<String, Vec<String>> = Default::default();
+    let mut identities: BTreeMap<PartitionKey, Vec<String>> = Default::default();
     for file in &files {
         if let Some(period) = period_of_file(&pipeline.partitioning, file) {
             identities
-                .entry(pipeline.partition_name(period))
+                .entry(pipeline.partitioning.key(period))
                 .or_default()
                 .push(file_identity(file));
         }

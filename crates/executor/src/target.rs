@@ -8,6 +8,7 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
 use latefill_core::storage::{is_local_without_log, table_builder};
+use latefill_core::{PartitionKey, TableVersion};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -21,8 +22,8 @@ use crate::source::load_error;
 pub async fn target_txn_version(
     session: &Session,
     pipeline: &Pipeline,
-    partition: &str,
-) -> Result<Option<(u64, Option<u64>)>> {
+    partition: &PartitionKey,
+) -> Result<Option<(TableVersion, Option<TableVersion>)>> {
     let Some(target) = open_target(session, pipeline).await? else {
         return Ok(None);
     };
@@ -38,8 +39,10 @@ pub async fn target_txn_version(
         .await
         .map_err(delta)?;
     Ok(Some((
-        target.version().unwrap_or_default(),
-        version.and_then(|v| u64::try_from(v).ok()),
+        target.version().unwrap_or_default().into(),
+        version
+            .and_then(|v| u64::try_from(v).ok())
+            .map(TableVersion::new),
     )))
 }
 
@@ -122,7 +125,7 @@ pub(crate) async fn open_target(
 pub(crate) async fn open_target_for(
     session: &Session,
     pipeline: &Pipeline,
-    partition: &str,
+    partition: &PartitionKey,
 ) -> Result<Option<DeltaTable>> {
     use crate::replace::KeptRead;
     let kept = session
@@ -200,14 +203,14 @@ pub(crate) fn check_target_schema(target: &DeltaTable, url: &Url, result: &Schem
     Ok(())
 }
 
-pub(crate) fn write_error(url: &Url, partition: &str, source: DeltaTableError) -> Error {
+pub(crate) fn write_error(url: &Url, partition: &PartitionKey, source: DeltaTableError) -> Error {
     use deltalake::kernel::transaction::TransactionError;
     match source {
         DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
         } => Error::TargetConflict {
             table: url.clone(),
-            partition: partition.to_owned(),
+            partition: partition.clone(),
             attempts: 1,
             source,
         },
@@ -218,7 +221,7 @@ pub(crate) fn write_error(url: &Url, partition: &str, source: DeltaTableError) -
         },
         // Anything else failed while computing or validating the partition's rows.
         other => Error::Execution {
-            partition: partition.to_owned(),
+            partition: partition.clone(),
             source: DataFusionError::External(Box::new(other)),
         },
     }
@@ -248,7 +251,7 @@ pub(crate) async fn rows_added_by_last_commit(table: &DeltaTable, url: &Url) -> 
 /// records (`None` when log cleanup removed that commit).
 pub async fn processed_partitions(
     pipeline: &Pipeline,
-) -> Result<BTreeMap<String, (u64, Option<String>)>> {
+) -> Result<BTreeMap<PartitionKey, (TableVersion, Option<String>)>> {
     use futures::TryStreamExt;
     let delta = |source| Error::Delta {
         action: "reading target",
@@ -264,12 +267,14 @@ pub async fn processed_partitions(
     let mut partitions = std::collections::BTreeSet::new();
     for file in &files {
         let values = file.partition_values_map();
-        let values = values.iter().map(|(c, v)| (c.as_str(), v.as_deref()));
-        match pipeline.partitioning.key_of(file.path().as_ref(), values) {
-            Ok(key) => {
-                partitions.insert(key.to_string());
+        let value = |column: &str| values.get(column).map(Option::as_deref);
+        match pipeline.partitioning.period_of(value) {
+            Ok(date) => {
+                partitions.insert(pipeline.partitioning.key(date));
             }
-            Err(e) => tracing::warn!(target_table = %pipeline.target, error = %e, "not restored"),
+            Err(reason) => {
+                tracing::warn!(target_table = %pipeline.target, file = %file.path(), reason, "not restored")
+            }
         }
     }
     // Newest commit first: the first entry for a partition is its last write.
@@ -296,8 +301,8 @@ pub async fn processed_partitions(
             .await
             .map_err(delta)?;
         if let Some(v) = version.and_then(|v| u64::try_from(v).ok()) {
-            let transform = transforms.get(&partition).cloned();
-            out.insert(partition, (v, transform));
+            let transform = transforms.get(partition.as_str()).cloned();
+            out.insert(partition, (TableVersion::new(v), transform));
         }
     }
     Ok(out)

@@ -1,5 +1,6 @@
 //! The state table's error type.
 
+use latefill_core::PartitionKey;
 use url::Url;
 
 /// Errors from the state table.
@@ -13,7 +14,7 @@ pub enum Error {
     )]
     Claimed {
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
         /// Who holds it, `host:pid`.
         owner: String,
         /// The run holding it.
@@ -29,7 +30,7 @@ pub enum Error {
     )]
     ChangedSincePlanned {
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
     },
     /// A run tried to complete or fail a partition it no longer holds.
     #[error(
@@ -38,7 +39,7 @@ pub enum Error {
     )]
     LeaseLost {
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
         /// The run that tried.
         run_id: String,
         /// Who holds it now, or `nobody`.
@@ -55,13 +56,13 @@ pub enum Error {
         /// The pipeline.
         pipeline: String,
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
     },
     /// `state release` of a partition that no run holds.
     #[error("partition {partition} is not claimed (its status is {status}); nothing to release")]
     NotClaimed {
         /// The partition.
-        partition: String,
+        partition: PartitionKey,
         /// Its status.
         status: String,
     },
@@ -124,7 +125,7 @@ pub enum Error {
 
 impl Error {
     /// The partition a per-partition error is about (a claim refused, a lease lost).
-    pub fn partition(&self) -> Option<&str> {
+    pub fn partition(&self) -> Option<&PartitionKey> {
         match self {
             Error::Claimed { partition, .. }
             | Error::ChangedSincePlanned { partition }

@@ -15,7 +15,10 @@
 //!   (completions, releases, claims), each partition on its own terms: a backfill
 //!   makes one state commit per batch of partitions.
 //! - Rows are keyed by pipeline and partition: pipelines sharing one state table
-//!   never see each other's rows, claims or cursors.
+//!   never see each other's rows, claims or cursors. A handle reads its pipeline's
+//!   rows by the pipeline's [`Partitioning`](latefill_core::Partitioning) into
+//!   [`PartitionKey`](latefill_core::PartitionKey)s; every other row it writes back
+//!   as it was.
 //! - Every transition is a compare-and-swap on the table: read at version N, decide,
 //!   commit at exactly N+1; when another writer got there first, read again and decide
 //!   again after a jittered backoff. Claims are therefore safe across processes and
@@ -25,14 +28,17 @@
 //!
 //! ```no_run
 //! # async fn example() -> latefill_state::Result<()> {
+//! use latefill_core::{Granularity, PartitionDate, Partitioning, TableVersion};
 //! use latefill_state::StateTable;
 //!
 //! let url = url::Url::parse("file:///data/latefill_state/").unwrap();
-//! let state = StateTable::new(url, "devices_daily");
-//! let partition = "event_time=2024-01-03".to_owned();
+//! let days = Partitioning::new("event_time", Granularity::Day);
+//! let state = StateTable::new(url, "devices_daily", days.clone());
+//! let partition = days.key(PartitionDate::parse("2024-01-03").unwrap());
 //! state.claim(std::slice::from_ref(&partition), "run-1").await?;
 //! // ... process the partition at source version 12 ...
-//! state.complete(&partition, "run-1", 12, None, Some("sql:1".into())).await?;
+//! let at = TableVersion::new(12);
+//! state.complete(&partition, "run-1", at, None, Some("sql:1".into())).await?;
 //! # Ok(())
 //! # }
 //! ```

@@ -1,15 +1,20 @@
 //! The rows of the state table and their Arrow form.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, new_null_array,
 };
-use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch};
+use deltalake::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
+use latefill_core::{PartitionKey, Partitioning, TableVersion};
 use serde::Serialize;
 
 /// Where a partition stands.
@@ -56,12 +61,12 @@ impl FromStr for Status {
 /// One partition's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionState {
-    /// `col=value`.
-    pub partition: String,
+    /// The partition.
+    pub partition: PartitionKey,
     /// Where it stands.
     pub status: Status,
     /// The source version it was last processed at; kept while it is reprocessed.
-    pub source_version: Option<u64>,
+    pub source_version: Option<TableVersion>,
     /// The fingerprint of the partition's source files at `source_version`.
     pub fingerprint: Option<String>,
     /// The version of the transform that processed it; `None` when unknown.
@@ -114,15 +119,25 @@ pub(crate) fn schema() -> SchemaRef {
     ]))
 }
 
-/// What the table holds for one pipeline: its partition rows and its cursor.
+/// One pipeline's rows: its partitions and its cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rows {
-    pub partitions: std::collections::BTreeMap<String, PartitionState>,
+    pub partitions: BTreeMap<PartitionKey, PartitionState>,
     pub cursor: Option<String>,
 }
 
-/// Everything the table holds, by pipeline.
-pub(crate) type AllRows = std::collections::BTreeMap<String, Rows>;
+/// Everything the table holds, as one pipeline sees it: its own rows, read; and the
+/// rows it does not read, kept as they were to be written back unchanged (other
+/// pipelines' rows, and its own rows that name no partition of its partitioning
+/// because that changed since they were written).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AllRows {
+    pub mine: Rows,
+    /// The names of the pipeline's rows that name none of its partitions.
+    pub unrecognised: Vec<String>,
+    /// The rows not read, in the table's schema.
+    pub kept: Vec<RecordBatch>,
+}
 
 /// Why the table's rows cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,17 +170,23 @@ enum Row<'a> {
     Cursor(&'a str),
 }
 
-pub(crate) fn to_batch(all: &AllRows) -> RecordBatch {
-    let mut rows: Vec<(&str, Row<'_>)> = Vec::new();
-    for (pipeline, r) in all {
-        rows.extend(
-            r.partitions
-                .values()
-                .map(|p| (pipeline.as_str(), Row::Partition(p))),
-        );
-        if let Some(cursor) = &r.cursor {
-            rows.push((pipeline.as_str(), Row::Cursor(cursor)));
-        }
+/// The table's whole content: `pipeline`'s rows, then the rows kept unread.
+pub(crate) fn to_batch(pipeline: &str, all: &AllRows) -> Result<RecordBatch, FormatError> {
+    let mine = rows_batch(pipeline, &all.mine);
+    if all.kept.is_empty() {
+        return Ok(mine);
+    }
+    let batches: Vec<RecordBatch> = std::iter::once(mine)
+        .chain(all.kept.iter().cloned())
+        .collect();
+    concat_batches(&schema(), &batches)
+        .map_err(|e| FormatError::Malformed(format!("keeping other rows: {e}")))
+}
+
+fn rows_batch(pipeline: &str, mine: &Rows) -> RecordBatch {
+    let mut rows: Vec<Row<'_>> = mine.partitions.values().map(Row::Partition).collect();
+    if let Some(cursor) = &mine.cursor {
+        rows.push(Row::Cursor(cursor));
     }
     let n = rows.len();
     let part = |row: &Row<'_>, f: &dyn Fn(&PartitionState) -> Option<i64>| match row {
@@ -176,7 +197,7 @@ pub(crate) fn to_batch(all: &AllRows) -> RecordBatch {
                    cursor: &dyn Fn(&str) -> Option<String>| {
         let v: Vec<Option<String>> = rows
             .iter()
-            .map(|(_, row)| match row {
+            .map(|row| match row {
                 Row::Partition(p) => f(p),
                 Row::Cursor(c) => cursor(c),
             })
@@ -184,22 +205,21 @@ pub(crate) fn to_batch(all: &AllRows) -> RecordBatch {
         Arc::new(StringArray::from(v)) as ArrayRef
     };
     let ints = |f: &dyn Fn(&PartitionState) -> Option<i64>| {
-        let v: Vec<Option<i64>> = rows.iter().map(|(_, row)| part(row, f)).collect();
+        let v: Vec<Option<i64>> = rows.iter().map(|row| part(row, f)).collect();
         Arc::new(Int64Array::from(v)) as ArrayRef
     };
     let times = |f: &dyn Fn(&PartitionState) -> Option<i64>| {
-        let v: Vec<Option<i64>> = rows.iter().map(|(_, row)| part(row, f)).collect();
+        let v: Vec<Option<i64>> = rows.iter().map(|row| part(row, f)).collect();
         Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef
     };
     let none = |_: &str| None;
-    let pipelines: Vec<&str> = rows.iter().map(|(pipeline, _)| *pipeline).collect();
     let columns = vec![
-        Arc::new(StringArray::from(pipelines)) as ArrayRef,
-        strings(&|p| Some(p.partition.clone()), &|_| {
+        Arc::new(StringArray::from(vec![pipeline; n])) as ArrayRef,
+        strings(&|p| Some(p.partition.to_string()), &|_| {
             Some(CURSOR_ROW.to_owned())
         }),
         strings(&|p| Some(p.status.to_string()), &none),
-        ints(&|p| p.source_version.map(|v| v as i64)),
+        ints(&|p| p.source_version.map(|v| v.get() as i64)),
         strings(&|p| p.fingerprint.clone(), &none),
         strings(&|p| Some(p.run_id.clone()), &none),
         strings(&|p| Some(p.owner.clone()), &none),
@@ -214,82 +234,99 @@ pub(crate) fn to_batch(all: &AllRows) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")
 }
 
-pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<AllRows, FormatError> {
-    let mut all = AllRows::new();
+/// `batch` in the table's current schema: columns added since it was written (the
+/// `transform` column) are null.
+fn in_current_schema(batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let schema = schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(c) => {
+                cast(c, field.data_type()).map_err(|e| format!("column {}: {e}", field.name()))
+            }
+            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            None => Err(format!("column {} is missing", field.name())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
+
+/// Reads `pipeline`'s rows from the table's `batches`, naming its partitions by
+/// `partitioning`; every other row is kept as it is.
+pub(crate) fn from_batches(
+    batches: &[RecordBatch],
+    pipeline: &str,
+    partitioning: &Partitioning,
+) -> Result<AllRows, FormatError> {
+    let mut all = AllRows::default();
     for batch in batches {
         if batch.column_by_name("pipeline").is_none() {
             return Err(FormatError::NoPipelineColumn);
         }
-        let col = |name: &str, t: &DataType| -> Result<ArrayRef, String> {
-            let c = batch
-                .column_by_name(name)
-                .ok_or_else(|| format!("column {name} is missing"))?;
-            cast(c, t).map_err(|e| format!("column {name}: {e}"))
-        };
-        let s = |name: &str| col(name, &DataType::Utf8);
-        let i = |name: &str| col(name, &DataType::Int64);
-        let t = |name: &str| col(name, &timestamp());
-        let pipeline = s("pipeline")?;
-        let (partition, status, version, fingerprint, run_id, owner) = (
-            s("partition")?,
-            s("status")?,
-            i("source_version")?,
-            s("fingerprint")?,
-            s("run_id")?,
-            s("owner")?,
-        );
-        let (lease, attempts, last_error, updated, detail) = (
-            t("lease_expires_at")?,
-            i("attempts")?,
-            s("last_error")?,
-            t("updated_at")?,
-            s("detail")?,
-        );
-        // Added after the pipeline column: absent from tables written before it.
-        let transform = match batch.column_by_name("transform") {
-            Some(_) => Some(s("transform")?),
-            None => None,
-        };
-        let text = |a: &ArrayRef, r: usize| {
-            let a = a.as_string::<i32>();
+        let batch = in_current_schema(batch)?;
+        let col = |name: &str| batch.column_by_name(name).expect("in the current schema");
+        let text = |name: &str, r: usize| {
+            let a = col(name).as_string::<i32>();
             a.is_valid(r).then(|| a.value(r).to_owned())
         };
-        let int = |a: &ArrayRef, r: usize| {
-            let a = a.as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        let int = |name: &str, r: usize| {
+            let a = col(name).as_primitive::<Int64Type>();
             a.is_valid(r).then(|| a.value(r))
         };
-        let time = |a: &ArrayRef, r: usize| {
-            let a = a.as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
+        let time = |name: &str, r: usize| {
+            let a = col(name).as_primitive::<TimestampMicrosecondType>();
             a.is_valid(r)
                 .then(|| DateTime::from_timestamp_micros(a.value(r)))
                 .flatten()
         };
+        let pipelines = col("pipeline").as_string::<i32>();
+        let mut unread = Vec::with_capacity(batch.num_rows());
         for r in 0..batch.num_rows() {
-            let name = text(&partition, r).ok_or("a row has no partition")?;
-            let pipeline = text(&pipeline, r).ok_or("a row has no pipeline")?;
-            let rows = all.entry(pipeline.clone()).or_default();
-            if name == CURSOR_ROW {
-                rows.cursor = text(&detail, r);
+            if !pipelines.is_valid(r) {
+                return Err("a row has no pipeline".into());
+            }
+            if pipelines.value(r) != pipeline {
+                unread.push(true);
                 continue;
             }
+            let name = text("partition", r).ok_or("a row has no partition")?;
+            if name == CURSOR_ROW {
+                all.mine.cursor = text("detail", r);
+                unread.push(false);
+                continue;
+            }
+            let Some(key) = partitioning.parse_name(&name) else {
+                // Written under another partitioning of the pipeline (its column,
+                // granularity or format changed since): nothing plans it any more.
+                all.unrecognised.push(name);
+                unread.push(true);
+                continue;
+            };
+            unread.push(false);
             let state = PartitionState {
-                status: text(&status, r)
+                status: text("status", r)
                     .ok_or_else(|| format!("{name}: no status"))?
                     .parse()?,
-                source_version: int(&version, r).map(|v| v as u64),
-                fingerprint: text(&fingerprint, r),
-                transform: transform.as_ref().and_then(|t| text(t, r)),
-                run_id: text(&run_id, r).unwrap_or_default(),
-                owner: text(&owner, r).unwrap_or_default(),
-                lease_expires_at: time(&lease, r),
-                attempts: int(&attempts, r).unwrap_or_default() as u64,
-                last_error: text(&last_error, r),
-                updated_at: time(&updated, r).unwrap_or_default(),
-                partition: name.clone(),
+                source_version: int("source_version", r).map(|v| TableVersion::new(v as u64)),
+                fingerprint: text("fingerprint", r),
+                transform: text("transform", r),
+                run_id: text("run_id", r).unwrap_or_default(),
+                owner: text("owner", r).unwrap_or_default(),
+                lease_expires_at: time("lease_expires_at", r),
+                attempts: int("attempts", r).unwrap_or_default() as u64,
+                last_error: text("last_error", r),
+                updated_at: time("updated_at", r).unwrap_or_default(),
+                partition: key.clone(),
             };
-            if rows.partitions.insert(name.clone(), state).is_some() {
+            if all.mine.partitions.insert(key, state).is_some() {
                 return Err(format!("pipeline {pipeline}: partition {name} has two rows").into());
             }
+        }
+        if unread.iter().any(|&u| u) {
+            let kept = filter_record_batch(&batch, &BooleanArray::from(unread))
+                .map_err(|e| format!("keeping other rows: {e}"))?;
+            all.kept.push(kept);
         }
     }
     Ok(all)
@@ -298,19 +335,22 @@ pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<AllRows, FormatErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latefill_core::{Granularity, PartitionDate};
 
     #[test]
-    fn rows_survive_the_arrow_round_trip() {
+    fn rows_survive_the_arrow_round_trip_and_other_rows_are_kept_as_they_were() {
+        let days = Partitioning::new("event_time", Granularity::Day);
         let now = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
         let mut rows = Rows::default();
         for (i, status) in [Status::Processing, Status::Processed, Status::Failed]
             .into_iter()
             .enumerate()
         {
+            let date = PartitionDate::parse(&format!("2024-01-0{}", i + 1)).unwrap();
             let p = PartitionState {
-                partition: format!("event_time=2024-01-0{i}"),
+                partition: days.key(date),
                 status,
-                source_version: (i > 0).then_some(i as u64 * 7),
+                source_version: (i > 0).then_some(TableVersion::new(i as u64 * 7)),
                 fingerprint: Some("abc".into()),
                 transform: (i != 1).then(|| "sql:1".into()),
                 run_id: "r1".into(),
@@ -326,8 +366,33 @@ mod tests {
         let mut other = rows.clone();
         other.cursor = None;
         other.partitions.retain(|_, p| p.status == Status::Failed);
-        let all: AllRows = [("a".to_owned(), rows), ("b".to_owned(), other)].into();
-        let back = from_batches(&[to_batch(&all)]).unwrap();
-        assert_eq!(back, all);
+
+        // Pipeline b's rows, then a's written beside them.
+        let b = AllRows {
+            mine: other.clone(),
+            ..AllRows::default()
+        };
+        let table = to_batch("b", &b).unwrap();
+        let mut a = from_batches(&[table], "a", &days).unwrap();
+        assert_eq!(a.mine, Rows::default());
+        a.mine = rows.clone();
+        let table = to_batch("a", &a).unwrap();
+
+        let back = from_batches(std::slice::from_ref(&table), "a", &days).unwrap();
+        assert_eq!(back.mine, rows);
+        assert!(back.unrecognised.is_empty());
+        let back = from_batches(std::slice::from_ref(&table), "b", &days).unwrap();
+        assert_eq!(back.mine, other);
+
+        // Read under another partitioning, a's rows name none of its partitions: they
+        // are listed, kept, and written back unchanged.
+        let hours = Partitioning::new("event_hour", Granularity::Hour);
+        let moved = from_batches(std::slice::from_ref(&table), "a", &hours).unwrap();
+        assert_eq!(moved.mine.partitions.len(), 0);
+        assert_eq!(moved.mine.cursor, rows.cursor);
+        assert_eq!(moved.unrecognised.len(), 3);
+        let table = to_batch("a", &moved).unwrap();
+        let back = from_batches(&[table], "a", &days).unwrap();
+        assert_eq!(back.mine, rows);
     }
 }

@@ -18,6 +18,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use latefill_core::storage::{
     KeptTable, StorageOptions, finish_new_table, open_table, prepare_new_table, table_builder,
 };
+use latefill_core::{PartitionKey, Partitioning, TableVersion};
 use object_store::ObjectStoreExt;
 use rand::RngExt;
 use url::Url;
@@ -75,6 +76,7 @@ const MAX_ATTEMPTS: usize = 200;
 pub struct StateTable {
     url: Url,
     pipeline: String,
+    partitioning: Partitioning,
     clock: Arc<dyn Clock>,
     owner: String,
     lease: Duration,
@@ -107,9 +109,13 @@ impl std::fmt::Debug for Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateSnapshot {
     /// The table version read; `None` when the table does not exist yet.
-    pub version: Option<u64>,
-    /// One row per partition, by name.
-    pub partitions: BTreeMap<String, PartitionState>,
+    pub version: Option<TableVersion>,
+    /// One row per partition (a map looked up by key or by name).
+    pub partitions: BTreeMap<PartitionKey, PartitionState>,
+    /// The pipeline's rows that name none of its partitions: written under another
+    /// partitioning of the pipeline (its column, granularity or format changed
+    /// since). Nothing plans them; they are kept as they are.
+    pub unrecognised: Vec<String>,
     /// The detector's cursor (JSON), if one was saved.
     pub cursor: Option<String>,
 }
@@ -118,9 +124,9 @@ pub struct StateSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     /// The partition.
-    pub partition: String,
+    pub partition: PartitionKey,
     /// The source version it was processed at.
-    pub source_version: u64,
+    pub source_version: TableVersion,
     /// The fingerprint of its source files at that version.
     pub fingerprint: Option<String>,
     /// The version of the transform that processed it.
@@ -131,7 +137,7 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     /// The partition.
-    pub partition: String,
+    pub partition: PartitionKey,
     /// Its row when the plan was made.
     pub seen: Option<PartitionState>,
 }
@@ -148,7 +154,7 @@ pub struct Batch {
     /// other run's lease holds it.
     pub claim: Vec<Planned>,
     /// Partitions this run holds whose leases start anew.
-    pub renew: Vec<String>,
+    pub renew: Vec<PartitionKey>,
     /// The detector's cursor to save with them.
     pub cursor: Option<String>,
 }
@@ -168,9 +174,9 @@ impl Batch {
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
     /// The partitions recorded as processed.
-    pub completed: Vec<String>,
+    pub completed: Vec<PartitionKey>,
     /// The partitions now claimed by the run.
-    pub claimed: Vec<String>,
+    pub claimed: Vec<PartitionKey>,
     /// Why the others were not: [`Error::Claimed`] or [`Error::ChangedSincePlanned`]
     /// for a claim, [`Error::LeaseLost`] for a completion.
     pub refused: Vec<Error>,
@@ -195,10 +201,11 @@ impl StateTable {
     /// Several pipelines may share one state table: each reads and changes only its
     /// own rows (partitions, claims and cursor), and they meet only in the
     /// compare-and-swap of its commits.
-    pub fn new(url: Url, pipeline: impl Into<String>) -> Self {
+    pub fn new(url: Url, pipeline: impl Into<String>, partitioning: Partitioning) -> Self {
         StateTable {
             url,
             pipeline: pipeline.into(),
+            partitioning,
             clock: Arc::new(SystemClock),
             owner: default_owner(),
             lease: DEFAULT_LEASE,
@@ -263,6 +270,11 @@ impl StateTable {
         &self.pipeline
     }
 
+    /// How the pipeline's partitions are named, which reads its rows.
+    pub fn partitioning(&self) -> &Partitioning {
+        &self.partitioning
+    }
+
     /// The clock in use.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
@@ -278,13 +290,8 @@ impl StateTable {
 
     /// Reads the table's latest version.
     pub async fn read(&self) -> Result<StateSnapshot> {
-        let (table, mut all) = self.load().await?;
-        let rows = all.remove(&self.pipeline).unwrap_or_default();
-        Ok(StateSnapshot {
-            version: table.and_then(|t| t.version()),
-            partitions: rows.partitions,
-            cursor: rows.cursor,
-        })
+        let (table, all) = self.load().await?;
+        Ok(snapshot(table.and_then(|t| t.version()), all))
     }
 
     /// The version this handle read or wrote within the last 2 seconds, without asking
@@ -292,15 +299,10 @@ impl StateTable {
     /// commits are compare-and-swaps of their own (a plan whose claims check the rows
     /// they were planned from): a commit made since can make them fail, never wrong.
     pub async fn read_recent(&self) -> Result<StateSnapshot> {
-        let Some(mut kept) = self.recent() else {
+        let Some(kept) = self.recent() else {
             return self.read().await;
         };
-        let rows = kept.all.remove(&self.pipeline).unwrap_or_default();
-        Ok(StateSnapshot {
-            version: kept.table.table().version(),
-            partitions: rows.partitions,
-            cursor: rows.cursor,
-        })
+        Ok(snapshot(kept.table.table().version(), kept.all))
     }
 
     async fn load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
@@ -427,7 +429,12 @@ impl StateTable {
                 batches.push(batch.map_err(|e| self.delta("reading state table")(e.into()))?);
             }
         }
-        model::from_batches(&batches).map_err(|e| match e {
+        model::from_batches(&batches, &self.pipeline, &self.partitioning)
+            .map_err(|e| self.format_error(e))
+    }
+
+    fn format_error(&self, e: FormatError) -> Error {
+        match e {
             FormatError::NoPipelineColumn => Error::NoPipelineColumn {
                 table: self.url.clone(),
             },
@@ -435,7 +442,7 @@ impl StateTable {
                 table: self.url.clone(),
                 reason,
             },
-        })
+        }
     }
 
     /// Commits `rows` as the table's whole content at exactly the version after
@@ -459,7 +466,7 @@ impl StateTable {
             }
         };
         let interval = STATE_CHECKPOINT_INTERVAL.to_string();
-        let batch = model::to_batch(rows);
+        let batch = model::to_batch(&self.pipeline, rows).map_err(|e| self.format_error(e))?;
         let properties = || {
             CommitProperties::default()
                 .with_max_retries(0)
@@ -488,7 +495,7 @@ impl StateTable {
                 }
                 // What was just written is the latest version this handle knows, as a
                 // read would return it (timestamps in microseconds, say).
-                match model::from_batches(&[batch]) {
+                match model::from_batches(&[batch], &self.pipeline, &self.partitioning) {
                     Ok(written) => {
                         let files = self.data_files(&table).await?;
                         let kept = match &*self.snapshot.lock().expect("not poisoned") {
@@ -596,16 +603,12 @@ impl StateTable {
                 None => self.load().await?,
             };
             let mut next = all.clone();
-            let mine = next.entry(self.pipeline.clone()).or_default();
-            let out = match decide(mine, self.clock.now()) {
+            let out = match decide(&mut next.mine, self.clock.now()) {
                 Ok(out) => out,
                 Err(_) if optimistic => continue,
                 Err(e) => return Err(e),
             };
-            if *mine == Rows::default() {
-                next.remove(&self.pipeline);
-            }
-            if next == all {
+            if next.mine == all.mine {
                 if optimistic {
                     continue;
                 }
@@ -638,7 +641,7 @@ impl StateTable {
     /// Claims `partitions` for `run_id`, all or none: it fails, writing nothing, if an
     /// unexpired lease of another run holds any of them. An expired lease (its owner
     /// crashed) is taken over.
-    pub async fn claim(&self, partitions: &[String], run_id: &str) -> Result<()> {
+    pub async fn claim(&self, partitions: &[PartitionKey], run_id: &str) -> Result<()> {
         self.claim_planned(partitions, run_id, None).await
     }
 
@@ -647,17 +650,17 @@ impl StateTable {
     /// runs that planned from the same state can therefore never both process it.
     pub async fn claim_if_unchanged(
         &self,
-        partition: &str,
+        partition: &PartitionKey,
         run_id: &str,
         seen: Option<&PartitionState>,
     ) -> Result<()> {
-        let partitions = [partition.to_owned()];
+        let partitions = [partition.clone()];
         self.claim_planned(&partitions, run_id, Some(&[seen])).await
     }
 
     async fn claim_planned(
         &self,
-        partitions: &[String],
+        partitions: &[PartitionKey],
         run_id: &str,
         seen: Option<&[Option<&PartitionState>]>,
     ) -> Result<()> {
@@ -681,7 +684,7 @@ impl StateTable {
     /// was made from.
     fn claimable(
         rows: &Rows,
-        name: &str,
+        name: &PartitionKey,
         run_id: &str,
         seen: Option<Option<&PartitionState>>,
         now: DateTime<Utc>,
@@ -692,7 +695,7 @@ impl StateTable {
             let ours = current.is_some_and(|c| c.run_id == run_id && c.is_leased(now));
             if current != seen && !ours {
                 return Err(Error::ChangedSincePlanned {
-                    partition: name.to_owned(),
+                    partition: name.clone(),
                 });
             }
         }
@@ -706,7 +709,7 @@ impl StateTable {
     }
 
     /// Writes `run_id`'s claim of `name` into `rows`, with a fresh lease.
-    fn put_claim(&self, rows: &mut Rows, name: &str, run_id: &str, now: DateTime<Utc>) {
+    fn put_claim(&self, rows: &mut Rows, name: &PartitionKey, run_id: &str, now: DateTime<Utc>) {
         let previous = rows.partitions.get(name);
         if let Some(p) = previous.filter(|p| p.status == Status::Processing && p.run_id != run_id) {
             tracing::warn!(
@@ -720,7 +723,7 @@ impl StateTable {
         let renewal =
             previous.is_some_and(|p| p.status == Status::Processing && p.run_id == run_id);
         let state = PartitionState {
-            partition: name.to_owned(),
+            partition: name.clone(),
             status: Status::Processing,
             source_version: previous.and_then(|p| p.source_version),
             fingerprint: previous.and_then(|p| p.fingerprint.clone()),
@@ -732,7 +735,7 @@ impl StateTable {
             last_error: previous.and_then(|p| p.last_error.clone()),
             updated_at: now,
         };
-        rows.partitions.insert(name.to_owned(), state);
+        rows.partitions.insert(name.clone(), state);
     }
 
     /// Records `done` in `rows`, if `run_id` still holds it.
@@ -836,13 +839,13 @@ impl StateTable {
 
     fn held<'a>(
         rows: &'a mut Rows,
-        partition: &str,
+        partition: &PartitionKey,
         run_id: &str,
     ) -> Result<&'a mut PartitionState> {
         match rows.partitions.get_mut(partition) {
             Some(p) if p.status == Status::Processing && p.run_id == run_id => Ok(p),
             other => Err(Error::LeaseLost {
-                partition: partition.to_owned(),
+                partition: partition.clone(),
                 run_id: run_id.to_owned(),
                 holder: other
                     .filter(|p| p.status == Status::Processing)
@@ -857,14 +860,14 @@ impl StateTable {
     /// files' `fingerprint` and the `transform` version that processed it.
     pub async fn complete(
         &self,
-        partition: &str,
+        partition: &PartitionKey,
         run_id: &str,
-        source_version: u64,
+        source_version: TableVersion,
         fingerprint: Option<String>,
         transform: Option<String>,
     ) -> Result<()> {
         let done = Completion {
-            partition: partition.to_owned(),
+            partition: partition.clone(),
             source_version,
             fingerprint,
             transform,
@@ -891,7 +894,7 @@ impl StateTable {
     }
 
     /// Records that `run_id` failed to process `partition`.
-    pub async fn fail(&self, partition: &str, run_id: &str, error: &str) -> Result<()> {
+    pub async fn fail(&self, partition: &PartitionKey, run_id: &str, error: &str) -> Result<()> {
         self.transition(|rows, now| {
             let p = Self::held(rows, partition, run_id)?;
             p.status = Status::Failed;
@@ -905,7 +908,12 @@ impl StateTable {
 
     /// Gives up a claim without a result (an interrupted run): the partition is marked
     /// failed with `reason` and can be claimed at once by any run.
-    pub async fn release(&self, partition: &str, run_id: &str, reason: &str) -> Result<()> {
+    pub async fn release(
+        &self,
+        partition: &PartitionKey,
+        run_id: &str,
+        reason: &str,
+    ) -> Result<()> {
         self.fail(partition, run_id, reason).await
     }
 
@@ -916,7 +924,7 @@ impl StateTable {
     /// the row as it was.
     pub async fn release_claim(
         &self,
-        partition: &str,
+        partition: &PartitionKey,
         force: bool,
         reason: &str,
     ) -> Result<PartitionState> {
@@ -929,11 +937,11 @@ impl StateTable {
                 .ok_or_else(|| Error::NoSuchPartition {
                     table: table.clone(),
                     pipeline: pipeline.clone(),
-                    partition: partition.to_owned(),
+                    partition: partition.clone(),
                 })?;
             if row.status != Status::Processing {
                 return Err(Error::NotClaimed {
-                    partition: partition.to_owned(),
+                    partition: partition.clone(),
                     status: row.status.to_string(),
                 });
             }
@@ -953,14 +961,14 @@ impl StateTable {
     /// Forgets `partition` (`latefill state reset`): its row is removed, so the next
     /// run treats it as never processed. A live lease is refused ([`Error::Claimed`])
     /// unless `force`. Returns the row removed.
-    pub async fn reset(&self, partition: &str, force: bool) -> Result<PartitionState> {
+    pub async fn reset(&self, partition: &PartitionKey, force: bool) -> Result<PartitionState> {
         let table = self.url.clone();
         let pipeline = self.pipeline.clone();
         self.transition(|rows, now| match rows.partitions.get(partition) {
             None => Err(Error::NoSuchPartition {
                 table: table.clone(),
                 pipeline: pipeline.clone(),
-                partition: partition.to_owned(),
+                partition: partition.clone(),
             }),
             Some(row) if row.is_leased(now) && !force => Err(held_by(row)),
             Some(_) => Ok(rows.partitions.remove(partition).expect("present")),
@@ -1000,7 +1008,7 @@ impl StateTable {
     /// `state rebuild`.
     pub async fn restore(
         &self,
-        processed: &BTreeMap<String, (u64, Option<String>)>,
+        processed: &BTreeMap<PartitionKey, (TableVersion, Option<String>)>,
     ) -> Result<usize> {
         let owner = self.owner.clone();
         self.transition(|rows, now| {
@@ -1035,6 +1043,16 @@ impl StateTable {
             Ok(restored)
         })
         .await
+    }
+}
+
+/// What `all` holds for the pipeline, read at `version`.
+fn snapshot(version: Option<u64>, all: AllRows) -> StateSnapshot {
+    StateSnapshot {
+        version: version.map(TableVersion::new),
+        partitions: all.mine.partitions,
+        unrecognised: all.unrecognised,
+        cursor: all.mine.cursor,
     }
 }
 

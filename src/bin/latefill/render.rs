@@ -135,7 +135,7 @@ pub(crate) fn describe_run(r: &RunReport) -> String {
 pub(crate) fn print_repair(
     engine: &Engine,
     done: &str,
-    name: &str,
+    name: &latefill::PartitionKey,
     before: &latefill::state::PartitionState,
     format: Output,
     text: &str,

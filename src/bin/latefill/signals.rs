@@ -52,7 +52,7 @@ pub(crate) async fn until_signalled<T>(
                 }
                 let held = control.held();
                 for partition in &held {
-                    if let Err(e) = engine.state().release(partition.as_str(), engine.run_id(), "interrupted").await {
+                    if let Err(e) = engine.state().release(partition, engine.run_id(), "interrupted").await {
                         tracing::warn!(%partition, error = %e, "could not release the claim; it expires with its lease");
                     }
                 }

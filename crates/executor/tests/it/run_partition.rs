@@ -1,6 +1,6 @@
 //! `run_partition`: one partition, pinned version, partition overwrite, txn.
 
-use latefill_core::PartitionDate;
+use latefill_core::{PartitionDate, TableVersion};
 use latefill_executor::{Error, Session, run_partition};
 use latefill_testkit::*;
 
@@ -171,7 +171,7 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
     let v0 = ws.generate("2024-01-01", 1_000, 1).await;
     let v1 = ws.generate("2024-01-01", 400, 2).await;
     ws.generate("2024-01-02", 100, 3).await;
-    let app_id = pipeline.app_id("event_time=2024-01-01");
+    let app_id = pipeline.app_id(&pipeline.partitioning.key(date("2024-01-01")));
 
     // Latest: the version when the run starts.
     let latest = run_partition(&pipeline, date("2024-01-01"))
@@ -187,7 +187,7 @@ async fn the_commit_records_the_pinned_source_version_as_a_txn() {
     // Pinned: the rows and the txn are those of version v0.
     let pinned = run_partition(&pipeline, date("2024-01-01"))
         .with_session(session.clone())
-        .with_source_version(v0)
+        .with_source_version(TableVersion::new(v0))
         .await
         .unwrap();
     assert_eq!(pinned.source_version, v0);

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration};
+use latefill_core::{Granularity, PartitionDate, PartitionKey, Partitioning, TableVersion};
 use latefill_state::{Batch, Completion, Error, Planned, StateTable, Status, TestClock};
 use url::Url;
 
@@ -78,71 +79,91 @@ on_every_backend!(
     writers_of_two_pipelines_on_one_table_lose_no_transition,
     a_batch_decides_each_partition_on_its_own_terms_in_one_commit,
     racing_batches_never_claim_one_partition_twice,
+    rows_of_an_earlier_partitioning_are_listed_and_kept,
 );
 
-fn names(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+/// The tests' pipelines are partitioned by day, in column `p`.
+fn days() -> Partitioning {
+    Partitioning::new("p", Granularity::Day)
+}
+
+/// The partition `n` days after 2024-01-01 (`p=2024-01-01` is `day(0)`).
+fn day(n: u64) -> PartitionKey {
+    let first = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+    days().key(PartitionDate::from(first + chrono::Days::new(n)))
+}
+
+fn v(version: u64) -> TableVersion {
+    TableVersion::new(version)
 }
 
 async fn claim_then_complete_records_the_source_version(backend: Backend) {
     let (_dir, url) = backend.table();
-    let state = StateTable::new(url, "p");
+    let state = StateTable::new(url, "p", days());
     assert_eq!(state.read().await.unwrap().version, None);
-    state.claim(&names(&["p=1"]), "run-1").await.unwrap();
+    state.claim(&[day(1)], "run-1").await.unwrap();
     let read = state.read().await.unwrap();
-    assert_eq!(read.partitions["p=1"].status, Status::Processing);
-    assert_eq!(read.partitions["p=1"].attempts, 1);
+    assert_eq!(read.partitions[&day(1)].status, Status::Processing);
+    assert_eq!(read.partitions[&day(1)].attempts, 1);
     state
-        .complete("p=1", "run-1", 12, Some("fp".into()), Some("sql:1".into()))
+        .complete(
+            &day(1),
+            "run-1",
+            v(12),
+            Some("fp".into()),
+            Some("sql:1".into()),
+        )
         .await
         .unwrap();
     let read = state.read().await.unwrap();
-    let p = &read.partitions["p=1"];
-    assert_eq!((p.status, p.source_version), (Status::Processed, Some(12)));
+    let p = &read.partitions[&day(1)];
+    assert_eq!(
+        (p.status, p.source_version),
+        (Status::Processed, Some(v(12)))
+    );
     assert_eq!(p.fingerprint.as_deref(), Some("fp"));
-    assert_eq!(read.version, Some(1), "one commit per transition");
+    assert_eq!(read.version, Some(v(1)), "one commit per transition");
 }
 
 /// Each handle keeps the version it last read or wrote. Another handle's commit since
 /// then still decides: a handle never decides on, or commits over, a stale snapshot.
 async fn a_stale_snapshot_never_wins_a_commit(backend: Backend) {
     let (_dir, url) = backend.table();
-    let a = StateTable::new(url.clone(), "p");
-    let b = StateTable::new(url, "p");
-    a.claim(&names(&["p=0"]), "run-a").await.unwrap();
+    let a = StateTable::new(url.clone(), "p", days());
+    let b = StateTable::new(url, "p", days());
+    a.claim(&[day(0)], "run-a").await.unwrap();
     // a's snapshot is version 0; b reads it and commits version 1.
-    b.claim(&names(&["p=1"]), "run-b").await.unwrap();
-    let err = a.claim(&names(&["p=1"]), "run-a").await.unwrap_err();
+    b.claim(&[day(1)], "run-b").await.unwrap();
+    let err = a.claim(&[day(1)], "run-a").await.unwrap_err();
     assert!(
         matches!(&err, Error::Claimed { run_id, .. } if run_id == "run-b"),
         "{err}"
     );
     // a's next commit lands on top of b's: nothing of b's is lost.
-    a.complete("p=0", "run-a", 3, None, None).await.unwrap();
+    a.complete(&day(0), "run-a", v(3), None, None)
+        .await
+        .unwrap();
     let read = b.read().await.unwrap();
-    assert_eq!(read.version, Some(2));
-    assert_eq!(read.partitions["p=1"].run_id, "run-b");
-    assert_eq!(read.partitions["p=0"].status, Status::Processed);
+    assert_eq!(read.version, Some(v(2)));
+    assert_eq!(read.partitions[&day(1)].run_id, "run-b");
+    assert_eq!(read.partitions[&day(0)].status, Status::Processed);
 }
 
 async fn a_claim_takes_all_partitions_or_none(backend: Backend) {
     let (_dir, url) = backend.table();
-    let state = StateTable::new(url, "p");
-    state.claim(&names(&["p=a", "p=b"]), "run-1").await.unwrap();
-    let err = state
-        .claim(&names(&["p=c", "p=b"]), "run-2")
-        .await
-        .unwrap_err();
+    let state = StateTable::new(url, "p", days());
+    state.claim(&[day(10), day(11)], "run-1").await.unwrap();
+    let err = state.claim(&[day(12), day(11)], "run-2").await.unwrap_err();
     assert!(
-        matches!(&err, Error::Claimed { partition, .. } if partition == "p=b"),
+        matches!(&err, Error::Claimed { partition, .. } if *partition == day(11)),
         "{err}"
     );
     let read = state.read().await.unwrap();
     assert!(
-        !read.partitions.contains_key("p=c"),
+        !read.partitions.contains_key(&day(12)),
         "nothing of the refused claim was written"
     );
-    assert_eq!(read.partitions["p=b"].run_id, "run-1");
+    assert_eq!(read.partitions[&day(11)].run_id, "run-1");
 }
 
 async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it(backend: Backend) {
@@ -150,69 +171,78 @@ async fn an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it(backe
     let clock = Arc::new(TestClock::new(
         DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
     ));
-    let state = StateTable::new(url, "p")
+    let state = StateTable::new(url, "p", days())
         .with_clock(clock.clone())
         .with_lease(Duration::minutes(10));
-    state.claim(&names(&["p=1"]), "crashed-run").await.unwrap();
+    state.claim(&[day(1)], "crashed-run").await.unwrap();
 
     clock.advance(Duration::minutes(9));
     assert!(matches!(
-        state.claim(&names(&["p=1"]), "run-2").await,
+        state.claim(&[day(1)], "run-2").await,
         Err(Error::Claimed { .. })
     ));
 
     clock.advance(Duration::minutes(2));
-    state.claim(&names(&["p=1"]), "run-2").await.unwrap();
-    let p = &state.read().await.unwrap().partitions["p=1"];
+    state.claim(&[day(1)], "run-2").await.unwrap();
+    let p = &state.read().await.unwrap().partitions[&day(1)];
     assert_eq!((p.run_id.as_str(), p.attempts), ("run-2", 2));
 
     let err = state
-        .complete("p=1", "crashed-run", 5, None, None)
+        .complete(&day(1), "crashed-run", v(5), None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
-    state.complete("p=1", "run-2", 6, None, None).await.unwrap();
+    state
+        .complete(&day(1), "run-2", v(6), None, None)
+        .await
+        .unwrap();
 }
 
 async fn a_failure_is_recorded_and_the_partition_can_be_claimed_again(backend: Backend) {
     let (_dir, url) = backend.table();
-    let state = StateTable::new(url, "p");
-    state.claim(&names(&["p=1"]), "run-1").await.unwrap();
-    state.fail("p=1", "run-1", "disk full").await.unwrap();
-    let p = &state.read().await.unwrap().partitions["p=1"];
+    let state = StateTable::new(url, "p", days());
+    state.claim(&[day(1)], "run-1").await.unwrap();
+    state.fail(&day(1), "run-1", "disk full").await.unwrap();
+    let p = &state.read().await.unwrap().partitions[&day(1)];
     assert_eq!(
         (p.status, p.last_error.as_deref()),
         (Status::Failed, Some("disk full"))
     );
-    state.claim(&names(&["p=1"]), "run-2").await.unwrap();
+    state.claim(&[day(1)], "run-2").await.unwrap();
 }
 
 async fn a_planned_claim_fails_when_the_row_changed_since_the_plan(backend: Backend) {
     let (_dir, url) = backend.table();
-    let state = StateTable::new(url, "p");
-    state.claim(&names(&["p=1"]), "run-0").await.unwrap();
-    state.complete("p=1", "run-0", 3, None, None).await.unwrap();
-    let planned = state.read().await.unwrap().partitions["p=1"].clone();
+    let state = StateTable::new(url, "p", days());
+    state.claim(&[day(1)], "run-0").await.unwrap();
+    state
+        .complete(&day(1), "run-0", v(3), None, None)
+        .await
+        .unwrap();
+    let planned = state.read().await.unwrap().partitions[&day(1)].clone();
 
     // Another run reprocesses it after both planned from the same row.
     state
-        .claim_if_unchanged("p=1", "run-a", Some(&planned))
+        .claim_if_unchanged(&day(1), "run-a", Some(&planned))
         .await
         .unwrap();
-    state.complete("p=1", "run-a", 7, None, None).await.unwrap();
+    state
+        .complete(&day(1), "run-a", v(7), None, None)
+        .await
+        .unwrap();
     let err = state
-        .claim_if_unchanged("p=1", "run-b", Some(&planned))
+        .claim_if_unchanged(&day(1), "run-b", Some(&planned))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ChangedSincePlanned { .. }), "{err}");
     // A partition planned as never processed is claimed once only, too.
     state
-        .claim_if_unchanged("p=2", "run-a", None)
+        .claim_if_unchanged(&day(2), "run-a", None)
         .await
         .unwrap();
     assert!(
         state
-            .claim_if_unchanged("p=2", "run-b", None)
+            .claim_if_unchanged(&day(2), "run-b", None)
             .await
             .is_err()
     );
@@ -220,31 +250,32 @@ async fn a_planned_claim_fails_when_the_row_changed_since_the_plan(backend: Back
 
 async fn the_cursor_is_kept_apart_from_partitions(backend: Backend) {
     let (_dir, url) = backend.table();
-    let state = StateTable::new(url, "p");
+    let state = StateTable::new(url, "p", days());
     state.save_cursor("{\"version\":7}".into()).await.unwrap();
-    state.claim(&names(&["p=1"]), "run-1").await.unwrap();
+    state.claim(&[day(1)], "run-1").await.unwrap();
     let read = state.read().await.unwrap();
     assert_eq!(read.cursor.as_deref(), Some("{\"version\":7}"));
     assert_eq!(read.partitions.len(), 1);
 }
 
 /// Runs WRITERS tasks, each making CLAIMS claim+complete pairs of its own partitions
-/// (`p=<writer>-<claim>`, completed at version `100 * writer + claim`); writer `w`
-/// works for `pipeline_of(w)`.
+/// (`day(CLAIMS * writer + claim)`, completed at version `100 * writer + claim`);
+/// writer `w` works for `pipeline_of(w)`.
 async fn count_transitions(url: &Url, pipeline_of: fn(usize) -> &'static str) {
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let state = StateTable::new(url.clone(), pipeline_of(w)).with_owner(format!("writer-{w}"));
+        let state =
+            StateTable::new(url.clone(), pipeline_of(w), days()).with_owner(format!("writer-{w}"));
         tasks.push(tokio::spawn(async move {
             for c in 0..CLAIMS {
-                let partition = format!("p={w}-{c}");
+                let partition = day((w * CLAIMS + c) as u64);
                 let run = format!("run-{w}-{c}");
                 state
                     .claim(std::slice::from_ref(&partition), &run)
                     .await
                     .unwrap();
                 state
-                    .complete(&partition, &run, (w * 100 + c) as u64, None, None)
+                    .complete(&partition, &run, v((w * 100 + c) as u64), None, None)
                     .await
                     .unwrap();
             }
@@ -263,18 +294,21 @@ const CLAIMS: usize = 3;
 async fn concurrent_writers_lose_no_transition(backend: Backend) {
     let (_dir, url) = backend.table();
     count_transitions(&url, |_| "p").await;
-    let read = StateTable::new(url, "p").read().await.unwrap();
+    let read = StateTable::new(url, "p", days()).read().await.unwrap();
     assert_eq!(read.partitions.len(), WRITERS * CLAIMS);
-    for (name, p) in &read.partitions {
-        let (w, c) = name[2..].split_once('-').unwrap();
-        let expected = w.parse::<u64>().unwrap() * 100 + c.parse::<u64>().unwrap();
-        assert_eq!(
-            (p.status, p.source_version),
-            (Status::Processed, Some(expected)),
-            "{name}"
-        );
+    for w in 0..WRITERS {
+        for c in 0..CLAIMS {
+            let p = &read.partitions[&day((w * CLAIMS + c) as u64)];
+            let expected = v((w * 100 + c) as u64);
+            assert_eq!(
+                (p.status, p.source_version),
+                (Status::Processed, Some(expected)),
+                "{}",
+                p.partition
+            );
+        }
     }
-    assert_eq!(read.version, Some((2 * WRITERS * CLAIMS - 1) as u64));
+    assert_eq!(read.version, Some(v((2 * WRITERS * CLAIMS - 1) as u64)));
 }
 
 /// Many runs racing for the same partition: exactly one wins.
@@ -286,11 +320,9 @@ async fn racing_claims_on_one_partition_have_exactly_one_winner(backend: Backend
     let (_dir, url) = backend.table();
     let mut tasks = Vec::new();
     for w in 0..5 {
-        let state = StateTable::new(url.clone(), "p");
+        let state = StateTable::new(url.clone(), "p", days());
         tasks.push(tokio::spawn(async move {
-            state
-                .claim(&["p=hot".to_owned()], &format!("run-{w}"))
-                .await
+            state.claim(&[day(20)], &format!("run-{w}")).await
         }));
     }
     let mut wins = 0;
@@ -308,13 +340,13 @@ async fn racing_claims_on_one_partition_have_exactly_one_winner(backend: Backend
 /// state table saw the first one's rows as its own and processed nothing.
 async fn pipelines_sharing_a_state_table_never_see_each_others_rows(backend: Backend) {
     let (_dir, url) = backend.table();
-    let a = StateTable::new(url.clone(), "a");
-    let b = StateTable::new(url.clone(), "b");
-    let p = names(&["event_time=2024-01-01"]);
+    let a = StateTable::new(url.clone(), "a", days());
+    let b = StateTable::new(url.clone(), "b", days());
+    let p = [day(1)];
     a.claim(&p, "run-a").await.unwrap();
     // The same partition of another pipeline is not claimed by a's lease.
     b.claim(&p, "run-b").await.unwrap();
-    a.complete(&p[0], "run-a", 7, None, None).await.unwrap();
+    a.complete(&p[0], "run-a", v(7), None, None).await.unwrap();
     a.save_cursor("{\"cursor\":\"a\"}".into()).await.unwrap();
     let (read_a, read_b) = (a.read().await.unwrap(), b.read().await.unwrap());
     assert_eq!(read_a.partitions[&p[0]].status, Status::Processed);
@@ -326,7 +358,7 @@ async fn pipelines_sharing_a_state_table_never_see_each_others_rows(backend: Bac
     b.fail(&p[0], "run-b", "boom").await.unwrap();
     assert_eq!(a.read().await.unwrap().partitions, read_a.partitions);
     // A pipeline that never wrote has no rows.
-    let c = StateTable::new(url, "c").read().await.unwrap();
+    let c = StateTable::new(url, "c", days()).read().await.unwrap();
     assert!(c.partitions.is_empty() && c.cursor.is_none());
 }
 
@@ -336,10 +368,13 @@ async fn writers_of_two_pipelines_on_one_table_lose_no_transition(backend: Backe
     let (_dir, url) = backend.table();
     count_transitions(&url, |w| ["a", "b"][w % 2]).await;
     for (pipeline, parity) in [("a", 0), ("b", 1)] {
-        let read = StateTable::new(url.clone(), pipeline).read().await.unwrap();
-        let expected: Vec<String> = (0..WRITERS)
+        let read = StateTable::new(url.clone(), pipeline, days())
+            .read()
+            .await
+            .unwrap();
+        let expected: Vec<PartitionKey> = (0..WRITERS)
             .filter(|w| w % 2 == parity)
-            .flat_map(|w| (0..CLAIMS).map(move |c| format!("p={w}-{c}")))
+            .flat_map(|w| (0..CLAIMS).map(move |c| day((w * CLAIMS + c) as u64)))
             .collect();
         assert_eq!(
             read.partitions.keys().cloned().collect::<Vec<_>>(),
@@ -351,22 +386,22 @@ async fn writers_of_two_pipelines_on_one_table_lose_no_transition(backend: Backe
                 .values()
                 .all(|p| p.status == Status::Processed)
         );
-        assert_eq!(read.version, Some((2 * WRITERS * CLAIMS - 1) as u64));
+        assert_eq!(read.version, Some(v((2 * WRITERS * CLAIMS - 1) as u64)));
     }
 }
 
-fn done(partition: &str, source_version: u64) -> Completion {
+fn done(partition: &PartitionKey, source_version: u64) -> Completion {
     Completion {
-        partition: partition.into(),
-        source_version,
+        partition: partition.clone(),
+        source_version: v(source_version),
         fingerprint: Some(format!("fp{source_version}")),
         transform: Some("sql:1".into()),
     }
 }
 
-fn planned(partition: &str, seen: Option<&latefill_state::PartitionState>) -> Planned {
+fn planned(partition: &PartitionKey, seen: Option<&latefill_state::PartitionState>) -> Planned {
     Planned {
-        partition: partition.into(),
+        partition: partition.clone(),
         seen: seen.cloned(),
     }
 }
@@ -375,52 +410,57 @@ fn planned(partition: &str, seen: Option<&latefill_state::PartitionState>) -> Pl
 /// completed is refused alone, the rest lands, all in one commit.
 async fn a_batch_decides_each_partition_on_its_own_terms_in_one_commit(backend: Backend) {
     let (_dir, url) = backend.table();
-    let state = StateTable::new(url, "p");
+    let state = StateTable::new(url, "p", days());
+    let [finished, back, other, moved, new] = [1, 2, 3, 4, 5].map(day);
     state
-        .claim(&names(&["p=done", "p=back"]), "run-1")
+        .claim(&[finished.clone(), back.clone()], "run-1")
         .await
         .unwrap();
-    state.claim(&names(&["p=other"]), "run-2").await.unwrap();
-    state.claim(&names(&["p=moved"]), "run-0").await.unwrap();
     state
-        .complete("p=moved", "run-0", 1, None, None)
+        .claim(std::slice::from_ref(&other), "run-2")
+        .await
+        .unwrap();
+    state
+        .claim(std::slice::from_ref(&moved), "run-0")
+        .await
+        .unwrap();
+    state
+        .complete(&moved, "run-0", v(1), None, None)
         .await
         .unwrap();
     let before = state.read().await.unwrap();
-    let moved_as_planned = before.partitions["p=moved"].clone();
-    // p=moved changes after the plan: another run reprocesses it.
-    state.claim(&names(&["p=moved"]), "run-3").await.unwrap();
+    let moved_as_planned = before.partitions[&moved].clone();
+    // `moved` changes after the plan: another run reprocesses it.
     state
-        .complete("p=moved", "run-3", 2, None, None)
+        .claim(std::slice::from_ref(&moved), "run-3")
+        .await
+        .unwrap();
+    state
+        .complete(&moved, "run-3", v(2), None, None)
         .await
         .unwrap();
     let version = state.read().await.unwrap().version.unwrap();
 
     let batch = Batch {
-        complete: vec![done("p=done", 5), done("p=other", 5)],
-        release: vec![planned("p=back", None)],
+        complete: vec![done(&finished, 5), done(&other, 5)],
+        release: vec![planned(&back, None)],
         claim: vec![
-            planned("p=new", None),
+            planned(&new, None),
             // Planned while run-2 held it, and still held.
-            planned("p=other", Some(&before.partitions["p=other"])),
-            planned("p=moved", Some(&moved_as_planned)),
+            planned(&other, Some(&before.partitions[&other])),
+            planned(&moved, Some(&moved_as_planned)),
         ],
         ..Batch::default()
     };
     let outcome = state.commit_batch("run-1", &batch).await.unwrap();
-    assert_eq!(outcome.completed, names(&["p=done"]));
-    assert_eq!(outcome.claimed, names(&["p=new"]));
+    assert_eq!(outcome.completed, std::slice::from_ref(&finished));
+    assert_eq!(outcome.claimed, std::slice::from_ref(&new));
     let refused: Vec<_> = outcome
         .refused
         .iter()
         .map(|e| e.partition().unwrap())
         .collect();
-    assert_eq!(
-        refused,
-        ["p=other", "p=other", "p=moved"],
-        "{:?}",
-        outcome.refused
-    );
+    assert_eq!(refused, [&other, &other, &moved], "{:?}", outcome.refused);
     assert!(matches!(outcome.refused[0], Error::LeaseLost { .. }));
     assert!(matches!(outcome.refused[1], Error::Claimed { .. }));
     assert!(matches!(
@@ -429,30 +469,34 @@ async fn a_batch_decides_each_partition_on_its_own_terms_in_one_commit(backend: 
     ));
 
     let read = state.read().await.unwrap();
-    assert_eq!(read.version, Some(version + 1), "one commit for the batch");
-    let row = &read.partitions["p=done"];
+    assert_eq!(
+        read.version,
+        Some(v(version.get() + 1)),
+        "one commit for the batch"
+    );
+    let row = &read.partitions[&finished];
     assert_eq!(
         (row.status, row.source_version),
-        (Status::Processed, Some(5))
+        (Status::Processed, Some(v(5)))
     );
     assert_eq!(row.fingerprint.as_deref(), Some("fp5"));
     assert!(
-        !read.partitions.contains_key("p=back"),
+        !read.partitions.contains_key(&back),
         "released as planned: no row"
     );
-    assert_eq!(read.partitions["p=new"].run_id, "run-1");
-    assert_eq!(read.partitions["p=other"].run_id, "run-2");
-    assert_eq!(read.partitions["p=moved"].source_version, Some(2));
+    assert_eq!(read.partitions[&new].run_id, "run-1");
+    assert_eq!(read.partitions[&other].run_id, "run-2");
+    assert_eq!(read.partitions[&moved].source_version, Some(v(2)));
 }
 
 /// Workers claiming overlapping batches at once: every partition is claimed by
 /// exactly one of them, and each learns which ones it got.
 async fn racing_batches_never_claim_one_partition_twice(backend: Backend) {
     let (_dir, url) = backend.table();
-    let partitions: Vec<String> = (0..12).map(|i| format!("p={i:02}")).collect();
+    let partitions: Vec<PartitionKey> = (0..12).map(day).collect();
     let tasks: Vec<_> = (0..4)
         .map(|w| {
-            let state = StateTable::new(url.clone(), "p");
+            let state = StateTable::new(url.clone(), "p", days());
             // Each worker wants 6 of the 12, overlapping its neighbours'.
             let wanted: Vec<Planned> = (0..6)
                 .map(|i| planned(&partitions[(w * 3 + i) % 12], None))
@@ -487,8 +531,43 @@ async fn racing_batches_never_claim_one_partition_twice(backend: Backend) {
         12,
         "every partition was wanted by two workers"
     );
-    let read = StateTable::new(url, "p").read().await.unwrap();
+    let read = StateTable::new(url, "p", days()).read().await.unwrap();
     for (p, run) in &winners {
         assert_eq!(&read.partitions[p].run_id, run, "{p}");
     }
+}
+
+/// A pipeline whose partitioning changed (here from days to hours) reads its old
+/// rows as naming none of its partitions: they are listed, never planned, and its
+/// transitions write them back unchanged, so going back to days finds them again.
+async fn rows_of_an_earlier_partitioning_are_listed_and_kept(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let daily = StateTable::new(url.clone(), "p", days());
+    daily.claim(&[day(0), day(1)], "run-1").await.unwrap();
+    daily
+        .complete(&day(0), "run-1", v(4), None, None)
+        .await
+        .unwrap();
+    daily.save_cursor("{\"version\":4}".into()).await.unwrap();
+    let before = daily.read().await.unwrap();
+
+    let hours = Partitioning::new("p", Granularity::Hour);
+    let hourly = StateTable::new(url.clone(), "p", hours.clone());
+    let read = hourly.read().await.unwrap();
+    assert!(read.partitions.is_empty());
+    assert_eq!(read.unrecognised, [day(0).to_string(), day(1).to_string()]);
+    assert_eq!(
+        read.cursor, before.cursor,
+        "the cursor is the pipeline's, whatever its partitioning"
+    );
+    let hour = hours.key(PartitionDate::parse_as(Granularity::Hour, "2024-01-01T05").unwrap());
+    hourly
+        .claim(std::slice::from_ref(&hour), "run-2")
+        .await
+        .unwrap();
+    assert_eq!(hourly.read().await.unwrap().partitions.len(), 1);
+
+    let read = daily.read().await.unwrap();
+    assert_eq!(read.partitions, before.partitions, "kept as they were");
+    assert_eq!(read.unrecognised, [hour.to_string()]);
 }

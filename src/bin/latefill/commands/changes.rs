@@ -20,7 +20,7 @@ pub(crate) async fn changes(args: ChangesArgs) -> anyhow::Result<()> {
         return Err(UsageError(format!("--table {table}: {reason}")).into());
     }
     let changes = latefill::detector::detect_changes(&url)
-        .with_since_version(since_version)
+        .with_since_version(since_version.map(Into::into))
         .await?;
     match format {
         Output::Json => out!("{}", serde_json::to_string_pretty(&changes)?),
@@ -37,7 +37,7 @@ pub(crate) async fn changes(args: ChangesArgs) -> anyhow::Result<()> {
             let width = changes
                 .partitions
                 .iter()
-                .map(|p| p.partition.len())
+                .map(|p| p.partition.as_str().len())
                 .max()
                 .unwrap_or(9)
                 .max(9);

@@ -1,5 +1,6 @@
 //! `latefill state`: the state table's upkeep, and repair by hand.
 
+use latefill::PartitionKey;
 use latefill::engine::Engine;
 use latefill::executor;
 
@@ -70,11 +71,13 @@ pub(crate) async fn reset(args: ResetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine and the partition's name for a repair by hand (`state release`,
-/// `state reset`): `partition` as a period or a name.
-fn repair(target: &RepairTarget) -> anyhow::Result<(Engine, String)> {
+/// The engine and the partition for a repair by hand (`state release`, `state
+/// reset`): `partition` as a period or a name.
+fn repair(target: &RepairTarget) -> anyhow::Result<(Engine, PartitionKey)> {
     let (pipeline, _) = target.config.load()?;
-    let name = pipeline.partition_name(pipeline.parse_date(&target.partition)?);
+    let name = pipeline
+        .partitioning
+        .key(pipeline.parse_date(&target.partition)?);
     executor::check_locations(&pipeline)?;
     Ok((Engine::new(pipeline), name))
 }
