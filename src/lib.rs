@@ -63,6 +63,8 @@
 pub struct ReadmeDoctests;
 
 pub mod backfill;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod engine;
 mod error;
 pub mod plan;

@@ -1,13 +1,13 @@
 //! `latefill demo`: the story of late data found and reprocessed, printed.
 
-use crate::args::{DemoArgs, Output};
-use crate::render::{describe_run, emit_line, processed_at, status_text};
+use crate::cli::args::{DemoArgs, Output};
+use crate::cli::render::{describe_run, emit_line, processed_at, status_text};
 
 pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let DemoArgs { dir, output } = args;
     let dir = dir.as_path();
-    use crate::demo::DemoEvent;
-    let pipeline = crate::demo::prepare(dir)?;
+    use crate::cli::demo::DemoEvent;
+    let pipeline = crate::cli::demo::prepare(dir)?;
     let text = output == Output::Text;
     if text {
         out!("latefill demo in {}", dir.display());
@@ -16,8 +16,8 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         out!("  state  {}", pipeline.state);
         out!(
             "\n1. {} rows a day for {} days, each day run as it arrives:",
-            crate::demo::DEMO_ROWS_PER_DAY,
-            crate::demo::demo_dates().len(),
+            crate::cli::demo::DEMO_ROWS_PER_DAY,
+            crate::cli::demo::demo_dates().len(),
         );
         out!(
             "  {:<10}  {:>14}  {:>8}  {:>8}  {:>14}  {:>8}",
@@ -30,7 +30,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     let mut step = 1;
-    let events = crate::demo::run(&pipeline, |event| {
+    let events = crate::cli::demo::run(&pipeline, |event| {
         if !text {
             return;
         }

@@ -2,15 +2,14 @@
 
 use std::future::IntoFuture;
 
-use latefill::engine::{LateHandling, RunControl};
-use latefill::executor;
-use latefill::executor::Session;
-use latefill::project::InOrder;
-
-use crate::args::{Output, RunArgs};
-use crate::exit::{DataFailure, Interrupted};
-use crate::render::print_outcome;
-use crate::signals::{self, until_signalled};
+use crate::cli::args::{Output, RunArgs};
+use crate::cli::exit::{DataFailure, Interrupted};
+use crate::cli::render::print_outcome;
+use crate::cli::signals::{self, until_signalled};
+use crate::engine::{LateHandling, RunControl};
+use crate::executor;
+use crate::executor::Session;
+use crate::project::InOrder;
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let RunArgs {
@@ -91,7 +90,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
                 {
                     // What was handed out is what was late.
                     outcome.backfill_config = None;
-                    let late = outcome.late.iter().map(|l| latefill::engine::Skipped {
+                    let late = outcome.late.iter().map(|l| crate::engine::Skipped {
                         partition: l.partition.clone(),
                         reason: "not handed out: the run was interrupted".into(),
                     });

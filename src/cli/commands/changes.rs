@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use latefill::executor;
-
-use crate::args::{ChangesArgs, Output};
-use crate::exit::UsageError;
+use crate::cli::args::{ChangesArgs, Output};
+use crate::cli::exit::UsageError;
+use crate::executor;
 
 pub(crate) async fn changes(args: ChangesArgs) -> anyhow::Result<()> {
     let ChangesArgs {
@@ -16,10 +15,10 @@ pub(crate) async fn changes(args: ChangesArgs) -> anyhow::Result<()> {
     } = args;
     let table = table.as_str();
     let url = executor::resolve_location("source", table, Path::new("."))?;
-    if let Some(reason) = latefill::storage::local_location_problem(&url) {
+    if let Some(reason) = crate::storage::local_location_problem(&url) {
         return Err(UsageError(format!("--table {table}: {reason}")).into());
     }
-    let changes = latefill::detector::detect_changes(&url)
+    let changes = crate::detector::detect_changes(&url)
         .with_since_version(since_version.map(Into::into))
         .await?;
     match format {

@@ -2,9 +2,8 @@
 //! way finish and starts no more; a second gives back every claim held and exits at
 //! once.
 
-use latefill::engine::{Engine, RunControl};
-
-use crate::exit::Interrupted;
+use crate::cli::exit::Interrupted;
+use crate::engine::{Engine, RunControl};
 
 /// What a command says at each signal.
 #[derive(Debug, Clone, Copy)]

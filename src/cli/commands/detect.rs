@@ -1,14 +1,13 @@
 //! `latefill detect`: the late partitions before a date, planned; with
 //! `--backfill-config`, claimed and handed out to a scheduler.
 
-use latefill::engine::RunControl;
-use latefill::executor;
-use latefill::executor::Session;
-
-use crate::args::{DetectArgs, Output};
-use crate::exit::Interrupted;
-use crate::render::print_detection;
-use crate::signals::{self, until_signalled};
+use crate::cli::args::{DetectArgs, Output};
+use crate::cli::exit::Interrupted;
+use crate::cli::render::print_detection;
+use crate::cli::signals::{self, until_signalled};
+use crate::engine::RunControl;
+use crate::executor;
+use crate::executor::Session;
 
 pub(crate) async fn detect(args: DetectArgs) -> anyhow::Result<()> {
     let DetectArgs {

@@ -1,9 +1,8 @@
 //! Text renderings of what the library returns, and the one way lines reach stdout.
 
-use latefill::engine::{Engine, RunOutcome};
-use latefill::executor::RunReport;
-
-use crate::args::Output;
+use crate::cli::args::Output;
+use crate::engine::{Engine, RunOutcome};
+use crate::executor::RunReport;
 
 /// Prints a line on stdout; a reader that went away (`| head`) must neither stop the
 /// work nor turn a success into a panic, so write errors are ignored.
@@ -35,7 +34,7 @@ pub(crate) fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
 }
 
 /// "version N", or what a missing version means.
-pub(crate) fn processed_at(late: &latefill::plan::LatePartition) -> String {
+pub(crate) fn processed_at(late: &crate::plan::LatePartition) -> String {
     match late.processed_at {
         Some(v) => format!("version {v}"),
         None => "a version of the replaced source".into(),
@@ -43,8 +42,8 @@ pub(crate) fn processed_at(late: &latefill::plan::LatePartition) -> String {
 }
 
 pub(crate) fn print_detection(
-    d: &latefill::engine::DetectionSummary,
-    late: &[latefill::plan::LatePartition],
+    d: &crate::engine::DetectionSummary,
+    late: &[crate::plan::LatePartition],
 ) {
     out!(
         "detection: source version {}, {} commit(s) read ({}){}",
@@ -77,7 +76,7 @@ pub(crate) fn print_detection(
 }
 
 /// The status rows as a table of text, a line each.
-pub(crate) fn status_text(rows: &[latefill::engine::StatusRow]) -> String {
+pub(crate) fn status_text(rows: &[crate::engine::StatusRow]) -> String {
     use std::fmt::Write;
     let width = rows
         .iter()
@@ -91,7 +90,7 @@ pub(crate) fn status_text(rows: &[latefill::engine::StatusRow]) -> String {
         "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  note",
         "partition", "status", "source version", "last change", "late", "attempts"
     );
-    let opt = |v: Option<latefill::TableVersion>| v.map_or("-".to_owned(), |v| v.to_string());
+    let opt = |v: Option<crate::TableVersion>| v.map_or("-".to_owned(), |v| v.to_string());
     for r in rows {
         let note = match (&r.lease_expires_at, &r.last_error) {
             (Some(until), _) => format!(
@@ -135,8 +134,8 @@ pub(crate) fn describe_run(r: &RunReport) -> String {
 pub(crate) fn print_repair(
     engine: &Engine,
     done: &str,
-    name: &latefill::PartitionKey,
-    before: &latefill::state::PartitionState,
+    name: &crate::PartitionKey,
+    before: &crate::state::PartitionState,
     format: Output,
     text: &str,
 ) {

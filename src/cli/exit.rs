@@ -1,7 +1,7 @@
 //! Exit codes, and the one place where errors become them and their messages.
 
-use latefill::ErrorClass;
-use latefill::storage::StoreFailure;
+use crate::ErrorClass;
+use crate::storage::StoreFailure;
 
 /// Everything asked for was done.
 pub const SUCCESS: u8 = 0;
@@ -53,11 +53,11 @@ pub(crate) fn store_failure_message(
     failure: &StoreFailure,
 ) -> String {
     let ours = |cause: &(dyn std::error::Error + 'static)| {
-        cause.is::<latefill::engine::Error>()
-            || cause.is::<latefill::executor::Error>()
-            || cause.is::<latefill::state::Error>()
-            || cause.is::<latefill::detector::Error>()
-            || cause.is::<latefill::datagen::Error>()
+        cause.is::<crate::engine::Error>()
+            || cause.is::<crate::executor::Error>()
+            || cause.is::<crate::state::Error>()
+            || cause.is::<crate::detector::Error>()
+            || cause.is::<crate::datagen::Error>()
     };
     let mut context: Vec<&str> = Vec::new();
     for (i, cause) in err.chain().enumerate() {
@@ -93,7 +93,7 @@ pub(crate) fn without_backtrace(text: &str) -> String {
 }
 
 /// Maps an error to its exit code: the binary's own errors, else the class of the
-/// library error inside it ([`latefill::class_of`]); the one place where classes
+/// library error inside it ([`crate::class_of`]); the one place where classes
 /// become exit codes.
 pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
     // A bucket, credentials or endpoint that do not work are configuration to fix.
@@ -107,14 +107,14 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
             Some(ErrorClass::Data)
         } else {
             cause
-                .downcast_ref::<crate::demo::DemoError>()
-                .map(crate::demo::DemoError::class)
+                .downcast_ref::<crate::cli::demo::DemoError>()
+                .map(crate::cli::demo::DemoError::class)
         }
     });
     if err.chain().any(|cause| cause.is::<Interrupted>()) {
         return INTERRUPTED;
     }
-    match class.or_else(|| latefill::class_of(err.as_ref())) {
+    match class.or_else(|| crate::class_of(err.as_ref())) {
         Some(ErrorClass::Usage) => USAGE,
         Some(ErrorClass::Data) => DATA,
         Some(ErrorClass::Contention) => CONTENTION,
@@ -124,11 +124,11 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// Prints `err` on stderr (and, for `--output json`, as a JSON object on stdout) and
 /// returns its exit code.
-pub(crate) fn report(err: &anyhow::Error, output: crate::args::Output) -> u8 {
+pub(crate) fn report(err: &anyhow::Error, output: crate::cli::args::Output) -> u8 {
     let code = exit_code(err);
     let message = error_message(err);
     eprintln!("error: {message}");
-    if output == crate::args::Output::Json {
+    if output == crate::cli::args::Output::Json {
         let kind = match code {
             USAGE => "usage",
             DATA => "data",

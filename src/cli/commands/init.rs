@@ -1,10 +1,10 @@
 //! `latefill init`: the default pipeline file as a starting point.
 
 use anyhow::Context;
-use latefill::executor;
 
-use crate::args::InitArgs;
-use crate::exit::UsageError;
+use crate::cli::args::InitArgs;
+use crate::cli::exit::UsageError;
+use crate::executor;
 
 pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     let InitArgs {
@@ -21,9 +21,9 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         .into());
     }
     let granularity = if hourly {
-        latefill::Granularity::Hour
+        crate::Granularity::Hour
     } else {
-        latefill::Granularity::Day
+        crate::Granularity::Day
     };
     std::fs::write(path, executor::example_pipeline_toml(granularity))
         .with_context(|| format!("writing {}", path.display()))?;

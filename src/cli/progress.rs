@@ -5,10 +5,10 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use latefill::backfill::BackfillEvent;
 
-use crate::args::Output;
-use crate::render::{describe_run, emit_line};
+use crate::backfill::BackfillEvent;
+use crate::cli::args::Output;
+use crate::cli::render::{describe_run, emit_line};
 
 /// Prints a backfill's events ([`Printer::print`] is its listener).
 #[derive(Debug)]

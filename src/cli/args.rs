@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use latefill::datagen::cli::GenerateArgs;
-use latefill::engine::Engine;
-use latefill::executor::{Pipeline, Project, Session};
 
-use crate::exit::UsageError;
+use crate::cli::exit::UsageError;
+use crate::datagen::cli::GenerateArgs;
+use crate::engine::Engine;
+use crate::executor::{Pipeline, Project, Session};
 
 const LONG_ABOUT: &str = "\
 latefill reprocesses the partitions of a Delta table whose data arrived late.

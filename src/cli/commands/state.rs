@@ -1,11 +1,10 @@
 //! `latefill state`: the state table's upkeep, and repair by hand.
 
-use latefill::PartitionKey;
-use latefill::engine::Engine;
-use latefill::executor;
-
-use crate::args::{RebuildArgs, ReleaseArgs, RepairTarget, ResetArgs};
-use crate::render::print_repair;
+use crate::PartitionKey;
+use crate::cli::args::{RebuildArgs, ReleaseArgs, RepairTarget, ResetArgs};
+use crate::cli::render::print_repair;
+use crate::engine::Engine;
+use crate::executor;
 
 pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let RebuildArgs { config } = args;
@@ -83,9 +82,9 @@ fn repair(target: &RepairTarget) -> anyhow::Result<(Engine, PartitionKey)> {
 }
 
 /// A repair refused by a live claim says how to insist.
-fn live_claim_hint(e: latefill::state::Error, done: &str) -> anyhow::Error {
+fn live_claim_hint(e: crate::state::Error, done: &str) -> anyhow::Error {
     match e {
-        latefill::state::Error::Claimed { .. } => {
+        crate::state::Error::Claimed { .. } => {
             anyhow::Error::from(e).context(format!("not {done}; pass --force if that run is gone"))
         }
         e => e.into(),

@@ -4,15 +4,14 @@
 use std::future::IntoFuture;
 use std::sync::Arc;
 
-use latefill::PartitionDate;
-use latefill::backfill::{Batching, Selection};
-use latefill::engine::{Engine, RunControl};
-use latefill::executor::Session;
-
-use crate::args::{BackfillArgs, Output};
-use crate::exit::{DataFailure, Interrupted, UsageError};
-use crate::progress::Printer;
-use crate::signals::{self, until_signalled};
+use crate::PartitionDate;
+use crate::backfill::{Batching, Selection};
+use crate::cli::args::{BackfillArgs, Output};
+use crate::cli::exit::{DataFailure, Interrupted, UsageError};
+use crate::cli::progress::Printer;
+use crate::cli::signals::{self, until_signalled};
+use crate::engine::{Engine, RunControl};
+use crate::executor::Session;
 
 /// One pipeline's backfill of `from..=to`, printed as it goes, under signals.
 pub(crate) async fn backfill_pipeline(

@@ -1,11 +1,10 @@
 //! `latefill status`: the state table of each pipeline, as text, JSON or a page.
 
-use latefill::engine::Engine;
-use latefill::executor::Session;
-
-use crate::args::{StatusArgs, StatusFormat};
-use crate::exit::UsageError;
-use crate::render::{emit_line, status_text};
+use crate::cli::args::{StatusArgs, StatusFormat};
+use crate::cli::exit::UsageError;
+use crate::cli::render::{emit_line, status_text};
+use crate::engine::Engine;
+use crate::executor::Session;
 
 pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let StatusArgs {
@@ -31,7 +30,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
             let rows: Vec<_> = all.iter().flat_map(|(_, rows)| rows).collect();
             serde_json::to_string_pretty(&rows)? + "\n"
         }
-        StatusFormat::Html => crate::status_page::render(&all, chrono::Utc::now()),
+        StatusFormat::Html => crate::cli::status_page::render(&all, chrono::Utc::now()),
         StatusFormat::Text => {
             let mut text = String::new();
             for (pipeline, rows) in &all {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use latefill_core::Granularity;
 use latefill_executor::Pipeline;
 
-use latefill::engine::StatusRow;
+use crate::engine::StatusRow;
 
 /// What a cell shows: one of five kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -292,7 +292,7 @@ mod tests {
     use super::*;
 
     fn row(partition: String, status: &str, late: bool) -> StatusRow {
-        let days = latefill::Partitioning::new("event_time", Granularity::Day);
+        let days = crate::Partitioning::new("event_time", Granularity::Day);
         let partition = days.parse_name(&partition).expect("a day's partition");
         StatusRow {
             pipeline: "devices_daily".into(),

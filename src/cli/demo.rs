@@ -19,8 +19,8 @@ use latefill_datagen::{GenerateOptions, GenerateReport};
 use latefill_executor::{Pipeline, RunReport, resolve_location, run_partition};
 use serde::Serialize;
 
-use latefill::engine::{Engine, LateHandling, RunOutcome, StatusRow};
-use latefill::plan::LatePartition;
+use crate::engine::{Engine, LateHandling, RunOutcome, StatusRow};
+use crate::plan::LatePartition;
 
 /// The file that marks a directory as made by the demo, so a re-run may replace it.
 const MARKER: &str = ".latefill-demo";
@@ -65,7 +65,7 @@ pub enum DemoError {
     Generate(#[from] latefill_datagen::Error),
     /// Running the pipeline failed.
     #[error(transparent)]
-    Run(#[from] latefill::engine::Error),
+    Run(#[from] crate::engine::Error),
     /// Comparing the target with a recomputation failed.
     #[error("comparing {table} with a recomputation: {reason}")]
     Compare {

@@ -1,0 +1,142 @@
+//! The `latefill` command line: a thin layer over the library, behind the `cli`
+//! feature (on by default). The `latefill` binary and the Python package's `latefill`
+//! command both call [`main`].
+//!
+//! ```text
+//! mod.rs       parse the arguments, start the runtime, dispatch, exit
+//! args.rs      what each command takes; --config/--pipeline into pipelines
+//! commands/    one module a command: validate, call the library, render
+//! render.rs    text renderings, and the one way lines reach stdout
+//! signals.rs   SIGINT/SIGTERM: finish what is under way, then give claims back
+//! progress.rs  a backfill as it goes: progress bar, lines, JSON lines
+//! exit.rs      exit codes, messages, and the one mapping from error class to code
+//! demo.rs, status_page.rs   presentation: the demo's story, the HTML status page
+//! ```
+//!
+//! Flags are parsed by clap and turned into validated values (dates, pipelines)
+//! before any storage is touched; the outcome is printed as text or JSON. Errors map to
+//! the exit codes [`SUCCESS`], [`USAGE`], [`DATA`], [`CONTENTION`], [`FAILURE`] and
+//! [`INTERRUPTED`] (and the README).
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+/// `println!` that ignores a closed stdout (see [`render::emit_line`]).
+macro_rules! out {
+    () => { $crate::cli::render::emit_line("") };
+    ($($arg:tt)*) => { $crate::cli::render::emit_line(&format!($($arg)*)) };
+}
+
+mod args;
+mod commands;
+mod demo;
+mod exit;
+mod progress;
+mod render;
+mod signals;
+mod status_page;
+
+use args::{Cli, Command, Output, StateCommand, StatusFormat};
+
+pub use exit::{CONTENTION, DATA, FAILURE, INTERRUPTED, SUCCESS, USAGE};
+
+/// Logs go to stderr, so stdout stays the command's output (JSON included). The
+/// level comes from RUST_LOG when set, else from -v/-q.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let ours = [
+        "latefill",
+        "latefill_state",
+        "latefill_detector",
+        "latefill_executor",
+    ];
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    // Dependencies log their own probes as errors (a target that does not exist yet):
+    // silent unless RUST_LOG asks for them.
+    let default = std::iter::once("off".to_owned())
+        .chain(ours.iter().map(|c| format!("{c}={level}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A process that runs the command line twice (the Python package) keeps the
+    // first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs the command line on `args` (the program's name first, as
+/// [`std::env::args_os`] gives them) and returns its exit code ([`SUCCESS`],
+/// [`USAGE`], ...): the `latefill` binary exits with
+/// `latefill::cli::main(std::env::args_os())`.
+/// Errors are printed to stderr (or as JSON on stdout with `--format json`); `--help`
+/// and bad arguments print and exit the process as clap does.
+pub fn main<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    init_logging(cli.verbose, cli.quiet);
+    let output = match &cli.command {
+        Command::Demo(args::DemoArgs { output, .. })
+        | Command::Run(args::RunArgs { output, .. })
+        | Command::Detect(args::DetectArgs { output, .. })
+        | Command::Backfill(args::BackfillArgs { output, .. })
+        | Command::Changes(args::ChangesArgs { format: output, .. })
+        | Command::State(
+            StateCommand::Release(args::ReleaseArgs { format: output, .. })
+            | StateCommand::Reset(args::ResetArgs { format: output, .. }),
+        ) => *output,
+        Command::Status(args::StatusArgs {
+            format: StatusFormat::Json,
+            ..
+        }) => Output::Json,
+        _ => Output::Text,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => exit::SUCCESS,
+        Err(err) => exit::report(&err, output),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo(args) => commands::demo::demo(args).await,
+        Command::Init(args) => commands::init::init(args),
+        Command::Generate(args) => {
+            let report = args.to_options()?.write().await?;
+            out!(
+                "appended {} rows to {} of {} (version {})",
+                report.rows,
+                report.partition,
+                report.table,
+                report.table_version
+            );
+            Ok(())
+        }
+        Command::Run(args) => commands::run::run(args).await,
+        Command::Detect(args) => commands::detect::detect(args).await,
+        Command::Status(args) => commands::status::status(args).await,
+        Command::Backfill(args) => commands::backfill::backfill(args).await,
+        Command::State(StateCommand::Rebuild(args)) => commands::state::rebuild(args).await,
+        Command::State(StateCommand::Release(args)) => commands::state::release(args).await,
+        Command::State(StateCommand::Reset(args)) => commands::state::reset(args).await,
+        Command::Changes(args) => commands::changes::changes(args).await,
+    }
+}
