@@ -73,6 +73,13 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+/// What the command line says of `err`: its exit code ([`USAGE`], [`DATA`], ...) and
+/// its message (the error and its causes; for a store failure, what to do). The
+/// Python package raises its exceptions from these.
+pub fn describe(err: &anyhow::Error) -> (u8, String) {
+    (exit::exit_code(err), exit::error_message(err))
+}
+
 /// Runs the command line on `args` (the program's name first, as
 /// [`std::env::args_os`] gives them) and returns its exit code ([`SUCCESS`],
 /// [`USAGE`], ...): the `latefill` binary exits with

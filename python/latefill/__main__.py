@@ -1,0 +1,5 @@
+"""``python -m latefill``: the ``latefill`` command."""
+
+from ._cli import main
+
+main()
