@@ -2,7 +2,9 @@
 # The project's test command (the README's, and CI's): every crate's unit tests,
 # integration tests and doc tests, with the S3 and Azure emulators running on
 # loopback (scripts/with-emulators.sh installs them on first use), and headless
-# Chromium for the status page's test (installed from Debian's packages when missing).
+# Chromium for the status page's test (installed from Debian's packages when missing);
+# then the Python package's tests (scripts/python-tests.sh). Arguments go to
+# `cargo test`; LATEFILL_PYTHON_TESTS=0 leaves the Python tests out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${LATEFILL_CHROMIUM:-}" ]] && ! command -v chromium >/dev/null; then
@@ -12,4 +14,7 @@ if [[ -z "${LATEFILL_CHROMIUM:-}" ]] && ! command -v chromium >/dev/null; then
     $sudo_ apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >&2
 fi
-exec scripts/with-emulators.sh cargo test --workspace --locked "$@"
+scripts/with-emulators.sh cargo test --workspace --locked "$@"
+if [[ "${LATEFILL_PYTHON_TESTS:-1}" != 0 ]]; then
+    bash scripts/python-tests.sh
+fi
