@@ -67,3 +67,17 @@ def test_a_project_is_one_asset_per_pipeline_with_its_upstream_as_a_dependency(
     [downstream] = result.asset_materializations_for_node("type_daily")
     assert upstream.metadata["rows_read"].value == 500
     assert downstream.metadata["rows_read"].value == upstream.metadata["rows_written"].value
+
+
+def test_the_example_definitions_load(ws: Workspace, monkeypatch) -> None:
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "dagster" / "definitions.py"
+    monkeypatch.setenv("LATEFILL_CONFIG", str(ws.project()))
+    defs = runpy.run_path(str(example))["defs"]
+    assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} == {
+        "devices_daily",
+        "type_daily",
+    }
+    assert [s.name for s in defs.sensors] == ["latefill_late_partitions"]
