@@ -152,3 +152,21 @@ def test_a_usage_error_is_not_retried_and_a_contention_error_is(airflow: Airflow
     assert [(t, s, n) for t, _, s, n in rows if t == "latefill.run"] == [("latefill.run", "failed", 2)]
     error = airflow.xcom("latefill_retries", "latefill.run", "latefill_error")
     assert error["kind"] == "ContentionError" and error["exit_code"] == 4
+
+
+def test_the_period_processed_is_the_interval_that_ended() -> None:
+    from datetime import datetime, timezone
+
+    from latefill.airflow import period_of
+
+    def at(*args: int) -> datetime:
+        return datetime(*args, tzinfo=timezone.utc)
+
+    # A data interval timetable: the interval's start.
+    interval = {"data_interval_start": at(2024, 1, 3), "data_interval_end": at(2024, 1, 4)}
+    assert period_of(interval, "day") == "2024-01-03"
+    # A trigger timetable (Airflow 3's @daily): no interval; the period before the run.
+    trigger = {"data_interval_start": at(2024, 1, 4), "data_interval_end": at(2024, 1, 4)}
+    assert period_of(trigger, "day") == "2024-01-03"
+    assert period_of({"data_interval_start": at(2024, 1, 4, 5), "data_interval_end": at(2024, 1, 4, 5)}, "hour") == "2024-01-04T04"
+    assert period_of({"data_interval_start": at(2024, 2, 1), "data_interval_end": at(2024, 3, 1)}, "month") == "2024-02"

@@ -207,3 +207,38 @@ def test_changes_of_a_table(ws: Workspace) -> None:
     assert [p.partition for p in latefill.changes(ws.source, since_version=1).partitions] == [
         "event_time=2024-01-01"
     ]
+
+
+def test_the_command_handles_sigterm_as_the_binary_does(ws: Workspace) -> None:
+    """The package's command is the Rust command line, signals included: SIGTERM
+    while a hand-out holds its claims gives them back, writes no plan, exits 130."""
+    import os
+    import signal
+    import subprocess
+
+    from conftest import latefill_command
+
+    engine = three_processed_days(ws)
+    ws.generate("2024-01-01", 10, 21)
+    ws.generate("2024-01-04", 10, 4)
+    plan = ws.root / "plan.json"
+    child = subprocess.Popen(
+        [latefill_command(), "detect", "--date", "2024-01-04", "--backfill-config", str(plan)],
+        cwd=ws.root,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, LATEFILL_FAILPOINT="pause:handed-out"),
+    )
+    assert child.stderr is not None
+    seen = []
+    for line in child.stderr:
+        seen.append(line)
+        if "paused at handed-out" in line:
+            break
+    claimed = [r.period for r in engine.status() if r.status == "processing"]
+    assert claimed == ["2024-01-01"], seen
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 130, seen + child.stderr.readlines()
+    assert not plan.exists()
+    row = {r.period: r for r in engine.status()}["2024-01-01"]
+    assert row.status == "failed" and row.last_error == "interrupted" and row.late
