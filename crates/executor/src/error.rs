@@ -167,7 +167,8 @@ pub enum Error {
     /// The partition has no data files at the pinned version.
     #[error(
         "source {table} has no data in partition {partition} at version {version}; \
-         pass --allow-empty to write an empty partition"
+         to write an empty partition, pass --allow-empty (allow_empty=True in Python, \
+         with_allow_empty(true) in Rust)"
     )]
     PartitionEmpty {
         /// The source URL.
