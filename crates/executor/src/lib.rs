@@ -39,6 +39,7 @@
 //! ```
 
 mod chain;
+pub mod combine;
 mod error;
 mod failpoint;
 mod fingerprint;
