@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+mod appended;
 mod chain;
 pub mod combine;
 mod error;
@@ -54,6 +55,7 @@ mod source;
 mod target;
 mod transform;
 
+pub use appended::{Appended, SinceVersion, appended_since};
 pub use error::{Error, Result};
 pub use failpoint::{FAILPOINT_ENV, failpoint, pausepoint};
 pub use fingerprint::{file_identity, fingerprint};

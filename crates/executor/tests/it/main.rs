@@ -1,4 +1,5 @@
 //! The executor's integration tests: one binary, real Delta tables in temporary
 //! directories, real DataFusion.
 
+mod appended;
 mod run_partition;
