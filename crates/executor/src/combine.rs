@@ -264,6 +264,124 @@ fn describe(plan: &LogicalPlan) -> String {
     }
 }
 
+/// The transform's result for the partition of `date`, brought up to date from the
+/// files `appended` to the source since the partition was processed: the transform
+/// over those files only, combined with the target's current rows of the partition
+/// on `how`'s keys (`count` and `sum` add, `min` and `max` keep the smaller or
+/// larger; SQL's null rules: a null side adds nothing). Reads no other source file.
+/// Not yet used by runs: what a run will write instead of the replace's result.
+pub async fn combined_result(
+    session: &crate::Session,
+    pipeline: &crate::Pipeline,
+    date: latefill_core::PartitionDate,
+    appended: &crate::Appended,
+    how: &Combinable,
+) -> crate::Result<deltalake::datafusion::dataframe::DataFrame> {
+    use deltalake::datafusion::functions_aggregate::expr_fn::{max, min, sum};
+    use deltalake::datafusion::logical_expr::{cast, col};
+
+    let internal = |e: deltalake::datafusion::error::DataFusionError| {
+        crate::Error::Internal(format!(
+            "combining late rows into {}: {e}",
+            pipeline.partition_name(date)
+        ))
+    };
+    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    // The source: the appended files alone.
+    let source = crate::source::open_source(
+        session,
+        &pipeline.source,
+        &pipeline.source_storage,
+        Some(appended.at),
+    )
+    .await?;
+    let delta_error = |action, table: &url::Url| {
+        let table = table.clone();
+        move |source| crate::Error::Delta {
+            action,
+            table,
+            source,
+        }
+    };
+    source
+        .update_datafusion_session(&ctx.state())
+        .map_err(delta_error(
+            "registering the storage of source",
+            &pipeline.source,
+        ))?;
+    let late = source
+        .table_provider()
+        .with_file_paths(appended.files.clone())
+        .await
+        .map_err(internal)?;
+    ctx.register_table("source", late).map_err(internal)?;
+    let late = crate::preflight::plan_transform(&ctx, pipeline).await?;
+    let columns: Vec<String> = late
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+
+    // The target's rows of the partition, as the last run wrote them.
+    let Some(target) = crate::target::open_target(session, pipeline).await? else {
+        return Err(crate::Error::Internal(format!(
+            "combining late rows: the target {} does not exist",
+            pipeline.target
+        )));
+    };
+    let files =
+        crate::source::partition_files(&target, &pipeline.target, &pipeline.partitioning, date)
+            .await?;
+    target
+        .update_datafusion_session(&ctx.state())
+        .map_err(delta_error(
+            "registering the storage of target",
+            &pipeline.target,
+        ))?;
+    let current = target
+        .table_provider()
+        .with_file_paths(files.iter().map(|f| f.path().into_owned()))
+        .await
+        .map_err(internal)?;
+    let current = ctx
+        .read_table(current)
+        .and_then(|rows| {
+            rows.select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .map_err(internal)?;
+
+    // Both, grouped on the keys, each aggregate combined, in the result's columns and
+    // types.
+    let types: HashMap<String, DataType> = late
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let both = current.union(late).map_err(internal)?;
+    let keys: Vec<Expr> = how.keys.iter().map(|k| col(format!("\"{k}\""))).collect();
+    let aggregates: Vec<Expr> = how
+        .aggregates
+        .iter()
+        .map(|(name, combine)| {
+            let column = col(format!("\"{name}\""));
+            let combined = match combine {
+                Combine::Count | Combine::Sum => sum(column),
+                Combine::Min => min(column),
+                Combine::Max => max(column),
+            };
+            combined.alias(name)
+        })
+        .collect();
+    let grouped = both.aggregate(keys, aggregates).map_err(internal)?;
+    let typed: Vec<Expr> = columns
+        .iter()
+        .map(|name| cast(col(format!("\"{name}\"")), types[name].clone()).alias(name))
+        .collect();
+    grouped.select(typed).map_err(internal)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
