@@ -570,12 +570,7 @@ async fn a_late_partition_that_failed_stays_late_until_a_run_succeeds() {
     }
     // The day's rows are replaced by good ones; the next run reprocesses it and
     // nothing is late any more.
-    open(&ws.source_path())
-        .await
-        .delete()
-        .with_predicate("event_time = '2024-01-01'")
-        .await
-        .unwrap();
+    delete_where(&ws.source_path(), "event_time = '2024-01-01'").await;
     ws.generate("2024-01-01", 100, 0).await;
     let out = ws.run_cli(&["--date", "2024-01-03"]);
     assert!(out.status.success(), "{}", stderr(&out));

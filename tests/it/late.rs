@@ -58,12 +58,11 @@ async fn a_compaction_does_not_make_a_partition_late_but_a_delete_does() {
     assert!(detection.late.is_empty(), "{:?}", detection.late);
 
     // DELETE rows in 2024-01-01: its data changed.
-    open(&ws.source_path())
-        .await
-        .delete()
-        .with_predicate("event_time = '2024-01-01' AND type = 'galaxy'")
-        .await
-        .unwrap();
+    delete_where(
+        &ws.source_path(),
+        "event_time = '2024-01-01' AND type = 'galaxy'",
+    )
+    .await;
     let detection = engine.detect(date("2024-01-03")).await.unwrap();
     assert_eq!(names(&detection.late), ["event_time=2024-01-01"]);
 }

@@ -109,6 +109,17 @@ pub async fn open(path: &Path) -> DeltaTable {
     deltalake::open_table(url_of(path)).await.unwrap()
 }
 
+/// Deletes the rows of the Delta table at `path` that `predicate` (SQL) holds for,
+/// as a DELETE does (files rewritten, or deletion vectors where the table uses them).
+pub async fn delete_where(path: &Path, predicate: &str) {
+    open(path)
+        .await
+        .delete()
+        .with_predicate(predicate)
+        .await
+        .unwrap();
+}
+
 /// The rows of `SELECT * FROM t <where>` as a sorted text table.
 pub async fn query(path: &Path, sql_after_from: &str) -> Vec<RecordBatch> {
     sql_on(&url_of(path), &format!("SELECT * FROM t {sql_after_from}")).await

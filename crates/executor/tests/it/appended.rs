@@ -58,12 +58,11 @@ async fn a_delete_or_a_compaction_is_a_change_and_names_the_file() {
     let ws = Workspace::new();
     ws.generate("2024-01-01", 500, 1).await;
     let before_delete = ws.generate("2024-01-01", 500, 2).await;
-    open(&ws.source_path())
-        .await
-        .delete()
-        .with_predicate("event_time = '2024-01-01' AND type = 'galaxy'")
-        .await
-        .unwrap();
+    delete_where(
+        &ws.source_path(),
+        "event_time = '2024-01-01' AND type = 'galaxy'",
+    )
+    .await;
     let SinceVersion::Changed(why) = since(&ws, "2024-01-01", before_delete).await else {
         panic!("a delete is not an append");
     };
