@@ -6,8 +6,10 @@
 //! - combine: `appended_since` (the partition's files at the processed version and
 //!   now) and `combined_result` (the transform over the appended file, combined with
 //!   the target's rows), collected: its commit, of the same few output rows as the
-//!   replace's, is not included yet (issue 25 has not wired it into runs). `cargo bench --bench combine` (release profile); `BENCH_RUNS`
-//! sets the repetitions (default 5), medians printed.
+//!   replace's, is not included yet (issue 25 has not wired it into runs).
+//!
+//! `cargo bench --bench combine` (release profile); `BENCH_RUNS` sets the
+//! repetitions (default 5); medians are printed.
 
 use std::time::{Duration, Instant};
 
