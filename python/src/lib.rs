@@ -82,7 +82,15 @@ where
             loop {
                 tokio::select! {
                     biased;
-                    done = &mut work => return Ok(done),
+                    done = &mut work => {
+                        // An exception a callback raised while the work was ending is
+                        // not lost: the call raises it.
+                        let in_callback = raised.as_ref().and_then(|r| r.lock().expect("not poisoned").take());
+                        return match in_callback {
+                            Some(error) => Err(error),
+                            None => Ok(done),
+                        };
+                    }
                     _ = poll.tick() => {
                         let in_callback = raised.as_ref().and_then(|r| r.lock().expect("not poisoned").take());
                         let signal = match in_callback {
