@@ -49,10 +49,15 @@ fn to_py_err(py: Python<'_>, err: anyhow::Error) -> PyErr {
         latefill::cli::INTERRUPTED => return PyKeyboardInterrupt::new_err(message),
         _ => "StorageError",
     };
+    exception(py, class, message)
+}
+
+/// The `latefill.errors` exception `class` with `message`.
+fn exception(py: Python<'_>, class: &str, message: String) -> PyErr {
     match py
         .import("latefill.errors")
         .and_then(|errors| errors.getattr(class))
-        .and_then(|class| class.call1((message.clone(),)))
+        .and_then(|class| class.call1((message,)))
     {
         Ok(exception) => PyErr::from_value(exception),
         Err(import_failed) => import_failed,
@@ -352,14 +357,7 @@ fn engine_of(
 
 /// A `latefill.errors.UsageError` with `message`.
 fn usage_error(py: Python<'_>, message: String) -> PyErr {
-    match py
-        .import("latefill.errors")
-        .and_then(|errors| errors.getattr("UsageError"))
-        .and_then(|class| class.call1((message,)))
-    {
-        Ok(exception) => PyErr::from_value(exception),
-        Err(import_failed) => import_failed,
-    }
+    exception(py, "UsageError", message)
 }
 
 /// The pipelines of a project file, upstream first, each with the pipeline it reads

@@ -69,14 +69,18 @@ pub async fn appended_since(
     let files_then = partition_files(&then, url, partitioning, date).await?;
     let files_now = partition_files(&latest, url, partitioning, date).await?;
     let now: HashSet<String> = files_now.iter().map(file_identity).collect();
-    let then_ids: HashSet<String> = files_then.iter().map(file_identity).collect();
     let partition = pipeline.partition_name(date);
-    if let Some(gone) = files_then.iter().find(|f| !now.contains(&file_identity(f))) {
-        return Ok(SinceVersion::Changed(format!(
-            "the file {} of {partition} at version {version} was removed or given a deletion \
-             vector by version {at} (a delete, an update or a compaction)",
-            gone.path()
-        )));
+    let mut then_ids = HashSet::with_capacity(files_then.len());
+    for file in &files_then {
+        let id = file_identity(file);
+        if !now.contains(&id) {
+            return Ok(SinceVersion::Changed(format!(
+                "the file {} of {partition} at version {version} was removed or given a \
+                 deletion vector by version {at} (a delete, an update or a compaction)",
+                file.path()
+            )));
+        }
+        then_ids.insert(id);
     }
     let added: Vec<_> = files_now
         .into_iter()
