@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use latefill_core::{PartitionDate, PartitionKey, RunId, TableVersion};
 use latefill_executor::{
-    Pipeline, RunReport, Session, failpoint, inspect_partition, run_partition, target_txn_version,
+    Pipeline, Processed, RunReport, Session, failpoint, inspect_partition, run_partition, target_txn_version,
 };
 use latefill_state::{Clock, PartitionState, StateTable, Status};
 use serde::Serialize;
@@ -394,8 +394,11 @@ impl Engine {
                     partition,
                     period: date.to_string(),
                     source_version: txn,
-                    files_read: info.files,
-                    rows_read: info.rows.unwrap_or_default(),
+                    strategy: None,
+                    strategy_reason: None,
+                    files_read: 0,
+                    rows_read: 0,
+                    bytes_read: 0,
                     rows_written: 0,
                     target_version,
                     fingerprint: info.fingerprint,
@@ -408,8 +411,16 @@ impl Engine {
             }
         }
 
+        let processed = previous.and_then(|p| {
+            Some(Processed {
+                source_version: p.source_version?,
+                transform: p.transform.clone(),
+                fingerprint: p.fingerprint.clone(),
+            })
+        });
         let run = run_partition(&self.pipeline, date)
             .with_source_version(source_version)
+            .with_processed(processed)
             .with_allow_empty(allow_empty)
             .with_target_partitions(target_partitions)
             .with_checkpoint_in_background(true)

@@ -185,6 +185,14 @@ async fn a_deletion_vector_delete_is_reprocessed(after_delete: impl AsyncFnOnce(
         "{run}"
     );
     assert_eq!(run["backfilled"][0]["rows_read"], 400, "{run}");
+    // A deletion vector is no append, and a cleaned-up log cannot show what was
+    // appended: the partition is recomputed.
+    assert_eq!(run["backfilled"][0]["strategy"], "replace", "{run}");
+    let reason = run["backfilled"][0]["strategy_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("deletion vector") || reason.contains("can no longer be read"),
+        "{reason}"
+    );
     let mut expected = std::collections::BTreeMap::new();
     for (_, key) in rows.into_iter().enumerate().filter(|(i, _)| i % 3 != 0) {
         *expected.entry(key).or_insert(0) += 1;

@@ -10,10 +10,12 @@
 
 use std::collections::HashSet;
 
+use deltalake::DeltaTable;
+use deltalake::kernel::LogicalFileView;
 use latefill_core::{PartitionDate, TableVersion};
 
 use crate::error::{Error, Result};
-use crate::fingerprint::file_identity;
+use crate::fingerprint::{file_identity, files_fingerprint};
 use crate::pipeline::Pipeline;
 use crate::session::Session;
 use crate::source::{open_source, partition_files, rows_from_stats};
@@ -50,12 +52,33 @@ pub async fn appended_since(
     date: PartitionDate,
     version: TableVersion,
 ) -> Result<SinceVersion> {
+    let latest = open_source(session, &pipeline.source, &pipeline.source_storage, None).await?;
+    let files = partition_files(&latest, &pipeline.source, &pipeline.partitioning, date).await?;
+    appended_between(pipeline, date, version, None, &latest, &files).await
+}
+
+/// [`appended_since`] up to the source `now`, whose files of the partition are
+/// `files_now`, from a `version` whose files of the partition had `fingerprint`
+/// (when given): other files there mean another table than the one processed.
+pub(crate) async fn appended_between(
+    pipeline: &Pipeline,
+    date: PartitionDate,
+    version: TableVersion,
+    fingerprint: Option<&str>,
+    now: &DeltaTable,
+    files_now: &[LogicalFileView],
+) -> Result<SinceVersion> {
     let (url, options) = (&pipeline.source, &pipeline.source_storage);
     let partitioning = &pipeline.partitioning;
-    let latest = open_source(session, url, options, None).await?;
-    let at = TableVersion::from(latest.version().unwrap_or_default());
+    let at = TableVersion::from(now.version().unwrap_or_default());
+    if version > at {
+        return Ok(SinceVersion::Changed(format!(
+            "the partition was processed at source version {version}, after the version {at} \
+             read now (a replaced table)"
+        )));
+    }
     // The old version on a session of its own: the session's kept table stays at the
-    // latest version.
+    // version read now.
     let then = match open_source(&Session::new(), url, options, Some(version)).await {
         Ok(then) => then,
         Err(Error::SourceVersionNotFound { .. } | Error::SourceVersionUnavailable { .. }) => {
@@ -67,7 +90,14 @@ pub async fn appended_since(
         Err(e) => return Err(e),
     };
     let files_then = partition_files(&then, url, partitioning, date).await?;
-    let files_now = partition_files(&latest, url, partitioning, date).await?;
+    if let Some(expected) = fingerprint
+        && files_fingerprint(&files_then) != expected
+    {
+        return Ok(SinceVersion::Changed(format!(
+            "the source's files at version {version} are not those the partition was \
+             processed from (the table was replaced, or the state table rebuilt)"
+        )));
+    }
     let now: HashSet<String> = files_now.iter().map(file_identity).collect();
     let partition = pipeline.partition_name(date);
     let mut then_ids = HashSet::with_capacity(files_then.len());
@@ -82,8 +112,8 @@ pub async fn appended_since(
         }
         then_ids.insert(id);
     }
-    let added: Vec<_> = files_now
-        .into_iter()
+    let added: Vec<&LogicalFileView> = files_now
+        .iter()
         .filter(|f| !then_ids.contains(&file_identity(f)))
         .collect();
     if let Some(with_dv) = added
@@ -97,6 +127,7 @@ pub async fn appended_since(
     }
     let mut files: Vec<String> = added.iter().map(|f| f.path().into_owned()).collect();
     files.sort();
+    let added: Vec<LogicalFileView> = added.into_iter().cloned().collect();
     Ok(SinceVersion::Appended(Appended {
         at,
         rows: rows_from_stats(&added),

@@ -264,12 +264,32 @@ fn describe(plan: &LogicalPlan) -> String {
     }
 }
 
+/// Whether `pipeline`'s transform, over a `source` of `schema`, computes a result
+/// that late rows can be combined into: [`combinable`] on its plan. A Rust
+/// transform is not (its plan may change with what it is given).
+pub(crate) async fn transform_combinable(
+    pipeline: &crate::Pipeline,
+    schema: deltalake::arrow::datatypes::SchemaRef,
+) -> crate::Result<Result<Combinable, NotCombinable>> {
+    if pipeline.transform.as_sql().is_none() {
+        return Ok(Err(not("a Rust transform's result is not combinable")));
+    }
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    let empty = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
+        .map_err(|e| crate::Error::Internal(format!("planning the transform: {e}")))?;
+    ctx.register_table("source", std::sync::Arc::new(empty))
+        .map_err(|e| crate::Error::Internal(format!("planning the transform: {e}")))?;
+    let plan = crate::preflight::plan_transform(&ctx, pipeline).await?;
+    Ok(combinable(plan.logical_plan()))
+}
+
 /// The transform's result for the partition of `date`, brought up to date from the
 /// files `appended` to the source since the partition was processed: the transform
 /// over those files only, combined with the target's current rows of the partition
 /// on `how`'s keys (`count` and `sum` add, `min` and `max` keep the smaller or
 /// larger; SQL's null rules: a null side adds nothing). Reads no other source file.
-/// Not yet used by runs: what a run will write instead of the replace's result.
+/// A run with an incremental [`Choice`](crate::Choice) writes this instead of the
+/// transform's result over the whole partition.
 pub async fn combined_result(
     session: &crate::Session,
     pipeline: &crate::Pipeline,
@@ -277,17 +297,6 @@ pub async fn combined_result(
     appended: &crate::Appended,
     how: &Combinable,
 ) -> crate::Result<deltalake::datafusion::dataframe::DataFrame> {
-    use deltalake::datafusion::functions_aggregate::expr_fn::{max, min, sum};
-    use deltalake::datafusion::logical_expr::{cast, col};
-
-    let internal = |e: deltalake::datafusion::error::DataFusionError| {
-        crate::Error::Internal(format!(
-            "combining late rows into {}: {e}",
-            pipeline.partition_name(date)
-        ))
-    };
-    let ctx = deltalake::delta_datafusion::create_session().into_inner();
-    // The source: the appended files alone.
     let source = crate::source::open_source(
         session,
         &pipeline.source,
@@ -295,6 +304,60 @@ pub async fn combined_result(
         Some(appended.at),
     )
     .await?;
+    let Some(target) = crate::target::open_target(session, pipeline).await? else {
+        return Err(crate::Error::Internal(format!(
+            "combining late rows: the target {} does not exist",
+            pipeline.target
+        )));
+    };
+    let target_files =
+        crate::source::partition_files(&target, &pipeline.target, &pipeline.partitioning, date)
+            .await?;
+    let files = crate::source::partition_files(
+        &source,
+        &pipeline.source,
+        &pipeline.partitioning,
+        date,
+    )
+    .await?;
+    let values = crate::source::raw_values(&files, &pipeline.partitioning);
+    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    combine_late_rows(
+        &ctx,
+        pipeline,
+        &pipeline.partition_name(date),
+        &source,
+        &values,
+        &appended.files,
+        &target,
+        &target_files,
+        how,
+    )
+    .await
+}
+
+/// [`combined_result`] in `ctx`, from the `source` holding the `late` files (of the
+/// partition whose raw partition values are `values`) and the `target` whose files
+/// of the partition are `target_files`; registers `source` in `ctx` as the late
+/// files alone.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn combine_late_rows(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    pipeline: &crate::Pipeline,
+    partition: &str,
+    source: &deltalake::DeltaTable,
+    values: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    late: &[String],
+    target: &deltalake::DeltaTable,
+    target_files: &[deltalake::kernel::LogicalFileView],
+    how: &Combinable,
+) -> crate::Result<deltalake::datafusion::dataframe::DataFrame> {
+    use deltalake::datafusion::functions_aggregate::expr_fn::{max, min, sum};
+    use deltalake::datafusion::logical_expr::{cast, col};
+
+    let internal = |e: deltalake::datafusion::error::DataFusionError| {
+        crate::Error::Internal(format!("combining late rows into {partition}: {e}"))
+    };
     let delta_error = |action, table: &url::Url| {
         let table = table.clone();
         move |source| crate::Error::Delta {
@@ -303,19 +366,9 @@ pub async fn combined_result(
             source,
         }
     };
-    source
-        .update_datafusion_session(&ctx.state())
-        .map_err(delta_error(
-            "registering the storage of source",
-            &pipeline.source,
-        ))?;
-    let late = source
-        .table_provider()
-        .with_file_paths(appended.files.clone())
-        .await
-        .map_err(internal)?;
-    ctx.register_table("source", late).map_err(internal)?;
-    let late = crate::preflight::plan_transform(&ctx, pipeline).await?;
+    // The source: the late files alone, registered as a run registers the partition.
+    crate::source::register_source(ctx, source, &pipeline.source, values, Some(late)).await?;
+    let late = crate::preflight::plan_transform(ctx, pipeline).await?;
     let columns: Vec<String> = late
         .schema()
         .fields()
@@ -324,15 +377,6 @@ pub async fn combined_result(
         .collect();
 
     // The target's rows of the partition, as the last run wrote them.
-    let Some(target) = crate::target::open_target(session, pipeline).await? else {
-        return Err(crate::Error::Internal(format!(
-            "combining late rows: the target {} does not exist",
-            pipeline.target
-        )));
-    };
-    let files =
-        crate::source::partition_files(&target, &pipeline.target, &pipeline.partitioning, date)
-            .await?;
     target
         .update_datafusion_session(&ctx.state())
         .map_err(delta_error(
@@ -341,7 +385,7 @@ pub async fn combined_result(
         ))?;
     let current = target
         .table_provider()
-        .with_file_paths(files.iter().map(|f| f.path().into_owned()))
+        .with_file_paths(target_files.iter().map(|f| f.path().into_owned()))
         .await
         .map_err(internal)?;
     let current = ctx

@@ -52,6 +52,7 @@ mod run;
 mod schema;
 mod session;
 mod source;
+mod strategy;
 mod target;
 mod transform;
 
@@ -66,6 +67,7 @@ pub use preflight::{check_locations, prefetch, preflight};
 pub use project::{Project, same_table};
 pub use run::{COMMIT_INFO_KEY, RunPartition, RunReport, run_partition};
 pub use session::Session;
+pub use strategy::{Choice, Method, Processed, Reads, Strategy};
 pub use source::{PartitionInfo, inspect_partition, partition_fingerprints};
 pub use target::{processed_partitions, target_txn_version};
 pub use transform::{DataFrameTransform, Transform};

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::strategy::Strategy;
 use crate::transform::Transform;
 use latefill_core::storage::StorageOptions;
 
@@ -100,6 +101,9 @@ pub struct Pipeline {
     /// What the pipeline computes from a partition: `transform.sql` in a pipeline
     /// file; a program embedding latefill may give a Rust function instead.
     pub transform: Transform,
+    /// Which strategies a late partition's run may use (`transform.strategy`:
+    /// `"auto"`, the default, or `"replace"`).
+    pub strategy: Strategy,
     /// Store options for the source: `[storage]`, then `[source.storage]`.
     pub source_storage: StorageOptions,
     /// Store options for the target: `[storage]`, then `[target.storage]`.
@@ -152,6 +156,7 @@ struct RawState {
 #[serde(deny_unknown_fields)]
 struct RawTransform {
     sql: String,
+    strategy: Option<String>,
 }
 
 impl Pipeline {
@@ -254,6 +259,11 @@ impl Pipeline {
             ),
             None => None,
         };
+        if let Some(text) = &raw.transform.strategy {
+            pipeline.strategy = text
+                .parse()
+                .map_err(|reason| invalid(format!("transform.strategy: {reason}")))?;
+        }
         pipeline.source_storage = source_storage;
         pipeline.target_storage = target_storage;
         pipeline.state_storage = state_storage;
@@ -315,6 +325,7 @@ impl Pipeline {
             state,
             state_retention: None,
             transform,
+            strategy: Strategy::Auto,
             source_storage: StorageOptions::default(),
             target_storage: StorageOptions::default(),
             state_storage: StorageOptions::default(),

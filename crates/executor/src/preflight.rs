@@ -154,7 +154,7 @@ pub(crate) async fn check_plan(
         check_period_values(source, pipeline).await?;
     }
     let ctx = deltalake::delta_datafusion::create_session().into_inner();
-    register_source(&ctx, source, &pipeline.source, &BTreeMap::new()).await?;
+    register_source(&ctx, source, &pipeline.source, &BTreeMap::new(), None).await?;
     let result = plan_transform(&ctx, pipeline).await?;
     let schema: Schema = result.schema().as_arrow().clone();
     check_partition_columns(&pipeline.partitioning, &schema)?;

@@ -21,6 +21,8 @@ use crate::fingerprint::files_fingerprint;
 use crate::pipeline::Pipeline;
 use crate::preflight::{check_partition_columns, plan_transform};
 use crate::session::Session;
+use crate::strategy::{Candidate, Method, Processed, Reads, Strategy, choose};
+use crate::combine::combine_late_rows;
 use crate::source::{
     check_files_exist, check_partitioned_by, count_rows, open_source, partition_files,
     period_literals, raw_values, register_source, rows_from_stats,
@@ -40,10 +42,20 @@ pub struct RunReport {
     pub period: String,
     /// The source version the partition was read at.
     pub source_version: TableVersion,
-    /// Data files of the partition that were read.
+    /// How the partition was brought up to date; `None` when a run that died after
+    /// its commit had done it (`recovered`).
+    pub strategy: Option<Method>,
+    /// Why the other strategy was not chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy_reason: Option<String>,
+    /// Source data files read: the partition's, or for an incremental update those
+    /// appended since it was processed.
     pub files_read: usize,
-    /// Source rows in the partition at that version.
+    /// Source rows read (of those files).
     pub rows_read: u64,
+    /// Source bytes read (of those files).
+    #[serde(default)]
+    pub bytes_read: u64,
     /// Rows written to the target partition.
     pub rows_written: u64,
     /// The target's version after the commit that replaced the partition.
@@ -89,6 +101,8 @@ pub struct RunPartition {
     allow_empty: bool,
     target_partitions: Option<usize>,
     checkpoint_in_background: bool,
+    strategy: Strategy,
+    processed: Option<Processed>,
     session: Session,
 }
 
@@ -101,6 +115,8 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
         allow_empty: false,
         target_partitions: None,
         checkpoint_in_background: false,
+        strategy: pipeline.strategy,
+        processed: None,
         session: Session::new(),
     }
 }
@@ -137,6 +153,20 @@ impl RunPartition {
     /// delta-rs's write.
     pub fn with_checkpoint_in_background(mut self, in_background: bool) -> Self {
         self.checkpoint_in_background = in_background;
+        self
+    }
+
+    /// Which strategies the run may use (by default the pipeline's,
+    /// [`Pipeline::strategy`]).
+    pub fn with_strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// What the partition was last processed at, from the state table: an
+    /// incremental update starts from it. Without it, the run replaces the partition.
+    pub fn with_processed(mut self, processed: impl Into<Option<Processed>>) -> Self {
+        self.processed = processed.into();
         self
     }
 
@@ -200,7 +230,7 @@ impl RunPartition {
                 .execution
                 .target_partitions = n;
         }
-        register_source(&ctx, &source, &pipeline.source, &values).await?;
+        register_source(&ctx, &source, &pipeline.source, &values, None).await?;
         let result = plan_transform(&ctx, pipeline).await?;
         let result_schema: Schema = result.schema().as_arrow().clone();
         check_partition_columns(partitioning, &result_schema)?;
@@ -213,18 +243,65 @@ impl RunPartition {
         if let Some(target) = &target {
             check_target_schema(target, &pipeline.target, &result_schema)?;
         }
-        let rows_read = match rows_from_stats(&files) {
+        let target_files =
+            partition_files(target.as_ref(), &pipeline.target, partitioning, self.date).await?;
+
+        // 4. Replace or update: from the plan, the state table's record and the logs.
+        let choice = choose(Candidate {
+            pipeline,
+            strategy: self.strategy,
+            processed: self.processed.as_ref(),
+            date: self.date,
+            partition,
+            source: &source,
+            files: &files,
+            target: target.as_ref(),
+            target_files: &target_files,
+            source_schema: result_source_schema(&ctx).await?,
+        })
+        .await?;
+        phases.mark("strategy");
+        let (ctx, result, read) = match (&choice.update, &target) {
+            (Some((appended, how)), Some(target)) => {
+                let ctx = deltalake::delta_datafusion::create_session().into_inner();
+                if let Some(n) = self.target_partitions {
+                    ctx.state_ref()
+                        .write()
+                        .config_mut()
+                        .options_mut()
+                        .execution
+                        .target_partitions = n;
+                }
+                let combined = combine_late_rows(
+                    &ctx,
+                    pipeline,
+                    partition.as_str(),
+                    &source,
+                    &values,
+                    &appended.files,
+                    target,
+                    &target_files,
+                    how,
+                )
+                .await?;
+                let read = Reads {
+                    files: appended.files.len(),
+                    rows: appended.rows,
+                    bytes: appended.bytes,
+                };
+                (ctx, combined, read)
+            }
+            _ => (ctx, result, choice.replace),
+        };
+        let rows_read = match read.rows {
             Some(rows) => rows,
             None => count_rows(&ctx, partition).await?,
         };
 
-        // 4. Replace the partition: every partition of the period the target has,
+        // 5. Replace the partition: every partition of the period the target has,
         // and those this run writes (the source's values, passed through by the SQL),
         // recording the source version as an app transaction.
-        let mut replaced = raw_values(
-            &partition_files(target.as_ref(), &pipeline.target, partitioning, self.date).await?,
-            partitioning,
-        );
+        let mut replaced = raw_values(&target_files, partitioning);
         for (column, values) in &values {
             replaced
                 .entry(column.clone())
@@ -377,8 +454,11 @@ impl RunPartition {
             fingerprint: files_fingerprint(&files),
             transform,
             recovered: false,
-            files_read: files.len(),
+            strategy: Some(choice.strategy),
+            strategy_reason: Some(choice.reason),
+            files_read: read.files,
             rows_read,
+            bytes_read: read.bytes,
             rows_written,
             target_version: target_version.into(),
             started_at,
@@ -386,6 +466,17 @@ impl RunPartition {
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// The schema of the table `source` registered in `ctx`.
+async fn result_source_schema(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+) -> Result<deltalake::arrow::datatypes::SchemaRef> {
+    let source = ctx
+        .table("source")
+        .await
+        .map_err(|e| Error::Internal(format!("the registered source: {e}")))?;
+    Ok(Arc::new(source.schema().as_arrow().clone()))
 }
 
 /// Where a partition run's time goes, for `-vv`: each phase's milliseconds.

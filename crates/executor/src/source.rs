@@ -364,12 +364,14 @@ pub(crate) fn period_literals(
 /// files).
 ///
 /// The Delta provider gets the partition predicate pushed down and prunes files from
-/// the log, so files of other partitions are never opened.
+/// the log, so files of other partitions are never opened. With `only`, the provider
+/// reads those files of the table alone (an incremental update's late files).
 pub(crate) async fn register_source(
     ctx: &SessionContext,
     table: &DeltaTable,
     url: &Url,
     values: &BTreeMap<String, BTreeSet<String>>,
+    only: Option<&[String]>,
 ) -> Result<()> {
     let internal = |e: DataFusionError| Error::Internal(format!("registering source {url}: {e}"));
     if values.is_empty() {
@@ -386,7 +388,11 @@ pub(crate) async fn register_source(
             table: url.clone(),
             source,
         })?;
-    let provider = table.table_provider().await.map_err(internal)?;
+    let provider = match only {
+        Some(files) => table.table_provider().with_file_paths(files.to_vec()).await,
+        None => table.table_provider().await,
+    }
+    .map_err(internal)?;
     let mut rows = ctx.read_table(provider).map_err(internal)?;
     // The literal of a raw partition value, in its column's type.
     let mut typed: BTreeMap<&str, DataType> = BTreeMap::new();

@@ -27,6 +27,18 @@ pub async fn target_txn_version(
     let Some(target) = open_target(session, pipeline).await? else {
         return Ok(None);
     };
+    Ok(Some((
+        target.version().unwrap_or_default().into(),
+        txn_of(&target, pipeline, partition).await?,
+    )))
+}
+
+/// The source version `target`'s log records for `partition` (its `txn`).
+pub(crate) async fn txn_of(
+    target: &DeltaTable,
+    pipeline: &Pipeline,
+    partition: &PartitionKey,
+) -> Result<Option<TableVersion>> {
     let delta = |source| Error::Delta {
         action: "reading the txn of target",
         table: pipeline.target.clone(),
@@ -38,12 +50,9 @@ pub async fn target_txn_version(
         .transaction_version(target.log_store().as_ref(), pipeline.app_id(partition))
         .await
         .map_err(delta)?;
-    Ok(Some((
-        target.version().unwrap_or_default().into(),
-        version
-            .and_then(|v| u64::try_from(v).ok())
-            .map(TableVersion::new),
-    )))
+    Ok(version
+        .and_then(|v| u64::try_from(v).ok())
+        .map(TableVersion::new))
 }
 
 /// After the commit of `version`, when it was checkpointed: removes the commits older

@@ -89,7 +89,7 @@ async fn a_version_the_source_cannot_load_is_a_change() {
     let SinceVersion::Changed(why) = since(&ws, "2024-01-01", latest + 5).await else {
         panic!("a version beyond the latest cannot be compared");
     };
-    assert!(why.contains("can no longer be read"), "{why}");
+    assert!(why.contains("a replaced table"), "{why}");
 }
 
 /// The sorted lines of `batches` printed as a table: rows compared as text.
@@ -175,4 +175,108 @@ async fn late_rows_combined_into_the_partition_equal_a_full_recomputation() {
         assert!(!lines(&recomputed).is_empty());
         assert_eq!(lines(&combined), lines(&recomputed), "{sql}");
     }
+}
+
+/// What `run_partition` is told of the partition's last processing, from its report.
+fn processed(report: &latefill_executor::RunReport) -> latefill_executor::Processed {
+    latefill_executor::Processed {
+        source_version: report.source_version,
+        transform: Some(report.transform.clone()),
+        fingerprint: Some(report.fingerprint.clone()),
+    }
+}
+
+/// A late run of a processed partition updates it from the late rows alone, says so,
+/// and leaves the target equal to a full recomputation; told to replace, or told
+/// nothing of the last processing, it replaces.
+#[tokio::test]
+async fn a_late_run_updates_from_the_appended_rows_unless_told_to_replace() {
+    use latefill_executor::{Method, Strategy, run_partition};
+
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 2_000, 1).await;
+    ws.generate("2024-01-02", 500, 2).await;
+    let first = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    assert_eq!(first.strategy, Some(Method::Replace));
+    assert!(
+        first.strategy_reason.as_deref().unwrap().contains("not been processed"),
+        "{first:?}"
+    );
+    ws.generate("2024-01-01", 300, 3).await;
+
+    let late = run_partition(&pipeline, date("2024-01-01"))
+        .with_processed(processed(&first))
+        .await
+        .unwrap();
+    assert_eq!(late.strategy, Some(Method::Incremental), "{late:?}");
+    assert_eq!((late.files_read, late.rows_read), (1, 300), "{late:?}");
+    assert!(late.bytes_read > 0 && late.bytes_read < first.bytes_read);
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        recomputed_counts(&ws.source_path(), "2024-01-01").await
+    );
+    // The commit carries the new source version, as a replace's does.
+    let txn = latefill_executor::target_txn_version(
+        &Session::new(),
+        &pipeline,
+        &pipeline.partitioning.key(date("2024-01-01")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(txn.and_then(|(_, v)| v), Some(late.source_version));
+
+    ws.generate("2024-01-01", 100, 4).await;
+    let forced = run_partition(&pipeline, date("2024-01-01"))
+        .with_processed(processed(&late))
+        .with_strategy(Strategy::Replace)
+        .await
+        .unwrap();
+    assert_eq!(forced.strategy, Some(Method::Replace));
+    assert_eq!(forced.rows_read, 2_400);
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        recomputed_counts(&ws.source_path(), "2024-01-01").await
+    );
+}
+
+/// The conditions on the target and the state table: a target partition written at
+/// another version than the one recorded, or by another transform, is replaced.
+#[tokio::test]
+async fn a_late_run_replaces_when_the_target_or_the_transform_is_not_as_recorded() {
+    use latefill_executor::{Method, run_partition};
+
+    let ws = Workspace::new();
+    let pipeline = ws.pipeline();
+    ws.generate("2024-01-01", 1_000, 1).await;
+    let first = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
+    ws.generate("2024-01-01", 200, 2).await;
+
+    let mut stale = processed(&first);
+    stale.transform = Some("sql:0000".into());
+    let run = run_partition(&pipeline, date("2024-01-01"))
+        .with_processed(stale)
+        .await
+        .unwrap();
+    assert_eq!(run.strategy, Some(Method::Replace));
+    assert!(
+        run.strategy_reason.as_deref().unwrap().contains("transform changed"),
+        "{run:?}"
+    );
+
+    // Recorded at the first version while the target reflects the second.
+    ws.generate("2024-01-01", 200, 3).await;
+    let run = run_partition(&pipeline, date("2024-01-01"))
+        .with_processed(processed(&first))
+        .await
+        .unwrap();
+    assert_eq!(run.strategy, Some(Method::Replace));
+    assert!(
+        run.strategy_reason.as_deref().unwrap().contains("reflects source version"),
+        "{run:?}"
+    );
+    assert_eq!(
+        target_counts(&ws.target_path(), "2024-01-01").await,
+        recomputed_counts(&ws.source_path(), "2024-01-01").await
+    );
 }
