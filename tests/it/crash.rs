@@ -158,3 +158,68 @@ async fn a_batched_backfill_killed_at_any_step_is_finished_by_the_next_one() {
         }
     }
 }
+
+/// The incremental path: a late partition updated from its appended rows, killed at
+/// each step. The next backfill finishes it (updating it again from the version the
+/// state table still records, or recognising the landed commit by its txn), and the
+/// target equals the source.
+#[tokio::test]
+async fn a_late_update_killed_at_any_step_is_finished_by_the_next_backfill() {
+    let day = "2024-03-01";
+    for step in STEPS {
+        let ws = Workspace::new();
+        ws.generate(day, 2_000, 1).await;
+        let ok = ws.run_cli(&["--date", day]);
+        assert!(ok.status.success(), "{}", stderr(&ok));
+        let late_version = ws.generate(day, 300, 2).await;
+
+        let config = ws.config.to_str().unwrap();
+        let killed = Command::new(env!("CARGO_BIN_EXE_latefill"))
+            .args(["backfill", "--config", config, "--from", day, "--to", day])
+            .args(["--lease-seconds", "1"])
+            .env(FAILPOINT_ENV, step)
+            .current_dir(ws.dir.path())
+            .output()
+            .unwrap();
+        assert_aborted_at(step, &killed);
+        let target_after_crash = table_version(&ws.target_path()).await;
+
+        std::thread::sleep(std::time::Duration::from_millis(1_200));
+        let lines = ws.backfill_lines(&ws.config, day, day, &[]);
+        let processed: Vec<_> = lines.iter().filter(|l| l["event"] == "processed").collect();
+        match step {
+            // Nothing landed: updated from the 300 late rows, as the killed run began.
+            // (`mid-write` may also abort right after the commit lands: then that
+            // commit is recognised.)
+            "after-claim" | "mid-write" => {
+                let [run] = processed.as_slice() else {
+                    panic!("{step}: {lines:?}")
+                };
+                if run["recovered"] != true {
+                    assert_eq!(run["strategy"], "incremental", "{step}: {run}");
+                    assert_eq!(run["rows_read"], 300, "{step}: {run}");
+                } else {
+                    assert_eq!(step, "mid-write", "{run}");
+                }
+            }
+            // The update landed: recognised by its txn, not redone.
+            "after-commit" => {
+                let [run] = processed.as_slice() else {
+                    panic!("{step}: {lines:?}")
+                };
+                assert_eq!(run["recovered"], true, "{step}: {run}");
+                assert_eq!(table_version(&ws.target_path()).await, target_after_crash);
+            }
+            _ => assert!(processed.is_empty(), "{step}: {lines:?}"),
+        }
+        assert_eq!(
+            target_counts(&ws.target_path(), day).await,
+            expected_counts(day, &[(2_000, 1), (300, 2)]),
+            "{step}"
+        );
+        let state = latefill::Engine::new(ws.pipeline()).status().await.unwrap();
+        assert_eq!(state.len(), 1);
+        assert_eq!(state[0].status, "processed", "{step}: {:?}", state[0]);
+        assert_eq!(state[0].source_version, Some(late_version.into()), "{step}");
+    }
+}
