@@ -28,6 +28,10 @@ pub struct LatePartition {
     /// `false` when log cleanup hid the exact version and the file fingerprint
     /// decided instead.
     pub exact: bool,
+    /// How a run would bring it up to date, why, and what it would read; set by
+    /// read-only detections (`detect`, `run --no-backfill`), not by planning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<latefill_executor::Choice>,
 }
 
 /// A partition of the pipeline whose source data changed. A source may be
@@ -150,6 +154,7 @@ pub fn plan_late(
             processed_at,
             last_change_version: change.last_change_version,
             exact: change.exact,
+            strategy: None,
         });
     }
     late.sort_by(|a, b| a.partition.cmp(&b.partition));

@@ -127,13 +127,21 @@ pub(crate) struct LateArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) lease_seconds: u32,
+    /// How late partitions are brought up to date: `auto` updates a partition from
+    /// its late rows where that is safe (only appends since it was processed, a
+    /// transform of counts, integer sums, minima and maxima, the target as latefill
+    /// wrote it) and reads less, and replaces it otherwise; `replace` always
+    /// recomputes it from all its rows. Default: the pipeline's `transform.strategy`,
+    /// else `auto`.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub(crate) strategy: Option<StrategyArg>,
 }
 
 impl LateArgs {
     /// The engine of `pipeline`, in `session` (one for all the pipelines of a
     /// command, so that what an upstream pipeline wrote its downstream advances).
     pub(crate) fn engine(&self, pipeline: Pipeline, session: &Session) -> Engine {
-        Engine::new(pipeline)
+        Engine::new(with_strategy(pipeline, self.strategy))
             .with_lease(chrono::Duration::seconds(i64::from(self.lease_seconds)))
             .with_session(session.clone())
     }
@@ -228,6 +236,25 @@ pub(crate) enum StatusFormat {
     Json,
     /// A self-contained HTML page.
     Html,
+}
+
+/// `--strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StrategyArg {
+    /// From the late rows where safe and cheaper, else replace.
+    Auto,
+    /// Always recompute the whole partition.
+    Replace,
+}
+
+/// `pipeline` with the strategy `--strategy` asked for, if any.
+pub(crate) fn with_strategy(mut pipeline: Pipeline, strategy: Option<StrategyArg>) -> Pipeline {
+    match strategy {
+        Some(StrategyArg::Auto) => pipeline.strategy = latefill_executor::Strategy::Auto,
+        Some(StrategyArg::Replace) => pipeline.strategy = latefill_executor::Strategy::Replace,
+        None => {}
+    }
+    pipeline
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -365,6 +392,14 @@ pub(crate) struct BackfillArgs {
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) batch_size: u16,
+    /// How late partitions are brought up to date: `auto` updates a partition from
+    /// its late rows where that is safe (only appends since it was processed, a
+    /// transform of counts, integer sums, minima and maxima, the target as latefill
+    /// wrote it) and reads less, and replaces it otherwise; `replace` always
+    /// recomputes it from all its rows. Default: the pipeline's `transform.strategy`,
+    /// else `auto`.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub(crate) strategy: Option<StrategyArg>,
     /// Output format: `json` prints JSON lines (one per event, then a summary) and
     /// no progress bar.
     #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]

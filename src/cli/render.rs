@@ -18,6 +18,11 @@ pub(crate) fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
     print_detection(&o.detection, &o.late);
     for r in &o.backfilled {
         out!("backfilled: {}", describe_run(r));
+        if let (Some(crate::executor::Method::Replace), Some(reason)) =
+            (r.strategy, &r.strategy_reason)
+        {
+            out!("  recomputed whole, not updated from its late rows: {reason}");
+        }
     }
     for s in &o.skipped {
         out!("skipped {}: {}", s.partition, s.reason);
@@ -72,6 +77,31 @@ pub(crate) fn print_detection(
             l.last_change_version,
             if l.exact { "" } else { " or before" }
         );
+        if let Some(choice) = &l.strategy {
+            out!("  {}", describe_choice(choice));
+        }
+    }
+}
+
+/// What a run of a partition would do, and why: a line for `detect` and plans.
+pub(crate) fn describe_choice(c: &crate::executor::Choice) -> String {
+    let reads = |r: &crate::executor::Reads| {
+        format!(
+            "{} rows, {} file{}, {}",
+            r.rows.map_or("?".to_owned(), |n| n.to_string()),
+            r.files,
+            if r.files == 1 { "" } else { "s" },
+            bytes(r.bytes)
+        )
+    };
+    match (c.strategy, &c.incremental) {
+        (crate::executor::Method::Incremental, Some(update)) => format!(
+            "incremental: update from the late rows and the target's rows ({}) instead of \
+             recomputing ({})",
+            reads(update),
+            reads(&c.replace)
+        ),
+        _ => format!("replace: recompute ({}): {}", reads(&c.replace), c.reason),
     }
 }
 
@@ -116,18 +146,39 @@ pub(crate) fn status_text(rows: &[crate::engine::StatusRow]) -> String {
 }
 
 pub(crate) fn describe_run(r: &RunReport) -> String {
+    let (verb, how) = match r.strategy {
+        Some(crate::executor::Method::Incremental) => ("updated", " from its late rows"),
+        Some(crate::executor::Method::Replace) => ("processed", ""),
+        None => ("recovered", " (its commit had landed)"),
+    };
     format!(
-        "processed {} at source version {}: {} rows in ({} file{}), {} rows out, \
+        "{verb} {}{how} at source version {}: {} rows in ({} file{}, {}), {} rows out, \
          target version {}, {} ms",
         r.partition,
         r.source_version,
         r.rows_read,
         r.files_read,
         if r.files_read == 1 { "" } else { "s" },
+        bytes(r.bytes_read),
         r.rows_written,
         r.target_version,
         r.duration_ms
     )
+}
+
+/// `n` bytes for a reader: `512 B`, `12.3 kB`, `4.5 MB`, `1.2 GB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1_000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1_000.0;
+    let mut unit = 0;
+    while value >= 1_000.0 && unit + 1 < UNITS.len() {
+        value /= 1_000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// What a repair by hand changed: `text`, or the row as it was in JSON.

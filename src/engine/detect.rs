@@ -84,6 +84,16 @@ fn by_pipeline_partition(
     (grouped, unrecognised)
 }
 
+/// What the state row `row` records of the partition's last processing, for an
+/// incremental update; `None` when it records no source version.
+pub(crate) fn processed_of(row: &PartitionState) -> Option<latefill_executor::Processed> {
+    Some(latefill_executor::Processed {
+        source_version: row.source_version?,
+        transform: row.transform.clone(),
+        fingerprint: row.fingerprint.clone(),
+    })
+}
+
 /// A detection and its plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct Detection {
@@ -208,6 +218,27 @@ impl Engine {
     ) -> Result<Detection> {
         latefill_executor::check_locations(&self.pipeline)?;
         self.detect_with(before, lookback_days, false).await
+    }
+
+    /// Sets each late partition's [`LatePartition::strategy`]: how a run would bring
+    /// it up to date now, from `state`'s record of it.
+    pub(crate) async fn choose_strategies(
+        &self,
+        late: &mut [LatePartition],
+        state: &BTreeMap<PartitionKey, PartitionState>,
+    ) -> Result<()> {
+        for partition in late {
+            let processed = state.get(&partition.partition).and_then(processed_of);
+            let choice = latefill_executor::choose_strategy(
+                &self.session,
+                &self.pipeline,
+                partition.partition.date(),
+                processed.as_ref(),
+            )
+            .await?;
+            partition.strategy = Some(choice);
+        }
+        Ok(())
     }
 
     /// [`Engine::detect`]; with `persist`, also saves the cursor (and forgets the

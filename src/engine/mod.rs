@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use latefill_core::{PartitionDate, PartitionKey, RunId, TableVersion};
 use latefill_executor::{
-    Pipeline, Processed, RunReport, Session, failpoint, inspect_partition, run_partition, target_txn_version,
+    Pipeline, RunReport, Session, failpoint, inspect_partition, run_partition, target_txn_version,
 };
 use latefill_state::{Clock, PartitionState, StateTable, Status};
 use serde::Serialize;
@@ -411,13 +411,7 @@ impl Engine {
             }
         }
 
-        let processed = previous.and_then(|p| {
-            Some(Processed {
-                source_version: p.source_version?,
-                transform: p.transform.clone(),
-                fingerprint: p.fingerprint.clone(),
-            })
-        });
+        let processed = previous.and_then(detect::processed_of);
         let run = run_partition(&self.pipeline, date)
             .with_source_version(source_version)
             .with_processed(processed)
@@ -517,7 +511,10 @@ impl Engine {
             backfill_config: None,
         };
         match &options.backfill {
-            LateHandling::ReportOnly => {}
+            LateHandling::ReportOnly => {
+                self.choose_strategies(&mut outcome.late, &detection.state)
+                    .await?;
+            }
             LateHandling::PlanFile(path) => {
                 let control = options.control.clone().unwrap_or_default();
                 match self.hand_out(&detection.late, path, &control).await? {

@@ -194,9 +194,14 @@ impl IntoFuture for Detect {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            self.engine
+            let mut detection = self
+                .engine
                 .detect_read_only(Some(self.date), self.lookback_days)
-                .await
+                .await?;
+            self.engine
+                .choose_strategies(&mut detection.late, &detection.state)
+                .await?;
+            Ok(detection)
         })
     }
 }

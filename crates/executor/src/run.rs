@@ -25,7 +25,7 @@ use crate::strategy::{Candidate, Method, Processed, Reads, Strategy, choose};
 use crate::combine::combine_late_rows;
 use crate::source::{
     check_files_exist, check_partitioned_by, count_rows, open_source, partition_files,
-    period_literals, raw_values, register_source, rows_from_stats,
+    period_literals, raw_values, register_source, registered_schema, rows_from_stats,
 };
 use crate::target::{
     check_target_schema, cleanup_expired_logs_at_checkpoint, create_target_handle, open_target_for,
@@ -257,7 +257,7 @@ impl RunPartition {
             files: &files,
             target: target.as_ref(),
             target_files: &target_files,
-            source_schema: result_source_schema(&ctx).await?,
+            source_schema: registered_schema(&ctx).await?,
         })
         .await?;
         phases.mark("strategy");
@@ -466,17 +466,6 @@ impl RunPartition {
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
-}
-
-/// The schema of the table `source` registered in `ctx`.
-async fn result_source_schema(
-    ctx: &deltalake::datafusion::prelude::SessionContext,
-) -> Result<deltalake::arrow::datatypes::SchemaRef> {
-    let source = ctx
-        .table("source")
-        .await
-        .map_err(|e| Error::Internal(format!("the registered source: {e}")))?;
-    Ok(Arc::new(source.schema().as_arrow().clone()))
 }
 
 /// Where a partition run's time goes, for `-vv`: each phase's milliseconds.

@@ -441,6 +441,17 @@ pub(crate) async fn register_source(
     Ok(())
 }
 
+/// The schema of the table `source` registered in `ctx`.
+pub(crate) async fn registered_schema(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+) -> Result<deltalake::arrow::datatypes::SchemaRef> {
+    let source = ctx
+        .table("source")
+        .await
+        .map_err(|e| Error::Internal(format!("the registered source: {e}")))?;
+    Ok(Arc::new(source.schema().as_arrow().clone()))
+}
+
 /// Rows in the files according to their log statistics, less deleted rows; `None`
 /// when a file has no row count.
 pub(crate) fn rows_from_stats(files: &[LogicalFileView]) -> Option<u64> {

@@ -176,7 +176,10 @@ pub(crate) async fn choose(candidate: Candidate<'_>) -> Result<Choice> {
     };
     let pipeline = candidate.pipeline;
     if candidate.strategy == Strategy::Replace {
-        return Ok(replacing("replace was asked for".into(), None));
+        return Ok(replacing(
+            "replace was asked for (--strategy replace, or transform.strategy)".into(),
+            None,
+        ));
     }
     let Some(processed) = candidate.processed else {
         return Ok(replacing(
@@ -256,4 +259,38 @@ pub(crate) async fn choose(candidate: Candidate<'_>) -> Result<Choice> {
         incremental: Some(incremental),
         update: Some((appended, how)),
     })
+}
+
+/// The strategy a run of the partition of `date` would use now, and why, without
+/// running it: the source at its latest version, the target as it is, and
+/// `processed`, the state table's record of the partition. Reads the logs only.
+pub async fn choose_strategy(
+    session: &crate::Session,
+    pipeline: &Pipeline,
+    date: PartitionDate,
+    processed: Option<&Processed>,
+) -> Result<Choice> {
+    use crate::source::{open_source, partition_files, raw_values, register_source};
+    let partitioning = &pipeline.partitioning;
+    let source = open_source(session, &pipeline.source, &pipeline.source_storage, None).await?;
+    let files = partition_files(&source, &pipeline.source, partitioning, date).await?;
+    let target = crate::target::open_target(session, pipeline).await?;
+    let target_files =
+        partition_files(target.as_ref(), &pipeline.target, partitioning, date).await?;
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    let values = raw_values(&files, partitioning);
+    register_source(&ctx, &source, &pipeline.source, &values, None).await?;
+    choose(Candidate {
+        pipeline,
+        strategy: pipeline.strategy,
+        processed,
+        date,
+        partition: &partitioning.key(date),
+        source: &source,
+        files: &files,
+        target: target.as_ref(),
+        target_files: &target_files,
+        source_schema: crate::source::registered_schema(&ctx).await?,
+    })
+    .await
 }

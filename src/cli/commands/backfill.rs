@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::PartitionDate;
 use crate::backfill::{Batching, Selection};
-use crate::cli::args::{BackfillArgs, Output};
+use crate::cli::args::{BackfillArgs, Output, with_strategy};
 use crate::cli::exit::{DataFailure, Interrupted, UsageError};
 use crate::cli::progress::Printer;
 use crate::cli::signals::{self, until_signalled};
@@ -89,6 +89,7 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         stale,
         lease_seconds,
         batch_size,
+        strategy,
         output,
     } = args;
     let (pipelines, _) = config.load_all()?;
@@ -118,7 +119,7 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     // advances instead of reading afresh.
     let session = Session::new();
     for (pipeline, range) in pipelines.into_iter().zip(ranges) {
-        let engine = Engine::new(pipeline)
+        let engine = Engine::new(with_strategy(pipeline, strategy))
             .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)))
             .with_session(session.clone());
         backfill_pipeline(
