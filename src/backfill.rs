@@ -45,6 +45,19 @@ pub enum Selection {
     All,
 }
 
+/// A partition a backfill would process, and how (`backfill --dry-run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRun {
+    /// The partition.
+    pub partition: PartitionKey,
+    /// Its period alone, as `--date` takes it.
+    pub period: String,
+    /// Why it is planned: `never processed`, `failed`, `late`, `stale`, ...
+    pub why: &'static str,
+    /// How its run would bring it up to date, why, and what each strategy reads.
+    pub strategy: latefill_executor::Choice,
+}
+
 /// What a backfill did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BackfillReport {
@@ -159,6 +172,54 @@ impl BackfillRange {
     /// The partitions this backfill would process, in date order, each with the state
     /// row it was planned from.
     pub async fn plan(&self) -> Result<Vec<(PartitionDate, Option<PartitionState>)>> {
+        Ok(self
+            .plan_with(true)
+            .await?
+            .into_iter()
+            .map(|(date, row, _)| (date, row))
+            .collect())
+    }
+
+    /// What this backfill would do, committing nothing: each partition it would
+    /// process, in date order, why, and how a run would bring it up to date
+    /// (`backfill --dry-run`).
+    pub async fn dry_run(&self) -> Result<Vec<PlannedRun>> {
+        latefill_executor::check_locations(self.engine.pipeline())?;
+        let mut planned = Vec::new();
+        for (date, row, late) in self.plan_with(false).await? {
+            let pipeline = self.engine.pipeline();
+            let processed = row.as_ref().and_then(crate::engine::processed_of);
+            let strategy = latefill_executor::choose_strategy(
+                self.engine.session(),
+                pipeline,
+                date,
+                processed.as_ref(),
+            )
+            .await?;
+            let why = match &row {
+                None => "never processed",
+                Some(r) if r.status == Status::Failed => "failed",
+                Some(r) if r.status == Status::Processing => "abandoned (its lease expired)",
+                Some(_) if late => "late",
+                Some(r) if is_stale(r, &pipeline.transform_version()) => "stale",
+                Some(_) => "up to date (--all)",
+            };
+            planned.push(PlannedRun {
+                partition: pipeline.partitioning.key(date),
+                period: date.to_string(),
+                why,
+                strategy,
+            });
+        }
+        Ok(planned)
+    }
+
+    /// [`BackfillRange::plan`], each partition with whether it is late; with
+    /// `persist`, the detection saves the detector's cursor.
+    async fn plan_with(
+        &self,
+        persist: bool,
+    ) -> Result<Vec<(PartitionDate, Option<PartitionState>, bool)>> {
         let engine = &self.engine;
         let after = self
             .to
@@ -166,7 +227,7 @@ impl BackfillRange {
             .succ_opt()
             .map(PartitionDate::from)
             .unwrap_or(self.to);
-        let detection = engine.detect_with(Some(after), None, true).await?;
+        let detection = engine.detect_with(Some(after), None, persist).await?;
         let state = &detection.state;
         let now = engine.state().now();
         let transform = engine.pipeline().transform_version();
@@ -192,10 +253,10 @@ impl BackfillRange {
                 },
             };
             if pick {
-                dates.push((date, row.cloned()));
+                dates.push((date, row.cloned(), late.contains(&change.partition)));
             }
         }
-        dates.sort_by_key(|(d, _)| *d);
+        dates.sort_by_key(|(d, _, _)| *d);
         Ok(dates)
     }
 

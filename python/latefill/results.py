@@ -61,6 +61,13 @@ class RunReport(_Result):
     duration_ms: int
     recovered: bool = False
     """True when a run that died after its commit had written it already."""
+    strategy: Optional[str] = None
+    """``incremental`` (updated from the late rows), ``replace`` (recomputed from
+    all its rows), or None when ``recovered``."""
+    strategy_reason: Optional[str] = None
+    """Why the other strategy was not chosen."""
+    bytes_read: int = 0
+    """Source bytes read (the late files alone for an incremental update)."""
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RunReport":
@@ -78,6 +85,9 @@ class RunReport(_Result):
             finished_at=_time(d["finished_at"]),  # type: ignore[arg-type]
             duration_ms=d["duration_ms"],
             recovered=d.get("recovered", False),
+            strategy=d.get("strategy"),
+            strategy_reason=d.get("strategy_reason"),
+            bytes_read=d.get("bytes_read", 0),
         )
 
 
@@ -92,6 +102,10 @@ class LatePartition(_Result):
     last_change_version: int
     exact: bool
     """False when log cleanup hid the exact version and the files decided."""
+    strategy: Optional[Dict[str, Any]] = None
+    """How a run would bring it up to date (set by ``detect``): ``strategy``
+    (``incremental`` or ``replace``), ``reason``, and the ``rows``, ``bytes`` and
+    ``files`` that ``replace`` and ``incremental`` would read."""
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "LatePartition":
@@ -101,6 +115,7 @@ class LatePartition(_Result):
             processed_at=d.get("processed_at"),
             last_change_version=d["last_change_version"],
             exact=d["exact"],
+            strategy=d.get("strategy"),
         )
 
 

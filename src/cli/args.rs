@@ -392,6 +392,11 @@ pub(crate) struct BackfillArgs {
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) batch_size: u16,
+    /// Print the partitions the backfill would process, why, and how each would be
+    /// brought up to date (strategy, rows and bytes read), then stop: nothing is
+    /// claimed, processed or written, not even the detector's cursor.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
     /// How late partitions are brought up to date: `auto` updates a partition from
     /// its late rows where that is safe (only appends since it was processed, a
     /// transform of counts, integer sums, minima and maxima, the target as latefill

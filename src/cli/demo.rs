@@ -109,7 +109,7 @@ pub enum DemoEvent {
         /// Rows appended to the source for it.
         rows_generated: usize,
         /// The run of that day.
-        run: RunReport,
+        run: Box<RunReport>,
     },
     /// Late rows appended to a past day.
     LateData {
@@ -206,7 +206,7 @@ pub async fn run(
         emit(DemoEvent::Day {
             date: date.to_string(),
             rows_generated: generated.rows,
-            run: outcome.run,
+            run: Box::new(outcome.run),
         });
     }
     emit(DemoEvent::Status {

@@ -26,6 +26,7 @@ mod requests;
 mod status;
 
 use batch::BackfillEvent;
+pub(crate) use detect::processed_of;
 pub use detect::{Detection, DetectionSummary};
 pub use hand_out::BackfillPlan;
 pub use requests::{Detect, Process, RunDate};

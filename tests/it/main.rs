@@ -9,6 +9,7 @@ mod crash;
 mod damaged;
 mod edges;
 mod generate;
+mod incremental;
 mod late;
 mod long_lived;
 mod object_store;

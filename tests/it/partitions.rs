@@ -39,13 +39,7 @@ async fn append(ws: &Workspace, date: &str, region: &str, rows: usize) -> u64 {
 /// leaving its `rows` rows in the target: from its `Some(late)` appended rows (in
 /// whichever sub-partition they landed) by an incremental update, or from all its
 /// rows (`None`: a replace, which reads less when the partition is tiny).
-async fn assert_run_backfills(
-    ws: &Workspace,
-    date: &str,
-    day: &str,
-    rows: i64,
-    late: Option<i64>,
-) {
+async fn assert_run_backfills(ws: &Workspace, date: &str, day: &str, rows: i64, late: Option<i64>) {
     let run = json(&ws.run_cli(&["--date", date, "--output", "json"]));
     assert_eq!(
         partitions(&run["backfilled"]),

@@ -423,6 +423,14 @@ async fn late_rows_reach_the_end_of_a_chain_in_one_run() {
             .map(|r| r["partition"].as_str().unwrap())
             .collect();
         assert_eq!(backfilled, ["event_time=2024-01-02"], "{line}");
+        // The upstream update replaced its partition's files: downstream, that is
+        // no append, and the day is recomputed.
+        if line["pipeline"] == "type_daily" {
+            let late = &line["backfilled"][0];
+            assert_eq!(late["strategy"], "replace", "{line}");
+            let reason = late["strategy_reason"].as_str().unwrap();
+            assert!(reason.contains("removed"), "{reason}");
+        }
     }
 
     let type_daily = ws.dir.path().join("type_daily");

@@ -313,13 +313,9 @@ pub async fn combined_result(
     let target_files =
         crate::source::partition_files(&target, &pipeline.target, &pipeline.partitioning, date)
             .await?;
-    let files = crate::source::partition_files(
-        &source,
-        &pipeline.source,
-        &pipeline.partitioning,
-        date,
-    )
-    .await?;
+    let files =
+        crate::source::partition_files(&source, &pipeline.source, &pipeline.partitioning, date)
+            .await?;
     let values = crate::source::raw_values(&files, &pipeline.partitioning);
     let ctx = deltalake::delta_datafusion::create_session().into_inner();
     combine_late_rows(

@@ -16,17 +16,17 @@ use latefill_core::TableVersion;
 use latefill_core::partition::{PartitionDate, PartitionKey};
 use serde::Serialize;
 
+use crate::combine::combine_late_rows;
 use crate::error::{Error, Result};
 use crate::fingerprint::files_fingerprint;
 use crate::pipeline::Pipeline;
 use crate::preflight::{check_partition_columns, plan_transform};
 use crate::session::Session;
-use crate::strategy::{Candidate, Method, Processed, Reads, Strategy, choose};
-use crate::combine::combine_late_rows;
 use crate::source::{
     check_files_exist, check_partitioned_by, count_rows, open_source, partition_files,
     period_literals, raw_values, register_source, registered_schema, rows_from_stats,
 };
+use crate::strategy::{Candidate, Method, Processed, Reads, Strategy, choose};
 use crate::target::{
     check_target_schema, cleanup_expired_logs_at_checkpoint, create_target_handle, open_target_for,
     rows_added_by_last_commit, target_column_type, write_error,

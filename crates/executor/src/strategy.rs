@@ -234,6 +234,17 @@ pub(crate) async fn choose(candidate: Candidate<'_>) -> Result<Choice> {
         SinceVersion::Appended(appended) => appended,
         SinceVersion::Changed(why) => return Ok(replacing(why, None)),
     };
+    if appended.files.is_empty() {
+        // Asked to run a partition whose rows did not change (`backfill --all`): a
+        // recomputation is what is wanted.
+        return Ok(replacing(
+            format!(
+                "nothing was appended since version {}: asked to run anyway, it is recomputed",
+                processed.source_version
+            ),
+            None,
+        ));
+    }
     let incremental = Reads {
         files: appended.files.len(),
         rows: appended.rows,

@@ -9,6 +9,7 @@ use crate::backfill::{Batching, Selection};
 use crate::cli::args::{BackfillArgs, Output, with_strategy};
 use crate::cli::exit::{DataFailure, Interrupted, UsageError};
 use crate::cli::progress::Printer;
+use crate::cli::render::describe_choice;
 use crate::cli::signals::{self, until_signalled};
 use crate::engine::{Engine, RunControl};
 use crate::executor::Session;
@@ -78,6 +79,59 @@ pub(crate) async fn backfill_pipeline(
     Ok(())
 }
 
+/// `backfill --dry-run`: what one pipeline's backfill would do, committing nothing.
+async fn print_dry_run(
+    engine: &Engine,
+    (from, to): (PartitionDate, PartitionDate),
+    selection: Selection,
+    output: Output,
+) -> anyhow::Result<()> {
+    let name = &engine.pipeline().name;
+    let planned = engine
+        .backfill(from, to)
+        .with_selection(selection)
+        .dry_run()
+        .await?;
+    let incremental = planned
+        .iter()
+        .filter(|p| p.strategy.strategy == crate::executor::Method::Incremental)
+        .count();
+    for p in &planned {
+        match output {
+            Output::Json => {
+                let mut line = serde_json::to_value(p)?;
+                line["event"] = "would-process".into();
+                line["pipeline"] = name.as_str().into();
+                out!("{line}");
+            }
+            Output::Text => {
+                out!("would process {} ({})", p.partition, p.why);
+                out!("  {}", describe_choice(&p.strategy));
+            }
+        }
+    }
+    match output {
+        Output::Json => out!(
+            "{}",
+            serde_json::json!({
+                "event": "summary",
+                "pipeline": name,
+                "dry_run": true,
+                "planned": planned.len(),
+                "incremental": incremental,
+                "replace": planned.len() - incremental,
+            })
+        ),
+        Output::Text => out!(
+            "dry run of the backfill of {name} {from}..{to}: {} partition(s) would be processed \
+             ({incremental} updated from late rows, {} recomputed); nothing was written",
+            planned.len(),
+            planned.len() - incremental
+        ),
+    }
+    Ok(())
+}
+
 pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     let BackfillArgs {
         config,
@@ -89,6 +143,7 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         stale,
         lease_seconds,
         batch_size,
+        dry_run,
         strategy,
         output,
     } = args;
@@ -122,6 +177,10 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         let engine = Engine::new(with_strategy(pipeline, strategy))
             .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)))
             .with_session(session.clone());
+        if dry_run {
+            print_dry_run(&engine, range, selection, output).await?;
+            continue;
+        }
         backfill_pipeline(
             engine,
             range,

@@ -200,7 +200,11 @@ async fn a_late_run_updates_from_the_appended_rows_unless_told_to_replace() {
     let first = run_partition(&pipeline, date("2024-01-01")).await.unwrap();
     assert_eq!(first.strategy, Some(Method::Replace));
     assert!(
-        first.strategy_reason.as_deref().unwrap().contains("not been processed"),
+        first
+            .strategy_reason
+            .as_deref()
+            .unwrap()
+            .contains("not been processed"),
         "{first:?}"
     );
     ws.generate("2024-01-01", 300, 3).await;
@@ -260,7 +264,10 @@ async fn a_late_run_replaces_when_the_target_or_the_transform_is_not_as_recorded
         .unwrap();
     assert_eq!(run.strategy, Some(Method::Replace));
     assert!(
-        run.strategy_reason.as_deref().unwrap().contains("transform changed"),
+        run.strategy_reason
+            .as_deref()
+            .unwrap()
+            .contains("transform changed"),
         "{run:?}"
     );
 
@@ -272,7 +279,10 @@ async fn a_late_run_replaces_when_the_target_or_the_transform_is_not_as_recorded
         .unwrap();
     assert_eq!(run.strategy, Some(Method::Replace));
     assert!(
-        run.strategy_reason.as_deref().unwrap().contains("reflects source version"),
+        run.strategy_reason
+            .as_deref()
+            .unwrap()
+            .contains("reflects source version"),
         "{run:?}"
     );
     assert_eq!(
