@@ -131,8 +131,9 @@ pub(crate) struct LateArgs {
     /// its late rows where that is safe (only appends since it was processed, a
     /// transform of counts, integer sums, minima and maxima, the target as latefill
     /// wrote it) and reads less, and replaces it otherwise; `replace` always
-    /// recomputes it from all its rows. Default: the pipeline's `transform.strategy`,
-    /// else `auto`.
+    /// recomputes it from all its rows; `incremental` updates wherever safe, even
+    /// when that reads more. Default: the pipeline's `transform.strategy`, else
+    /// `auto`.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     pub(crate) strategy: Option<StrategyArg>,
 }
@@ -245,6 +246,8 @@ pub(crate) enum StrategyArg {
     Auto,
     /// Always recompute the whole partition.
     Replace,
+    /// From the late rows wherever safe, even when that reads more.
+    Incremental,
 }
 
 /// `pipeline` with the strategy `--strategy` asked for, if any.
@@ -252,6 +255,9 @@ pub(crate) fn with_strategy(mut pipeline: Pipeline, strategy: Option<StrategyArg
     match strategy {
         Some(StrategyArg::Auto) => pipeline.strategy = latefill_executor::Strategy::Auto,
         Some(StrategyArg::Replace) => pipeline.strategy = latefill_executor::Strategy::Replace,
+        Some(StrategyArg::Incremental) => {
+            pipeline.strategy = latefill_executor::Strategy::Incremental
+        }
         None => {}
     }
     pipeline
@@ -401,8 +407,9 @@ pub(crate) struct BackfillArgs {
     /// its late rows where that is safe (only appends since it was processed, a
     /// transform of counts, integer sums, minima and maxima, the target as latefill
     /// wrote it) and reads less, and replaces it otherwise; `replace` always
-    /// recomputes it from all its rows. Default: the pipeline's `transform.strategy`,
-    /// else `auto`.
+    /// recomputes it from all its rows; `incremental` updates wherever safe, even
+    /// when that reads more. Default: the pipeline's `transform.strategy`, else
+    /// `auto`.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     pub(crate) strategy: Option<StrategyArg>,
     /// Output format: `json` prints JSON lines (one per event, then a summary) and

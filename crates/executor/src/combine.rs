@@ -3,8 +3,8 @@
 //! DataFusion's logical plan, never from the SQL text.
 //!
 //! ```text
-//!  Projection (columns, renamed)          optional, any number
-//!    Sort (without a LIMIT)               optional
+//!  Projection (columns, renamed)          optional, any number, with
+//!    Sort (without a LIMIT)               optional  subquery aliases between
 //!      Aggregate  GROUP BY keys           exactly one; no HAVING above it
 //!        count(*), count(c), sum(int | decimal), min(c), max(c)
 //!        Filter, Projection               optional, deterministic
@@ -98,6 +98,8 @@ pub fn combinable(plan: &LogicalPlan) -> Result<Combinable, NotCombinable> {
                 node = projection.input.as_ref();
             }
             LogicalPlan::Sort(sort) if sort.fetch.is_none() => node = sort.input.as_ref(),
+            // A subquery's name qualifies its columns, and changes none of them.
+            LogicalPlan::SubqueryAlias(alias) => node = alias.input.as_ref(),
             LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
                 return Err(not("the transform keeps only some rows (LIMIT)"));
             }

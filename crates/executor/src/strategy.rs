@@ -38,6 +38,9 @@ pub enum Strategy {
     Auto,
     /// Always recompute a partition from all its rows.
     Replace,
+    /// Update a partition from its late rows wherever that is safe, even when it
+    /// reads more than a replace would; replace it otherwise.
+    Incremental,
 }
 
 impl FromStr for Strategy {
@@ -47,9 +50,11 @@ impl FromStr for Strategy {
         match s {
             "auto" => Ok(Strategy::Auto),
             "replace" => Ok(Strategy::Replace),
+            "incremental" => Ok(Strategy::Incremental),
             other => Err(format!(
-                "unknown strategy {other:?}: use \"auto\" (update from late rows where safe) \
-                 or \"replace\" (always recompute the partition)"
+                "unknown strategy {other:?}: use \"auto\" (update from late rows where safe \
+                 and cheaper), \"replace\" (always recompute the partition) or \
+                 \"incremental\" (update from late rows wherever safe)"
             )),
         }
     }
@@ -60,6 +65,7 @@ impl std::fmt::Display for Strategy {
         f.write_str(match self {
             Strategy::Auto => "auto",
             Strategy::Replace => "replace",
+            Strategy::Incremental => "incremental",
         })
     }
 }
@@ -251,7 +257,7 @@ pub(crate) async fn choose(candidate: Candidate<'_>) -> Result<Choice> {
         bytes: appended.bytes,
     }
     .plus(Reads::of(candidate.target_files));
-    if incremental.bytes >= replace.bytes {
+    if candidate.strategy == Strategy::Auto && incremental.bytes >= replace.bytes {
         return Ok(replacing(
             format!(
                 "an update would read {} bytes, a replace {}",

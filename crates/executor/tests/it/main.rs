@@ -2,4 +2,5 @@
 //! directories, real DataFusion.
 
 mod appended;
+mod randomized;
 mod run_partition;
