@@ -23,6 +23,9 @@
 #   concurrency scaling: backfill of 30 partitions x 100,000 rows, --concurrency 1 vs 2
 #     (scripts/concurrency.sh), and two --concurrency 1 processes at once on copies of
 #     the data: what two workers that share nothing gain on this machine.
+#   late rows into a processed day of 5,000,000 rows (0.1%, 1%, 10%, 50% of it): the
+#     late run updating the day from them against recomputing it, and against polars
+#     and DuckDB recomputing it (scripts/late_rows.sh).
 # Peers are installed with pip into a virtual environment; when that fails, latefill's
 # own figures are still reported.
 set -euo pipefail
@@ -217,6 +220,9 @@ if [ -n "$peer_story" ]; then e2e_peer=$(med "$BENCH_DIR/../e2e-peer"); fi
 # --- Concurrency scaling ---------------------------------------------------------
 scaling=$(DAYS=30 ROWS=100000 RUNS=$RUNS bash scripts/concurrency.sh 2>/dev/null | tail -n 5)
 
+# --- Late rows into a big day: update from the late rows against recomputing -----
+late_rows=$(LATEFILL_BIN=$bin BENCH_VENV=$venv RUNS=$RUNS bash scripts/late_rows.sh 2>/dev/null | tail -n 5)
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
 echo
 echo "Detection, 3,650 partitions x 20,000 commits (medians of $RUNS; $(nproc) cores, release build)"
@@ -254,3 +260,8 @@ printf '%-72s %8s ms\n' "latefill: next day's run after late rows in 2 days (fin
 echo
 echo "Concurrency scaling, backfill of 30 partitions x 100,000 rows"
 echo "$scaling"
+
+echo
+echo "Late rows into a processed day of 5,000,000 rows: the late run (backfill --only-late),"
+echo "auto (updated from the late rows) against --strategy replace, and peers recomputing the day"
+echo "$late_rows"
