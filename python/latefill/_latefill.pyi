@@ -12,6 +12,7 @@ class Engine:
         pipeline: Optional[str] = None,
         run_id: Optional[str] = None,
         lease_seconds: int = 600,
+        strategy: Optional[str] = None,
     ) -> None: ...
     @property
     def name(self) -> str: ...
@@ -42,7 +43,10 @@ class Engine:
 
 def project_order(config: str) -> List[Tuple[str, Optional[str]]]: ...
 def project_engines(
-    config: str, run_id: Optional[str] = None, lease_seconds: int = 600
+    config: str,
+    run_id: Optional[str] = None,
+    lease_seconds: int = 600,
+    strategy: Optional[str] = None,
 ) -> List[Engine]: ...
 def changes(table: str, since_version: Optional[int] = None) -> str: ...
 def main(args: List[str]) -> int: ...

@@ -89,7 +89,9 @@ def _asset(config: str, name: str, upstream: Optional[str], partitions: Any) -> 
         return dg.MaterializeResult(
             metadata={
                 "partition": run.partition,
+                "strategy": run.strategy or "recovered",
                 "rows_read": run.rows_read,
+                "bytes_read": run.bytes_read,
                 "rows_written": run.rows_written,
                 "source_version": run.source_version,
                 "target_version": run.target_version,

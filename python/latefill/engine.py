@@ -53,7 +53,11 @@ class Engine:
     ``pipeline`` names one pipeline of a project. ``run_id`` takes over claims made
     for it (by ``run_date(..., plan_file=...)`` or ``latefill run
     --backfill-config``); ``lease_seconds`` is how long this engine's claims hold
-    before another run may take them over.
+    before another run may take them over. ``strategy`` overrides the pipeline's
+    ``transform.strategy`` for late partitions: ``"auto"`` (updated from their late
+    rows where that is safe and cheaper), ``"replace"`` (always recomputed) or
+    ``"incremental"`` (updated wherever safe); each ``RunReport.strategy`` says which
+    was used.
     """
 
     def __init__(
@@ -63,8 +67,9 @@ class Engine:
         *,
         run_id: Optional[str] = None,
         lease_seconds: int = 600,
+        strategy: Optional[str] = None,
     ) -> None:
-        self._core = _latefill.Engine(os.fspath(config), pipeline, run_id, lease_seconds)
+        self._core = _latefill.Engine(os.fspath(config), pipeline, run_id, lease_seconds, strategy)
 
     @classmethod
     def _wrap(cls, core: Any) -> "Engine":
@@ -206,10 +211,11 @@ class Project:
         *,
         run_id: Optional[str] = None,
         lease_seconds: int = 600,
+        strategy: Optional[str] = None,
     ) -> None:
         path = os.fspath(config)
         self._order = _latefill.project_order(path)
-        engines = _latefill.project_engines(path, run_id, lease_seconds)
+        engines = _latefill.project_engines(path, run_id, lease_seconds, strategy)
         self._engines = {e.name: Engine._wrap(e) for e in engines}
 
     @property

@@ -159,13 +159,14 @@ impl Engine {
     /// The engine of the pipeline of `config` (a pipeline or project file, or a
     /// directory of pipeline files); `pipeline` names one of a project.
     #[new]
-    #[pyo3(signature = (config, pipeline=None, run_id=None, lease_seconds=600))]
+    #[pyo3(signature = (config, pipeline=None, run_id=None, lease_seconds=600, strategy=None))]
     fn new(
         py: Python<'_>,
         config: PathBuf,
         pipeline: Option<String>,
         run_id: Option<String>,
         lease_seconds: u32,
+        strategy: Option<String>,
     ) -> PyResult<Self> {
         let project = load(py, &config)?;
         let names = project.names().join(", ");
@@ -185,6 +186,7 @@ impl Engine {
             )),
         };
         let chosen = chosen.map_err(|message| usage_error(py, message))?;
+        let chosen = with_strategy(py, chosen, strategy.as_deref())?;
         Ok(Engine {
             engine: engine_of(chosen, &Session::new(), run_id, lease_seconds),
         })
@@ -378,22 +380,41 @@ fn project_order(py: Python<'_>, config: PathBuf) -> PyResult<Vec<(String, Optio
 /// The engines of every pipeline of a project file, sharing one session (what an
 /// upstream pipeline writes, its downstream advances instead of reading afresh).
 #[pyfunction]
-#[pyo3(signature = (config, run_id=None, lease_seconds=600))]
+#[pyo3(signature = (config, run_id=None, lease_seconds=600, strategy=None))]
 fn project_engines(
     py: Python<'_>,
     config: PathBuf,
     run_id: Option<String>,
     lease_seconds: u32,
+    strategy: Option<String>,
 ) -> PyResult<Vec<Engine>> {
     let project = load(py, &config)?;
     let session = Session::new();
-    Ok(project
+    project
         .pipelines()
         .iter()
-        .map(|p| Engine {
-            engine: engine_of(p.clone(), &session, run_id.clone(), lease_seconds),
+        .map(|p| {
+            let pipeline = with_strategy(py, p.clone(), strategy.as_deref())?;
+            Ok(Engine {
+                engine: engine_of(pipeline, &session, run_id.clone(), lease_seconds),
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// `pipeline` with the strategy `strategy=` names (`auto`, `replace`,
+/// `incremental`), if any; another name is a `UsageError`.
+fn with_strategy(
+    py: Python<'_>,
+    mut pipeline: Pipeline,
+    strategy: Option<&str>,
+) -> PyResult<Pipeline> {
+    if let Some(name) = strategy {
+        pipeline.strategy = name
+            .parse()
+            .map_err(|reason: String| usage_error(py, format!("strategy={name:?}: {reason}")))?;
+    }
+    Ok(pipeline)
 }
 
 /// `latefill changes`: the source's partitions and their last change. JSON of the

@@ -38,7 +38,9 @@ def test_the_late_data_story(ws: Workspace) -> None:
     assert outcome.run.partition == "event_time=2024-01-04"
     assert outcome.run.rows_read == 2_000
     assert [r.period for r in outcome.backfilled] == ["2024-01-01", "2024-01-02"]
-    assert [r.rows_read for r in outcome.backfilled] == [2_300, 2_200]
+    # Updated from their late rows alone, and said so.
+    assert [r.strategy for r in outcome.backfilled] == ["incremental", "incremental"]
+    assert [r.rows_read for r in outcome.backfilled] == [300, 200]
     assert outcome.skipped == [] and outcome.failed == []
     assert table_rows(ws.target) == recomputed(ws.source)
 
@@ -50,6 +52,21 @@ def test_the_late_data_story(ws: Workspace) -> None:
     assert as_dict["partition"] == "event_time=2024-01-04"
     assert [b["period"] for b in as_dict["backfilled"]] == ["2024-01-01", "2024-01-02"]
     json.dumps(as_dict)
+
+    # Told to recompute, an engine replaces late days whole; an unknown strategy is
+    # a usage error.
+    ws.generate("2024-01-01", 50, 13)
+    ws.generate("2024-01-06", 100, 6)
+    replacing = latefill.Engine(ws.config, strategy="replace")
+    detected = replacing.detect("2024-01-06").late[0].strategy
+    assert detected is not None and detected["strategy"] == "replace"
+    rerun = replacing.run_date("2024-01-06")
+    assert [(r.strategy, r.rows_read) for r in rerun.backfilled] == [("replace", 2_350)]
+    assert "asked for" in (rerun.backfilled[0].strategy_reason or "")
+    assert table_rows(ws.target) == recomputed(ws.source)
+    with pytest.raises(latefill.UsageError) as bad:
+        latefill.Engine(ws.config, strategy="merge")
+    assert "merge" in str(bad.value) and "replace" in str(bad.value)
 
 
 def test_status_as_rows_and_as_an_arrow_table(ws: Workspace) -> None:
@@ -144,7 +161,8 @@ def test_each_error_class_with_its_exit_code(ws: Workspace) -> None:
     assert contention.value.exit_code == 4 and contention.value.retryable
     # The claim's own run takes it over.
     taken = latefill.Engine(ws.config, run_id=plan["run_id"]).run_date("2024-01-01", late="report")
-    assert taken.run.rows_read == 2_010
+    assert taken.run.period == "2024-01-01"
+    assert table_rows(ws.target) == recomputed(ws.source)
 
     # A table on a file system that refuses writes: the store failed.
     broken = ws.root / "broken.toml"

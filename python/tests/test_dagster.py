@@ -66,6 +66,7 @@ def test_a_project_is_one_asset_per_pipeline_with_its_upstream_as_a_dependency(
     [upstream] = result.asset_materializations_for_node("devices_daily")
     [downstream] = result.asset_materializations_for_node("type_daily")
     assert upstream.metadata["rows_read"].value == 500
+    assert upstream.metadata["strategy"].value == "replace"
     assert downstream.metadata["rows_read"].value == upstream.metadata["rows_written"].value
 
 

@@ -74,7 +74,7 @@ pub(crate) async fn appended_between(
     if version > at {
         return Ok(SinceVersion::Changed(format!(
             "the partition was processed at source version {version}, after the version {at} \
-             read now (a replaced table)"
+             read now (an older version pinned, or a replaced table)"
         )));
     }
     // The old version on a session of its own: the session's kept table stays at the
