@@ -257,3 +257,81 @@ async fn a_transform_that_does_not_combine_is_recomputed_and_says_why() {
     assert_eq!(run["strategy"], "replace", "{run}");
     assert_eq!(run["rows_read"], 5_200, "{run}");
 }
+
+/// Appends `rows` rows of `DAY` with unique ids from `first` to the source.
+async fn append_ids(ws: &Workspace, first: i64, rows: i64) {
+    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, false),
+        Field::new("event_time", DataType::Utf8, false),
+    ]);
+    let ids = first..first + rows;
+    let batch = RecordBatch::try_new(
+        std::sync::Arc::new(schema),
+        vec![
+            std::sync::Arc::new(StringArray::from_iter_values(
+                ids.clone().map(|i| format!("id-{i:08}")),
+            )),
+            std::sync::Arc::new(Int64Array::from_iter_values(ids.map(|i| i % 97))),
+            std::sync::Arc::new(StringArray::from(vec![DAY; rows as usize])),
+        ],
+    )
+    .unwrap();
+    append_batch(&ws.source_path(), batch, &["event_time"]).await;
+}
+
+/// A transform that hardly aggregates (a group per id) leaves a target as large as
+/// the source: `auto` recomputes, saying the update would read more, and
+/// `incremental` updates anyway, with the same result.
+#[tokio::test]
+async fn auto_recomputes_where_the_update_would_read_more() {
+    let sql = "SELECT id, count(*) AS n, sum(v) AS total, event_time \
+               FROM source GROUP BY id, event_time";
+    let mut targets = Vec::new();
+    for (strategy, expected) in [("auto", "replace"), ("incremental", "incremental")] {
+        let ws = Workspace::with_sql(sql);
+        append_ids(&ws, 0, 5_000).await;
+        let out = ws.run_cli(&["--date", DAY]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        append_ids(&ws, 4_900, 300).await; // 100 ids seen before, 200 new
+        let run = late_run(&ws, &["--strategy", strategy]);
+        assert_eq!(run["strategy"], expected, "{strategy}: {run}");
+        if expected == "replace" {
+            let reason = run["strategy_reason"].as_str().unwrap();
+            assert!(reason.contains("an update would read"), "{reason}");
+        } else {
+            assert_eq!(run["rows_read"], 300, "{run}");
+        }
+        let batches = query(&ws.target_path(), "ORDER BY id").await;
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 5_200);
+        targets.push(
+            deltalake::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string(),
+        );
+        targets.push(
+            deltalake::arrow::util::pretty::pretty_format_batches(
+                &sql_on(
+                    &url_of(&ws.source_path()),
+                    "SELECT id, count(*) AS n, sum(v) AS total, event_time FROM t \
+                     GROUP BY id, event_time ORDER BY id",
+                )
+                .await,
+            )
+            .unwrap()
+            .to_string(),
+        );
+    }
+    // Each target equals its recomputation, and both are the same.
+    assert_eq!(
+        targets[0], targets[1],
+        "auto (replace) against a recomputation"
+    );
+    assert_eq!(
+        targets[2], targets[3],
+        "incremental against a recomputation"
+    );
+    assert_eq!(targets[0], targets[2]);
+}
