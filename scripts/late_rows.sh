@@ -41,6 +41,19 @@ if [ ! -f "$base/complete" ]; then
 fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Median wall ms of the peer script scripts/peers/$1 recomputing the day of the
+# prepared source into a fresh target $work/$2.
+peer_ms() {
+  local times=() start end
+  for _ in $(seq "$RUNS"); do
+    rm -rf "${work:?}/$2"
+    start=$(date +%s%N)
+    "$venv/bin/python" "scripts/peers/$1" "$prepared/devices" "$work/$2" "$day" >/dev/null
+    end=$(date +%s%N)
+    times+=($(( (end - start) / 1000000 )))
+  done
+  printf '%s\n' "${times[@]}" | median
+}
 peers=""
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import polars, deltalake, duckdb" 2>/dev/null; then
   peers=yes
@@ -107,24 +120,8 @@ PY
   fi
   pl_ms="-" dd_ms="-"
   if [ -n "$peers" ]; then
-    times=()
-    for _ in $(seq "$RUNS"); do
-      rm -rf "$work/t_polars"
-      start=$(date +%s%N)
-      "$venv/bin/python" scripts/peers/reprocess_polars.py "$prepared/devices" "$work/t_polars" "$day" >/dev/null
-      end=$(date +%s%N)
-      times+=($(( (end - start) / 1000000 )))
-    done
-    pl_ms=$(printf '%s\n' "${times[@]}" | median)
-    times=()
-    for _ in $(seq "$RUNS"); do
-      rm -rf "$work/t_duckdb"
-      start=$(date +%s%N)
-      "$venv/bin/python" scripts/peers/reprocess_duckdb.py "$prepared/devices" "$work/t_duckdb" "$day" >/dev/null
-      end=$(date +%s%N)
-      times+=($(( (end - start) / 1000000 )))
-    done
-    dd_ms=$(printf '%s\n' "${times[@]}" | median)
+    pl_ms=$(peer_ms reprocess_polars.py t_polars)
+    dd_ms=$(peer_ms reprocess_duckdb.py t_duckdb)
   fi
   speedup=$(awk -v a="$replace_ms" -v b="$auto_ms" 'BEGIN { printf "%.1fx", a / b }')
   printf '%-6s %9s %7s ms %7s ms %8s %16s %10s B %10s B %7s ms %7s ms %s\n' "$share%" "$late" \

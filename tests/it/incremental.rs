@@ -190,15 +190,7 @@ async fn histories_that_are_not_appends_are_recomputed() {
     let ws = Workspace::new();
     processed_then_late(&ws).await;
     ws.generate("2024-01-05", 50, 5).await;
-    let source = open(&ws.source_path()).await;
-    let version = source.version().unwrap();
-    deltalake::checkpoints::create_checkpoint(&source, None)
-        .await
-        .unwrap();
-    let log = ws.source_path().join("_delta_log");
-    for v in 0..version {
-        std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
-    }
+    checkpoint_and_clean_up_log(&ws.source_path()).await;
     let run = late_run(&ws, &[]);
     assert_eq!(run["strategy"], "replace", "{run}");
     assert!(

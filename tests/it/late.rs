@@ -224,15 +224,7 @@ async fn a_deletion_vector_delete_behind_a_cleaned_up_log_is_found_by_the_files(
     a_deletion_vector_delete_is_reprocessed(async |ws| {
         ws.generate("2024-01-05", 50, 5).await;
         ws.generate("2024-01-05", 50, 6).await;
-        let source = open(&ws.source_path()).await;
-        let version = source.version().unwrap();
-        deltalake::checkpoints::create_checkpoint(&source, None)
-            .await
-            .unwrap();
-        let log = ws.source_path().join("_delta_log");
-        for v in 0..version {
-            std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
-        }
+        checkpoint_and_clean_up_log(&ws.source_path()).await;
     })
     .await;
 }

@@ -220,16 +220,7 @@ impl RunPartition {
         phases.mark("source");
 
         // 2. Plan the transform over exactly that partition.
-        // delta-rs's session: its planner knows the nodes a Delta write adds.
-        let ctx = deltalake::delta_datafusion::create_session().into_inner();
-        if let Some(n) = self.target_partitions {
-            ctx.state_ref()
-                .write()
-                .config_mut()
-                .options_mut()
-                .execution
-                .target_partitions = n;
-        }
+        let ctx = session_context(self.target_partitions);
         register_source(&ctx, &source, &pipeline.source, &values, None).await?;
         let result = plan_transform(&ctx, pipeline).await?;
         let result_schema: Schema = result.schema().as_arrow().clone();
@@ -263,15 +254,7 @@ impl RunPartition {
         phases.mark("strategy");
         let (ctx, result, read) = match (&choice.update, &target) {
             (Some((appended, how)), Some(target)) => {
-                let ctx = deltalake::delta_datafusion::create_session().into_inner();
-                if let Some(n) = self.target_partitions {
-                    ctx.state_ref()
-                        .write()
-                        .config_mut()
-                        .options_mut()
-                        .execution
-                        .target_partitions = n;
-                }
+                let ctx = session_context(self.target_partitions);
                 let combined = combine_late_rows(
                     &ctx,
                     pipeline,
@@ -466,6 +449,23 @@ impl RunPartition {
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// A DataFusion session for a run: delta-rs's (its planner knows the nodes a Delta
+/// write adds), split into `target_partitions` streams when given.
+fn session_context(
+    target_partitions: Option<usize>,
+) -> deltalake::datafusion::prelude::SessionContext {
+    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    if let Some(n) = target_partitions {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .target_partitions = n;
+    }
+    ctx
 }
 
 /// Where a partition run's time goes, for `-vv`: each phase's milliseconds.

@@ -243,6 +243,34 @@ pub async fn recomputed_counts(source: &Path, date: &str) -> BTreeMap<(String, S
     out
 }
 
+/// Checkpoints the Delta table at `path` at its latest version and removes every
+/// commit file before it, as log cleanup does: older versions can no longer be loaded.
+pub async fn checkpoint_and_clean_up_log(path: &Path) {
+    let table = open(path).await;
+    let version = table.version().unwrap();
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .unwrap();
+    let log = path.join("_delta_log");
+    for v in 0..version {
+        std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
+    }
+}
+
+/// The rows of `batches` printed as a table, a line each, sorted: two results
+/// compared whole, whatever their order.
+pub fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
+    let text = pretty_format_batches(batches).unwrap().to_string();
+    let mut rows: Vec<String> = text
+        .lines()
+        .skip(3)
+        .filter(|l| l.starts_with('|'))
+        .map(str::to_owned)
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// Appends `batch` to the Delta table at `path` (created, partitioned by
 /// `partition_columns`, if missing) in one commit; returns its version.
 pub async fn append_batch(path: &Path, batch: RecordBatch, partition_columns: &[&str]) -> u64 {

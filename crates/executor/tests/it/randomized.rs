@@ -18,7 +18,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use latefill_core::{Granularity, PartitionDate, Partitioning};
 use latefill_executor::{Method, Pipeline, Processed, Strategy, Transform, run_partition};
-use latefill_testkit::{append_batch, sql_on, url_of};
+use latefill_testkit::{append_batch, sorted_lines, sql_on, url_of};
 
 const DAY: &str = "2024-01-01";
 
@@ -208,21 +208,6 @@ fn query(rng: &mut Rng) -> Query {
     }
 }
 
-/// The sorted lines of `batches` printed as a table.
-fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let text = deltalake::arrow::util::pretty::pretty_format_batches(batches)
-        .unwrap()
-        .to_string();
-    let mut rows: Vec<String> = text
-        .lines()
-        .skip(3)
-        .filter(|l| l.starts_with('|'))
-        .map(str::to_owned)
-        .collect();
-    rows.sort();
-    rows
-}
-
 /// One case: returns an error naming what differed.
 async fn case(seed: u64) -> Result<(), String> {
     let mut rng = Rng(seed);
@@ -298,11 +283,11 @@ async fn case(seed: u64) -> Result<(), String> {
         )
         .await
     };
-    if lines(&written) != lines(&recomputed) {
+    if sorted_lines(&written) != sorted_lines(&recomputed) {
         return Err(format!(
             "the target differs from a recomputation\n target:\n{}\n recomputed:\n{}",
-            lines(&written).join("\n"),
-            lines(&recomputed).join("\n")
+            sorted_lines(&written).join("\n"),
+            sorted_lines(&recomputed).join("\n")
         ));
     }
     Ok(())
