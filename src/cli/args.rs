@@ -27,8 +27,29 @@ shows late data being found and reprocessed.
 Exit codes: 0 success, 1 storage failure or bug, 2 usage, 3 data, 4 contention
 (claimed by another run), 130 interrupted.";
 
+/// `latefill -V`: the version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LATEFILL_COMMIT"),
+    " ",
+    env!("LATEFILL_BUILD_DATE"),
+    ")"
+);
+
+/// `latefill --version`: also the stores compiled in.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("LATEFILL_COMMIT"),
+    "\nbuilt: ",
+    env!("LATEFILL_BUILD_DATE"),
+    "\nstores: local files (file://), S3 (s3://, s3a://), Azure (az://, abfs://, abfss://, azure://), GCS (gs://)"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "latefill", version, about = "Late-data-aware Delta Lake backfills", long_about = LONG_ABOUT)]
+#[command(name = "latefill", version = VERSION, long_version = LONG_VERSION,
+          about = "Late-data-aware Delta Lake backfills", long_about = LONG_ABOUT)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -39,6 +60,20 @@ pub(crate) struct Cli {
     /// Log only errors on stderr (warnings are logged by default).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
+    /// How logs are written on stderr: `text` for people, `json` (one object a line,
+    /// with its fields) for log collectors.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", env = "LATEFILL_LOG_FORMAT",
+          default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// A JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +129,21 @@ pub(crate) enum Command {
     /// appends, deletes, updates and deletion-vector changes do. Where log cleanup
     /// removed commits the answer needs, it says so and answers conservatively.
     Changes(ChangesArgs),
+    /// Print a shell completion script for latefill.
+    ///
+    /// bash: `latefill completions bash > /etc/bash_completion.d/latefill`;
+    /// zsh: `latefill completions zsh > "${fpath[1]}/_latefill"`;
+    /// fish: `latefill completions fish > ~/.config/fish/completions/latefill.fish`.
+    Completions(CompletionsArgs),
+    /// Print latefill's man page (roff), e.g. `latefill man > latefill.1; man ./latefill.1`.
+    Man,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,11 +203,11 @@ pub(crate) struct ConfigArg {
     /// The pipeline file, a project file (a [[pipeline]] list), or a directory of
     /// pipeline files. Default: ./latefill.toml if it exists, otherwise the built-in
     /// devices pipeline with its tables under ./latefill-demo.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "LATEFILL_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Of a project's pipelines, work on this one only. Without it, run, detect,
     /// backfill and status take every pipeline, upstream before downstream.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "LATEFILL_PIPELINE")]
     pub(crate) pipeline: Option<String>,
 }
 
@@ -276,8 +326,9 @@ pub(crate) struct DemoArgs {
     /// Where the demo's tables go.
     #[arg(long, default_value = "latefill-demo", value_name = "DIR")]
     pub(crate) dir: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// Output format: `json` prints each step as a JSON line on stdout.
+    #[arg(long = "format", visible_alias = "output", value_enum, value_name = "FORMAT",
+          env = "LATEFILL_FORMAT", default_value_t = Output::Text)]
     pub(crate) output: Output,
 }
 
@@ -325,7 +376,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) run_id: Option<String>,
     /// Output format: `json` prints one JSON object on stdout.
-    #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
+    #[arg(long = "format", visible_alias = "output", value_enum, value_name = "FORMAT",
+          env = "LATEFILL_FORMAT", default_value_t = Output::Text)]
     pub(crate) output: Output,
 }
 
@@ -342,7 +394,8 @@ pub(crate) struct DetectArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) backfill_config: Option<PathBuf>,
     /// Output format: `json` prints one JSON object on stdout.
-    #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
+    #[arg(long = "format", visible_alias = "output", value_enum, value_name = "FORMAT",
+          env = "LATEFILL_FORMAT", default_value_t = Output::Text)]
     pub(crate) output: Output,
 }
 
@@ -353,7 +406,8 @@ pub(crate) struct StatusArgs {
     /// Output format: `json` prints one JSON array on stdout; `html` a page of
     /// every partition as a coloured cell (processed, late, failed, processing,
     /// never run), one self-contained file with no network access.
-    #[arg(long, visible_alias = "output", value_enum, default_value_t = StatusFormat::Text)]
+    #[arg(long, visible_alias = "output", value_enum, env = "LATEFILL_FORMAT",
+          default_value_t = StatusFormat::Text)]
     pub(crate) format: StatusFormat,
     /// Write the output to this file instead of stdout (e.g. `--format html --out
     /// status.html`).
@@ -414,7 +468,8 @@ pub(crate) struct BackfillArgs {
     pub(crate) strategy: Option<StrategyArg>,
     /// Output format: `json` prints JSON lines (one per event, then a summary) and
     /// no progress bar.
-    #[arg(long, visible_alias = "format", value_enum, default_value_t = Output::Text)]
+    #[arg(long = "format", visible_alias = "output", value_enum, value_name = "FORMAT",
+          env = "LATEFILL_FORMAT", default_value_t = Output::Text)]
     pub(crate) output: Output,
 }
 
@@ -427,7 +482,8 @@ pub(crate) struct ChangesArgs {
     #[arg(long, value_name = "N")]
     pub(crate) since_version: Option<u64>,
     /// Output format: `json` prints one JSON object on stdout.
-    #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
+    #[arg(long, visible_alias = "output", value_enum, env = "LATEFILL_FORMAT",
+          default_value_t = Output::Text)]
     pub(crate) format: Output,
 }
 
@@ -455,7 +511,8 @@ pub(crate) struct ReleaseArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format: `json` prints the row as it was on stdout.
-    #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
+    #[arg(long, visible_alias = "output", value_enum, env = "LATEFILL_FORMAT",
+          default_value_t = Output::Text)]
     pub(crate) format: Output,
 }
 
@@ -467,6 +524,7 @@ pub(crate) struct ResetArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Output format: `json` prints the row removed on stdout.
-    #[arg(long, visible_alias = "output", value_enum, default_value_t = Output::Text)]
+    #[arg(long, visible_alias = "output", value_enum, env = "LATEFILL_FORMAT",
+          default_value_t = Output::Text)]
     pub(crate) format: Output,
 }

@@ -42,8 +42,8 @@ use args::{Cli, Command, Output, StateCommand, StatusFormat};
 pub use exit::{CONTENTION, DATA, FAILURE, INTERRUPTED, SUCCESS, USAGE};
 
 /// Logs go to stderr, so stdout stays the command's output (JSON included). The
-/// level comes from RUST_LOG when set, else from -v/-q.
-fn init_logging(verbose: u8, quiet: bool) {
+/// level comes from RUST_LOG when set, else from -v/-q; `format` is `--log-format`.
+fn init_logging(verbose: u8, quiet: bool, format: args::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let ours = [
         "latefill",
@@ -63,14 +63,35 @@ fn init_logging(verbose: u8, quiet: bool) {
         .chain(ours.iter().map(|c| format!("{c}={level}")))
         .collect::<Vec<_>>()
         .join(",");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => EnvFilter::new(quiet_plans(&directives)),
+        Err(_) => EnvFilter::new(default),
+    };
     // A process that runs the command line twice (the Python package) keeps the
     // first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        args::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        args::LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
+
+/// RUST_LOG's `directives`, with DataFusion's and its SQL parser's debug output (each
+/// plan, whole, at every step of the optimizer) kept to warnings unless a directive
+/// names them: `RUST_LOG=debug` is readable, `RUST_LOG=debug,datafusion=debug` shows
+/// the plans.
+fn quiet_plans(directives: &str) -> String {
+    let mut all = directives.to_owned();
+    for noisy in ["datafusion", "sqlparser"] {
+        if !directives.contains(noisy) {
+            all.push_str(&format!(",{noisy}=warn"));
+        }
+    }
+    all.trim_start_matches(',').to_owned()
 }
 
 /// What the command line says of `err`: its exit code ([`USAGE`], [`DATA`], ...) and
@@ -92,7 +113,7 @@ where
     T: Into<OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     let output = match &cli.command {
         Command::Demo(args::DemoArgs { output, .. })
         | Command::Run(args::RunArgs { output, .. })
@@ -145,5 +166,20 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::State(StateCommand::Release(args)) => commands::state::release(args).await,
         Command::State(StateCommand::Reset(args)) => commands::state::reset(args).await,
         Command::Changes(args) => commands::changes::changes(args).await,
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(args.shell, &mut command, "latefill", &mut out);
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(&page);
+            Ok(())
+        }
     }
 }

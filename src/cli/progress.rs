@@ -26,9 +26,16 @@ impl Printer {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} partitions  {msg}  {per_sec}  ETA {eta}",
+                    "{elapsed:>4} {bar:30} {human_pos}/{human_len} partitions  {msg}  \
+                     {rate}  ETA {eta}",
                 )
-                .expect("a valid template"),
+                .expect("a valid template")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1} partitions/s", state.per_sec());
+                    },
+                ),
             );
             bar
         });
@@ -72,7 +79,10 @@ impl Printer {
                 ) {
                     bar.inc(1);
                 }
-                bar.set_message(format!("{} rows", self.rows.load(Ordering::Relaxed)));
+                bar.set_message(format!(
+                    "{} rows read",
+                    thousands(self.rows.load(Ordering::Relaxed))
+                ));
                 if let BackfillEvent::Failed(f) = event {
                     bar.println(format!("FAILED {}: {}", f.partition, f.reason));
                 }
@@ -91,5 +101,45 @@ impl Printer {
                 BackfillEvent::Claimed { .. } | BackfillEvent::Started { .. } => {}
             },
         }
+    }
+}
+
+/// `n` with thousands separators: `1,234,567`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A duration for people: `850 ms`, `12.4 s`, `3 min 05 s`, `2 h 03 min`.
+pub(crate) fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        60_000..3_600_000 => format!("{} min {:02} s", ms / 60_000, ms / 1_000 % 60),
+        _ => format!("{} h {:02} min", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duration, thousands};
+
+    #[test]
+    fn numbers_and_durations_read_as_people_write_them() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(12_400), "12.4 s");
+        assert_eq!(duration(185_000), "3 min 05 s");
+        assert_eq!(duration(7_380_000), "2 h 03 min");
     }
 }

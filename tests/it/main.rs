@@ -5,6 +5,7 @@
 
 mod common;
 mod concurrent;
+mod conventions;
 mod crash;
 mod damaged;
 mod edges;

@@ -69,6 +69,9 @@ async fn sigterm_stops_new_partitions_and_finishes_the_running_ones() {
     let count = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
     let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
     assert_eq!(summary["interrupted"], true);
+    // Those left by the signal are "not started", apart from those another run held.
+    assert_eq!(summary["skipped"], 0, "{summary}");
+    assert_eq!(summary["not_started"], count("skipped"), "{summary}");
     // The last line says why the exit code is not 0.
     assert_eq!(events.last().unwrap()["error"]["kind"], "interrupted");
     assert!(

@@ -8,7 +8,7 @@ use crate::PartitionDate;
 use crate::backfill::{Batching, Selection};
 use crate::cli::args::{BackfillArgs, Output, with_strategy};
 use crate::cli::exit::{DataFailure, Interrupted, UsageError};
-use crate::cli::progress::Printer;
+use crate::cli::progress::{Printer, thousands};
 use crate::cli::render::describe_choice;
 use crate::cli::signals::{self, until_signalled};
 use crate::engine::{Engine, RunControl};
@@ -46,6 +46,14 @@ pub(crate) async fn backfill_pipeline(
     if let Some(bar) = &bar {
         bar.finish();
     }
+    // Skipped: held by another run; not started: left when a signal stopped the
+    // backfill (their claims given back).
+    let not_started = report
+        .skipped
+        .iter()
+        .filter(|s| s.reason.starts_with("not started"))
+        .count();
+    let held = report.skipped.len() - not_started;
     match output {
         Output::Json => out!(
             "{}",
@@ -54,20 +62,26 @@ pub(crate) async fn backfill_pipeline(
                 "pipeline": engine.pipeline().name,
                 "planned": report.planned.len(),
                 "processed": report.processed.len(),
-                "skipped": report.skipped.len(),
+                "skipped": held,
+                "not_started": not_started,
                 "failed": report.failed.len(),
                 "interrupted": report.interrupted,
                 "duration_ms": report.duration_ms,
             })
         ),
         Output::Text => out!(
-            "backfill of {} {from}..{to}: {} planned, {} processed, {} skipped, {} failed in {} ms",
+            "backfill of {} {from}..{to}: {} planned, {} processed, {held} skipped (held by \
+             another run), {} failed{} in {}",
             engine.pipeline().name,
-            report.planned.len(),
-            report.processed.len(),
-            report.skipped.len(),
+            thousands(report.planned.len() as u64),
+            thousands(report.processed.len() as u64),
             report.failed.len(),
-            report.duration_ms
+            if not_started > 0 {
+                format!(", {not_started} not started (interrupted)")
+            } else {
+                String::new()
+            },
+            crate::cli::progress::duration(report.duration_ms),
         ),
     }
     if report.interrupted {
