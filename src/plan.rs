@@ -189,6 +189,7 @@ mod tests {
             lease_expires_at: leased.then(|| now() + chrono::Duration::minutes(5)),
             attempts: 1,
             last_error: None,
+            detail: None,
             updated_at: now(),
         }
     }

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backfill::BackfillEvent;
 use crate::cli::args::Output;
-use crate::cli::render::{describe_run, emit_line};
+use crate::cli::render::{audit_warnings, describe_run, emit_line};
 
 /// Prints a backfill's events ([`Printer::print`] is its listener).
 #[derive(Debug)]
@@ -83,12 +83,25 @@ impl Printer {
                     "{} rows read",
                     thousands(self.rows.load(Ordering::Relaxed))
                 ));
-                if let BackfillEvent::Failed(f) = event {
-                    bar.println(format!("FAILED {}: {}", f.partition, f.reason));
+                match event {
+                    BackfillEvent::Failed(f) => {
+                        bar.println(format!("FAILED {}: {}", f.partition, f.reason));
+                    }
+                    BackfillEvent::Processed(r) => {
+                        for line in audit_warnings(r) {
+                            bar.println(format!("{}{line}", r.partition));
+                        }
+                    }
+                    _ => {}
                 }
             }
             (None, Output::Text) => match event {
-                BackfillEvent::Processed(r) => emit_line(&describe_run(r)),
+                BackfillEvent::Processed(r) => {
+                    emit_line(&describe_run(r));
+                    for line in audit_warnings(r) {
+                        emit_line(&line);
+                    }
+                }
                 BackfillEvent::Skipped(s) => {
                     emit_line(&format!("skipped {}: {}", s.partition, s.reason))
                 }

@@ -15,9 +15,15 @@ pub(crate) fn emit_line(line: &str) {
 pub(crate) fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
     out!("pipeline {} ({origin})", engine.pipeline().name);
     out!("{}", describe_run(&o.run));
+    for line in audit_warnings(&o.run) {
+        out!("{line}");
+    }
     print_detection(&o.detection, &o.late);
     for r in &o.backfilled {
         out!("backfilled: {}", describe_run(r));
+        for line in audit_warnings(r) {
+            out!("{line}");
+        }
         if let (Some(crate::executor::Method::Replace), Some(reason)) =
             (r.strategy, &r.strategy_reason)
         {
@@ -36,6 +42,21 @@ pub(crate) fn print_outcome(engine: &Engine, origin: &str, o: &RunOutcome) {
             path.display()
         );
     }
+}
+
+/// A line for each audit of severity `warn` that failed on run `r`, with a sample row.
+pub(crate) fn audit_warnings(r: &RunReport) -> Vec<String> {
+    r.audits
+        .iter()
+        .filter(|a| !a.passed)
+        .map(|a| {
+            let sample = a
+                .samples
+                .first()
+                .map_or(String::new(), |s| format!("; e.g. {s}"));
+            format!("  audit warning {}: {}{sample}", a.name, a.message)
+        })
+        .collect()
 }
 
 /// "version N", or what a missing version means.
@@ -128,6 +149,9 @@ pub(crate) fn status_text(rows: &[crate::engine::StatusRow]) -> String {
                 r.owner.as_deref().unwrap_or("?")
             ),
             (None, Some(error)) => format!("error: {error}"),
+            _ if !r.audit_warnings().is_empty() => {
+                format!("audit warning: {}", r.audit_warnings().join(", "))
+            }
             _ if r.stale => "stale: processed by another version of the SQL".to_owned(),
             _ => String::new(),
         };

@@ -308,6 +308,8 @@ mod tests {
             lease_expires_at: None,
             attempts: 1,
             last_error: Some("<b>boom</b> & \"quotes\"".into()),
+            updated_at: None,
+            last_run: None,
         }
     }
 

@@ -214,7 +214,32 @@ pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
         source_version: report.source_version,
         fingerprint: Some(report.fingerprint.clone()),
         transform: Some(report.transform.clone()),
+        detail: Some(run_detail(report).to_string()),
     }
+}
+
+/// What the state table keeps of a run (its `detail`, shown by `status` as
+/// `last_run`): when and how long, the strategy, rows and bytes, and the audits that
+/// warned.
+pub(crate) fn run_detail(report: &RunReport) -> serde_json::Value {
+    let warnings: Vec<&latefill_executor::audit::AuditOutcome> =
+        report.audits.iter().filter(|a| !a.passed).collect();
+    let mut detail = serde_json::json!({
+        "started_at": report.started_at,
+        "duration_ms": report.duration_ms,
+        "strategy": report.strategy,
+        "rows_read": report.rows_read,
+        "bytes_read": report.bytes_read,
+        "rows_written": report.rows_written,
+        "target_version": report.target_version,
+    });
+    if report.recovered {
+        detail["recovered"] = true.into();
+    }
+    if !warnings.is_empty() {
+        detail["audit_warnings"] = serde_json::to_value(warnings).unwrap_or_default();
+    }
+    detail
 }
 
 impl Engine {
@@ -400,6 +425,7 @@ impl Engine {
                     files_read: 0,
                     rows_read: 0,
                     bytes_read: 0,
+                    audits: Vec::new(),
                     rows_written: 0,
                     target_version,
                     fingerprint: info.fingerprint,

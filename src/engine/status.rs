@@ -12,7 +12,7 @@ use super::{Engine, Result};
 use crate::plan::is_stale;
 
 /// One row of [`Engine::status`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusRow {
     /// The pipeline.
     pub pipeline: String,
@@ -40,6 +40,28 @@ pub struct StatusRow {
     pub attempts: u64,
     /// Why the last run failed.
     pub last_error: Option<String>,
+    /// When the state row last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// What the last completed run recorded: `started_at`, `duration_ms`,
+    /// `strategy`, `rows_read`, `bytes_read`, `rows_written`, `target_version`, and
+    /// `audit_warnings` (audits of severity `warn` that failed, with their samples).
+    pub last_run: Option<serde_json::Value>,
+}
+
+impl StatusRow {
+    /// The names of the audits that warned on the last run.
+    pub fn audit_warnings(&self) -> Vec<String> {
+        self.last_run
+            .as_ref()
+            .and_then(|run| run["audit_warnings"].as_array())
+            .map(|warnings| {
+                warnings
+                    .iter()
+                    .filter_map(|w| w["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Engine {
@@ -81,6 +103,10 @@ impl Engine {
                         .and_then(|r| r.lease_expires_at),
                     attempts: row.map_or(0, |r| r.attempts),
                     last_error: row.and_then(|r| r.last_error.clone()),
+                    updated_at: row.map(|r| r.updated_at),
+                    last_run: row
+                        .and_then(|r| r.detail.as_deref())
+                        .and_then(|d| serde_json::from_str(d).ok()),
                     partition: key.clone(),
                 }
             })

@@ -3,6 +3,7 @@
 //! Every test works on real Delta tables in temporary directories, runs real
 //! DataFusion, and drives the real `latefill` binary where the CLI is the subject.
 
+mod audits;
 mod common;
 mod concurrent;
 mod conventions;

@@ -179,6 +179,27 @@ pub enum Error {
         version: TableVersion,
     },
 
+    /// An audit of severity `error` found offending rows in the partition's result:
+    /// nothing was written to the target.
+    #[error(
+        "audit {audit} failed on {partition}: {message}; nothing was written to the target{}",
+        samples_text(samples)
+    )]
+    AuditFailed {
+        /// The partition.
+        partition: PartitionKey,
+        /// The audit's name.
+        audit: String,
+        /// What it found.
+        message: String,
+        /// Up to 5 offending rows, as JSON objects.
+        samples: Vec<serde_json::Value>,
+    },
+
+    /// An audit could not run (its SQL does not parse, names an unknown column...).
+    #[error("{0}")]
+    AuditInvalid(String),
+
     /// The transform SQL does not parse or does not plan against the source.
     #[error("the transform SQL is invalid: {source}\nSQL: {sql}")]
     InvalidSql {
@@ -321,6 +342,8 @@ impl Error {
             | Error::MissingPartitionColumn { .. }
             | Error::SchemaMismatch { .. }
             | Error::DamagedLog { .. }
+            | Error::AuditFailed { .. }
+            | Error::AuditInvalid(_)
             | Error::Execution { .. } => ErrorClass::Data,
             Error::TargetConflict { .. } => ErrorClass::Contention,
             Error::Store(e) if e.is_usage() => ErrorClass::Usage,
@@ -328,4 +351,13 @@ impl Error {
             Error::Internal(_) => ErrorClass::Internal,
         }
     }
+}
+
+/// The sample rows of a failed audit, for its message: `; e.g. {...} {...}`.
+fn samples_text(samples: &[serde_json::Value]) -> String {
+    if samples.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
+    format!("; offending rows, e.g.: {}", rows.join(" "))
 }

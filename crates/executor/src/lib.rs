@@ -39,6 +39,7 @@
 //! ```
 
 mod appended;
+pub mod audit;
 mod chain;
 pub mod combine;
 mod error;

@@ -29,6 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::audit::{Audit, Check, Severity, parse_compare};
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
 use crate::transform::Transform;
@@ -102,8 +103,10 @@ pub struct Pipeline {
     /// file; a program embedding latefill may give a Rust function instead.
     pub transform: Transform,
     /// Which strategies a late partition's run may use (`transform.strategy`:
-    /// `"auto"`, the default, or `"replace"`).
+    /// `"auto"`, the default, `"replace"` or `"incremental"`).
     pub strategy: Strategy,
+    /// Checks of each partition's result before it is published (`[[audit]]`).
+    pub audits: Vec<Audit>,
     /// Store options for the source: `[storage]`, then `[source.storage]`.
     pub source_storage: StorageOptions,
     /// Store options for the target: `[storage]`, then `[target.storage]`.
@@ -121,6 +124,139 @@ struct RawPipeline {
     state: RawState,
     transform: RawTransform,
     storage: Option<RawStorage>,
+    audit: Option<Vec<RawAudit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    name: Option<String>,
+    severity: Option<String>,
+    not_null: Option<Vec<String>>,
+    unique: Option<Vec<String>>,
+    accepted_values: Option<RawAcceptedValues>,
+    row_count: Option<RawRowCount>,
+    compare: Option<String>,
+    sql: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcceptedValues {
+    column: String,
+    values: Vec<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRowCount {
+    min: Option<u64>,
+    max: Option<u64>,
+}
+
+/// The `[[audit]]` entries of a pipeline file, validated.
+fn audits(raw: Vec<RawAudit>) -> std::result::Result<Vec<Audit>, String> {
+    let mut audits: Vec<Audit> = Vec::with_capacity(raw.len());
+    for (i, a) in raw.into_iter().enumerate() {
+        let at = format!(
+            "audit {} ({})",
+            i + 1,
+            a.name.as_deref().unwrap_or("unnamed")
+        );
+        let columns = |kind: &str, columns: Vec<String>| {
+            if columns.is_empty() || columns.iter().any(|c| c.trim().is_empty()) {
+                Err(format!(
+                    "{at}: {kind} needs a list of column names, e.g. {kind} = [\"type\"]"
+                ))
+            } else {
+                Ok(columns)
+            }
+        };
+        let mut checks = Vec::new();
+        if let Some(c) = a.not_null {
+            checks.push(Check::NotNull(columns("not_null", c)?));
+        }
+        if let Some(c) = a.unique {
+            checks.push(Check::Unique(columns("unique", c)?));
+        }
+        if let Some(v) = a.accepted_values {
+            let values = v
+                .values
+                .into_iter()
+                .map(|value| match value {
+                    toml::Value::String(s) => Ok(s),
+                    toml::Value::Integer(n) => Ok(n.to_string()),
+                    toml::Value::Float(x) => Ok(x.to_string()),
+                    toml::Value::Boolean(b) => Ok(b.to_string()),
+                    other => Err(format!(
+                        "{at}: accepted_values.values holds {other}, which is no string, number or boolean"
+                    )),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            if values.is_empty() {
+                return Err(format!("{at}: accepted_values.values is empty"));
+            }
+            checks.push(Check::AcceptedValues {
+                column: v.column,
+                values,
+            });
+        }
+        if let Some(RawRowCount { min, max }) = a.row_count {
+            if min.is_none() && max.is_none() || min.zip(max).is_some_and(|(a, b)| a > b) {
+                return Err(format!(
+                    "{at}: row_count needs min, max or both, min at most max: e.g. row_count = {{ min = 1 }}"
+                ));
+            }
+            checks.push(Check::RowCount { min, max });
+        }
+        if let Some(text) = a.compare {
+            let (l, op, r) = parse_compare(&text).map_err(|e| format!("{at}: compare {e}"))?;
+            checks.push(Check::Compare(l, op, r));
+        }
+        if let Some(sql) = a.sql {
+            if sql.trim().is_empty() {
+                return Err(format!("{at}: sql is empty"));
+            }
+            checks.push(Check::Sql(sql));
+        }
+        let check = match checks.len() {
+            1 => checks.remove(0),
+            0 => {
+                return Err(format!(
+                    "{at} checks nothing: give one of not_null, unique, accepted_values, \
+                     row_count, compare or sql"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{at} has {} checks: give one per [[audit]] entry",
+                    checks.len()
+                ));
+            }
+        };
+        let severity = match a.severity.as_deref() {
+            None | Some("error") => Severity::Error,
+            Some("warn") => Severity::Warn,
+            Some(other) => {
+                return Err(format!(
+                    "{at}: severity {other:?}: use \"error\" (the partition fails, the target is \
+                     untouched) or \"warn\" (published, the failure reported)"
+                ));
+            }
+        };
+        let name = a.name.unwrap_or_else(|| Audit::default_name(&check));
+        if audits.iter().any(|other| other.name == name) {
+            return Err(format!(
+                "{at}: another audit is named {name:?}: give each a name of its own"
+            ));
+        }
+        audits.push(Audit {
+            name,
+            check,
+            severity,
+        });
+    }
+    Ok(audits)
 }
 
 /// Store options as the file gives them: strings, numbers or booleans.
@@ -259,6 +395,7 @@ impl Pipeline {
             ),
             None => None,
         };
+        pipeline.audits = audits(raw.audit.unwrap_or_default()).map_err(&invalid)?;
         if let Some(text) = &raw.transform.strategy {
             pipeline.strategy = text
                 .parse()
@@ -326,6 +463,7 @@ impl Pipeline {
             state_retention: None,
             transform,
             strategy: Strategy::Auto,
+            audits: Vec::new(),
             source_storage: StorageOptions::default(),
             target_storage: StorageOptions::default(),
             state_storage: StorageOptions::default(),

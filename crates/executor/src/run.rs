@@ -16,6 +16,7 @@ use latefill_core::TableVersion;
 use latefill_core::partition::{PartitionDate, PartitionKey};
 use serde::Serialize;
 
+use crate::audit::{AuditOutcome, Severity};
 use crate::combine::combine_late_rows;
 use crate::error::{Error, Result};
 use crate::fingerprint::files_fingerprint;
@@ -65,6 +66,9 @@ pub struct RunReport {
     pub fingerprint: String,
     /// The transform's version ([`Pipeline::transform_version`]) that wrote it.
     pub transform: String,
+    /// What each audit found (`[[audit]]`); those of severity `warn` may have failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audits: Vec<AuditOutcome>,
     /// `true` when nothing was written because the target's `txn` showed that a run
     /// which died after its commit had already written this version.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -281,7 +285,27 @@ impl RunPartition {
             None => count_rows(&ctx, partition).await?,
         };
 
-        // 5. Replace the partition: every partition of the period the target has,
+        // 5. Audit the result before anything is written: held in memory once, read by
+        // the audits and then by the write.
+        let (result, audits) = if pipeline.audits.is_empty() {
+            (result, Vec::new())
+        } else {
+            let execution = |source| Error::Execution {
+                partition: key.clone(),
+                source,
+            };
+            let result = result.cache().await.map_err(execution)?;
+            let rows_in = match (choice.update.is_some(), choice.replace.rows) {
+                (false, _) => Some(rows_read),
+                (true, rows) => rows,
+            };
+            let audits =
+                audit_result(pipeline, partition, &source, &values, &result, rows_in).await?;
+            phases.mark("audits");
+            (result, audits)
+        };
+
+        // 6. Replace the partition: every partition of the period the target has,
         // and those this run writes (the source's values, passed through by the SQL),
         // recording the source version as an app transaction.
         let mut replaced = raw_values(&target_files, partitioning);
@@ -442,6 +466,7 @@ impl RunPartition {
             files_read: read.files,
             rows_read,
             bytes_read: read.bytes,
+            audits,
             rows_written,
             target_version: target_version.into(),
             started_at,
@@ -449,6 +474,53 @@ impl RunPartition {
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// Runs `pipeline`'s audits on `result`, the partition's result, with the
+/// partition's source rows (at `source`'s version, raw partition values `values`) as
+/// the table `source`; `rows_in` counts them when the log's statistics do. An audit
+/// of severity `error` that fails is [`Error::AuditFailed`].
+async fn audit_result(
+    pipeline: &Pipeline,
+    partition: &PartitionKey,
+    source: &deltalake::DeltaTable,
+    values: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    result: &deltalake::datafusion::dataframe::DataFrame,
+    rows_in: Option<u64>,
+) -> Result<Vec<AuditOutcome>> {
+    let execution = |source| Error::Execution {
+        partition: partition.clone(),
+        source,
+    };
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    ctx.register_table("result", result.clone().into_view())
+        .map_err(execution)?;
+    register_source(&ctx, source, &pipeline.source, values, None).await?;
+    let rows_out = result.clone().count().await.map_err(execution)? as u64;
+    let rows_in = match rows_in {
+        Some(rows) => rows,
+        None => count_rows(&ctx, partition).await?,
+    };
+    let mut outcomes = Vec::with_capacity(pipeline.audits.len());
+    for audit in &pipeline.audits {
+        let outcome = audit
+            .run(&ctx, rows_in, rows_out)
+            .await
+            .map_err(Error::AuditInvalid)?;
+        if !outcome.passed {
+            if audit.severity == Severity::Error {
+                return Err(Error::AuditFailed {
+                    partition: partition.clone(),
+                    audit: outcome.name,
+                    message: outcome.message,
+                    samples: outcome.samples,
+                });
+            }
+            tracing::warn!(%partition, audit = %outcome.name, message = %outcome.message, "audit warning");
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// A DataFusion session for a run: delta-rs's (its planner knows the nodes a Delta

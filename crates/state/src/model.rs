@@ -81,6 +81,9 @@ pub struct PartitionState {
     pub attempts: u64,
     /// Why the last run failed.
     pub last_error: Option<String>,
+    /// What the last completed run recorded of itself, as JSON (the `detail`
+    /// column): its strategy, rows, duration and audit warnings.
+    pub detail: Option<String>,
     /// When the row last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -100,7 +103,8 @@ fn timestamp() -> DataType {
 }
 
 /// The state table's schema. Rows are keyed by `pipeline` and `partition`; `detail`
-/// carries the cursor's JSON on a pipeline's cursor row.
+/// carries the cursor's JSON on a pipeline's cursor row, and the last run's details
+/// on a partition's.
 pub(crate) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("pipeline", DataType::Utf8, false),
@@ -227,7 +231,7 @@ fn rows_batch(pipeline: &str, mine: &Rows) -> RecordBatch {
         ints(&|p| Some(p.attempts as i64)),
         strings(&|p| p.last_error.clone(), &none),
         times(&|p| micros(Some(p.updated_at))),
-        strings(&|_| None, &|c| Some(c.to_owned())),
+        strings(&|p| p.detail.clone(), &|c| Some(c.to_owned())),
         strings(&|p| p.transform.clone(), &none),
     ];
     debug_assert!(columns.iter().all(|c| c.len() == n));
@@ -316,6 +320,7 @@ pub(crate) fn from_batches(
                 lease_expires_at: time("lease_expires_at", r),
                 attempts: int("attempts", r).unwrap_or_default() as u64,
                 last_error: text("last_error", r),
+                detail: text("detail", r),
                 updated_at: time("updated_at", r).unwrap_or_default(),
                 partition: key.clone(),
             };
@@ -358,6 +363,7 @@ mod tests {
                 lease_expires_at: (i == 0).then_some(now),
                 attempts: i as u64,
                 last_error: (i == 2).then(|| "boom".into()),
+                detail: (i == 1).then(|| "{\"rows_read\":3}".into()),
                 updated_at: now,
             };
             rows.partitions.insert(p.partition.clone(), p);

@@ -131,6 +131,8 @@ pub struct Completion {
     pub fingerprint: Option<String>,
     /// The version of the transform that processed it.
     pub transform: Option<String>,
+    /// What the run records of itself, as JSON ([`PartitionState::detail`]).
+    pub detail: Option<String>,
 }
 
 /// A partition a plan picked, with the row it was planned from (`None`: it had no row).
@@ -733,6 +735,7 @@ impl StateTable {
             lease_expires_at: Some(now + self.lease),
             attempts: previous.map_or(0, |p| p.attempts) + u64::from(!renewal),
             last_error: previous.and_then(|p| p.last_error.clone()),
+            detail: previous.and_then(|p| p.detail.clone()),
             updated_at: now,
         };
         rows.partitions.insert(name.clone(), state);
@@ -758,6 +761,7 @@ impl StateTable {
         p.source_version = Some(done.source_version);
         p.fingerprint.clone_from(&done.fingerprint);
         p.transform.clone_from(&done.transform);
+        p.detail.clone_from(&done.detail);
         p.lease_expires_at = None;
         p.last_error = None;
         p.updated_at = now;
@@ -871,6 +875,7 @@ impl StateTable {
             source_version,
             fingerprint,
             transform,
+            detail: None,
         };
         self.complete_with_cursor(&done, run_id, None).await
     }
@@ -1035,6 +1040,7 @@ impl StateTable {
                         lease_expires_at: None,
                         attempts: 0,
                         last_error: None,
+                        detail: None,
                         updated_at: now,
                     },
                 );

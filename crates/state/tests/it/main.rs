@@ -396,6 +396,7 @@ fn done(partition: &PartitionKey, source_version: u64) -> Completion {
         source_version: v(source_version),
         fingerprint: Some(format!("fp{source_version}")),
         transform: Some("sql:1".into()),
+        detail: Some(format!("{{\"rows_read\":{source_version}}}")),
     }
 }
 
