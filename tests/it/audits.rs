@@ -277,6 +277,26 @@ async fn a_failed_audit_upstream_stops_the_downstream_pipeline() {
     );
 }
 
+/// An audit whose SQL does not plan (an unknown column) is refused before anything
+/// is claimed or written, naming the audit: exit 3, the state table not created.
+#[tokio::test]
+async fn an_audit_that_does_not_plan_is_refused_before_the_claim() {
+    let ws = with_audits(None, "[[audit]]\nnot_null = [\"colour\"]\n");
+    ws.generate(DAY, 100, 1).await;
+    let out = ws.run_cli(&["--date", DAY]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("audit not_null(colour) does not plan") && err.contains("colour"),
+        "{err}"
+    );
+    assert!(
+        !ws.dir.path().join("state").exists(),
+        "the state table was created"
+    );
+    assert!(!ws.target_path().exists(), "the target was created");
+}
+
 /// Mistakes in `[[audit]]` entries are refused when the file is read (exit 2),
 /// saying which entry and what to write.
 #[tokio::test]

@@ -231,6 +231,19 @@ impl Audit {
         }
     }
 
+    /// Plans the audit's query in `ctx` (where `result` and `source` are registered),
+    /// reading nothing: an error names the audit and its SQL.
+    pub(crate) async fn plan(&self, ctx: &SessionContext) -> Result<(), String> {
+        match self.offending_rows_sql() {
+            Some(sql) => ctx
+                .sql(&sql)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("audit {} does not plan: {e}\n  {sql}", self.name)),
+            None => Ok(()),
+        }
+    }
+
     /// Runs the audit in `ctx`, where `result` is the partition's result and
     /// `source` the partition's source rows; `rows_in` and `rows_out` are their
     /// counts.

@@ -158,6 +158,14 @@ pub(crate) async fn check_plan(
     let result = plan_transform(&ctx, pipeline).await?;
     let schema: Schema = result.schema().as_arrow().clone();
     check_partition_columns(&pipeline.partitioning, &schema)?;
+    // Each audit's SQL plans over `result` (and `source`).
+    if !pipeline.audits.is_empty() {
+        ctx.register_table("result", result.into_view())
+            .map_err(|e| Error::Internal(format!("registering the result: {e}")))?;
+        for audit in &pipeline.audits {
+            audit.plan(&ctx).await.map_err(Error::AuditInvalid)?;
+        }
+    }
     match target {
         Some(target) => check_target_schema(target, &pipeline.target, &schema),
         None => Ok(()),
