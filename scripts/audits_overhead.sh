@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# What audits cost: `latefill run` of a day of ROWS rows (5,000,000) through the
+# default pipeline, without audits and with six (every built-in and a custom SQL
+# audit), release build, whole processes, medians of RUNS runs. The day is generated
+# once; each timed run recomputes it into the same target (nothing was appended, so
+# the run replaces the partition whole).
+#
+#   bash scripts/audits_overhead.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROWS=${ROWS:-5000000}
+RUNS=${RUNS:-5}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
+if [[ -n "${LATEFILL_BIN:-}" ]]; then
+  bin=$LATEFILL_BIN
+else
+  cargo build --release --locked -q
+  bin=$CARGO_TARGET_DIR/release/latefill
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" init --path "$work/plain.toml" >/dev/null
+sed -i 's#"latefill-demo/#"#' "$work/plain.toml"
+cp "$work/plain.toml" "$work/audited.toml"
+cat >> "$work/audited.toml" <<'TOML'
+
+[[audit]]
+not_null = ["type", "devices"]
+[[audit]]
+unique = ["type", "version", "event_time"]
+[[audit]]
+accepted_values = { column = "type", values = ["iphone", "galaxy", "pixel", "oneplus", "xperia", "htc"] }
+[[audit]]
+row_count = { min = 1 }
+[[audit]]
+compare = "rows_out <= rows_in"
+[[audit]]
+name = "no empty group"
+sql = "SELECT * FROM result WHERE devices < 1"
+TOML
+"$bin" generate --table "$work/devices" --date 2024-01-01 --rows "$ROWS" --seed 1 >/dev/null
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for config in plain audited; do
+  "$bin" run --config "$work/$config.toml" --date 2024-01-01 --no-backfill >/dev/null
+  times=()
+  for _ in $(seq "$RUNS"); do
+    start=$(date +%s%N)
+    "$bin" run --config "$work/$config.toml" --date 2024-01-01 --no-backfill --format json >/dev/null
+    end=$(date +%s%N)
+    times+=($(( (end - start) / 1000000 )))
+  done
+  m=$(printf '%s\n' "${times[@]}" | median)
+  echo "$config: ${times[*]} ms, median $m ms"
+  eval "median_$config=$m"
+done
+awk -v a="$median_audited" -v b="$median_plain" \
+  'BEGIN { printf "six audits add %.1f%% (%d ms against %d ms)\n", (a - b) * 100 / b, a, b }'
