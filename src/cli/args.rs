@@ -109,6 +109,17 @@ pub(crate) enum Command {
     /// Show the state table: per partition its status, the source version it was
     /// processed at, the last version its data changed at, and whether it is late.
     Status(StatusArgs),
+    /// Report how late each pipeline's data arrives, and the --lookback that covers it.
+    ///
+    /// A late change is a commit that changed a partition's source data after the
+    /// partition was first processed. For each pipeline: the share of processed
+    /// partitions that received late data; the distribution (p50, p90, p99, max) of
+    /// lateness, the time from the end of the partition's period to the commit, and of
+    /// the number of later runs that passed before it arrived; the slowest changes;
+    /// and the --lookback that would have covered 99% and 100% of them. Read from the
+    /// source's log (every commit it still holds) and the state table: commits removed
+    /// by log cleanup are not seen.
+    Lateness(LatenessArgs),
     /// Process a range of dates, N partitions at a time.
     ///
     /// By default it processes the dates with source data that are not up to date:
@@ -413,6 +424,66 @@ pub(crate) struct StatusArgs {
     /// status.html`).
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
+    /// Only partitions from this date on (YYYY-MM-DD, or the pipeline's
+    /// granularity).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) from: Option<String>,
+    /// Only partitions up to this date, included.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) to: Option<String>,
+    /// Only partitions in one of these states, comma-separated (e.g.
+    /// `--state failed,late`). A partition can be in several: processed and late,
+    /// or processed and stale.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATE,...")]
+    pub(crate) state: Vec<StateFilter>,
+}
+
+/// `status --state`: what a partition is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StateFilter {
+    /// Processed (late, stale or up to date).
+    Processed,
+    /// Its last run failed.
+    Failed,
+    /// Processed, and its source data changed since.
+    Late,
+    /// Processed by another version of the transform.
+    Stale,
+    /// Claimed by a worker now.
+    Processing,
+    /// Seen in the source, never processed.
+    Unprocessed,
+}
+
+impl StateFilter {
+    /// Whether `row` is in this state.
+    pub(crate) fn matches(self, row: &crate::engine::StatusRow) -> bool {
+        match self {
+            StateFilter::Processed => row.status == "processed",
+            StateFilter::Failed => row.status == "failed",
+            StateFilter::Late => row.late,
+            StateFilter::Stale => row.stale,
+            StateFilter::Processing => row.status == "processing",
+            StateFilter::Unprocessed => row.status == "unprocessed",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LatenessArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    /// Only partitions from this date on (YYYY-MM-DD, or the pipeline's
+    /// granularity).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) from: Option<String>,
+    /// Only partitions up to this date, included.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) to: Option<String>,
+    /// Output format: `json` prints one JSON object per pipeline, a line each.
+    #[arg(long, visible_alias = "output", value_enum, env = "LATEFILL_FORMAT",
+          default_value_t = Output::Text)]
+    pub(crate) format: Output,
 }
 
 #[derive(Debug, clap::Args)]

@@ -138,8 +138,17 @@ pub(crate) fn status_text(rows: &[crate::engine::StatusRow]) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  note",
-        "partition", "status", "source version", "last change", "late", "attempts"
+        "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  {:<16}  {:>9}  {:>11}  {:>11}  note",
+        "partition",
+        "status",
+        "source version",
+        "last change",
+        "late",
+        "attempts",
+        "updated (UTC)",
+        "took",
+        "rows in",
+        "rows out"
     );
     let opt = |v: Option<crate::TableVersion>| v.map_or("-".to_owned(), |v| v.to_string());
     for r in rows {
@@ -155,15 +164,24 @@ pub(crate) fn status_text(rows: &[crate::engine::StatusRow]) -> String {
             _ if r.stale => "stale: processed by another version of the SQL".to_owned(),
             _ => String::new(),
         };
+        // What the last completed run recorded; `-` before the first.
+        let run = |field: &str| r.last_run.as_ref().and_then(|run| run[field].as_u64());
+        let count =
+            |field: &str| run(field).map_or("-".to_owned(), crate::cli::progress::thousands);
         let _ = writeln!(
             text,
-            "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  {note}",
+            "{:<width$}  {:<11}  {:>14}  {:>11}  {:<4}  {:>8}  {:<16}  {:>9}  {:>11}  {:>11}  {note}",
             r.partition,
             r.status,
             opt(r.source_version),
             opt(r.last_change_version),
             if r.late { "yes" } else { "no" },
-            r.attempts
+            r.attempts,
+            r.updated_at
+                .map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+            run("duration_ms").map_or("-".to_owned(), crate::cli::progress::duration),
+            count("rows_read"),
+            count("rows_written"),
         );
     }
     text

@@ -11,6 +11,9 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
         config,
         format,
         out,
+        from,
+        to,
+        state,
     } = args;
     let (pipelines, _) = config.load_all()?;
     let several = pipelines.len() > 1;
@@ -19,10 +22,29 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     // advances instead of reading afresh.
     let session = Session::new();
     for pipeline in pipelines {
-        let rows = Engine::new(pipeline.clone())
+        let from = from
+            .as_deref()
+            .map(|d| pipeline.parse_date(d))
+            .transpose()?;
+        let to = to.as_deref().map(|d| pipeline.parse_date(d)).transpose()?;
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(UsageError(format!(
+                "--from {from} is after --to {to}: no partition is in that range"
+            ))
+            .into());
+        }
+        let mut rows = Engine::new(pipeline.clone())
             .with_session(session.clone())
             .status()
             .await?;
+        rows.retain(|row| {
+            let date = row.partition.date();
+            from.is_none_or(|from| date >= from)
+                && to.is_none_or(|to| date <= to)
+                && (state.is_empty() || state.iter().any(|s| s.matches(row)))
+        });
         all.push((pipeline, rows));
     }
     let text = match format {
