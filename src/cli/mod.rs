@@ -120,6 +120,7 @@ where
         | Command::Detect(args::DetectArgs { output, .. })
         | Command::Backfill(args::BackfillArgs { output, .. })
         | Command::Changes(args::ChangesArgs { format: output, .. })
+        | Command::Lateness(args::LatenessArgs { format: output, .. })
         | Command::State(
             StateCommand::Release(args::ReleaseArgs { format: output, .. })
             | StateCommand::Reset(args::ResetArgs { format: output, .. }),
@@ -161,6 +162,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => commands::run::run(args).await,
         Command::Detect(args) => commands::detect::detect(args).await,
         Command::Status(args) => commands::status::status(args).await,
+        Command::Lateness(args) => commands::lateness::lateness(args).await,
         Command::Backfill(args) => commands::backfill::backfill(args).await,
         Command::State(StateCommand::Rebuild(args)) => commands::state::rebuild(args).await,
         Command::State(StateCommand::Release(args)) => commands::state::release(args).await,

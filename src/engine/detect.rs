@@ -162,7 +162,7 @@ impl Engine {
 
     /// A detector error about the source, said as the executor says it about the
     /// source: a missing table or a damaged log names the source's role.
-    fn source_error(&self, e: latefill_detector::Error) -> Error {
+    pub(super) fn source_error(&self, e: latefill_detector::Error) -> Error {
         use latefill_detector::Error as Log;
         let table = self.pipeline.source.clone();
         match e {

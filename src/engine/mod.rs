@@ -22,6 +22,7 @@ use crate::plan::LatePartition;
 pub(crate) mod batch;
 mod detect;
 mod hand_out;
+mod lateness;
 mod requests;
 mod status;
 
@@ -29,6 +30,7 @@ use batch::BackfillEvent;
 pub(crate) use detect::processed_of;
 pub use detect::{Detection, DetectionSummary};
 pub use hand_out::BackfillPlan;
+pub use lateness::{Coverage, Distribution, LateChange, LatenessReport};
 pub use requests::{Detect, Process, RunDate};
 pub use status::StatusRow;
 

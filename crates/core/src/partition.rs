@@ -161,12 +161,22 @@ impl PartitionDate {
                     .find_map(|f| NaiveDateTime::parse_from_str(&text, f).ok())
             })
             .or_else(|| parse_ymd(raw).map(|d| d.and_time(NaiveTime::MIN)))?;
+        Self::containing(granularity, instant)
+    }
+
+    /// The period of `granularity` that `instant` falls in.
+    pub fn containing(granularity: Granularity, instant: NaiveDateTime) -> Option<Self> {
         let start = match granularity {
             Granularity::Hour => instant.date().and_hms_opt(instant.hour(), 0, 0)?,
             Granularity::Day => instant.date().and_time(NaiveTime::MIN),
             Granularity::Month => instant.date().with_day(1)?.and_time(NaiveTime::MIN),
         };
         Some(PartitionDate { start, granularity })
+    }
+
+    /// When the period ends: the next period's start.
+    pub fn end(&self) -> Option<NaiveDateTime> {
+        self.succ().map(|next| next.start)
     }
 
     /// The day the period starts on.

@@ -302,9 +302,9 @@ struct Fold {
 }
 
 /// Partition values as a sortable key, before naming.
-type RawKey = Vec<(String, Option<String>)>;
+pub(crate) type RawKey = Vec<(String, Option<String>)>;
 
-fn raw_key(values: &PartitionValues) -> RawKey {
+pub(crate) fn raw_key(values: &PartitionValues) -> RawKey {
     let mut key: Vec<_> = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     key.sort();
     key

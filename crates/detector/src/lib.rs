@@ -38,6 +38,7 @@
 
 mod detect;
 mod error;
+mod history;
 mod log;
 mod naming;
 
@@ -45,5 +46,6 @@ pub use detect::{
     Changes, Cursor, DetectChanges, PartitionChange, Replacement, ScanStats, detect_changes,
 };
 pub use error::{Error, Result};
+pub use history::{CommitChanges, History, change_history};
 pub use log::{LogBounds, check_log, log_bounds, log_damage};
 pub use naming::{NULL_PARTITION_VALUE, PartitionNaming};

@@ -45,6 +45,10 @@ pub(crate) struct Commit {
     /// different digest for the same version means a different table. Empty where
     /// the reader was not asked for it (all but the last commit of a long read).
     pub digest: String,
+    /// When the commit was made, in milliseconds since the epoch: its
+    /// `commitInfo.inCommitTimestamp` where the table has in-commit timestamps, else
+    /// `commitInfo.timestamp` (every writer latefill knows writes one).
+    pub timestamp: Option<i64>,
 }
 
 /// A checkpoint's live files and metadata.
@@ -113,6 +117,15 @@ struct LineJson {
     remove: Option<FileJson>,
     #[serde(rename = "metaData")]
     meta_data: Option<MetadataAction>,
+    #[serde(rename = "commitInfo")]
+    commit_info: Option<CommitInfoJson>,
+}
+
+#[derive(Deserialize)]
+struct CommitInfoJson {
+    timestamp: Option<i64>,
+    #[serde(rename = "inCommitTimestamp")]
+    in_commit_timestamp: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -339,6 +352,9 @@ impl LogReader {
             }
             if parsed.meta_data.is_some() {
                 commit.metadata = parsed.meta_data;
+            }
+            if let Some(info) = parsed.commit_info {
+                commit.timestamp = info.in_commit_timestamp.or(info.timestamp);
             }
         }
         Ok(commit)

@@ -757,11 +757,11 @@ impl StateTable {
             return Ok(());
         }
         let p = Self::held(rows, &done.partition, run_id)?;
+        p.detail = carry_history(p, done);
         p.status = Status::Processed;
         p.source_version = Some(done.source_version);
         p.fingerprint.clone_from(&done.fingerprint);
         p.transform.clone_from(&done.transform);
-        p.detail.clone_from(&done.detail);
         p.lease_expires_at = None;
         p.last_error = None;
         p.updated_at = now;
@@ -1156,4 +1156,31 @@ impl deltalake::operations::vacuum::Clock for VacuumClock {
     fn current_timestamp_millis(&self) -> i64 {
         self.0.now().timestamp_millis()
     }
+}
+
+/// The detail a completion records: the run's own (`done.detail`), with
+/// `first_processed_version` carried over from the row's: the source version the
+/// partition was first processed at, set by its first completion and kept by every
+/// later one, so that a lateness report can tell a late change from a first load.
+/// A row processed before latefill recorded it stays without.
+fn carry_history(row: &PartitionState, done: &Completion) -> Option<String> {
+    let first = match row.source_version {
+        None => Some(done.source_version.get()),
+        Some(_) => row
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .and_then(|d| d["first_processed_version"].as_u64()),
+    };
+    let Some(first) = first else {
+        return done.detail.clone();
+    };
+    let mut detail = done
+        .detail
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    detail["first_processed_version"] = first.into();
+    Some(detail.to_string())
 }

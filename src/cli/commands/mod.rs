@@ -5,6 +5,7 @@ pub(crate) mod changes;
 pub(crate) mod demo;
 pub(crate) mod detect;
 pub(crate) mod init;
+pub(crate) mod lateness;
 pub(crate) mod run;
 pub(crate) mod state;
 pub(crate) mod status;
