@@ -18,6 +18,7 @@ from ._latefill import __version__
 from .engine import Engine, Project, changes
 from .errors import ContentionError, DataError, LatefillError, StorageError, UsageError
 from .results import (
+    AuditOutcome,
     BackfillEvent,
     BackfillReport,
     Changes,
@@ -41,6 +42,7 @@ __all__ = [
     "DataError",
     "ContentionError",
     "StorageError",
+    "AuditOutcome",
     "BackfillEvent",
     "BackfillReport",
     "Changes",

@@ -196,6 +196,20 @@ class Engine:
                 columns[name].append(getattr(row, name))
         return pa.table(columns, schema=schema)
 
+    def lateness(
+        self,
+        start: Union[str, date, None] = None,
+        end: Union[str, date, None] = None,
+    ) -> Dict[str, Any]:
+        """How late the pipeline's data arrives (``latefill lateness``), for the
+        partitions of ``start..end`` (all when unset): ``late_share``,
+        ``lateness_seconds`` and ``runs_later`` (``p50``, ``p90``, ``p99``, ``max``),
+        ``lookback_days_99`` and ``lookback_days_100``, ``slowest`` and ``coverage``,
+        as ``latefill lateness --format json`` prints them."""
+        start_text = None if start is None else str(start)
+        end_text = None if end is None else str(end)
+        return json.loads(self._core.lateness(start_text, end_text))
+
 
 class Project:
     """Every pipeline of a project file, upstream before downstream.

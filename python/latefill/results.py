@@ -39,6 +39,32 @@ class _Result:
 
 
 @dataclass(frozen=True)
+class AuditOutcome(_Result):
+    """One audit of a partition's result, run before the commit."""
+
+    name: str
+    severity: str
+    """``error`` (a failure fails the partition) or ``warn`` (published anyway)."""
+    passed: bool
+    failing_rows: int
+    """How many rows offended (1 for a failed row count or comparison)."""
+    message: str
+    samples: List[Dict[str, Any]] = field(default_factory=list)
+    """Up to 5 offending rows."""
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "AuditOutcome":
+        return cls(
+            name=d["name"],
+            severity=d["severity"],
+            passed=d["passed"],
+            failing_rows=d["failing_rows"],
+            message=d["message"],
+            samples=d.get("samples", []),
+        )
+
+
+@dataclass(frozen=True)
 class RunReport(_Result):
     """One partition processed: what was read and written."""
 
@@ -68,6 +94,14 @@ class RunReport(_Result):
     """Why the other strategy was not chosen."""
     bytes_read: int = 0
     """Source bytes read (the late files alone for an incremental update)."""
+    audits: List[AuditOutcome] = field(default_factory=list)
+    """The pipeline's audits, as they ran on this partition's result (those of
+    severity ``warn`` may have failed; a failing ``error`` audit fails the run)."""
+
+    @property
+    def audit_warnings(self) -> List[AuditOutcome]:
+        """The audits that failed with severity ``warn``."""
+        return [a for a in self.audits if not a.passed]
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RunReport":
@@ -88,6 +122,7 @@ class RunReport(_Result):
             strategy=d.get("strategy"),
             strategy_reason=d.get("strategy_reason"),
             bytes_read=d.get("bytes_read", 0),
+            audits=[AuditOutcome.from_dict(a) for a in d.get("audits", [])],
         )
 
 
@@ -286,6 +321,13 @@ class StatusRow(_Result):
     lease_expires_at: Optional[datetime]
     attempts: int
     last_error: Optional[str]
+    """Why the last run failed: a failed audit's name and sample rows included."""
+    updated_at: Optional[datetime] = None
+    """When the state row last changed."""
+    last_run: Optional[Dict[str, Any]] = None
+    """What the last completed run recorded: ``started_at``, ``duration_ms``,
+    ``strategy``, ``rows_read``, ``bytes_read``, ``rows_written``,
+    ``target_version`` and ``audit_warnings``."""
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "StatusRow":
@@ -303,6 +345,8 @@ class StatusRow(_Result):
             lease_expires_at=_time(d.get("lease_expires_at")),
             attempts=d["attempts"],
             last_error=d.get("last_error"),
+            updated_at=_time(d.get("updated_at")),
+            last_run=d.get("last_run"),
         )
 
 

@@ -339,6 +339,20 @@ impl Engine {
         let rows = block_on(py, None, None, async move { Ok(engine.status().await?) })?;
         json(&rows)
     }
+
+    /// How late the pipeline's data arrives, for the partitions of `start..=end`
+    /// (`latefill lateness`). JSON of a `LatenessReport`.
+    #[pyo3(signature = (start=None, end=None))]
+    fn lateness(&self, py: Python<'_>, start: Option<&str>, end: Option<&str>) -> PyResult<String> {
+        let pipeline = self.engine.pipeline();
+        let from = start.map(|d| date_of(py, pipeline, d)).transpose()?;
+        let to = end.map(|d| date_of(py, pipeline, d)).transpose()?;
+        let engine = self.engine.clone();
+        let report = block_on(py, None, None, async move {
+            Ok(engine.lateness(from, to).await?)
+        })?;
+        json(&report)
+    }
 }
 
 /// The engine of `pipeline` in `session`, as the command line makes it.

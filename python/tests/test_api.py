@@ -260,3 +260,44 @@ def test_the_command_handles_sigterm_as_the_binary_does(ws: Workspace) -> None:
     assert not plan.exists()
     row = {r.period: r for r in engine.status()}["2024-01-01"]
     assert row.status == "failed" and row.last_error == "interrupted" and row.late
+
+
+def test_audits_warn_in_the_report_and_fail_with_a_data_error(ws: Workspace) -> None:
+    ws.config.write_text(
+        ws.config.read_text()
+        + '\n[[audit]]\nname = "only iphones"\nseverity = "warn"\n'
+        'accepted_values = { column = "type", values = ["iphone"] }\n'
+        '[[audit]]\nname = "no 2024-01-02"\n'
+        "sql = \"SELECT * FROM result WHERE CAST(event_time AS VARCHAR) = '2024-01-02'\"\n"
+    )
+    ws.generate("2024-01-01", 2_000, 1)
+    ws.generate("2024-01-02", 2_000, 2)
+    engine = latefill.Engine(ws.config)
+    run = engine.run_date("2024-01-01").run
+    assert [a.name for a in run.audits] == ["only iphones", "no 2024-01-02"]
+    [warning] = run.audit_warnings
+    assert warning.severity == "warn" and warning.failing_rows > 0
+    assert warning.samples and warning.samples[0]["type"] != "iphone"
+    assert run.to_dict()["audits"][0]["name"] == "only iphones"
+
+    with pytest.raises(latefill.DataError) as failed:
+        engine.run_date("2024-01-02")
+    assert "audit no 2024-01-02 failed" in str(failed.value)
+    rows = {r.period: r for r in engine.status()}
+    assert rows["2024-01-02"].status == "failed"
+    assert "no 2024-01-02" in (rows["2024-01-02"].last_error or "")
+    first = rows["2024-01-01"]
+    assert first.updated_at is not None and first.last_run is not None
+    assert first.last_run["rows_read"] == 2_000
+    assert first.last_run["audit_warnings"][0]["name"] == "only iphones"
+
+
+def test_lateness_counts_the_late_days(ws: Workspace) -> None:
+    engine = three_processed_days(ws)
+    ws.generate("2024-01-01", 100, 21)
+    ws.generate("2024-01-02", 100, 22)
+    report = engine.lateness()
+    assert report["partitions"] == 3 and report["late_partitions"] == 2
+    assert report["late_changes"] == 2
+    assert report["coverage"]["first_processing_recorded"] == 3
+    assert engine.lateness("2024-01-02", datetime.date(2024, 1, 3))["late_changes"] == 1
