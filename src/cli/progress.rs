@@ -140,9 +140,28 @@ pub(crate) fn duration(ms: u64) -> String {
     }
 }
 
+/// A span of time for people, coarser than [`duration`]: `45 s`, `12 min`,
+/// `5 h 03 min`, `2 d 04 h`.
+pub(crate) fn span(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3_600 => format!("{} min", seconds / 60),
+        3_600..86_400 => format!("{} h {:02} min", seconds / 3_600, seconds / 60 % 60),
+        _ => format!("{} d {:02} h", seconds / 86_400, seconds / 3_600 % 24),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{duration, thousands};
+    use super::{duration, span, thousands};
+
+    #[test]
+    fn spans_read_as_people_say_them() {
+        assert_eq!(span(45), "45 s");
+        assert_eq!(span(12 * 60 + 5), "12 min");
+        assert_eq!(span(5 * 3_600 + 3 * 60), "5 h 03 min");
+        assert_eq!(span(2 * 86_400 + 4 * 3_600 + 59), "2 d 04 h");
+    }
 
     #[test]
     fn numbers_and_durations_read_as_people_write_them() {

@@ -3,18 +3,25 @@
 //! style or font).
 //!
 //! A row holds a month of daily partitions (a day of hourly ones, a year of monthly
-//! ones), so ten years of days are 120 rows of 31 cells. Each cell is coloured by its
-//! kind ([`Kind`]) and says the rest in its tooltip: versions, owner and lease, the
-//! last error.
+//! ones: the layout follows the pipeline's granularity), so ten years of days are 120
+//! rows of 31 cells. Each cell is coloured by its kind ([`Kind`]) and says the rest in
+//! its tooltip: versions, owner and lease, the last run's times, the last error, how
+//! late its last late change was. Under the grid: the failed partitions with their
+//! errors and the command that reprocesses each, and how late the data arrives.
+//!
+//! The page is `status_page.html`, a [minijinja] template, which escapes every value
+//! it is given: what the state holds is text, never markup. This module only builds
+//! the values.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use latefill_core::Granularity;
 use latefill_executor::Pipeline;
+use serde::Serialize;
 
-use crate::engine::StatusRow;
+use crate::cli::progress::{duration, span, thousands};
+use crate::engine::{LatenessReport, StatusRow};
 
 /// What a cell shows: one of five kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,60 +91,164 @@ impl Kind {
     }
 }
 
-/// The page for `pipelines`, each with its status rows, as of `now`.
-pub fn render(pipelines: &[(Pipeline, Vec<StatusRow>)], now: DateTime<Utc>) -> String {
-    let mut html = String::new();
-    let title = match pipelines {
-        [(p, _)] => format!("latefill status: {}", p.name),
-        _ => "latefill status".to_owned(),
-    };
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>{}</style>\n</head>\n<body>\n<h1>{}</h1>\n\
-         <p class=\"when\">As of {} UTC. Hover a cell for its details; click a legend entry \
-         to show only that kind.</p>\n",
-        escape(&title),
-        style(),
-        escape(&title),
-        now.format("%Y-%m-%d %H:%M:%S")
-    );
-    for (pipeline, rows) in pipelines {
-        section(&mut html, pipeline, rows);
-    }
-    let _ = writeln!(html, "<script>{SCRIPT}</script>\n</body>\n</html>");
-    html
+/// One pipeline's part of the page.
+#[derive(Debug, Clone)]
+pub struct PipelineStatus<'a> {
+    /// The pipeline.
+    pub pipeline: &'a Pipeline,
+    /// Its status rows.
+    pub rows: &'a [StatusRow],
+    /// How late its data arrives, if that could be read.
+    pub lateness: Option<&'a LatenessReport>,
 }
 
-fn section(html: &mut String, pipeline: &Pipeline, rows: &[StatusRow]) {
+/// The page for `pipelines`, as of `now`. `config` is the `--config` the reader
+/// gave (none: the default), for the commands the page shows.
+pub fn render(
+    pipelines: &[PipelineStatus<'_>],
+    now: DateTime<Utc>,
+    config: Option<&std::path::Path>,
+) -> Result<String, minijinja::Error> {
+    let config_arg = config.map_or(String::new(), |path| {
+        format!(" --config {}", shell_word(&path.display().to_string()))
+    });
+    let title = match pipelines {
+        [one] => format!("latefill status: {}", one.pipeline.name),
+        _ => "latefill status".to_owned(),
+    };
+    let several = pipelines.len() > 1;
+    let page = Page {
+        title,
+        now: now.format("%Y-%m-%d %H:%M:%S").to_string(),
+        kinds: Kind::ALL
+            .iter()
+            .map(|k| KindView {
+                name: k.name(),
+                colour: k.colour(),
+            })
+            .collect(),
+        pipelines: pipelines
+            .iter()
+            .map(|p| section(p, &config_arg, several))
+            .collect(),
+    };
+    let mut env = minijinja::Environment::new();
+    // `.html`: every value is escaped unless the template says otherwise.
+    env.add_template("status_page.html", TEMPLATE)?;
+    env.get_template("status_page.html")?.render(&page)
+}
+
+/// The page's template.
+const TEMPLATE: &str = include_str!("status_page.html");
+
+#[derive(Serialize)]
+struct Page {
+    title: String,
+    now: String,
+    kinds: Vec<KindView>,
+    pipelines: Vec<Section>,
+}
+
+#[derive(Serialize)]
+struct KindView {
+    name: &'static str,
+    colour: &'static str,
+}
+
+#[derive(Serialize)]
+struct Section {
+    name: String,
+    source: String,
+    target: String,
+    legend: Vec<LegendEntry>,
+    total: usize,
+    warned: usize,
+    header: Vec<usize>,
+    rows: Vec<GridRow>,
+    failed: Vec<Failed>,
+    lateness: Option<LatenessView>,
+}
+
+#[derive(Serialize)]
+struct LegendEntry {
+    kind: &'static str,
+    label: &'static str,
+    count: usize,
+}
+
+#[derive(Serialize)]
+struct GridRow {
+    label: String,
+    cells: Vec<Option<Cell>>,
+}
+
+#[derive(Serialize)]
+struct Cell {
+    kind: &'static str,
+    stale: bool,
+    /// An audit of severity `warn` failed on its last run.
+    warned: bool,
+    partition: String,
+    tip: String,
+}
+
+#[derive(Serialize)]
+struct Failed {
+    partition: String,
+    /// The error, or its first part when it is long (a failed audit's samples).
+    error: String,
+    /// The rest of a long error, shown on a click.
+    more: Option<String>,
+    attempts: u64,
+    updated_at: String,
+    command: String,
+}
+
+#[derive(Serialize)]
+struct LatenessView {
+    summary: String,
+    percentiles: Option<String>,
+    lookback_99: Option<u64>,
+    lookback_100: Option<u64>,
+    bars: Vec<Bar>,
+}
+
+#[derive(Serialize)]
+struct Bar {
+    label: &'static str,
+    changes: usize,
+    /// Its length, in percent of the longest bar.
+    width: usize,
+}
+
+/// `word` as one word of a POSIX shell command line.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:@+,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn section(status: &PipelineStatus<'_>, config_arg: &str, several: bool) -> Section {
+    let PipelineStatus {
+        pipeline,
+        rows,
+        lateness,
+    } = *status;
     let mut counts: BTreeMap<Kind, usize> = BTreeMap::new();
     for row in rows {
         *counts.entry(Kind::of(row)).or_default() += 1;
     }
-    let _ = write!(
-        html,
-        "<section class=\"pipeline\" data-pipeline=\"{name}\">\n<h2>{name}</h2>\n\
-         <p class=\"tables\">{source} &rarr; {target}</p>\n<ul class=\"legend\">",
-        name = escape(&pipeline.name),
-        source = escape(pipeline.source.as_str()),
-        target = escape(pipeline.target.as_str()),
-    );
-    for kind in Kind::ALL {
-        let _ = write!(
-            html,
-            "<li data-kind=\"{k}\"><span class=\"swatch {k}\"></span>{label}: \
-             <span class=\"count\" data-count=\"{k}\">{n}</span></li>",
-            k = kind.name(),
-            label = kind.label(),
-            n = counts.get(&kind).copied().unwrap_or(0),
-        );
-    }
-    let _ = writeln!(
-        html,
-        "<li class=\"total\">partitions: <span class=\"count\" data-count=\"all\">{}</span></li></ul>",
-        rows.len()
-    );
+    let legend = Kind::ALL
+        .iter()
+        .map(|&k| LegendEntry {
+            kind: k.name(),
+            label: k.label(),
+            count: counts.get(&k).copied().unwrap_or(0),
+        })
+        .collect();
 
     // Rows of the grid: a month of days, a day of hours, a year of months.
     let granularity = pipeline.partitioning.granularity();
@@ -151,40 +262,75 @@ fn section(html: &mut String, pipeline: &Pipeline, rows: &[StatusRow]) {
         Granularity::Hour => t.hour() as usize,
         Granularity::Month => t.month0() as usize,
     };
-    let mut grid: BTreeMap<String, Vec<Option<&StatusRow>>> = BTreeMap::new();
+    let mut grid: BTreeMap<String, Vec<Option<Cell>>> = BTreeMap::new();
     for row in rows {
         let start = row.partition.date().start();
+        let late = lateness.and_then(|l| l.last_change.get(&row.partition));
         grid.entry(label_of(&start))
-            .or_insert_with(|| vec![None; slots])[slot_of(&start)] = Some(row);
+            .or_insert_with(|| std::iter::repeat_with(|| None).take(slots).collect())
+            [slot_of(&start)] = Some(cell(row, late));
     }
-    html.push_str("<div class=\"grid\">\n<div class=\"row head\"><span class=\"label\"></span>");
-    for slot in 0..slots {
-        // Days and months count from 1, hours from 0.
-        let number = if granularity == Granularity::Hour {
-            slot
-        } else {
-            slot + 1
-        };
-        let _ = write!(html, "<span class=\"cell\">{number}</span>");
-    }
-    html.push_str("</div>\n");
-    for (label, cells) in &grid {
-        let _ = write!(
-            html,
-            "<div class=\"row\"><span class=\"label\">{label}</span>"
-        );
-        for cell in cells {
-            match cell {
-                Some(row) => cell_html(html, row),
-                None => html.push_str("<span class=\"cell empty\"></span>"),
+    // Days and months count from 1, hours from 0.
+    let first = usize::from(granularity != Granularity::Hour);
+    let pipeline_arg = if several {
+        format!(" --pipeline {}", pipeline.name)
+    } else {
+        String::new()
+    };
+    let failed = rows
+        .iter()
+        .filter(|r| Kind::of(r) == Kind::Failed)
+        .map(|r| {
+            let (error, more) = split_error(r.last_error.as_deref().unwrap_or_default());
+            Failed {
+                partition: r.partition.to_string(),
+                error,
+                more,
+                attempts: r.attempts,
+                updated_at: r.updated_at.map_or(String::new(), |t| {
+                    t.format("%Y-%m-%d %H:%M UTC").to_string()
+                }),
+                command: format!(
+                    "latefill backfill{config_arg}{pipeline_arg} --from {p} --to {p}",
+                    p = r.period
+                ),
             }
-        }
-        html.push_str("</div>\n");
+        })
+        .collect();
+    Section {
+        name: pipeline.name.clone(),
+        source: pipeline.source.to_string(),
+        target: pipeline.target.to_string(),
+        legend,
+        total: rows.len(),
+        warned: rows
+            .iter()
+            .filter(|r| !r.audit_warnings().is_empty())
+            .count(),
+        header: (first..first + slots).collect(),
+        rows: grid
+            .into_iter()
+            .map(|(label, cells)| GridRow { label, cells })
+            .collect(),
+        failed,
+        lateness: lateness.map(lateness_view),
     }
-    html.push_str("</div>\n</section>\n");
 }
 
-fn cell_html(html: &mut String, row: &StatusRow) {
+/// An error split for the failed list: what it says, and the samples or detail
+/// after it (a failed audit's offending rows), if any.
+fn split_error(error: &str) -> (String, Option<String>) {
+    match error.split_once("; offending rows, e.g.: ") {
+        Some((head, samples)) => (
+            format!("{head}."),
+            Some(format!("offending rows, e.g.: {samples}")),
+        ),
+        None => (error.to_owned(), None),
+    }
+}
+
+fn cell(row: &StatusRow, late: Option<&crate::engine::LateChange>) -> Cell {
+    use std::fmt::Write;
     let kind = Kind::of(row);
     let mut tip = format!("{}\n{}", row.partition, kind.label());
     if let Some(v) = row.source_version {
@@ -208,84 +354,99 @@ fn cell_html(html: &mut String, row: &StatusRow) {
             );
         }
     }
+    if let Some(run) = &row.last_run {
+        let started = run["started_at"]
+            .as_str()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+        if let Some(started) = started {
+            let _ = write!(
+                tip,
+                "\nlast run {}",
+                started.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+        if let Some(ms) = run["duration_ms"].as_u64() {
+            let _ = write!(tip, ", took {}", duration(ms));
+        }
+        if let (Some(rows_in), Some(rows_out)) =
+            (run["rows_read"].as_u64(), run["rows_written"].as_u64())
+        {
+            let _ = write!(
+                tip,
+                ", {} rows in, {} out",
+                thousands(rows_in),
+                thousands(rows_out)
+            );
+        }
+    }
+    if let Some(updated) = row.updated_at {
+        let _ = write!(tip, "\nupdated {}", updated.format("%Y-%m-%d %H:%M:%S UTC"));
+    }
+    if row.attempts > 1 {
+        let _ = write!(tip, "\n{} attempts", row.attempts);
+    }
+    for warning in row.audit_warnings() {
+        let _ = write!(tip, "\naudit warning: {warning}");
+    }
     if let Some(error) = &row.last_error {
         let _ = write!(tip, "\nlast error: {error}");
     }
-    let _ = write!(
-        html,
-        "<span class=\"cell {k}{stale}\" data-kind=\"{k}\" data-partition=\"{p}\" title=\"{t}\"></span>",
-        k = kind.name(),
-        stale = if row.stale { " stale" } else { "" },
-        p = escape(row.partition.as_str()),
-        t = escape(&tip),
-    );
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' => out.push_str("&#10;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn style() -> String {
-    let mut css = String::from(
-        "body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#1d232b}\
-         h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 2px}\
-         .when,.tables{color:#5b6470;margin:0 0 8px}\
-         .legend{list-style:none;padding:0;margin:8px 0;display:flex;flex-wrap:wrap;gap:6px 16px}\
-         .legend li{cursor:pointer;user-select:none}.legend li.total{cursor:default;color:#5b6470}\
-         .legend li.off{opacity:.35}\
-         .swatch{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:-1px}\
-         .grid{display:flex;flex-direction:column;gap:2px}\
-         .row{display:flex;gap:2px;align-items:center}\
-         .label{width:88px;flex:none;color:#5b6470;font:12px ui-monospace,monospace}\
-         .cell{width:12px;height:12px;border-radius:2px;flex:none}\
-         .cell.empty{background:transparent}\
-         .head .cell{font:9px ui-monospace,monospace;color:#8a929c;text-align:center;line-height:12px}\
-         .cell.stale{outline:2px dashed #6b4fbb;outline-offset:-2px}\
-         .cell.dim{opacity:.12}",
-    );
-    for kind in Kind::ALL {
+    if let Some(late) = late {
         let _ = write!(
-            css,
-            ".{k}{{background:{c}}}",
-            k = kind.name(),
-            c = kind.colour()
+            tip,
+            "\nlast late change: version {}, {} after its period ended",
+            late.version,
+            span(late.lateness_seconds)
         );
     }
-    css
+    Cell {
+        kind: kind.name(),
+        stale: row.stale,
+        warned: !row.audit_warnings().is_empty(),
+        partition: row.partition.to_string(),
+        tip,
+    }
 }
 
-/// Clicking a legend entry shows only that kind of cell; clicking it again shows all.
-const SCRIPT: &str = r#"
-document.querySelectorAll('section.pipeline').forEach(function (section) {
-  var entries = section.querySelectorAll('.legend li[data-kind]');
-  entries.forEach(function (entry) {
-    entry.addEventListener('click', function () {
-      var kind = entry.getAttribute('data-kind');
-      var only = !entry.classList.contains('only');
-      entries.forEach(function (e) {
-        e.classList.remove('only');
-        e.classList.toggle('off', only && e !== entry);
-      });
-      if (only) { entry.classList.add('only'); }
-      section.querySelectorAll('.cell[data-kind]').forEach(function (cell) {
-        cell.classList.toggle('dim', only && cell.getAttribute('data-kind') !== kind);
-      });
-    });
-  });
-});
-"#;
+fn lateness_view(report: &LatenessReport) -> LatenessView {
+    let longest = report
+        .histogram
+        .iter()
+        .map(|b| b.changes)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    LatenessView {
+        summary: format!(
+            "{} of {} processed partitions received late data ({:.1}%), in {} late change{}.",
+            thousands(report.late_partitions as u64),
+            thousands(report.partitions as u64),
+            report.late_share * 100.0,
+            thousands(report.late_changes as u64),
+            if report.late_changes == 1 { "" } else { "s" }
+        ),
+        percentiles: report.lateness_seconds.map(|d| {
+            format!(
+                "Lateness, from the end of the period to the commit: p50 {}, p90 {}, p99 {}, max {}.",
+                span(d.p50),
+                span(d.p90),
+                span(d.p99),
+                span(d.max)
+            )
+        }),
+        lookback_99: report.lookback_days_99,
+        lookback_100: report.lookback_days_100,
+        bars: report
+            .histogram
+            .iter()
+            .map(|b| Bar {
+                label: b.label,
+                changes: b.changes,
+                width: b.changes * 100 / longest,
+            })
+            .collect(),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -313,6 +474,20 @@ mod tests {
         }
     }
 
+    fn page(pipeline: &Pipeline, rows: &[StatusRow]) -> String {
+        let status = PipelineStatus {
+            pipeline,
+            rows,
+            lateness: None,
+        };
+        render(
+            &[status],
+            Utc::now(),
+            Some(std::path::Path::new("my pipeline.toml")),
+        )
+        .unwrap()
+    }
+
     /// Ten years of days are 120 rows of 31 slots, one cell a partition.
     #[test]
     fn ten_years_of_days_are_a_row_per_month() {
@@ -324,7 +499,7 @@ mod tests {
                 row(format!("event_time={day}"), "processed", i % 100 == 0)
             })
             .collect();
-        let html = render(&[(pipeline, rows)], Utc::now());
+        let html = page(&pipeline, &rows);
         // The header row, then a row per month from 2015-01 to 2024-12.
         assert_eq!(html.matches("<div class=\"row").count(), 1 + 120);
         assert_eq!(
@@ -339,13 +514,20 @@ mod tests {
         assert!(html.contains("data-count=\"late\">37<"));
     }
 
-    /// What the state holds is text, never markup.
+    /// What the state holds is text, never markup; a failed partition is listed with
+    /// the command that reprocesses it.
     #[test]
     fn errors_and_names_are_escaped() {
         let pipeline = Pipeline::default_devices(std::path::Path::new("/x")).unwrap();
         let rows = vec![row("event_time=2024-01-01".into(), "failed", false)];
-        let html = render(&[(pipeline, rows)], Utc::now());
+        let html = page(&pipeline, &rows);
         assert!(!html.contains("<b>boom"), "{html}");
-        assert!(html.contains("&lt;b&gt;boom&lt;/b&gt; &amp; &quot;quotes&quot;"));
+        assert!(html.contains("&lt;b&gt;boom&lt;"), "{html}");
+        assert!(html.contains("&amp; &quot;quotes&quot;"), "{html}");
+        assert!(
+            html.contains("latefill backfill --config &#x27;my pipeline.toml&#x27; --from 2024-01-01 --to 2024-01-01")
+                || html.contains("latefill backfill --config &#39;my pipeline.toml&#39; --from 2024-01-01 --to 2024-01-01"),
+            "{html}"
+        );
     }
 }

@@ -54,6 +54,11 @@ pub struct LatenessReport {
     pub lookback_days_100: Option<u64>,
     /// The latest changes, the latest first (at most 10).
     pub slowest: Vec<LateChange>,
+    /// How many late changes arrived within each span after their period ended.
+    pub histogram: Vec<Bucket>,
+    /// Each partition's last late change (by version), for a view per partition.
+    #[serde(skip)]
+    pub last_change: BTreeMap<PartitionKey, LateChange>,
     /// What the report could read.
     pub coverage: Coverage,
 }
@@ -87,6 +92,48 @@ impl Distribution {
             max: *values.last().expect("not empty"),
         })
     }
+}
+
+/// Late changes that arrived within a span after their period ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// The span, in words: `1-6 h`.
+    pub label: &'static str,
+    /// Its upper end in seconds, excluded; `None` for the last.
+    pub below_seconds: Option<u64>,
+    /// How many late changes fell in it.
+    pub changes: usize,
+}
+
+/// The histogram's spans: their labels and upper ends.
+const BUCKETS: [(&str, Option<u64>); 8] = [
+    ("under 1 h", Some(3_600)),
+    ("1-6 h", Some(6 * 3_600)),
+    ("6-24 h", Some(86_400)),
+    ("1-2 d", Some(2 * 86_400)),
+    ("2-3 d", Some(3 * 86_400)),
+    ("3-7 d", Some(7 * 86_400)),
+    ("7-30 d", Some(30 * 86_400)),
+    ("30 d or more", None),
+];
+
+fn histogram(changes: &[LateChange]) -> Vec<Bucket> {
+    let mut buckets: Vec<Bucket> = BUCKETS
+        .iter()
+        .map(|&(label, below_seconds)| Bucket {
+            label,
+            below_seconds,
+            changes: 0,
+        })
+        .collect();
+    for change in changes {
+        let i = BUCKETS
+            .iter()
+            .position(|(_, below)| below.is_none_or(|b| change.lateness_seconds < b))
+            .expect("the last bucket takes every change");
+        buckets[i].changes += 1;
+    }
+    buckets
 }
 
 /// One late change.
@@ -185,6 +232,7 @@ impl Engine {
         let mut partitions = 0;
         let mut late_partitions = 0;
         let mut changes: Vec<LateChange> = Vec::new();
+        let mut last_change: BTreeMap<PartitionKey, LateChange> = BTreeMap::new();
         for (key, row) in &state.partitions {
             if row.source_version.is_none() || !in_range(key.date()) {
                 continue;
@@ -223,12 +271,15 @@ impl Engine {
                     continue;
                 };
                 if let Some(change) = late_change(key, date, version, committed_at) {
+                    // In version order: the last one stays.
+                    last_change.insert(key.clone(), change.clone());
                     changes.push(change);
                 }
             }
         }
         let late_changes = changes.len() + coverage.changes_without_time;
         let lookback = Distribution::of(changes.iter().map(|c| c.lookback_days).collect());
+        let histogram = histogram(&changes);
         changes.sort_by(|a, b| {
             b.lateness_seconds
                 .cmp(&a.lateness_seconds)
@@ -253,6 +304,8 @@ impl Engine {
             lookback_days_99: lookback.map(|d| d.p99),
             lookback_days_100: lookback.map(|d| d.max),
             slowest: changes.into_iter().take(10).collect(),
+            histogram,
+            last_change,
             coverage,
         })
     }

@@ -30,7 +30,7 @@ use batch::BackfillEvent;
 pub(crate) use detect::processed_of;
 pub use detect::{Detection, DetectionSummary};
 pub use hand_out::BackfillPlan;
-pub use lateness::{Coverage, Distribution, LateChange, LatenessReport};
+pub use lateness::{Bucket, Coverage, Distribution, LateChange, LatenessReport};
 pub use requests::{Detect, Process, RunDate};
 pub use status::StatusRow;
 

@@ -67,7 +67,9 @@ fn legend_count(dom: &str, kind: &str) -> usize {
 
 /// A state with all five kinds of cell, through the CLI: processed, late, failed,
 /// processing (a run killed after its claim) and never run. The page loads without a
-/// console error, and its cells and legend match `status --format json`.
+/// console error, its cells and legend match `status --format json`, its failed list
+/// gives a command that reprocesses the failed partition, and its lateness view
+/// counts what `latefill lateness` counts.
 #[tokio::test]
 async fn the_status_page_shows_every_kind_of_partition_in_a_browser() {
     let ws = Workspace::new();
@@ -162,6 +164,50 @@ async fn the_status_page_shows_every_kind_of_partition_in_a_browser() {
         dom.contains("a row outside partition event_time=2024-01-04"),
         "the failed cell says why"
     );
+
+    // The failed list: each failed partition once, with its error and the command
+    // that reprocesses it.
+    assert_eq!(
+        dom.matches("class=\"failed-partition\"").count(),
+        expected["failed"],
+        "{dom}"
+    );
+    assert_eq!(legend_count(&dom, "failed-list"), expected["failed"]);
+    let command = format!(
+        "<code>latefill backfill --config {} --from 2024-01-04 --to 2024-01-04</code>",
+        ws.config.display()
+    );
+    assert!(dom.contains(&command), "no {command} in {dom}");
+    let out = ws.latefill(&[
+        "backfill",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--from",
+        "2024-01-04",
+        "--to",
+        "2024-01-04",
+    ]);
+    assert!(out.status.success(), "the page's command: {}", stderr(&out));
+
+    // The lateness view: the histogram holds every late change `latefill lateness`
+    // counts, and the late cell says how late its last change was.
+    let lateness = json_lines(&ws.latefill(&[
+        "lateness",
+        "--config",
+        ws.config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .remove(0);
+    assert_eq!(lateness["late_changes"], 1, "{lateness}");
+    let in_bars: u64 = dom
+        .split("data-changes=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(in_bars, 1, "{dom}");
+    assert!(dom.contains("How late the data arrives"), "{dom}");
+    assert!(dom.contains("last late change: version"), "{dom}");
 
     // The console check can fail: a page with a broken script is caught.
     let broken_page = ws.dir.path().join("broken.html");

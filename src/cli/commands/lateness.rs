@@ -2,7 +2,7 @@
 
 use crate::cli::args::{LatenessArgs, Output};
 use crate::cli::exit::UsageError;
-use crate::cli::progress::thousands;
+use crate::cli::progress::{span, thousands};
 use crate::engine::{Distribution, Engine, LatenessReport};
 use crate::executor::Session;
 
@@ -39,16 +39,6 @@ pub(crate) async fn lateness(args: LatenessArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A span of time for people: `45 s`, `12 min`, `5 h 03 min`, `2 d 04 h`.
-fn span(seconds: u64) -> String {
-    match seconds {
-        0..60 => format!("{seconds} s"),
-        60..3_600 => format!("{} min", seconds / 60),
-        3_600..86_400 => format!("{} h {:02} min", seconds / 3_600, seconds / 60 % 60),
-        _ => format!("{} d {:02} h", seconds / 86_400, seconds / 3_600 % 24),
-    }
 }
 
 fn distribution(d: &Distribution, unit: impl Fn(u64) -> String) -> String {
@@ -153,17 +143,4 @@ fn text(r: &LatenessReport) -> String {
         );
     }
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::span;
-
-    #[test]
-    fn spans_read_as_people_say_them() {
-        assert_eq!(span(45), "45 s");
-        assert_eq!(span(12 * 60 + 5), "12 min");
-        assert_eq!(span(5 * 3_600 + 3 * 60), "5 h 03 min");
-        assert_eq!(span(2 * 86_400 + 4 * 3_600 + 59), "2 d 04 h");
-    }
 }

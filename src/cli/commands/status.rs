@@ -3,6 +3,7 @@
 use crate::cli::args::{StatusArgs, StatusFormat};
 use crate::cli::exit::UsageError;
 use crate::cli::render::{emit_line, status_text};
+use crate::cli::status_page::PipelineStatus;
 use crate::engine::Engine;
 use crate::executor::Session;
 
@@ -15,6 +16,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
         to,
         state,
     } = args;
+    let config_path = config.config.clone();
     let (pipelines, _) = config.load_all()?;
     let several = pipelines.len() > 1;
     let mut all = Vec::new();
@@ -52,7 +54,30 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
             let rows: Vec<_> = all.iter().flat_map(|(_, rows)| rows).collect();
             serde_json::to_string_pretty(&rows)? + "\n"
         }
-        StatusFormat::Html => crate::cli::status_page::render(&all, chrono::Utc::now()),
+        StatusFormat::Html => {
+            // How late the data arrives: the source's whole log, read once for the
+            // page. A log that cannot say leaves the view out, not the page.
+            let mut lateness = Vec::with_capacity(all.len());
+            for (pipeline, _) in &all {
+                let report = Engine::new(pipeline.clone())
+                    .with_session(session.clone())
+                    .lateness(None, None)
+                    .await;
+                lateness.push(report.map_err(|e| {
+                    tracing::warn!(pipeline = %pipeline.name, error = %e, "no lateness view");
+                }).ok());
+            }
+            let pages: Vec<_> = all
+                .iter()
+                .zip(&lateness)
+                .map(|((pipeline, rows), lateness)| PipelineStatus {
+                    pipeline,
+                    rows,
+                    lateness: lateness.as_ref(),
+                })
+                .collect();
+            crate::cli::status_page::render(&pages, chrono::Utc::now(), config_path.as_deref())?
+        }
         StatusFormat::Text => {
             let mut text = String::new();
             for (pipeline, rows) in &all {
