@@ -14,7 +14,7 @@ use latefill_executor::{RunReport, failpoint};
 use latefill_state::{Batch, BatchOutcome, PartitionState, Planned};
 use serde::Serialize;
 
-use super::{Engine, Skipped, completion};
+use super::{Engine, Skipped};
 
 /// What happened to one partition, as it happens.
 #[derive(Debug, Clone, Serialize)]
@@ -300,7 +300,7 @@ impl Batcher<'_> {
     ) -> Batch {
         let pipeline = self.engine.pipeline();
         Batch {
-            complete: done.iter().map(completion).collect(),
+            complete: done.iter().map(|r| self.engine.completion(r)).collect(),
             release: release.to_vec(),
             claim: claim
                 .iter()

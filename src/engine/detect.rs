@@ -286,6 +286,7 @@ impl Engine {
             }
         }
         let partitions: Vec<Change> = grouped.into_values().collect();
+        self.remember_changes(&partitions, &changes);
         // Only the files can decide a change whose version is not exact, or a row
         // without a version; listing them is the costly part, so only when needed.
         let undecided = partitions.iter().any(|c| {

@@ -9,11 +9,11 @@
 //! to see it.
 //!
 //! Where the first processing is recorded (`first_processed_version` in the state
-//! row's detail, written by every completion since latefill 0.x that records it), it
-//! decides exactly. For partitions processed before, the first commit that wrote the
-//! partition stands for it: every later commit counts as late. Only commits the log
-//! still holds are seen; log cleanup loses the rest (the report says from which
-//! version it could read).
+//! row's detail, which every completion keeps), it decides exactly. For partitions
+//! processed before latefill recorded it, the first commit that wrote the partition
+//! stands for it: every later commit counts as late. The log gives every late change
+//! its commits still hold; for those log cleanup removed, the state row keeps the
+//! last change of each run that reprocessed the partition (`late_changes`).
 
 use std::collections::BTreeMap;
 
@@ -172,6 +172,9 @@ pub struct Coverage {
     /// Partitions processed before that was recorded: their first commit stands
     /// for their first processing.
     pub first_processing_assumed: usize,
+    /// Late changes counted from the state table's record alone (`late_changes` of
+    /// the state row's detail): their commits were removed by log cleanup.
+    pub recorded_changes: usize,
     /// Late changes whose commit recorded no time: counted, not measured.
     pub changes_without_time: usize,
 }
@@ -227,6 +230,7 @@ impl Engine {
             commits: history.commits.len(),
             first_processing_recorded: 0,
             first_processing_assumed: 0,
+            recorded_changes: 0,
             changes_without_time: 0,
         };
         let mut partitions = 0;
@@ -238,13 +242,14 @@ impl Engine {
                 continue;
             }
             partitions += 1;
-            let recorded = row
+            let detail = row
                 .detail
                 .as_deref()
                 .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                .and_then(|d| d["first_processed_version"].as_u64());
+                .unwrap_or_default();
+            let recorded = detail["first_processed_version"].as_u64();
             let seen = arrivals.get(key).map(Vec::as_slice).unwrap_or_default();
-            let late: &[_] = match recorded {
+            let from_log: &[_] = match recorded {
                 Some(first) => {
                     coverage.first_processing_recorded += 1;
                     let at = seen.partition_point(|(v, _)| v.get() <= first);
@@ -261,11 +266,18 @@ impl Engine {
                     }
                 }
             };
+            // What the state kept of late changes whose commits the log no longer
+            // holds: the last change of each run that reprocessed the partition.
+            let mut late: Vec<Arrival> = recorded_late_changes(&detail)
+                .filter(|(v, _)| *v < history.read_from)
+                .collect();
+            coverage.recorded_changes += late.len();
+            late.extend_from_slice(from_log);
             if !late.is_empty() {
                 late_partitions += 1;
             }
             let date = key.date();
-            for &(version, committed_at) in late {
+            for &(version, committed_at) in &late {
                 let Some(committed_at) = committed_at else {
                     coverage.changes_without_time += 1;
                     continue;
@@ -309,6 +321,21 @@ impl Engine {
             coverage,
         })
     }
+}
+
+/// The late changes a state row's detail kept (`late_changes`), as arrivals.
+fn recorded_late_changes(detail: &serde_json::Value) -> impl Iterator<Item = Arrival> + '_ {
+    detail["late_changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|change| {
+            let version = TableVersion::from(change["version"].as_u64()?);
+            let committed_at = change["committed_at"]
+                .as_str()
+                .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+            Some((version, committed_at))
+        })
 }
 
 /// The late change of `partition` (period `date`) committed at `committed_at`;

@@ -207,16 +207,60 @@ pub struct Engine {
     /// The tables this engine keeps between calls, and its commits and checkpoints
     /// under way: passed down to every run, never a process global.
     session: Session,
+    /// Each partition's last change as this engine's last detection saw it (its
+    /// version and commit time), which a completion records when it was late.
+    last_changes: Arc<std::sync::Mutex<LastChanges>>,
 }
 
-/// What the state table records of a processed partition.
-pub(crate) fn completion(report: &RunReport) -> latefill_state::Completion {
-    latefill_state::Completion {
-        partition: report.partition.clone(),
-        source_version: report.source_version,
-        fingerprint: Some(report.fingerprint.clone()),
-        transform: Some(report.transform.clone()),
-        detail: Some(run_detail(report).to_string()),
+/// Partition -> the version and time of its last data change.
+pub(crate) type LastChanges =
+    std::collections::BTreeMap<PartitionKey, (TableVersion, Option<chrono::DateTime<Utc>>)>;
+
+impl Engine {
+    /// What the state table records of a processed partition: with the partition's
+    /// last change as the detection saw it, which the state keeps as a late change
+    /// when it came after the version the partition was processed at before.
+    pub(crate) fn completion(&self, report: &RunReport) -> latefill_state::Completion {
+        let mut detail = run_detail(report);
+        let last = self
+            .last_changes
+            .lock()
+            .expect("not poisoned")
+            .get(&report.partition)
+            .copied();
+        if let Some((version, committed_at)) = last
+            && version <= report.source_version
+        {
+            detail["last_change"] = serde_json::json!({
+                "version": version,
+                "committed_at": committed_at,
+            });
+        }
+        latefill_state::Completion {
+            partition: report.partition.clone(),
+            source_version: report.source_version,
+            fingerprint: Some(report.fingerprint.clone()),
+            transform: Some(report.transform.clone()),
+            detail: Some(detail.to_string()),
+        }
+    }
+
+    /// Keeps the exact last changes of `changes` for [`Engine::completion`].
+    pub(crate) fn remember_changes(
+        &self,
+        changes: &[crate::plan::Change],
+        source: &latefill_detector::Changes,
+    ) {
+        let mut last = self.last_changes.lock().expect("not poisoned");
+        for change in changes.iter().filter(|c| c.exact) {
+            last.insert(
+                change.partition.clone(),
+                (
+                    change.last_change_version,
+                    source.committed_at(change.last_change_version),
+                ),
+            );
+        }
     }
 }
 
@@ -261,6 +305,7 @@ impl Engine {
             state,
             run_id: RunId::new(),
             session: Session::new(),
+            last_changes: Arc::default(),
         }
     }
 
@@ -380,7 +425,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let completion = completion(&report);
+        let completion = self.completion(&report);
         let (completed, ()) = tokio::join!(
             self.state
                 .complete_with_cursor(&completion, &self.run_id, cursor.map(str::to_owned)),

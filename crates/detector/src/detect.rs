@@ -106,6 +106,9 @@ pub struct Changes {
     pub replaced: Option<Replacement>,
     #[serde(skip)]
     cursor: Option<Cursor>,
+    /// The recorded time (ms since the epoch) of each commit this detection read.
+    #[serde(skip)]
+    commit_times: BTreeMap<u64, i64>,
 }
 
 /// How much of the log a detection read.
@@ -136,6 +139,14 @@ impl Changes {
     /// no caller splits names by hand. `None` when the name is not of this table.
     pub fn values_of<'a>(&self, name: &'a str) -> Option<Vec<(&str, Option<&'a str>)>> {
         crate::naming::split_name(&self.partition_columns, name)
+    }
+
+    /// When the commit of `version` was made, if this detection read it and its
+    /// writer recorded a time (`commitInfo.inCommitTimestamp` or `.timestamp`).
+    pub fn committed_at(&self, version: TableVersion) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.commit_times
+            .get(&version.get())
+            .and_then(|&ms| chrono::DateTime::from_timestamp_millis(ms))
     }
 
     /// The change of one partition.
@@ -299,6 +310,8 @@ struct Fold {
     table_id: Option<String>,
     /// The digest of the last commit applied.
     last_digest: Option<String>,
+    /// Each commit's recorded time, where it has one.
+    times: BTreeMap<u64, i64>,
 }
 
 /// Partition values as a sortable key, before naming.
@@ -322,12 +335,16 @@ impl Fold {
             commits_read: 0,
             table_id,
             last_digest: None,
+            times: BTreeMap::new(),
         }
     }
 
     fn apply(&mut self, version: u64, commit: Commit) {
         self.commits_read += 1;
         self.version = Some(version);
+        if let Some(time) = commit.timestamp {
+            self.times.insert(version, time);
+        }
         if !commit.digest.is_empty() {
             self.last_digest = Some(commit.digest);
         }
@@ -513,9 +530,9 @@ async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental>
         commits_read: fold.commits_read,
         checkpoint_read: None,
     };
-    Ok(Incremental::Done(Box::new(finish(
-        reader, position, partitions, None, stats, None,
-    ))))
+    let mut changes = finish(reader, position, partitions, None, stats, None);
+    changes.commit_times = fold.times;
+    Ok(Incremental::Done(Box::new(changes)))
 }
 
 /// A detection of a replaced table: its whole log, read as a new table's, with the
@@ -655,6 +672,7 @@ async fn full(
         commit_digest: fold.last_digest.clone(),
     };
     let mut changes = finish(reader, position, partitions, reason, stats, since);
+    changes.commit_times = fold.times;
     if since.is_some() {
         // A detection of recent changes only does not know every partition.
         changes.cursor = None;
@@ -730,6 +748,7 @@ fn finish(
         inexact_reason,
         scan,
         replaced: None,
+        commit_times: BTreeMap::new(),
         cursor: Some(Cursor {
             table: reader.table().clone(),
             version: position.version,

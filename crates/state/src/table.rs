@@ -1158,29 +1158,52 @@ impl deltalake::operations::vacuum::Clock for VacuumClock {
     }
 }
 
-/// The detail a completion records: the run's own (`done.detail`), with
-/// `first_processed_version` carried over from the row's: the source version the
-/// partition was first processed at, set by its first completion and kept by every
-/// later one, so that a lateness report can tell a late change from a first load.
-/// A row processed before latefill recorded it stays without.
+/// How many late changes a row keeps, the latest.
+const LATE_CHANGES_KEPT: usize = 50;
+
+/// The detail a completion records: the run's own (`done.detail`), with the
+/// partition's history carried over from the row's, so that a lateness report can
+/// tell a late change from a first load, and still count late changes after log
+/// cleanup removed their commits:
+/// - `first_processed_version`: the source version the partition was first
+///   processed at, set by its first completion and kept by every later one (a row
+///   processed before latefill recorded it stays without);
+/// - `late_changes`: the last change (`{version, committed_at}`) of each run that
+///   reprocessed the partition because its data changed after the version it was
+///   processed at before; the run hands it in as `last_change`.
 fn carry_history(row: &PartitionState, done: &Completion) -> Option<String> {
-    let first = match row.source_version {
-        None => Some(done.source_version.get()),
-        Some(_) => row
-            .detail
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .and_then(|d| d["first_processed_version"].as_u64()),
+    let parse = |d: Option<&str>| {
+        d.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter(serde_json::Value::is_object)
     };
-    let Some(first) = first else {
+    let before = parse(row.detail.as_deref()).unwrap_or_default();
+    let Some(mut detail) = parse(done.detail.as_deref()) else {
         return done.detail.clone();
     };
-    let mut detail = done
-        .detail
-        .as_deref()
-        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter(serde_json::Value::is_object)
-        .unwrap_or_else(|| serde_json::json!({}));
-    detail["first_processed_version"] = first.into();
+    let first = match row.source_version {
+        None => Some(done.source_version.get()),
+        Some(_) => before["first_processed_version"].as_u64(),
+    };
+    if let Some(first) = first {
+        detail["first_processed_version"] = first.into();
+    }
+    let mut late: Vec<serde_json::Value> = before["late_changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let last = detail
+        .as_object_mut()
+        .and_then(|d| d.remove("last_change"))
+        .unwrap_or_default();
+    if let (Some(previous), Some(version)) = (row.source_version, last["version"].as_u64())
+        && version > previous.get()
+        && late.last().and_then(|l| l["version"].as_u64()) != Some(version)
+    {
+        late.push(last);
+    }
+    if !late.is_empty() {
+        let skip = late.len().saturating_sub(LATE_CHANGES_KEPT);
+        detail["late_changes"] = late.split_off(skip).into();
+    }
     Some(detail.to_string())
 }

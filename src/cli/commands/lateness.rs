@@ -134,6 +134,14 @@ fn text(r: &LatenessReport) -> String {
             },
         );
     }
+    if c.recorded_changes > 0 {
+        let _ = writeln!(
+            t,
+            "  {} late change{} from the state table's record: their commits were cleaned up",
+            thousands(c.recorded_changes as u64),
+            if c.recorded_changes == 1 { "" } else { "s" },
+        );
+    }
     if c.changes_without_time > 0 {
         let _ = writeln!(
             t,
