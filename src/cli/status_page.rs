@@ -514,6 +514,53 @@ mod tests {
         assert!(html.contains("data-count=\"late\">37<"));
     }
 
+    /// The layout follows the pipeline's granularity: a row per day of 24 hourly
+    /// cells, a row per year of 12 monthly ones.
+    #[test]
+    fn hours_and_months_are_laid_out_by_day_and_by_year() {
+        for (granularity, names, rows, slots) in [
+            (
+                Granularity::Hour,
+                vec!["2024-01-01T00", "2024-01-01T23", "2024-01-02T05"],
+                2,
+                24,
+            ),
+            (
+                Granularity::Month,
+                vec!["2023-12", "2024-01", "2024-12"],
+                2,
+                12,
+            ),
+        ] {
+            let mut pipeline = Pipeline::default_devices(std::path::Path::new("/x")).unwrap();
+            pipeline.partitioning = crate::Partitioning::new("event_time", granularity);
+            let rows_of: Vec<StatusRow> = names
+                .iter()
+                .map(|n| {
+                    let partition = pipeline
+                        .partitioning
+                        .parse_name(&format!("event_time={n}"))
+                        .unwrap();
+                    StatusRow {
+                        period: partition.date().to_string(),
+                        partition,
+                        ..row("event_time=2024-01-01".into(), "processed", false)
+                    }
+                })
+                .collect();
+            let html = page(&pipeline, &rows_of);
+            assert_eq!(
+                html.matches("<div class=\"row\">").count(),
+                rows,
+                "{granularity:?}"
+            );
+            let header = html.split("<div class=\"row head\">").nth(1).unwrap();
+            let header = header.split("</div>").next().unwrap();
+            assert_eq!(header.matches("<span class=\"cell\">").count(), slots);
+            assert_eq!(html.matches("data-partition=").count(), names.len());
+        }
+    }
+
     /// What the state holds is text, never markup; a failed partition is listed with
     /// the command that reprocesses it.
     #[test]
