@@ -17,17 +17,10 @@ cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-5000000}
 RUNS=${RUNS:-5}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
-if [[ -n "${LATEFILL_BIN:-}" ]]; then
-  bin=$LATEFILL_BIN
-else
-  cargo build --release --locked -q
-  bin=$CARGO_TARGET_DIR/release/latefill
-fi
+source scripts/release_bin.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$bin" init --path "$work/plain.toml" >/dev/null
-sed -i 's#"latefill-demo/#"#' "$work/plain.toml"
+default_pipeline "$work/plain.toml"
 if [[ "${RESULT:-groups}" == rows ]]; then
   python3 - "$work/plain.toml" <<'PY'
 import re, sys

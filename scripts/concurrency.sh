@@ -13,21 +13,12 @@ cd "$(dirname "$0")/.."
 DAYS=${DAYS:-30}
 ROWS=${ROWS:-100000}
 RUNS=${RUNS:-3}
-# The target directory .ci/run and the other scripts share (one build for all).
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
-# LATEFILL_BIN: another build's binary to measure (as in bench.sh).
-if [[ -n "${LATEFILL_BIN:-}" ]]; then
-  bin=$LATEFILL_BIN
-else
-  cargo build --release --locked -q
-  bin=$CARGO_TARGET_DIR/release/latefill
-fi
+source scripts/release_bin.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # The default pipeline, with its tables beside the file (relative paths resolve there).
-"$bin" init --path "$work/pipeline.toml" >/dev/null
-sed -i 's#"latefill-demo/#"#' "$work/pipeline.toml"
+default_pipeline "$work/pipeline.toml"
 
 echo "generating $DAYS days x $ROWS rows..."
 for d in $(seq 0 $((DAYS - 1))); do

@@ -18,14 +18,8 @@ cd "$(dirname "$0")/.."
 ROWS=${ROWS:-5000000}
 SHARES=${SHARES:-"0.1 1 10 50"}
 RUNS=${RUNS:-5}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
+source scripts/release_bin.sh
 venv=${BENCH_VENV:-$CARGO_TARGET_DIR/bench-venv}
-if [[ -n "${LATEFILL_BIN:-}" ]]; then
-  bin=$LATEFILL_BIN
-else
-  cargo build --release --locked -q
-  bin=$CARGO_TARGET_DIR/release/latefill
-fi
 work=${LATE_ROWS_DIR:-$CARGO_TARGET_DIR/bench-data/late-rows}
 day=2024-01-01
 

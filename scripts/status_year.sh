@@ -17,18 +17,11 @@ cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)}
 DAYS=${DAYS:-365}
 mkdir -p "$out"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latefill-target}
-if [[ -n "${LATEFILL_BIN:-}" ]]; then
-  bin=$LATEFILL_BIN
-else
-  cargo build --release --locked -q
-  bin=$CARGO_TARGET_DIR/release/latefill
-fi
+source scripts/release_bin.sh
 work=$out/work
 rm -rf "$work"
 mkdir -p "$work"
-"$bin" init --path "$work/latefill.toml" >/dev/null
-sed -i 's#"latefill-demo/#"#' "$work/latefill.toml"
+default_pipeline "$work/latefill.toml"
 cat >> "$work/latefill.toml" <<'TOML'
 
 [[audit]]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::PartitionDate;
 use crate::cli::exit::UsageError;
 use crate::datagen::cli::GenerateArgs;
 use crate::engine::Engine;
@@ -598,4 +599,24 @@ pub(crate) struct ResetArgs {
     #[arg(long, visible_alias = "output", value_enum, env = "LATEFILL_FORMAT",
           default_value_t = Output::Text)]
     pub(crate) format: Output,
+}
+
+/// `--from` and `--to` as `pipeline`'s periods (either may be absent); a range that
+/// ends before it starts is a usage error.
+pub(crate) fn date_range(
+    pipeline: &Pipeline,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<(Option<PartitionDate>, Option<PartitionDate>)> {
+    let from = from.map(|d| pipeline.parse_date(d)).transpose()?;
+    let to = to.map(|d| pipeline.parse_date(d)).transpose()?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(UsageError(format!(
+            "--from {from} is after --to {to}: the range would be empty"
+        ))
+        .into());
+    }
+    Ok((from, to))
 }

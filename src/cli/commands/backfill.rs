@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::PartitionDate;
 use crate::backfill::{Batching, Selection};
-use crate::cli::args::{BackfillArgs, Output, with_strategy};
-use crate::cli::exit::{DataFailure, Interrupted, UsageError};
+use crate::cli::args::{BackfillArgs, Output, date_range, with_strategy};
+use crate::cli::exit::{DataFailure, Interrupted};
 use crate::cli::progress::{Printer, thousands};
 use crate::cli::render::describe_choice;
 use crate::cli::signals::{self, until_signalled};
@@ -164,14 +164,9 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     let (pipelines, _) = config.load_all()?;
     let mut ranges = Vec::new();
     for pipeline in &pipelines {
-        let (from, to) = (pipeline.parse_date(&from)?, pipeline.parse_date(&to)?);
-        if from > to {
-            return Err(UsageError(format!(
-                "--from {from} is after --to {to}: the range would be empty"
-            ))
-            .into());
+        if let (Some(from), Some(to)) = date_range(pipeline, Some(&from), Some(&to))? {
+            ranges.push((from, to));
         }
-        ranges.push((from, to));
     }
     let selection = match (only_late, all, stale) {
         (true, _, _) => Selection::OnlyLate,

@@ -1,7 +1,6 @@
 //! `latefill lateness`: how late each pipeline's data arrives.
 
-use crate::cli::args::{LatenessArgs, Output};
-use crate::cli::exit::UsageError;
+use crate::cli::args::{LatenessArgs, Output, date_range};
 use crate::cli::progress::{span, thousands};
 use crate::engine::{Distribution, Engine, LatenessReport};
 use crate::executor::Session;
@@ -16,19 +15,7 @@ pub(crate) async fn lateness(args: LatenessArgs) -> anyhow::Result<()> {
     let (pipelines, _) = config.load_all()?;
     let session = Session::new();
     for pipeline in pipelines {
-        let from = from
-            .as_deref()
-            .map(|d| pipeline.parse_date(d))
-            .transpose()?;
-        let to = to.as_deref().map(|d| pipeline.parse_date(d)).transpose()?;
-        if let (Some(from), Some(to)) = (from, to)
-            && from > to
-        {
-            return Err(UsageError(format!(
-                "--from {from} is after --to {to}: no partition is in that range"
-            ))
-            .into());
-        }
+        let (from, to) = date_range(&pipeline, from.as_deref(), to.as_deref())?;
         let report = Engine::new(pipeline)
             .with_session(session.clone())
             .lateness(from, to)

@@ -1,6 +1,6 @@
 //! `latefill status`: the state table of each pipeline, as text, JSON or a page.
 
-use crate::cli::args::{StatusArgs, StatusFormat};
+use crate::cli::args::{StatusArgs, StatusFormat, date_range};
 use crate::cli::exit::UsageError;
 use crate::cli::render::{emit_line, status_text};
 use crate::cli::status_page::PipelineStatus;
@@ -24,19 +24,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     // advances instead of reading afresh.
     let session = Session::new();
     for pipeline in pipelines {
-        let from = from
-            .as_deref()
-            .map(|d| pipeline.parse_date(d))
-            .transpose()?;
-        let to = to.as_deref().map(|d| pipeline.parse_date(d)).transpose()?;
-        if let (Some(from), Some(to)) = (from, to)
-            && from > to
-        {
-            return Err(UsageError(format!(
-                "--from {from} is after --to {to}: no partition is in that range"
-            ))
-            .into());
-        }
+        let (from, to) = date_range(&pipeline, from.as_deref(), to.as_deref())?;
         let mut rows = Engine::new(pipeline.clone())
             .with_session(session.clone())
             .status()
