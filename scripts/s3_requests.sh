@@ -5,6 +5,7 @@
 # Prints each run's count (by kind and by table), then the mean of each group.
 #
 #   bash scripts/s3_requests.sh [path/to/latefill]
+#   LIST_DAY=9 bash scripts/s3_requests.sh    # also every request of the 9th day's run, in order
 #
 # Starts its own emulators (scripts/with-emulators.sh). The binary defaults to the
 # release build in the shared target directory; request counts do not depend on the
@@ -87,6 +88,19 @@ measure() {
     [[ $late == "$2" ]] || { echo "expected $2 late partitions on $(day "$1"), got $late" >&2; exit 1; }
     line=$(count "$before")
     echo "run --date $(day "$1"), $2 late: $line" >&2
+    if [[ "${LIST_DAY:-}" == "$1" ]]; then
+        tail -n +"$((before + 1))" "$LATEFILL_TEST_S3_LOG" | python3 -c '
+import re, sys, urllib.parse
+for line in sys.stdin:
+    m = re.search(r"\"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP", line)
+    if m:
+        method, path = m.groups()
+        if method == "GET" and "list-type=2" in path:
+            method = "LIST"
+        key = urllib.parse.unquote(path.split(chr(47), 2)[-1])
+        print(f"  {method:4} {key}")
+' >&2
+    fi
     echo "$line"
 }
 
