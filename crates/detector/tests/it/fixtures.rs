@@ -154,3 +154,52 @@ async fn the_partition_column_is_checked() {
     assert!(matches!(err, Error::NotPartitionedBy { .. }), "{err}");
     assert!(err.to_string().contains("[\"date\"]"), "{err}");
 }
+
+/// The change history of every fixture written by Spark (checkpoints, a vacuumed and
+/// cleaned-up log, column mapping, null and special partition values, change data
+/// files) agrees with its expected changes: a partition's last commit in the
+/// history is its expected last change, for every change the log still holds; every
+/// commit carries its time.
+#[tokio::test]
+async fn every_fixture_has_a_change_history_that_agrees_with_its_expected_changes() {
+    let expected_dir = fixtures_dir().join("expected");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&expected_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let expected: Expected =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let (_tmp, url) = copy_fixture(&name);
+        let history = latefill_detector::change_history(&url, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            history.table_version.get(),
+            expected.table_version,
+            "{name}"
+        );
+        let mut last = std::collections::BTreeMap::new();
+        for commit in &history.commits {
+            assert!(commit.committed_at.is_some(), "{name}: {commit:?}");
+            assert!(commit.version >= history.read_from, "{name}");
+            for partition in &commit.partitions {
+                last.insert(partition.to_string(), commit.version.get());
+            }
+        }
+        let seen: Vec<ExpectedPartition> = expected
+            .partitions
+            .into_iter()
+            .filter(|p| p.last_change_version >= history.read_from.get())
+            .collect();
+        let got: Vec<ExpectedPartition> = last
+            .into_iter()
+            .map(|(partition, last_change_version)| ExpectedPartition {
+                partition,
+                last_change_version,
+            })
+            .collect();
+        assert_eq!(got, seen, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 7, "every fixture has an expected answer");
+}
