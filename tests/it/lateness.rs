@@ -10,23 +10,6 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::common::*;
 
-/// SplitMix64: a few lines, and the same draws on every machine.
-struct Draws(u64);
-
-impl Draws {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Sets the time of commit `version` of the table at `table`, as its writer would
 /// have recorded it had it run at `at`.
 fn set_commit_time(table: &Path, version: u64, at: DateTime<Utc>) {
@@ -99,7 +82,7 @@ async fn generated_history(seed: u64) -> (Workspace, Vec<Late>, Late, u64) {
             .unwrap()
             .and_utc()
     };
-    let mut draws = Draws(seed);
+    let mut draws = SplitMix64(seed);
     // The late batches of each day, decided up front: 0, 1 or 2.
     let mut planned: Vec<(u32, u32)> = Vec::new();
     for i in 0..DAYS {

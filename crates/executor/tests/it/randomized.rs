@@ -18,6 +18,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use latefill_core::{Granularity, PartitionDate, Partitioning};
 use latefill_executor::{Method, Pipeline, Processed, Strategy, Transform, run_partition};
+use latefill_testkit::SplitMix64 as Rng;
 use latefill_testkit::{append_batch, sorted_lines, sql_on, url_of};
 
 const DAY: &str = "2024-01-01";
@@ -27,32 +28,6 @@ const DAY: &str = "2024-01-01";
 const TESTS: u64 = 4;
 const CASES_PER_TEST: u64 = 128;
 const _: () = assert!(TESTS * CASES_PER_TEST >= 500, "at least 500 cases a run");
-
-/// SplitMix64: a small, seedable generator, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
