@@ -58,7 +58,16 @@ impl Engine {
             }
             self.state.claim(partitions, &self.run_id).await?;
             partitions.iter().for_each(|p| control.hold(p));
-            latefill_executor::pausepoint("handed-out").await;
+            if latefill_executor::pausepoint("handed-out").await {
+                // The signal that ended the pause reaches the command's own handler
+                // on another task; let it ask for the stop before deciding.
+                for _ in 0..5_000 {
+                    if control.is_stopped() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
         }
         if control.is_stopped() {
             self.give_back(partitions, &self.run_id).await;

@@ -31,10 +31,11 @@ pub fn failpoint(name: &str) {
 }
 
 /// If `pause:<name>` is armed, says so on stderr and waits for SIGINT or SIGTERM,
-/// then goes on (the program's own signal handling sees the same signal).
-pub async fn pausepoint(name: &str) {
+/// then goes on and returns `true` (the program's own signal handling sees the same
+/// signal, maybe a moment later: a caller that depends on it waits for it).
+pub async fn pausepoint(name: &str) -> bool {
     if !armed(&format!("pause:{name}")) {
-        return;
+        return false;
     }
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("a signal handler");
@@ -44,6 +45,7 @@ pub async fn pausepoint(name: &str) {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
     }
+    true
 }
 
 /// While the returned guard lives, aborts the process as soon as a file that was not
