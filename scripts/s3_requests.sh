@@ -51,6 +51,7 @@ count() {
 import collections, re, sys
 kinds, tables = collections.Counter(), collections.Counter()
 for line in sys.stdin:
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # moto colours 206 replies
     m = re.search(r"\"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP", line)
     if not m:
         continue
@@ -92,6 +93,7 @@ measure() {
         tail -n +"$((before + 1))" "$LATEFILL_TEST_S3_LOG" | python3 -c '
 import re, sys, urllib.parse
 for line in sys.stdin:
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # moto colours 206 replies
     m = re.search(r"\"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP", line)
     if m:
         method, path = m.groups()
