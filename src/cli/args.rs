@@ -198,13 +198,20 @@ pub(crate) struct LateArgs {
     /// `auto`.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     pub(crate) strategy: Option<StrategyArg>,
+    /// The most memory the transform may hold at once, e.g. `512MB`, `2GB` (units
+    /// of 1024): sorts and aggregations spill to the temporary directory (`TMPDIR`)
+    /// beyond it, and a partition that cannot be processed within it fails (exit 3)
+    /// saying so. Default: the pipeline's `transform.memory_limit`, else no bound.
+    #[arg(long, value_name = "SIZE", env = "LATEFILL_MEMORY_LIMIT",
+          value_parser = latefill_executor::parse_memory_limit)]
+    pub(crate) memory_limit: Option<u64>,
 }
 
 impl LateArgs {
     /// The engine of `pipeline`, in `session` (one for all the pipelines of a
     /// command, so that what an upstream pipeline wrote its downstream advances).
     pub(crate) fn engine(&self, pipeline: Pipeline, session: &Session) -> Engine {
-        Engine::new(with_strategy(pipeline, self.strategy))
+        Engine::new(with_overrides(pipeline, self.strategy, self.memory_limit))
             .with_lease(chrono::Duration::seconds(i64::from(self.lease_seconds)))
             .with_session(session.clone())
     }
@@ -312,8 +319,16 @@ pub(crate) enum StrategyArg {
     Incremental,
 }
 
-/// `pipeline` with the strategy `--strategy` asked for, if any.
-pub(crate) fn with_strategy(mut pipeline: Pipeline, strategy: Option<StrategyArg>) -> Pipeline {
+/// `pipeline` with the strategy `--strategy` and the limit `--memory-limit` asked
+/// for, if any.
+pub(crate) fn with_overrides(
+    mut pipeline: Pipeline,
+    strategy: Option<StrategyArg>,
+    memory_limit: Option<u64>,
+) -> Pipeline {
+    if memory_limit.is_some() {
+        pipeline.memory_limit = memory_limit;
+    }
     match strategy {
         Some(StrategyArg::Auto) => pipeline.strategy = latefill_executor::Strategy::Auto,
         Some(StrategyArg::Replace) => pipeline.strategy = latefill_executor::Strategy::Replace,
@@ -538,6 +553,13 @@ pub(crate) struct BackfillArgs {
     /// `auto`.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     pub(crate) strategy: Option<StrategyArg>,
+    /// The most memory the transform may hold at once, e.g. `512MB`, `2GB` (units
+    /// of 1024): sorts and aggregations spill to the temporary directory (`TMPDIR`)
+    /// beyond it, and a partition that cannot be processed within it fails (exit 3)
+    /// saying so. Default: the pipeline's `transform.memory_limit`, else no bound.
+    #[arg(long, value_name = "SIZE", env = "LATEFILL_MEMORY_LIMIT",
+          value_parser = latefill_executor::parse_memory_limit)]
+    pub(crate) memory_limit: Option<u64>,
     /// Output format: `json` prints JSON lines (one per event, then a summary) and
     /// no progress bar.
     #[arg(long = "format", visible_alias = "output", value_enum, value_name = "FORMAT",

@@ -472,6 +472,7 @@ impl Engine {
                     files_read: 0,
                     rows_read: 0,
                     bytes_read: 0,
+                    memory_peak: None,
                     audits: Vec::new(),
                     rows_written: 0,
                     target_version,

@@ -15,6 +15,7 @@ mod incremental;
 mod late;
 mod lateness;
 mod long_lived;
+mod memory;
 mod object_store;
 mod partitions;
 mod pipelines;

@@ -254,6 +254,24 @@ pub enum Error {
         source: DataFusionError,
     },
 
+    /// The transform needed more memory than the pipeline's memory limit, even
+    /// spilling to disk.
+    #[error(
+        "processing {partition} needs more memory than the limit of {} allows, even \
+         spilling to disk; raise --memory-limit (transform.memory_limit), or split the \
+         work into smaller partitions: {detail}",
+        display_bytes(*limit)
+    )]
+    MemoryLimit {
+        /// The partition.
+        partition: PartitionKey,
+        /// The limit, in bytes.
+        limit: u64,
+        /// What DataFusion said: which operator asked for how much, and the largest
+        /// consumers.
+        detail: String,
+    },
+
     /// The target commit conflicted with a concurrent commit that touched the same
     /// partition (another rewrite, a compaction, a delete), again and again.
     #[error(
@@ -344,12 +362,51 @@ impl Error {
             | Error::DamagedLog { .. }
             | Error::AuditFailed { .. }
             | Error::AuditInvalid(_)
-            | Error::Execution { .. } => ErrorClass::Data,
+            | Error::Execution { .. }
+            | Error::MemoryLimit { .. } => ErrorClass::Data,
             Error::TargetConflict { .. } => ErrorClass::Contention,
             Error::Store(e) if e.is_usage() => ErrorClass::Usage,
             Error::Delta { .. } | Error::Store(_) => ErrorClass::Storage,
             Error::Internal(_) => ErrorClass::Internal,
         }
+    }
+}
+
+impl Error {
+    /// This error as the memory limit `limit` explains it: an execution error whose
+    /// cause is DataFusion's memory pool refusing memory (which reaches latefill as
+    /// text when it comes through delta-rs's writer) is [`Error::MemoryLimit`].
+    pub(crate) fn under_memory_limit(self, limit: Option<u64>) -> Self {
+        let (Some(limit), Error::Execution { partition, source }) = (limit, &self) else {
+            return self;
+        };
+        let text = source.to_string();
+        let Some(at) = text.find("Resources exhausted") else {
+            return self;
+        };
+        let detail: String = text[at..].chars().take(600).collect();
+        Error::MemoryLimit {
+            partition: partition.clone(),
+            limit,
+            detail: detail.trim_end().to_owned(),
+        }
+    }
+}
+
+/// `bytes` in the largest unit of 1024 that keeps a whole number before the point:
+/// `256 MiB`, `1.5 GiB`, `900 B`.
+pub fn display_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

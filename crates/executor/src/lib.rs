@@ -45,6 +45,7 @@ pub mod combine;
 mod error;
 mod failpoint;
 mod fingerprint;
+mod memory;
 mod pipeline;
 mod preflight;
 mod project;
@@ -58,11 +59,12 @@ mod target;
 mod transform;
 
 pub use appended::{Appended, SinceVersion, appended_since};
-pub use error::{Error, Result};
+pub use error::{Error, Result, display_bytes};
 pub use failpoint::{FAILPOINT_ENV, failpoint, pausepoint};
 pub use fingerprint::{file_identity, fingerprint};
 pub use pipeline::{
-    DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_retention, resolve_location,
+    DEFAULT_PIPELINE_TOML, Pipeline, example_pipeline_toml, parse_memory_limit, parse_retention,
+    resolve_location,
 };
 pub use preflight::{check_locations, prefetch, preflight};
 pub use project::{Project, same_table};

@@ -107,6 +107,10 @@ pub struct Pipeline {
     pub strategy: Strategy,
     /// Checks of each partition's result before it is published (`[[audit]]`).
     pub audits: Vec<Audit>,
+    /// The most memory, in bytes, the transform's DataFusion session may hold at
+    /// once (`transform.memory_limit`); sorts and aggregations spill to a temporary
+    /// directory beyond it. `None`: no bound.
+    pub memory_limit: Option<u64>,
     /// Store options for the source: `[storage]`, then `[source.storage]`.
     pub source_storage: StorageOptions,
     /// Store options for the target: `[storage]`, then `[target.storage]`.
@@ -293,6 +297,15 @@ struct RawState {
 struct RawTransform {
     sql: String,
     strategy: Option<String>,
+    memory_limit: Option<RawBytes>,
+}
+
+/// A size in a pipeline file: `"256MB"` or a number of bytes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawBytes {
+    Bytes(u64),
+    Text(String),
 }
 
 impl Pipeline {
@@ -401,6 +414,20 @@ impl Pipeline {
                 .parse()
                 .map_err(|reason| invalid(format!("transform.strategy: {reason}")))?;
         }
+        pipeline.memory_limit = match &raw.transform.memory_limit {
+            Some(RawBytes::Text(text)) => {
+                Some(parse_memory_limit(text).map_err(|reason| {
+                    invalid(format!("transform.memory_limit {text:?}: {reason}"))
+                })?)
+            }
+            Some(RawBytes::Bytes(0)) => {
+                return Err(invalid(
+                    "transform.memory_limit 0: must be more than 0 bytes, e.g. \"512MB\"".into(),
+                ));
+            }
+            Some(RawBytes::Bytes(bytes)) => Some(*bytes),
+            None => None,
+        };
         pipeline.source_storage = source_storage;
         pipeline.target_storage = target_storage;
         pipeline.state_storage = state_storage;
@@ -464,6 +491,7 @@ impl Pipeline {
             transform,
             strategy: Strategy::Auto,
             audits: Vec::new(),
+            memory_limit: None,
             source_storage: StorageOptions::default(),
             target_storage: StorageOptions::default(),
             state_storage: StorageOptions::default(),
@@ -610,6 +638,43 @@ pub fn parse_retention(text: &str) -> std::result::Result<Duration, String> {
         .checked_mul(seconds)
         .map(Duration::from_secs)
         .ok_or_else(|| "too long".to_owned())
+}
+
+/// Parses a memory size: a whole or decimal number and a unit, `B`, `KB`, `MB`,
+/// `GB` or `TB` (each 1024 of the one before, as DataFusion and most memory settings
+/// count them; `KiB`, `MiB`, ... and `K`, `M`, ... are the same), e.g. `"256MB"`,
+/// `"1.5 GB"`; a bare number is bytes.
+///
+/// ```
+/// use latefill_executor::parse_memory_limit;
+/// assert_eq!(parse_memory_limit("256MB"), Ok(256 * 1024 * 1024));
+/// assert_eq!(parse_memory_limit("1.5 GiB"), Ok(3 * 512 * 1024 * 1024));
+/// assert!(parse_memory_limit("0").is_err());
+/// ```
+pub fn parse_memory_limit(text: &str) -> std::result::Result<u64, String> {
+    let expected = "expected a size such as \"256MB\", \"2GB\" or a number of bytes";
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| expected.to_owned())?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("unknown unit {:?}; {expected}", unit.trim())),
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err("too large".into());
+    }
+    if bytes < 1.0 {
+        return Err(format!("must be more than 0 bytes; {expected}"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The text of a configuration file and the directory its relative paths resolve

@@ -57,6 +57,11 @@ pub struct RunReport {
     /// Source bytes read (of those files).
     #[serde(default)]
     pub bytes_read: u64,
+    /// The most memory, in bytes, the transform's operators held at once (as
+    /// DataFusion accounts it: hash tables, sort buffers, batches in flight; not
+    /// the process's whole footprint). `None` when nothing ran.
+    #[serde(default)]
+    pub memory_peak: Option<u64>,
     /// Rows written to the target partition.
     pub rows_written: u64,
     /// The target's version after the commit that replaced the partition.
@@ -224,7 +229,7 @@ impl RunPartition {
         phases.mark("source");
 
         // 2. Plan the transform over exactly that partition.
-        let ctx = session_context(self.target_partitions);
+        let ctx = session_context(self.target_partitions, pipeline.memory_limit);
         register_source(&ctx, &source, &pipeline.source, &values, None).await?;
         let result = plan_transform(&ctx, pipeline).await?;
         let result_schema: Schema = result.schema().as_arrow().clone();
@@ -258,7 +263,7 @@ impl RunPartition {
         phases.mark("strategy");
         let (ctx, result, read) = match (&choice.update, &target) {
             (Some((appended, how)), Some(target)) => {
-                let ctx = session_context(self.target_partitions);
+                let ctx = session_context(self.target_partitions, pipeline.memory_limit);
                 let combined = combine_late_rows(
                     &ctx,
                     pipeline,
@@ -299,8 +304,10 @@ impl RunPartition {
                 (false, _) => Some(rows_read),
                 (true, rows) => rows,
             };
-            let audits =
-                audit_result(pipeline, partition, &source, &values, &result, rows_in).await?;
+            let audits = audit_result(
+                &ctx, pipeline, partition, &source, &values, &result, rows_in,
+            )
+            .await?;
             phases.mark("audits");
             (result, audits)
         };
@@ -466,6 +473,7 @@ impl RunPartition {
             files_read: read.files,
             rows_read,
             bytes_read: read.bytes,
+            memory_peak: crate::memory::peak_of(&ctx),
             audits,
             rows_written,
             target_version: target_version.into(),
@@ -479,8 +487,10 @@ impl RunPartition {
 /// Runs `pipeline`'s audits on `result`, the partition's result, with the
 /// partition's source rows (at `source`'s version, raw partition values `values`) as
 /// the table `source`; `rows_in` counts them when the log's statistics do. An audit
-/// of severity `error` that fails is [`Error::AuditFailed`].
+/// of severity `error` that fails is [`Error::AuditFailed`]. The audits' session
+/// shares `run`'s memory pool (its memory limit).
 async fn audit_result(
+    run: &deltalake::datafusion::prelude::SessionContext,
     pipeline: &Pipeline,
     partition: &PartitionKey,
     source: &deltalake::DeltaTable,
@@ -492,7 +502,10 @@ async fn audit_result(
         partition: partition.clone(),
         source,
     };
-    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    let ctx = deltalake::datafusion::prelude::SessionContext::new_with_config_rt(
+        deltalake::datafusion::prelude::SessionConfig::new(),
+        run.runtime_env(),
+    );
     ctx.register_table("result", result.clone().into_view())
         .map_err(execution)?;
     register_source(&ctx, source, &pipeline.source, values, None).await?;
@@ -524,11 +537,21 @@ async fn audit_result(
 }
 
 /// A DataFusion session for a run: delta-rs's (its planner knows the nodes a Delta
-/// write adds), split into `target_partitions` streams when given.
-fn session_context(
+/// write adds), split into `target_partitions` streams when given, and holding at
+/// most `memory_limit` bytes at once when given: sorts and aggregations then spill
+/// to the operating system's temporary directory (`TMPDIR`) beyond it. Its pool
+/// remembers the most it held ([`crate::memory::peak_of`]).
+pub(crate) fn session_context(
     target_partitions: Option<usize>,
+    memory_limit: Option<u64>,
 ) -> deltalake::datafusion::prelude::SessionContext {
-    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    let pool = crate::memory::PeakPool::new(memory_limit);
+    let runtime = deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()
+        .expect("a runtime of a memory pool and the default disk manager builds");
+    let ctx =
+        deltalake::delta_datafusion::DeltaSessionContext::with_runtime_env(runtime).into_inner();
     if let Some(n) = target_partitions {
         ctx.state_ref()
             .write()
@@ -582,8 +605,14 @@ impl IntoFuture for RunPartition {
             // A commit that conflicts with a concurrent one on the same partition (a
             // compaction, another rewrite) wrote nothing: run again on the fresh target.
             let mut attempt = 1;
+            let limit = self.pipeline.memory_limit;
             loop {
-                match self.clone().execute().await {
+                match self
+                    .clone()
+                    .execute()
+                    .await
+                    .map_err(|e| e.under_memory_limit(limit))
+                {
                     Err(Error::TargetConflict {
                         table,
                         partition,

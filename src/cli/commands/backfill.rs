@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::PartitionDate;
 use crate::backfill::{Batching, Selection};
-use crate::cli::args::{BackfillArgs, Output, date_range, with_strategy};
+use crate::cli::args::{BackfillArgs, Output, date_range, with_overrides};
 use crate::cli::exit::{DataFailure, Interrupted};
 use crate::cli::progress::{Printer, thousands};
 use crate::cli::render::describe_choice;
@@ -159,6 +159,7 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         batch_size,
         dry_run,
         strategy,
+        memory_limit,
         output,
     } = args;
     let (pipelines, _) = config.load_all()?;
@@ -183,7 +184,7 @@ pub(crate) async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     // advances instead of reading afresh.
     let session = Session::new();
     for (pipeline, range) in pipelines.into_iter().zip(ranges) {
-        let engine = Engine::new(with_strategy(pipeline, strategy))
+        let engine = Engine::new(with_overrides(pipeline, strategy, memory_limit))
             .with_lease(chrono::Duration::seconds(i64::from(lease_seconds)))
             .with_session(session.clone());
         if dry_run {
