@@ -21,6 +21,7 @@ use url::Url;
 
 mod cache;
 mod failure;
+pub mod log_cache;
 mod new_table;
 
 pub use cache::{KeptTable, RELOAD_CHECK_EVERY, Tables};
@@ -127,6 +128,7 @@ pub fn is_local_without_log(url: &Url) -> bool {
 /// A builder for the table at `url` with `options` (over [`DEFAULT_OPTIONS`] and the
 /// environment). Every table latefill opens is opened through this.
 pub fn table_builder(url: &Url, options: &StorageOptions) -> DeltaResult<DeltaTableBuilder> {
+    log_cache::install();
     Ok(DeltaTableBuilder::from_url(url.clone())?.with_storage_options(options.with_defaults()))
 }
 
