@@ -7,8 +7,9 @@
 #   MODE=daily bash scripts/s3_latency.sh [path/to/latefill ...]  # daily runs
 #   MODE=late bash scripts/s3_latency.sh [path/to/latefill ...]   # late backfills
 #
-# Backfills: DAYS partitions (20) at `--concurrency 1` and 2, ROUNDS rounds (3), each
-# run into a new target and state table. Daily runs: 12 days processed one run a day,
+# Backfills: DAYS partitions (20) at each `--concurrency` of CONCURRENCY ("1 2"),
+# ROUNDS rounds (3), each run into a new target and state table, with the requests
+# each run made (moto's log). Daily runs: 12 days processed one run a day,
 # then RUNS more days (8), each generated and then run by every binary in turn, the
 # order turning each day (each binary's run replaces the day's partition). Late
 # backfills: 12 days processed by each binary into a target and state table of its own,
@@ -59,9 +60,14 @@ sql = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP B
 T
 }
 medians() {
-    awk '{k = $1 " " $2; v[k] = v[k] " " $3} END {for (k in v) print k, v[k]}' "$work/runs.txt" | sort |
-        while read -r bin c times; do
-            echo "$bin $c $(echo $times | tr ' ' '\n' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}') ms"
+    local median='{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
+    awk '{k = $1 " " $2; v[k] = v[k] " " $3; r[k] = r[k] " " ($5 == "" ? "-" : $5)}
+         END {for (k in v) print k "|" v[k] "|" r[k]}' "$work/runs.txt" | sort |
+        while IFS='|' read -r key times requests; do
+            line="$key $(echo $times | tr ' ' '\n' | sort -n | awk "$median") ms"
+            [[ $requests == *-* ]] ||
+                line+=", $(echo $requests | tr ' ' '\n' | sort -n | awk "$median") requests"
+            echo "$line"
         done
 }
 generate() { "$1" generate --table "$base/devices" --date "$(day "$2")" --rows 2000 --seed "$2" >/dev/null; }
@@ -127,13 +133,15 @@ echo "backfill of $days partitions on S3 (moto) at $delay s a request"
 n=0
 for _ in $(seq "$rounds"); do
     for bin in "$@"; do
-        for c in 1 2; do
+        for c in ${CONCURRENCY:-1 2}; do
             n=$((n + 1))
             pipeline "_$n"
+            before=$(wc -l <"$LATEFILL_TEST_S3_LOG")
             start=$(date +%s%N)
             "$bin" backfill --config "$work/pipeline.toml" --from "$(day 1)" --to "$(day "$days")" \
                 --concurrency "$c" --output json >/dev/null
-            echo "$bin c$c $((($(date +%s%N) - start) / 1000000)) ms"
+            elapsed=$((($(date +%s%N) - start) / 1000000))
+            echo "$bin c$c $elapsed ms $(($(wc -l <"$LATEFILL_TEST_S3_LOG") - before)) requests"
         done
     done
 done | tee "$work/runs.txt"
