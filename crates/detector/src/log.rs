@@ -432,11 +432,13 @@ impl LogReader {
 
     /// Reads the commits after `version` without listing the log: probes
     /// `version+1, version+2, ...` a batch at a time until one does not exist. Its cost
-    /// grows with the number of new commits, not with the log's length.
+    /// grows with the number of new commits, not with the log's length. The first
+    /// batch is two (a daily run usually finds one new commit: one probe is wasted),
+    /// each next one twice the last.
     pub async fn read_commits_after(&self, version: u64) -> Result<Vec<(u64, Commit)>> {
         let mut out = Vec::new();
         let mut next = version + 1;
-        let mut batch = 4usize;
+        let mut batch = 2usize;
         loop {
             let found: Vec<Option<Commit>> = futures::stream::iter(next..next + batch as u64)
                 .map(|v| self.read_commit(v))
