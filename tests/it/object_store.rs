@@ -809,6 +809,64 @@ fn a_store_that_ignores_put_if_absent_is_refused_before_any_table_is_created() {
     }
 }
 
+/// A GCS endpoint that does not take object_store's uploads (fake-gcs-server takes
+/// them through the JSON API only; object_store writes through the XML API) is
+/// refused at the first write to a new table: exit 2, the answer and what latefill
+/// needs in one paragraph, no table created, the source untouched.
+#[test]
+fn a_gcs_endpoint_without_the_xml_api_uploads_is_refused_before_any_table_is_created() {
+    let bucket = std::env::var("LATEFILL_TEST_GCS_JSON_ONLY")
+        .expect("LATEFILL_TEST_GCS_JSON_ONLY: run through scripts/test.sh");
+    let account = std::env::var("LATEFILL_TEST_GCS_SERVICE_ACCOUNT").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("{bucket}/cli-{:016x}", rand::random::<u64>());
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"devices_daily\"\n\
+             [source]\ntable = \"devices\"\npartition_column = \"event_time\"\n\
+             [target]\ntable = \"{base}/devices_daily\"\n\
+             [state]\ntable = \"{base}/state\"\n\
+             [transform]\nsql = '''{DEFAULT_SQL}'''\n"
+        ),
+    )
+    .unwrap();
+    let latefill = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_latefill"))
+            .args(args)
+            .env("GOOGLE_SERVICE_ACCOUNT", &account)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = latefill(&["generate", "--table", "devices", "--date", "2024-01-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let source_log = || {
+        std::fs::read_dir(dir.path().join("devices/_delta_log"))
+            .unwrap()
+            .count()
+    };
+    let before = source_log();
+
+    let config = config.to_str().unwrap();
+    let out = latefill(&["run", "--config", config, "--date", "2024-01-01"]);
+    assert_clear_error(&out, "refused a plain upload (400 Bad Request");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{base}/state")), "{err}");
+    assert!(err.contains("GCS's XML API"), "{err}");
+    for table in ["state", "devices_daily"] {
+        let out = latefill(&["changes", "--table", &format!("{base}/{table}")]);
+        assert!(
+            !out.status.success(),
+            "{table} was created: {}",
+            stdout(&out)
+        );
+    }
+    assert_eq!(source_log(), before, "the source was written to");
+}
+
 /// `latefill <args>` for `remote` with the environment changed by `env` (`None`
 /// removes a variable). The instance-metadata endpoints point at a closed loopback
 /// port, so that a client looking for credentials there asks nothing off this machine.

@@ -37,6 +37,27 @@ pub enum NewTableError {
         /// Up to a few of the entries found there.
         found: Vec<String>,
     },
+    /// The store refused the first plain write to the location with an answer no
+    /// retry changes (400, 405, 501): it does not take the requests latefill's store
+    /// client makes, such as an emulator of another API of the cloud's.
+    #[error(
+        "the store of {table} refused a plain upload ({answer}): it does not take the \
+         requests latefill writes with{}, so latefill will not create a table there. Use \
+         the cloud's own store, or an emulator that implements that API",
+        if table.scheme() == "gs" {
+            " (GCS's XML API: `PUT /<bucket>/<object>`, with `x-goog-if-generation-match: 0` \
+             for commits; fake-gcs-server and gcp-storage-emulator, which take uploads \
+             through the JSON API only, refuse it)"
+        } else {
+            ""
+        }
+    )]
+    Refused {
+        /// The table that was to be created.
+        table: Url,
+        /// The store's answer: its status and message.
+        answer: String,
+    },
     /// The check itself failed.
     #[error("checking that the store of {table} honours put-if-absent: {source}")]
     Store {
@@ -54,7 +75,9 @@ impl NewTableError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            NewTableError::Ignored { .. } | NewTableError::Foreign { .. }
+            NewTableError::Ignored { .. }
+                | NewTableError::Foreign { .. }
+                | NewTableError::Refused { .. }
         )
     }
 }
@@ -135,11 +158,41 @@ pub async fn prepare_new_table(
         .object_store(None)
         .put(&deltalake::Path::from(NEW_TABLE_MARKER), "".into())
         .await
-        .map_err(|source| NewTableError::Store {
-            table: url.clone(),
-            source,
+        .map_err(|source| match refusal(&source) {
+            Some(answer) => NewTableError::Refused {
+                table: url.clone(),
+                answer,
+            },
+            None => NewTableError::Store {
+                table: url.clone(),
+                source,
+            },
         })?;
     check_put_if_absent(table, url).await
+}
+
+/// The status and message of a store's answer that refuses a request as such (400,
+/// 405, 501), as object_store words it; `None` for any other failure (credentials,
+/// the network, a busy store), which another try or a fix elsewhere may mend.
+fn refusal(error: &deltalake::ObjectStoreError) -> Option<String> {
+    let text = error.to_string();
+    let at = text.find("status code: ")? + "status code: ".len();
+    let status = &text[at..];
+    if !["400", "405", "501"]
+        .iter()
+        .any(|code| status.starts_with(code))
+    {
+        return None;
+    }
+    let line = status.split(':').next().unwrap_or(status).trim();
+    let message = status
+        .find("\"message\":\"")
+        .map(|m| &status[m + "\"message\":\"".len()..])
+        .and_then(|rest| rest.split('"').next());
+    Some(match message {
+        Some(message) => format!("{line}: {message}"),
+        None => line.to_owned(),
+    })
 }
 
 /// Removes the marker [`prepare_new_table`] put, once the table's first commit has
