@@ -30,6 +30,15 @@ monthly pipelines), a partition name (``"event_time=2024-01-03"``), or a ``date`
 Selection = Literal["pending", "late", "stale", "all"]
 
 
+def _size(value: Union[str, int, None]) -> Optional[str]:
+    """A memory size as the core reads it: ``"512MB"`` as is, an int as bytes."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"memory_limit={value!r}: give a size such as \"512MB\" or a number of bytes")
+    return str(value)
+
+
 def _period(value: Period, granularity: str) -> str:
     if isinstance(value, datetime):
         return {
@@ -57,7 +66,9 @@ class Engine:
     ``transform.strategy`` for late partitions: ``"auto"`` (updated from their late
     rows where that is safe and cheaper), ``"replace"`` (always recomputed) or
     ``"incremental"`` (updated wherever safe); each ``RunReport.strategy`` says which
-    was used.
+    was used. ``memory_limit`` (``"512MB"``, or a number of bytes) overrides
+    ``transform.memory_limit``: the most a transform holds at once, spilling to
+    ``TMPDIR`` beyond it; each ``RunReport.memory_peak`` says what it held.
     """
 
     def __init__(
@@ -68,8 +79,11 @@ class Engine:
         run_id: Optional[str] = None,
         lease_seconds: int = 600,
         strategy: Optional[str] = None,
+        memory_limit: Union[str, int, None] = None,
     ) -> None:
-        self._core = _latefill.Engine(os.fspath(config), pipeline, run_id, lease_seconds, strategy)
+        self._core = _latefill.Engine(
+            os.fspath(config), pipeline, run_id, lease_seconds, strategy, _size(memory_limit)
+        )
 
     @classmethod
     def _wrap(cls, core: Any) -> "Engine":
@@ -226,10 +240,13 @@ class Project:
         run_id: Optional[str] = None,
         lease_seconds: int = 600,
         strategy: Optional[str] = None,
+        memory_limit: Union[str, int, None] = None,
     ) -> None:
         path = os.fspath(config)
         self._order = _latefill.project_order(path)
-        engines = _latefill.project_engines(path, run_id, lease_seconds, strategy)
+        engines = _latefill.project_engines(
+            path, run_id, lease_seconds, strategy, _size(memory_limit)
+        )
         self._engines = {e.name: Engine._wrap(e) for e in engines}
 
     @property

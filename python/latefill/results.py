@@ -94,6 +94,9 @@ class RunReport(_Result):
     """Why the other strategy was not chosen."""
     bytes_read: int = 0
     """Source bytes read (the late files alone for an incremental update)."""
+    memory_peak: Optional[int] = None
+    """The most memory, in bytes, the transform's operators held at once (as
+    DataFusion accounts it), or None when nothing ran."""
     audits: List[AuditOutcome] = field(default_factory=list)
     """The pipeline's audits, as they ran on this partition's result (those of
     severity ``warn`` may have failed; a failing ``error`` audit fails the run)."""
@@ -122,6 +125,7 @@ class RunReport(_Result):
             strategy=d.get("strategy"),
             strategy_reason=d.get("strategy_reason"),
             bytes_read=d.get("bytes_read", 0),
+            memory_peak=d.get("memory_peak"),
             audits=[AuditOutcome.from_dict(a) for a in d.get("audits", [])],
         )
 

@@ -159,7 +159,7 @@ impl Engine {
     /// The engine of the pipeline of `config` (a pipeline or project file, or a
     /// directory of pipeline files); `pipeline` names one of a project.
     #[new]
-    #[pyo3(signature = (config, pipeline=None, run_id=None, lease_seconds=600, strategy=None))]
+    #[pyo3(signature = (config, pipeline=None, run_id=None, lease_seconds=600, strategy=None, memory_limit=None))]
     fn new(
         py: Python<'_>,
         config: PathBuf,
@@ -167,6 +167,7 @@ impl Engine {
         run_id: Option<String>,
         lease_seconds: u32,
         strategy: Option<String>,
+        memory_limit: Option<String>,
     ) -> PyResult<Self> {
         let project = load(py, &config)?;
         let names = project.names().join(", ");
@@ -187,6 +188,7 @@ impl Engine {
         };
         let chosen = chosen.map_err(|message| usage_error(py, message))?;
         let chosen = with_strategy(py, chosen, strategy.as_deref())?;
+        let chosen = with_memory_limit(py, chosen, memory_limit.as_deref())?;
         Ok(Engine {
             engine: engine_of(chosen, &Session::new(), run_id, lease_seconds),
         })
@@ -394,13 +396,14 @@ fn project_order(py: Python<'_>, config: PathBuf) -> PyResult<Vec<(String, Optio
 /// The engines of every pipeline of a project file, sharing one session (what an
 /// upstream pipeline writes, its downstream advances instead of reading afresh).
 #[pyfunction]
-#[pyo3(signature = (config, run_id=None, lease_seconds=600, strategy=None))]
+#[pyo3(signature = (config, run_id=None, lease_seconds=600, strategy=None, memory_limit=None))]
 fn project_engines(
     py: Python<'_>,
     config: PathBuf,
     run_id: Option<String>,
     lease_seconds: u32,
     strategy: Option<String>,
+    memory_limit: Option<String>,
 ) -> PyResult<Vec<Engine>> {
     let project = load(py, &config)?;
     let session = Session::new();
@@ -409,6 +412,7 @@ fn project_engines(
         .iter()
         .map(|p| {
             let pipeline = with_strategy(py, p.clone(), strategy.as_deref())?;
+            let pipeline = with_memory_limit(py, pipeline, memory_limit.as_deref())?;
             Ok(Engine {
                 engine: engine_of(pipeline, &session, run_id.clone(), lease_seconds),
             })
@@ -427,6 +431,21 @@ fn with_strategy(
         pipeline.strategy = name
             .parse()
             .map_err(|reason: String| usage_error(py, format!("strategy={name:?}: {reason}")))?;
+    }
+    Ok(pipeline)
+}
+
+/// `pipeline` with the memory limit `memory_limit=` gives (`"512MB"`, or bytes), if
+/// any; a size that is not one is a `UsageError`.
+fn with_memory_limit(
+    py: Python<'_>,
+    mut pipeline: Pipeline,
+    memory_limit: Option<&str>,
+) -> PyResult<Pipeline> {
+    if let Some(text) = memory_limit {
+        let bytes = latefill::executor::parse_memory_limit(text)
+            .map_err(|reason| usage_error(py, format!("memory_limit={text:?}: {reason}")))?;
+        pipeline.memory_limit = Some(bytes);
     }
     Ok(pipeline)
 }

@@ -301,3 +301,26 @@ def test_lateness_counts_the_late_days(ws: Workspace) -> None:
     assert report["late_changes"] == 2
     assert report["coverage"]["first_processing_recorded"] == 3
     assert engine.lateness("2024-01-02", datetime.date(2024, 1, 3))["late_changes"] == 1
+
+
+def test_a_memory_limit_bounds_the_transform_and_a_bad_one_is_refused(ws: Workspace) -> None:
+    ws.generate("2024-01-01", 2_000, 1)
+    # Far too little for even one batch of the aggregation: a DataError saying so,
+    # and nothing published.
+    with pytest.raises(latefill.DataError) as small:
+        latefill.Engine(ws.config, memory_limit="1KB").run_date("2024-01-01")
+    assert "needs more memory than the limit of 1 KiB" in str(small.value)
+    assert "raise --memory-limit" in str(small.value)
+    assert not (ws.target / "_delta_log").exists()
+
+    # Enough (as a number of bytes too): published, and the peak it held reported.
+    outcome = latefill.Engine(ws.config, memory_limit=64 * 1024 * 1024).run_date("2024-01-01")
+    peak = outcome.run.memory_peak
+    assert peak is not None and 0 < peak <= 64 * 1024 * 1024
+    assert table_rows(ws.target) == recomputed(ws.source)
+
+    with pytest.raises(latefill.UsageError) as bad:
+        latefill.Engine(ws.config, memory_limit="lots")
+    assert "lots" in str(bad.value) and "256MB" in str(bad.value)
+    with pytest.raises(TypeError):
+        latefill.Engine(ws.config, memory_limit=1.5)  # type: ignore[arg-type]
