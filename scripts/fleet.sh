@@ -17,6 +17,7 @@
 #
 #   bash scripts/fleet.sh [path/to/latefill]
 #   WORKERS="1 16" DAYS=2000 DELAY=0.05 bash scripts/fleet.sh
+#   EXTRA="--batch-size 32" bash scripts/fleet.sh     # more backfill arguments
 #
 # Starts its own emulators (scripts/with-emulators.sh). The binary defaults to the
 # release build in the shared target directory.
@@ -82,7 +83,7 @@ EOF
         (( k == 1 )) && to=$((days - 1))
         (( to > days - 1 )) && to=$((days - 1))
         AWS_ENDPOINT_URL="$slow" "$LATEFILL_BIN" backfill --config "$run/pipeline.toml" \
-            --from "$(day "$from")" --to "$(day "$to")" --concurrency 1 --format json \
+            --from "$(day "$from")" --to "$(day "$to")" --concurrency 1 --format json ${EXTRA:-} \
             2>"$run/w$w.err" | stamp >"$run/w$w.jsonl" &
         pids+=($!)
     done
