@@ -239,6 +239,18 @@ impl RunPartition {
 
         // 3. Check the result against the target before anything is written.
         let target = open_target_for(session, pipeline, partition).await?;
+        // No target yet: one run of the session creates it, the others wait for it
+        // and then write to it (the gate is held until this run has written).
+        let (target, _creating) = match target {
+            Some(target) => (Some(target), None),
+            None => {
+                let gate = session.creation(&pipeline.target).lock_owned().await;
+                match open_target_for(session, pipeline, partition).await? {
+                    Some(target) => (Some(target), None),
+                    None => (None, Some(gate)),
+                }
+            }
+        };
         phases.mark("open target");
         if let Some(target) = &target {
             check_target_schema(target, &pipeline.target, &result_schema)?;

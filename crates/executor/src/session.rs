@@ -29,6 +29,8 @@ struct Inner {
     /// The checkpoint tasks of this session, by target: each waits for the one
     /// before it, so that a target's checkpoints land in order.
     checkpoints: Mutex<HashMap<Url, Pending>>,
+    /// One gate a target, held by the run that creates it.
+    creations: Mutex<HashMap<Url, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -64,6 +66,20 @@ impl Session {
     pub(crate) fn chain(&self, url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
         self.inner
             .chains
+            .lock()
+            .expect("not poisoned")
+            .entry(url.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// The gate of the target at `url` that a run finding no target holds while it
+    /// creates it: the session's other runs that find none wait for it, then write to
+    /// the table it created, instead of all creating it at once and all but one
+    /// losing the race for its first version (5 of 8 runs of a new backfill did).
+    pub(crate) fn creation(&self, url: &Url) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .creations
             .lock()
             .expect("not poisoned")
             .entry(url.clone())
