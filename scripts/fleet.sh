@@ -32,14 +32,8 @@ if [[ -z "${LATEFILL_TEST_S3:-}" ]]; then
 fi
 
 delay="${DELAY:-0.05}" days="${DAYS:-200}" rows="${ROWS:-200}"
-moto="$AWS_ENDPOINT_URL"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 scripts/latency_proxy.py "$port" "${moto##*:}" "$delay" &
-proxy=$!
-work=$(mktemp -d)
-trap 'kill $proxy 2>/dev/null; rm -rf "$work"' EXIT
-sleep 1
-slow="http://127.0.0.1:$port"
+source scripts/slow_s3.sh
+start_slow_s3 "$delay"
 
 base="$LATEFILL_TEST_S3/fleet-$RANDOM$RANDOM"
 day() { date -u -d "2024-01-01 + $1 days" +%F; }
@@ -82,7 +76,7 @@ EOF
         to=$(( from + days / 2 ))
         (( k == 1 )) && to=$((days - 1))
         (( to > days - 1 )) && to=$((days - 1))
-        AWS_ENDPOINT_URL="$slow" "$LATEFILL_BIN" backfill --config "$run/pipeline.toml" \
+        AWS_ENDPOINT_URL="$slow_s3" "$LATEFILL_BIN" backfill --config "$run/pipeline.toml" \
             --from "$(day "$from")" --to "$(day "$to")" --concurrency 1 --format json ${EXTRA:-} \
             2>"$run/w$w.err" | stamp >"$run/w$w.jsonl" &
         pids+=($!)

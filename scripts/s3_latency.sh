@@ -35,13 +35,9 @@ fi
 
 delay="${DELAY:-0.02}" days="${DAYS:-20}"
 rounds="${ROUNDS:-$([[ "${MODE:-}" == late ]] && echo 6 || echo 3)}"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 scripts/latency_proxy.py "$port" "${AWS_ENDPOINT_URL##*:}" "$delay" &
-proxy=$!
-work=$(mktemp -d)
-trap 'kill $proxy; rm -rf "$work"' EXIT
-sleep 1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+source scripts/slow_s3.sh
+start_slow_s3 "$delay"
+export AWS_ENDPOINT_URL="$slow_s3"
 
 base="$LATEFILL_TEST_S3/latency-$RANDOM$RANDOM"
 day() { date -d "2024-01-01 + $(($1 - 1)) days" +%F; }
