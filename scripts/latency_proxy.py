@@ -3,12 +3,18 @@ time: an object store's request latency in front of an emulator, without a cap o
 throughput (netem is not available everywhere). Used by scripts/s3_latency.sh.
 
     python3 scripts/latency_proxy.py LISTEN_PORT TARGET_PORT DELAY_SECONDS
+
+With LATENCY_LOG=FILE it also writes, for each request, the time it arrived (seconds,
+monotonic) and its request line: what waited on what in a run.
 """
 import asyncio
+import os
 import sys
 import time
 
 LISTEN, TARGET, DELAY = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+LOG = open(os.environ["LATENCY_LOG"], "a", buffering=1) if os.environ.get("LATENCY_LOG") else None
+METHODS = (b"GET ", b"PUT ", b"HEAD ", b"POST ", b"DELETE ")
 
 
 async def pump(reader, writer, delay):
@@ -18,6 +24,9 @@ async def pump(reader, writer, delay):
     async def read():
         while True:
             data = await reader.read(1 << 16)
+            if LOG and delay and data.startswith(METHODS):
+                line = data.split(b"\r\n", 1)[0].decode(errors="replace")
+                LOG.write(f"{time.monotonic():.4f} {line}\n")
             await queue.put((time.monotonic(), data))
             if not data:
                 return
