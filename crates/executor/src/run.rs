@@ -197,15 +197,21 @@ impl RunPartition {
 
         let mut phases = Phases::new();
 
-        // 1. Pin the source version and list the partition's files from the log.
+        // 1. Pin the source version and list the partition's files from the log. The
+        // target is brought up to date meanwhile (on an object store, each is a
+        // listing: one round trip for both instead of one after the other); it is
+        // looked at once the transform is planned.
         let session = &self.session;
-        let source = open_source(
-            session,
-            &pipeline.source,
-            &pipeline.source_storage,
-            self.source_version,
-        )
-        .await?;
+        let (source, target) = tokio::join!(
+            open_source(
+                session,
+                &pipeline.source,
+                &pipeline.source_storage,
+                self.source_version,
+            ),
+            open_target_for(session, pipeline, partition)
+        );
+        let source = source?;
         let source_version = source.version().ok_or_else(|| {
             Error::Internal(format!(
                 "source {} loaded without a version",
@@ -238,7 +244,7 @@ impl RunPartition {
         phases.mark("plan");
 
         // 3. Check the result against the target before anything is written.
-        let target = open_target_for(session, pipeline, partition).await?;
+        let target = target?;
         // No target yet: one run of the session creates it, the others wait for it
         // and then write to it (the gate is held until this run has written).
         let (target, _creating) = match target {
