@@ -6,6 +6,7 @@ from __future__ import annotations
 import _thread
 import datetime
 import json
+import signal
 
 import pytest
 
@@ -189,8 +190,15 @@ def test_ctrl_c_stops_a_backfill_gives_its_claims_back_and_raises_keyboard_inter
         if event.event == "started":
             _thread.interrupt_main()  # as Ctrl-C does
 
-    with pytest.raises(KeyboardInterrupt):
-        engine.backfill("2024-01-01", "2024-01-06", on_event=interrupt_when_the_first_starts)
+    # Ctrl-C raises KeyboardInterrupt only where SIGINT has Python's handler: a
+    # Python started with SIGINT ignored (a background job of a shell, nohup) keeps
+    # ignoring it, and interrupt_main() does nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            engine.backfill("2024-01-01", "2024-01-06", on_event=interrupt_when_the_first_starts)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
     rows = engine.status()
     assert not any(r.status == "processing" for r in rows), rows
