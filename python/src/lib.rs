@@ -187,8 +187,7 @@ impl Engine {
             )),
         };
         let chosen = chosen.map_err(|message| usage_error(py, message))?;
-        let chosen = with_strategy(py, chosen, strategy.as_deref())?;
-        let chosen = with_memory_limit(py, chosen, memory_limit.as_deref())?;
+        let chosen = with_overrides(py, chosen, strategy.as_deref(), memory_limit.as_deref())?;
         Ok(Engine {
             engine: engine_of(chosen, &Session::new(), run_id, lease_seconds),
         })
@@ -411,8 +410,8 @@ fn project_engines(
         .pipelines()
         .iter()
         .map(|p| {
-            let pipeline = with_strategy(py, p.clone(), strategy.as_deref())?;
-            let pipeline = with_memory_limit(py, pipeline, memory_limit.as_deref())?;
+            let pipeline =
+                with_overrides(py, p.clone(), strategy.as_deref(), memory_limit.as_deref())?;
             Ok(Engine {
                 engine: engine_of(pipeline, &session, run_id.clone(), lease_seconds),
             })
@@ -420,28 +419,20 @@ fn project_engines(
         .collect()
 }
 
-/// `pipeline` with the strategy `strategy=` names (`auto`, `replace`,
-/// `incremental`), if any; another name is a `UsageError`.
-fn with_strategy(
+/// `pipeline` with the strategy `strategy=` names (`auto`, `replace`, `incremental`)
+/// and the limit `memory_limit=` gives (`"512MB"`, or bytes), if any, as the
+/// command's `--strategy` and `--memory-limit`; another value is a `UsageError`.
+fn with_overrides(
     py: Python<'_>,
     mut pipeline: Pipeline,
     strategy: Option<&str>,
+    memory_limit: Option<&str>,
 ) -> PyResult<Pipeline> {
     if let Some(name) = strategy {
         pipeline.strategy = name
             .parse()
             .map_err(|reason: String| usage_error(py, format!("strategy={name:?}: {reason}")))?;
     }
-    Ok(pipeline)
-}
-
-/// `pipeline` with the memory limit `memory_limit=` gives (`"512MB"`, or bytes), if
-/// any; a size that is not one is a `UsageError`.
-fn with_memory_limit(
-    py: Python<'_>,
-    mut pipeline: Pipeline,
-    memory_limit: Option<&str>,
-) -> PyResult<Pipeline> {
     if let Some(text) = memory_limit {
         let bytes = latefill::executor::parse_memory_limit(text)
             .map_err(|reason| usage_error(py, format!("memory_limit={text:?}: {reason}")))?;
