@@ -41,6 +41,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use url::Url;
 
+mod append;
 pub mod cli;
 
 /// The partition column of every generated table.
@@ -338,6 +339,38 @@ impl GenerateOptions {
             table: self.table.clone(),
             source,
         };
+        let storage = Default::default();
+        // A table that exists takes the rows as a plain append (see `append`); a new
+        // one is created through delta-rs's write.
+        let mut version = None;
+        if !latefill_core::storage::is_local_without_log(&self.table) {
+            let table = latefill_core::storage::table_builder(&self.table, &storage)
+                .and_then(|builder| builder.build())
+                .map_err(delta_err)?;
+            if let append::Plain::Committed(committed) = append::append(table.log_store(), &batches)
+                .await
+                .map_err(delta_err)?
+            {
+                version = Some(committed);
+            }
+        }
+        match version {
+            Some(version) => Ok(self.report(rows, version)),
+            None => self.write_through_delta_rs(batches, rows).await,
+        }
+    }
+
+    /// Appends `batches` with delta-rs's write, creating the table (with the table
+    /// properties given) if it does not exist.
+    async fn write_through_delta_rs(
+        self,
+        batches: Vec<RecordBatch>,
+        rows: usize,
+    ) -> Result<GenerateReport> {
+        let delta_err = |source| Error::Delta {
+            table: self.table.clone(),
+            source,
+        };
         if self.table.scheme() == "file" {
             let path = self.table.to_file_path().expect("file URL has a path");
             std::fs::create_dir_all(&path).map_err(|e| delta_err(DeltaTableError::from(e)))?;
@@ -356,6 +389,12 @@ impl GenerateOptions {
             )
             .await
             .map_err(delta_err)?;
+        let version = table.version().unwrap_or_default();
+        Ok(self.report(rows, version))
+    }
+
+    /// What appending `rows` at `table_version` did.
+    fn report(self, rows: usize, table_version: u64) -> GenerateReport {
         let first = self.date.partition_name(PARTITION_COLUMN);
         let partition = match self.periods {
             1 => first,
@@ -366,12 +405,12 @@ impl GenerateOptions {
                 format!("{first}..{last} ({n} partitions)")
             }
         };
-        Ok(GenerateReport {
+        GenerateReport {
             partition,
             table: self.table,
             rows,
-            table_version: table.version().unwrap_or_default(),
-        })
+            table_version,
+        }
     }
 }
 

@@ -414,9 +414,9 @@ async fn checkpoint(
 /// Whether the commit of `version` is due a checkpoint by the target's checkpoint
 /// interval (as of `table`).
 fn checkpoint_due(table: &DeltaTable, version: u64) -> bool {
-    table.snapshot().is_ok_and(|state| {
-        (version + 1).is_multiple_of(state.table_config().checkpoint_interval().get())
-    })
+    table
+        .snapshot()
+        .is_ok_and(|state| latefill_core::storage::checkpoint_due(state.table_config(), version))
 }
 
 /// Writes the checkpoint of `version`, as delta-rs's post-commit step would, and then
@@ -435,7 +435,9 @@ async fn write_checkpoint_at(
 ) {
     let started = std::time::Instant::now();
     let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
-    if let Err(e) = write_checkpoint(table, version).await {
+    if let Err(e) =
+        latefill_core::storage::write_checkpoint(table.log_store().as_ref(), version).await
+    {
         tracing::warn!(table = %url, version, error = %e, "target: could not write a checkpoint");
         return;
     }
@@ -447,25 +449,4 @@ async fn write_checkpoint_at(
         tracing::debug!(table = %url, version, error = %e, "target: could not load the checkpoint just written");
     }
     tracing::debug!(table = %url, version, write_ms = written, cleanup_ms = cleaned - written, reloaded, load_ms = ms(started) - cleaned, "target: checkpoint written");
-}
-
-/// Writes the checkpoint of `version` of the target `table` belongs to, as delta-rs's
-/// `create_checkpoint` does, but without a table loaded at that version: the kernel
-/// reads the log for it anyway.
-async fn write_checkpoint(table: &DeltaTable, version: u64) -> deltalake::DeltaResult<()> {
-    let log_store = table.log_store();
-    let root = log_store.transaction_url(None)?;
-    let engine = log_store.engine(None);
-    let snapshot = tokio::task::spawn_blocking({
-        let engine = engine.clone();
-        move || {
-            delta_kernel::Snapshot::builder_for(root)
-                .at_version(version)
-                .build(engine.as_ref())
-        }
-    })
-    .await
-    .map_err(|e| DeltaTableError::Generic(e.to_string()))??;
-    snapshot.checkpoint(engine.as_ref(), None)?;
-    Ok(())
 }

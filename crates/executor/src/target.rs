@@ -64,23 +64,13 @@ pub(crate) async fn cleanup_expired_logs_at_checkpoint(
     url: &Url,
     version: u64,
 ) {
-    use deltalake::table::config::TablePropertiesExt;
     let Ok(snapshot) = table.snapshot() else {
         return;
     };
-    let config = snapshot.table_config();
-    if !(version + 1).is_multiple_of(config.checkpoint_interval().get())
-        || !config.enable_expired_log_cleanup()
-    {
-        return;
-    }
-    let retention = config.log_retention_duration();
-    let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
-    if let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
-        version,
+    if let Err(e) = latefill_core::storage::cleanup_expired_logs(
         table.log_store().as_ref(),
-        cutoff,
-        None,
+        snapshot.table_config(),
+        version,
     )
     .await
     {
