@@ -4,11 +4,12 @@
 //! delta-rs's write operation loads the whole table (every file of every version) to
 //! append one file, plans the write through DataFusion, and reads its own commit back:
 //! most of a generated day's cost, growing with the table's versions. An append needs
-//! none of that. It reads the table's protocol and metadata (the kernel reads them
-//! from the newest checkpoint and the commits after, nothing else), writes the data
-//! files, and puts the next version's commit, put-if-absent; a version taken meanwhile
-//! is found by that put, and the append goes again from a fresh read. Checkpoints and
-//! log cleanup follow delta-rs's rules.
+//! none of that. It reads the table's protocol and metadata ([`read_head`]: one
+//! listing of the log, then its newest commits until they are found, the newest
+//! checkpoint only when they are not), writes the data files, and puts the next
+//! version's commit, put-if-absent; a version taken meanwhile is found by that put,
+//! and the append goes again from a fresh read. Checkpoints and log cleanup follow
+//! delta-rs's rules.
 //!
 //! It takes only tables it can append to as delta-rs would: the generator's schema,
 //! partitioned by `event_time`, with a protocol whose writer features a plain append
@@ -18,12 +19,12 @@
 use std::sync::Arc;
 
 use delta_kernel::schema::DataType;
+use delta_kernel::table_configuration::TableConfiguration;
 use delta_kernel::table_features::TableFeature;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::Action;
-use deltalake::kernel::Snapshot;
 use deltalake::kernel::transaction::TransactionError;
+use deltalake::kernel::{Action, Snapshot};
 use deltalake::logstore::{CommitOrBytes, LogStore};
 use deltalake::operations::write::configs::WriterStatsConfig;
 use deltalake::table::config::TablePropertiesExt;
@@ -50,22 +51,19 @@ pub(crate) async fn append(
     log_store: Arc<dyn LogStore>,
     batches: &[RecordBatch],
 ) -> DeltaResult<Plain> {
-    let mut snapshot = match Snapshot::try_new(log_store.as_ref(), None).await {
-        Ok(snapshot) => snapshot,
-        Err(DeltaTableError::NotATable(_)) => return Ok(Plain::Unsupported),
-        Err(e) => return Err(e),
+    let Some(mut head) = read_head(log_store.as_ref()).await? else {
+        return Ok(Plain::Unsupported);
     };
-    if !takes_plain_append(&snapshot) {
+    if !takes_plain_append(&head) {
         return Ok(Plain::Unsupported);
     }
 
-    let properties = snapshot.table_configuration().table_properties();
-    let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
+    let stats = WriterStatsConfig::from_config(&head);
     let config = WriterConfig::new(
         device_schema(),
         vec![PARTITION_COLUMN.to_owned()],
         None,
-        Some(properties.target_file_size()),
+        Some(head.table_properties().target_file_size()),
         None,
         stats.num_indexed_cols,
         stats.stats_columns,
@@ -94,28 +92,29 @@ pub(crate) async fn append(
     let commit = bytes::Bytes::from(commit);
 
     for _ in 0..COMMIT_ATTEMPTS {
-        let version = snapshot.version() + 1;
+        let version = head.version() + 1;
         let entry = CommitOrBytes::LogBytes(commit.clone());
         match log_store
             .write_commit_entry(version, entry, uuid::Uuid::new_v4())
             .await
         {
             Ok(()) => {
-                let properties = snapshot.table_configuration().table_properties();
-                checkpoint(log_store.as_ref(), properties, version).await;
+                checkpoint(log_store.as_ref(), head.table_properties(), version).await;
                 return Ok(Plain::Committed(version));
             }
             Err(TransactionError::VersionAlreadyExists(_)) => {
                 // Another writer committed first: an append conflicts with no commit,
                 // but one may have changed what the append relies on.
-                snapshot = Snapshot::try_new(log_store.as_ref(), None).await?;
-                if !takes_plain_append(&snapshot) {
-                    return Err(DeltaTableError::Generic(format!(
-                        "the table changed under the append at version {}: \
-                         its protocol or schema no longer takes generated rows",
-                        snapshot.version()
-                    )));
-                }
+                head = match read_head(log_store.as_ref()).await? {
+                    Some(head) if takes_plain_append(&head) => head,
+                    _ => {
+                        return Err(DeltaTableError::Generic(format!(
+                            "the table changed under the append after version {}: \
+                             its protocol or schema no longer takes generated rows",
+                            head.version()
+                        )));
+                    }
+                };
             }
             Err(e) => return Err(e.into()),
         }
@@ -125,16 +124,15 @@ pub(crate) async fn append(
     )))
 }
 
-/// Whether the table of `snapshot` takes the generator's rows as a plain append: its
+/// Whether the table of `head` takes the generator's rows as a plain append: its
 /// schema is the generator's (no column metadata: no invariants, column mapping,
 /// generated or identity columns, defaults), partitioned by `event_time` alone, and
 /// its protocol asks of a writer of new files nothing but what such an append does.
-fn takes_plain_append(snapshot: &Snapshot) -> bool {
-    let metadata = snapshot.metadata();
-    if metadata.partition_columns() != [PARTITION_COLUMN] {
+fn takes_plain_append(head: &TableConfiguration) -> bool {
+    if head.metadata().partition_columns() != [PARTITION_COLUMN] {
         return false;
     }
-    let schema = snapshot.schema();
+    let schema = head.logical_schema();
     let expected = device_schema();
     let fields: Vec<_> = schema.fields().collect();
     let schema_matches = fields.len() == expected.fields().len()
@@ -147,7 +145,7 @@ fn takes_plain_append(snapshot: &Snapshot) -> bool {
     if !schema_matches {
         return false;
     }
-    let protocol = snapshot.protocol();
+    let protocol = head.protocol();
     match protocol.min_writer_version() {
         // appendOnly and invariants (none: no column metadata).
         1 | 2 => true,
@@ -191,4 +189,120 @@ async fn checkpoint(
 
 fn json_error(e: serde_json::Error) -> DeltaTableError {
     DeltaTableError::Generic(format!("encoding the commit: {e}"))
+}
+
+/// The table's protocol and metadata at its latest version, read as cheaply as the
+/// log allows: one listing of `_delta_log` (from the `_last_checkpoint` hint), then
+/// the newest commits, newest first, until both are found; the newest checkpoint (by
+/// the kernel) only for what those commits do not hold. `None` when there is no
+/// table, or a log this reader leaves to the kernel and delta-rs (multi-part or V2
+/// checkpoints, missing commits).
+pub(crate) async fn read_head(log_store: &dyn LogStore) -> DeltaResult<Option<TableConfiguration>> {
+    use futures::{StreamExt, TryStreamExt};
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path;
+
+    let store = log_store.object_store(None);
+    let hint = match store.get(&Path::from("_delta_log/_last_checkpoint")).await {
+        Ok(found) => {
+            let bytes = found.bytes().await?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["version"].as_u64())
+        }
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let prefix = Path::from("_delta_log");
+    let listing: Vec<_> = match hint {
+        Some(version) => {
+            let offset = Path::from(format!("_delta_log/{:020}", version.saturating_sub(1)));
+            store
+                .list_with_offset(Some(&prefix), &offset)
+                .try_collect()
+                .await?
+        }
+        None => store.list(Some(&prefix)).try_collect().await?,
+    };
+    let mut commits = std::collections::BTreeSet::new();
+    let mut checkpoint = None;
+    let mut other_checkpoints = false;
+    for meta in &listing {
+        let Some(name) = meta.location.filename() else {
+            continue;
+        };
+        let Some((digits, rest)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(version) = digits.parse::<u64>() else {
+            continue;
+        };
+        if digits.len() != 20 {
+            continue;
+        }
+        match rest {
+            "json" => {
+                commits.insert(version);
+            }
+            "checkpoint.parquet" => checkpoint = checkpoint.max(Some(version)),
+            _ if rest.starts_with("checkpoint.") => {
+                other_checkpoints = true;
+            }
+            _ => {}
+        }
+    }
+    let Some(&latest) = commits.last() else {
+        return Ok(None);
+    };
+    let oldest = checkpoint.map_or(0, |c| c + 1);
+    if other_checkpoints || checkpoint.is_some_and(|c| c > latest) {
+        return Ok(None);
+    }
+    if (oldest..=latest).any(|v| !commits.contains(&v)) {
+        return Ok(None);
+    }
+
+    let (mut protocol, mut metadata) = (None, None);
+    let mut newest_first = futures::stream::iter((oldest..=latest).rev())
+        .map(|version| {
+            let store = store.clone();
+            async move {
+                let path = Path::from(format!("_delta_log/{version:020}.json"));
+                store.get(&path).await?.bytes().await
+            }
+        })
+        .buffered(8);
+    while protocol.is_none() || metadata.is_none() {
+        let Some(bytes) = newest_first.try_next().await? else {
+            break;
+        };
+        for line in bytes.split(|&b| b == b'\n') {
+            let line = line.trim_ascii();
+            if !line.starts_with(b"{\"protocol\"") && !line.starts_with(b"{\"metaData\"") {
+                continue;
+            }
+            match serde_json::from_slice::<Action>(line) {
+                Ok(Action::Protocol(p)) => protocol = protocol.or(Some(p)),
+                Ok(Action::Metadata(m)) => metadata = metadata.or(Some(m)),
+                Ok(_) => {}
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+    drop(newest_first);
+    if let (Some(version), true) = (checkpoint, protocol.is_none() || metadata.is_none()) {
+        let at_checkpoint = Snapshot::try_new(log_store, Some(version)).await?;
+        protocol = protocol.or_else(|| Some(at_checkpoint.protocol().clone()));
+        metadata = metadata.or_else(|| Some(at_checkpoint.metadata().clone()));
+    }
+    let (Some(protocol), Some(metadata)) = (protocol, metadata) else {
+        return Ok(None);
+    };
+    let mut root = log_store.root_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    Ok(Some(TableConfiguration::try_new(
+        metadata, protocol, root, latest,
+    )?))
 }
