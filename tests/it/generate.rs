@@ -220,14 +220,7 @@ async fn appends_write_checkpoints_and_clean_up_the_log_as_the_table_asks() {
     let last: serde_json::Value =
         serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap();
     assert_eq!(last["version"], 19);
-    let mut commits: Vec<u64> = std::fs::read_dir(&log)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".json")?.parse().ok()
-        })
-        .collect();
-    commits.sort_unstable();
+    let commits = commit_versions(&ws.source_path());
     assert_eq!(
         commits.first(),
         Some(&19),

@@ -25,19 +25,6 @@ async fn append_cleaned(ws: &Workspace, date: &str, rows: usize, seed: u64) -> u
         .table_version
 }
 
-/// Versions of the commit files in the table's `_delta_log`.
-fn commit_versions(table: &Path) -> Vec<u64> {
-    let mut versions: Vec<u64> = std::fs::read_dir(table.join("_delta_log"))
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".json")?.parse().ok()
-        })
-        .collect();
-    versions.sort_unstable();
-    versions
-}
-
 /// Asserts that every target partition in `dates` equals its recomputation.
 async fn assert_target_is_recomputation(ws: &Workspace, dates: &[&str]) {
     for date in dates {
@@ -327,6 +314,14 @@ async fn the_state_table_checkpoints_and_cleans_up_after_itself() {
     assert!(
         commits.len() <= 20 && commits[0] >= version - 20,
         "old commits are removed at each checkpoint: {commits:?} at version {version}"
+    );
+    let last: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("_delta_log/_last_checkpoint")).unwrap())
+            .unwrap();
+    let checkpoint = last["version"].as_u64().unwrap();
+    assert!(
+        checkpoint % 10 == 9 && checkpoint + 10 > version,
+        "a checkpoint every tenth commit: the last at {checkpoint}, version {version}"
     );
     // Each transition writes a file (and a writer that loses a race one more, which
     // only the hourly orphan pass removes): without vacuum there would be one per

@@ -542,7 +542,7 @@ impl StateTable {
         let retention = Duration::from_std(self.retention).unwrap_or(Duration::MAX);
         let cutoff = self.clock.now().checked_sub_signed(retention);
         let cutoff_ms = cutoff.map_or(i64::MIN, |t| t.timestamp_millis());
-        // delta-rs writes the checkpoint of every tenth commit: versions 9, 19, ...
+        // The checkpoint of every tenth commit is written with it: versions 9, 19, ...
         if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL)
             && let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
                 version,
@@ -1133,12 +1133,32 @@ async fn overwrite(
                 partition_by: None,
                 predicate: None,
             };
-            let finalized = CommitBuilder::from(properties)
+            // The commit file is put at the next version, put-if-absent: a version
+            // another writer took fails it (a conflict, read again). delta-rs's commit
+            // would list the log first to fail earlier; the put tells the same.
+            let log_store = table.log_store();
+            let prepared = CommitBuilder::from(properties)
                 .with_actions(actions)
-                .build(Some(state), table.log_store(), operation)
+                .build(Some(state), log_store.clone(), operation)
+                .into_prepared_commit_future()
+                .await?;
+            let version = state.version() + 1;
+            log_store
+                .write_commit_entry(
+                    version,
+                    prepared.commit_or_bytes().clone(),
+                    uuid::Uuid::new_v4(),
+                )
                 .await?;
             let mut written = table.clone();
-            written.state = Some(finalized.snapshot);
+            written.update_incremental(Some(version)).await?;
+            // The checkpoint of every tenth commit, as delta-rs writes it: versions 9, 19, ...
+            if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL)
+                && let Err(e) =
+                    latefill_core::storage::write_checkpoint(log_store.as_ref(), version).await
+            {
+                tracing::warn!(table = %table.table_url(), version, error = %e, "state table: could not write a checkpoint");
+            }
             Ok(written)
         }
         .await,

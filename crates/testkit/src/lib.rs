@@ -104,6 +104,19 @@ pub async fn table_version(path: &Path) -> Option<u64> {
     deltalake::open_table(url_of(path)).await.ok()?.version()
 }
 
+/// Versions of the commit files in the `_delta_log` of the table at `table`, in order.
+pub fn commit_versions(table: &Path) -> Vec<u64> {
+    let mut versions: Vec<u64> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 /// The Delta table at `path`, at its latest version.
 pub async fn open(path: &Path) -> DeltaTable {
     deltalake::open_table(url_of(path)).await.unwrap()
