@@ -46,6 +46,7 @@ mod error;
 mod failpoint;
 mod fingerprint;
 mod memory;
+mod parquet_hint;
 mod pipeline;
 mod preflight;
 mod project;

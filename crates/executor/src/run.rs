@@ -555,7 +555,7 @@ async fn audit_result(
 }
 
 /// A DataFusion session for a run: delta-rs's (its planner knows the nodes a Delta
-/// write adds), split into `target_partitions` streams when given, and holding at
+/// write adds) with Parquet footers read in one request ([`crate::parquet_hint`]), split into `target_partitions` streams when given, and holding at
 /// most `memory_limit` bytes at once when given: sorts and aggregations then spill
 /// to the operating system's temporary directory (`TMPDIR`) beyond it. Its pool
 /// remembers the most it held ([`crate::memory::peak_of`]).
@@ -568,8 +568,13 @@ pub(crate) fn session_context(
         .with_memory_pool(Arc::new(pool))
         .build_arc()
         .expect("a runtime of a memory pool and the default disk manager builds");
-    let ctx =
+    let delta =
         deltalake::delta_datafusion::DeltaSessionContext::with_runtime_env(runtime).into_inner();
+    let state =
+        deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(delta.state())
+            .with_physical_optimizer_rule(Arc::new(crate::parquet_hint::ParquetMetadataHint))
+            .build();
+    let ctx = deltalake::datafusion::prelude::SessionContext::new_with_state(state);
     if let Some(n) = target_partitions {
         ctx.state_ref()
             .write()
