@@ -400,13 +400,7 @@ impl Engine {
                     .await?;
                 seen.cloned()
             }
-            None => {
-                let previous = self.state.read().await?.partitions.remove(&partition);
-                self.state
-                    .claim(std::slice::from_ref(&partition), &self.run_id)
-                    .await?;
-                previous
-            }
+            None => self.state.claim_one(&partition, &self.run_id).await?,
         };
         if let Some(control) = control {
             control.hold(&partition);

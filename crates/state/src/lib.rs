@@ -11,6 +11,7 @@
 //! - [`StateTable::claim`] takes one or many partitions, all or none, each only if no
 //!   unexpired lease holds it; [`StateTable::complete`] and [`StateTable::fail`] end a
 //!   claim. A lease whose owner crashed expires and can be claimed again.
+//!   [`StateTable::claim_one`] claims one partition and returns the row it replaced.
 //! - [`StateTable::commit_batch`] commits many transitions of one run at once
 //!   (completions, releases, claims), each partition on its own terms: a backfill
 //!   makes one state commit per batch of partitions.
@@ -22,7 +23,10 @@
 //! - Every transition is a compare-and-swap on the table: read at version N, decide,
 //!   commit at exactly N+1; when another writer got there first, read again and decide
 //!   again after a jittered backoff. Claims are therefore safe across processes and
-//!   across hosts sharing the storage.
+//!   across hosts sharing the storage. A handle keeps the version it last read or
+//!   wrote; it brings delta-rs's snapshot to its own commit (a listing, on an object
+//!   store) only when it next reads or commits, so a run's last commit costs nothing
+//!   after its put.
 //! - Time comes from a [`Clock`], so leases are tested without sleeping
 //!   ([`TestClock`]).
 //!

@@ -97,6 +97,29 @@ pub struct StateTable {
     retention: StdDuration,
     storage: StorageOptions,
     snapshot: Arc<std::sync::Mutex<Option<Snapshot>>>,
+    /// This handle's last commit, when the snapshot kept is not brought to it yet
+    /// ([`StateTable::commit`]): whatever reads the snapshot next does that first.
+    pending: Arc<tokio::sync::Mutex<Option<Pending>>>,
+}
+
+/// A commit this handle put, that its snapshot is still to be brought to.
+struct Pending {
+    /// The table the commit was based on.
+    base: DeltaTable,
+    /// The commit's version.
+    version: u64,
+    /// The rows it wrote.
+    batch: RecordBatch,
+    /// When it landed.
+    confirmed_at: std::time::Instant,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The table at the version this handle last read or wrote, with its rows.
@@ -228,6 +251,7 @@ impl StateTable {
             retention: DEFAULT_RETENTION,
             storage: StorageOptions::new(),
             snapshot: Arc::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -315,6 +339,19 @@ impl StateTable {
     /// commits are compare-and-swaps of their own (a plan whose claims check the rows
     /// they were planned from): a commit made since can make them fail, never wrong.
     pub async fn read_recent(&self) -> Result<StateSnapshot> {
+        // This handle's own last commit is recent by itself: its rows are known, and
+        // need no listing to bring delta-rs's snapshot to it.
+        if let Some(p) = &*self.pending.lock().await
+            && p.confirmed_at.elapsed() < RECENT
+            && let Ok(all) = model::from_batches(
+                std::slice::from_ref(&p.batch),
+                &self.pipeline,
+                &self.partitioning,
+            )
+        {
+            return Ok(snapshot(Some(p.version), all));
+        }
+        self.settle().await;
         let Some(kept) = self.recent() else {
             return self.read().await;
         };
@@ -322,6 +359,7 @@ impl StateTable {
     }
 
     async fn load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
+        self.settle().await;
         let mut attempt = 1;
         loop {
             match self.try_load().await {
@@ -415,6 +453,18 @@ impl StateTable {
         *self.snapshot.lock().expect("not poisoned") = None;
     }
 
+    /// Brings the snapshot this handle keeps to the version it last committed, if it
+    /// is not there yet (see [`StateTable::commit`]).
+    async fn settle(&self) {
+        let mut pending = self.pending.lock().await;
+        if let Some(p) = pending.take() {
+            match advanced(p.base, p.version).await {
+                Some(table) => self.adopt(&table, p.batch, p.confirmed_at).await,
+                None => self.forget(),
+            }
+        }
+    }
+
     /// The paths of the table's data files at its loaded version (from the log, in
     /// memory).
     async fn data_files(&self, table: &DeltaTable) -> Result<Vec<deltalake::Path>> {
@@ -490,45 +540,88 @@ impl StateTable {
                 // expired commits; `upkeep` does it at checkpoints only.
                 .with_cleanup_expired_logs(Some(false))
         };
-        let result = match overwrite(&table, &batch, properties()).await {
-            Some(result) => result,
-            None => {
-                table
-                    .write(vec![batch.clone()])
-                    // Every transition opens the table: a checkpoint every few commits
-                    // keeps the JSON it replays short (delta-rs checkpoints every 100 by
-                    // default).
-                    .with_configuration([("delta.checkpointInterval", Some(interval.as_str()))])
-                    .with_save_mode(SaveMode::Overwrite)
-                    .with_commit_properties(properties())
-                    .await
-            }
+        let written = match overwrite(&table, &batch, properties()).await {
+            Some(put) => put.map(Written::Put),
+            None => table
+                .clone()
+                .write(vec![batch.clone()])
+                // Every transition opens the table: a checkpoint every few commits keeps
+                // the JSON it replays short (delta-rs checkpoints every 100 by default).
+                .with_configuration([("delta.checkpointInterval", Some(interval.as_str()))])
+                .with_save_mode(SaveMode::Overwrite)
+                .with_commit_properties(properties())
+                .await
+                .map(Written::Loaded),
         };
-        match result {
-            Ok(table) => {
+        let written = match written {
+            Ok(written) => written,
+            Err(e) if is_conflict(&e) => return Ok(false),
+            Err(e) => return Err(self.delta("writing state table")(e)),
+        };
+        // The commit landed: this handle's latest version is the one just written.
+        let confirmed_at = std::time::Instant::now();
+        match written {
+            Written::Loaded(table) => {
                 if next_version == 0 {
                     finish_new_table(&table, &self.url).await;
                 }
-                // What was just written is the latest version this handle knows, as a
-                // read would return it (timestamps in microseconds, say).
-                match model::from_batches(&[batch], &self.pipeline, &self.partitioning) {
-                    Ok(written) => {
-                        let files = self.data_files(&table).await?;
-                        let kept = match &*self.snapshot.lock().expect("not poisoned") {
-                            // The write advanced the table kept.
-                            Some(kept) => kept.table.advanced_to(table.clone()),
-                            None => KeptTable::loaded(table.clone()),
-                        };
-                        self.keep(kept, &written, files);
-                    }
-                    Err(_) => self.forget(),
-                }
+                self.adopt(&table, batch, confirmed_at).await;
                 self.upkeep(&table, next_version).await;
-                Ok(true)
             }
-            Err(e) if is_conflict(&e) => Ok(false),
-            Err(e) => Err(self.delta("writing state table")(e)),
+            // Bringing delta-rs's snapshot to the version just written is a listing of
+            // the log (on an object store, a request that the caller would wait for):
+            // it is left to this handle's next read or transition, if any (a run's
+            // last commit is never read back). A vacuum, every VACUUM_INTERVAL
+            // commits, starts from it.
+            Written::Put(version) if version.is_multiple_of(VACUUM_INTERVAL) => {
+                match advanced(table.clone(), version).await {
+                    Some(advanced) => {
+                        self.adopt(&advanced, batch, confirmed_at).await;
+                        self.upkeep(&advanced, version).await;
+                    }
+                    None => self.forget(),
+                }
+            }
+            Written::Put(version) => {
+                self.upkeep(&table, version).await;
+                *self.pending.lock().await = Some(Pending {
+                    base: table,
+                    version,
+                    batch,
+                    confirmed_at,
+                });
+            }
         }
+        Ok(true)
+    }
+
+    /// Keeps `table`, which this handle just committed `batch` at, as its snapshot:
+    /// what was written is the latest version this handle knows, as a read would
+    /// return it (timestamps in microseconds, say).
+    async fn adopt(
+        &self,
+        table: &DeltaTable,
+        batch: RecordBatch,
+        confirmed_at: std::time::Instant,
+    ) {
+        let kept = match model::from_batches(&[batch], &self.pipeline, &self.partitioning) {
+            Ok(written) => match self.data_files(table).await {
+                Ok(files) => Some((written, files)),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let mut snapshot = self.snapshot.lock().expect("not poisoned");
+        *snapshot = kept.map(|(all, files)| Snapshot {
+            table: match &*snapshot {
+                // The write advanced the table kept.
+                Some(kept) => kept.table.advanced_to(table.clone()),
+                None => KeptTable::loaded(table.clone()),
+            },
+            all,
+            files,
+            confirmed_at,
+        });
     }
 
     /// After the commit of `version`: at a checkpoint, removes the commits older than
@@ -606,6 +699,7 @@ impl StateTable {
         &self,
         mut decide: impl FnMut(&mut Rows, DateTime<Utc>) -> Result<T>,
     ) -> Result<T> {
+        self.settle().await;
         for attempt in 0..MAX_ATTEMPTS {
             let started = std::time::Instant::now();
             // A first attempt decides on the snapshot this handle read or wrote moments
@@ -657,6 +751,27 @@ impl StateTable {
     /// crashed) is taken over.
     pub async fn claim(&self, partitions: &[PartitionKey], run_id: &str) -> Result<()> {
         self.claim_planned(partitions, run_id, None).await
+    }
+
+    /// Claims `partition` for `run_id`, as [`StateTable::claim`] does, and returns its
+    /// row as the claim found it (`None`: it had none). The row is the one the claim's
+    /// compare-and-swap replaced: no read is needed for it, and it cannot be older than
+    /// the claim (another run may have completed the partition just before).
+    pub async fn claim_one(
+        &self,
+        partition: &PartitionKey,
+        run_id: &str,
+    ) -> Result<Option<PartitionState>> {
+        let previous = self
+            .transition(|rows, now| {
+                Self::claimable(rows, partition, run_id, None, now)?;
+                let previous = rows.partitions.get(partition).cloned();
+                self.put_claim(rows, partition, run_id, now);
+                Ok(previous)
+            })
+            .await?;
+        tracing::info!(table = %self.url, %partition, run_id, "claimed");
+        Ok(previous)
     }
 
     /// Claims one partition only if its row is still `seen` (the row a plan was made
@@ -1097,7 +1212,7 @@ async fn overwrite(
     table: &DeltaTable,
     batch: &RecordBatch,
     properties: CommitProperties,
-) -> Option<std::result::Result<DeltaTable, DeltaTableError>> {
+) -> Option<std::result::Result<u64, DeltaTableError>> {
     let state = table.snapshot().ok()?;
     let schema = state.snapshot().arrow_schema();
     let batch = match RecordBatch::try_new(schema.clone(), batch.columns().to_vec()) {
@@ -1150,8 +1265,6 @@ async fn overwrite(
                     uuid::Uuid::new_v4(),
                 )
                 .await?;
-            let mut written = table.clone();
-            written.update_incremental(Some(version)).await?;
             // The checkpoint of every tenth commit, as delta-rs writes it: versions 9, 19, ...
             if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL)
                 && let Err(e) =
@@ -1159,10 +1272,32 @@ async fn overwrite(
             {
                 tracing::warn!(table = %table.table_url(), version, error = %e, "state table: could not write a checkpoint");
             }
-            Ok(written)
+            Ok(version)
         }
         .await,
     )
+}
+
+/// How a commit of the state table was written.
+enum Written {
+    /// By delta-rs's `write`, which returns the table at the new version.
+    Loaded(DeltaTable),
+    /// By [`overwrite`], at this version: the table it was based on is not brought to
+    /// it.
+    Put(u64),
+}
+
+/// `table` brought to `version`, which this process just committed (a listing of the
+/// log from its version); `None` when it cannot be, and the next read loads the table
+/// afresh.
+async fn advanced(mut table: DeltaTable, version: u64) -> Option<DeltaTable> {
+    match table.update_incremental(Some(version)).await {
+        Ok(()) => Some(table),
+        Err(e) => {
+            tracing::debug!(table = %table.table_url(), version, error = %e, "state table: could not bring the snapshot to its own commit");
+            None
+        }
+    }
 }
 
 /// Errors after which re-reading and deciding again is right: another writer moved

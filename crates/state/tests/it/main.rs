@@ -72,6 +72,7 @@ on_every_backend!(
     an_expired_lease_can_be_claimed_again_and_its_old_holder_loses_it,
     a_failure_is_recorded_and_the_partition_can_be_claimed_again,
     a_planned_claim_fails_when_the_row_changed_since_the_plan,
+    a_claim_returns_the_row_it_replaced,
     the_cursor_is_kept_apart_from_partitions,
     concurrent_writers_lose_no_transition,
     racing_claims_on_one_partition_have_exactly_one_winner,
@@ -246,6 +247,37 @@ async fn a_planned_claim_fails_when_the_row_changed_since_the_plan(backend: Back
             .await
             .is_err()
     );
+}
+
+/// `claim_one` returns the row its compare-and-swap replaced, with no read of its own:
+/// another handle's completion just before is the row returned, and a handle whose
+/// snapshot is a commit behind is refused on the latest row, not its own.
+async fn a_claim_returns_the_row_it_replaced(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let a = StateTable::new(url.clone(), "p", days());
+    let b = StateTable::new(url, "p", days());
+    assert_eq!(a.claim_one(&day(1), "run-a").await.unwrap(), None);
+    a.complete(&day(1), "run-a", v(3), None, None)
+        .await
+        .unwrap();
+
+    let previous = b.claim_one(&day(1), "run-b").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            previous.status,
+            previous.source_version,
+            previous.run_id.as_str()
+        ),
+        (Status::Processed, Some(v(3)), "run-a")
+    );
+    let err = a.claim_one(&day(1), "run-a2").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Claimed { run_id, .. } if run_id == "run-b"),
+        "{err}"
+    );
+    let read = a.read().await.unwrap();
+    assert_eq!(read.version, Some(v(2)), "the refused claim wrote nothing");
+    assert_eq!(read.partitions[&day(1)].run_id, "run-b");
 }
 
 async fn the_cursor_is_kept_apart_from_partitions(backend: Backend) {
