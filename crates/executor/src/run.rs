@@ -568,11 +568,12 @@ pub(crate) fn session_context(
         .with_memory_pool(Arc::new(pool))
         .build_arc()
         .expect("a runtime of a memory pool and the default disk manager builds");
+    let hint = crate::parquet_hint::ParquetMetadataHint::new(runtime.clone());
     let delta =
         deltalake::delta_datafusion::DeltaSessionContext::with_runtime_env(runtime).into_inner();
     let state =
         deltalake::datafusion::execution::SessionStateBuilder::new_from_existing(delta.state())
-            .with_physical_optimizer_rule(Arc::new(crate::parquet_hint::ParquetMetadataHint))
+            .with_physical_optimizer_rule(Arc::new(hint))
             .build();
     let ctx = deltalake::datafusion::prelude::SessionContext::new_with_state(state);
     if let Some(n) = target_partitions {
