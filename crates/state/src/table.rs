@@ -99,7 +99,11 @@ pub struct StateTable {
     snapshot: Arc<std::sync::Mutex<Option<Snapshot>>>,
     /// This handle's last commit, when the snapshot kept is not brought to it yet
     /// ([`StateTable::commit`]): whatever reads the snapshot next does that first.
-    pending: Arc<tokio::sync::Mutex<Option<Pending>>>,
+    ///
+    /// A plain mutex, held only to put or take: a caller that took the commit and
+    /// stopped being polled (a claim in flight beside a backfill's partitions) must not
+    /// hold up another call on the handle, which then reads as if it were not there.
+    pending: Arc<std::sync::Mutex<Option<Pending>>>,
 }
 
 /// A commit this handle put, that its snapshot is still to be brought to.
@@ -341,15 +345,17 @@ impl StateTable {
     pub async fn read_recent(&self) -> Result<StateSnapshot> {
         // This handle's own last commit is recent by itself: its rows are known, and
         // need no listing to bring delta-rs's snapshot to it.
-        if let Some(p) = &*self.pending.lock().await
-            && p.confirmed_at.elapsed() < RECENT
-            && let Ok(all) = model::from_batches(
-                std::slice::from_ref(&p.batch),
-                &self.pipeline,
-                &self.partitioning,
-            )
+        let own = self
+            .pending
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .filter(|p| p.confirmed_at.elapsed() < RECENT)
+            .map(|p| (p.version, p.batch.clone()));
+        if let Some((version, batch)) = own
+            && let Ok(all) = model::from_batches(&[batch], &self.pipeline, &self.partitioning)
         {
-            return Ok(snapshot(Some(p.version), all));
+            return Ok(snapshot(Some(version), all));
         }
         self.settle().await;
         let Some(kept) = self.recent() else {
@@ -456,8 +462,8 @@ impl StateTable {
     /// Brings the snapshot this handle keeps to the version it last committed, if it
     /// is not there yet (see [`StateTable::commit`]).
     async fn settle(&self) {
-        let mut pending = self.pending.lock().await;
-        if let Some(p) = pending.take() {
+        let pending = self.pending.lock().expect("not poisoned").take();
+        if let Some(p) = pending {
             match advanced(p.base, p.version).await {
                 Some(table) => self.adopt(&table, p.batch, p.confirmed_at).await,
                 None => self.forget(),
@@ -584,7 +590,7 @@ impl StateTable {
             }
             Written::Put(version) => {
                 self.upkeep(&table, version).await;
-                *self.pending.lock().await = Some(Pending {
+                *self.pending.lock().expect("not poisoned") = Some(Pending {
                     base: table,
                     version,
                     batch,
@@ -612,6 +618,10 @@ impl StateTable {
             Err(_) => None,
         };
         let mut snapshot = self.snapshot.lock().expect("not poisoned");
+        // A call beside this one may have kept a newer version meanwhile.
+        if snapshot.as_ref().and_then(|k| k.table.table().version()) > table.version() {
+            return;
+        }
         *snapshot = kept.map(|(all, files)| Snapshot {
             table: match &*snapshot {
                 // The write advanced the table kept.

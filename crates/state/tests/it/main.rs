@@ -73,6 +73,7 @@ on_every_backend!(
     a_failure_is_recorded_and_the_partition_can_be_claimed_again,
     a_planned_claim_fails_when_the_row_changed_since_the_plan,
     a_claim_returns_the_row_it_replaced,
+    a_call_left_unpolled_holds_up_no_other,
     the_cursor_is_kept_apart_from_partitions,
     concurrent_writers_lose_no_transition,
     racing_claims_on_one_partition_have_exactly_one_winner,
@@ -278,6 +279,31 @@ async fn a_claim_returns_the_row_it_replaced(backend: Backend) {
     let read = a.read().await.unwrap();
     assert_eq!(read.version, Some(v(2)), "the refused claim wrote nothing");
     assert_eq!(read.partitions[&day(1)].run_id, "run-b");
+}
+
+/// A call on a handle that was started and then left unpolled (a backfill's claim in
+/// flight while Ctrl-C gives the run's claims back) holds up no other call on it, even
+/// mid-way through bringing the handle's snapshot to its last commit.
+async fn a_call_left_unpolled_holds_up_no_other(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let state = StateTable::new(url, "p", days());
+    state.claim_one(&day(1), "run-1").await.unwrap();
+    state.claim_one(&day(2), "run-1").await.unwrap();
+    let mut read = Box::pin(state.read());
+    // Polled once (a timeout polls first): the read starts, and is never polled again.
+    let _ = tokio::time::timeout(std::time::Duration::ZERO, &mut read).await;
+
+    let released = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        state.release(&day(1), "run-1", "interrupted"),
+    )
+    .await;
+    assert!(released.is_ok(), "the release waited for the read left unpolled");
+    released.unwrap().unwrap();
+    drop(read);
+    let rows = state.read().await.unwrap().partitions;
+    assert_eq!(rows[&day(1)].status, Status::Failed);
+    assert_eq!(rows[&day(2)].status, Status::Processing);
 }
 
 async fn the_cursor_is_kept_apart_from_partitions(backend: Backend) {
