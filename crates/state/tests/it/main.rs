@@ -298,7 +298,10 @@ async fn a_call_left_unpolled_holds_up_no_other(backend: Backend) {
         state.release(&day(1), "run-1", "interrupted"),
     )
     .await;
-    assert!(released.is_ok(), "the release waited for the read left unpolled");
+    assert!(
+        released.is_ok(),
+        "the release waited for the read left unpolled"
+    );
     released.unwrap().unwrap();
     drop(read);
     let rows = state.read().await.unwrap().partitions;
