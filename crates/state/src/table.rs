@@ -610,13 +610,8 @@ impl StateTable {
         batch: RecordBatch,
         confirmed_at: std::time::Instant,
     ) {
-        let kept = match model::from_batches(&[batch], &self.pipeline, &self.partitioning) {
-            Ok(written) => match self.data_files(table).await {
-                Ok(files) => Some((written, files)),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
+        let written = model::from_batches(&[batch], &self.pipeline, &self.partitioning).ok();
+        let kept = written.zip(self.data_files(table).await.ok());
         let mut snapshot = self.snapshot.lock().expect("not poisoned");
         // A call beside this one may have kept a newer version meanwhile.
         if snapshot.as_ref().and_then(|k| k.table.table().version()) > table.version() {
