@@ -24,8 +24,10 @@ pub(crate) struct Chain {
     /// The size in bytes of that commit's file, when known: how a run that reads the
     /// target as this process last loaded it tells that the commit is still there.
     pub(crate) head_size: Option<u64>,
-    /// The partition each of its recent commits replaced, by version.
-    ours: BTreeMap<u64, String>,
+    /// The partitions each of its recent commits replaced, by version: one, or
+    /// several for a commit that carried the runs which finished together (see
+    /// [`commit`](crate::replace::commit)).
+    ours: BTreeMap<u64, Vec<String>>,
     /// The newest version another writer took when this process tried to commit there:
     /// this process's view of the target is behind it until a run reads it.
     taken: Option<u64>,
@@ -41,7 +43,11 @@ impl Chain {
     pub(crate) fn next_after(&self, read: u64, partition: &str) -> Option<u64> {
         let head = self.head.filter(|&head| head >= read)?;
         (read + 1..=head)
-            .all(|v| self.ours.get(&v).is_some_and(|p| p != partition))
+            .all(|v| {
+                self.ours
+                    .get(&v)
+                    .is_some_and(|replaced| replaced.iter().all(|p| p != partition))
+            })
             .then_some(head + 1)
     }
 
@@ -84,14 +90,15 @@ impl Chain {
         }
     }
 
-    /// This process committed `partition` at `version`, a commit file of `size`
+    /// This process committed `partitions` at `version`, a commit file of `size`
     /// bytes when known.
-    pub(crate) fn committed(&mut self, version: u64, partition: &str, size: Option<u64>) {
+    pub(crate) fn committed(&mut self, version: u64, partitions: &[&str], size: Option<u64>) {
         if self.head.is_none_or(|head| version >= head) {
             self.head = Some(version);
             self.head_size = size;
         }
-        self.ours.insert(version, partition.to_owned());
+        self.ours
+            .insert(version, partitions.iter().map(|&p| p.to_owned()).collect());
         while self.ours.len() > CHAIN_MEMORY {
             self.ours.pop_first();
         }
@@ -105,7 +112,7 @@ mod tests {
     fn chain(commits: &[(u64, &str)]) -> Chain {
         let mut chain = Chain::default();
         for (version, partition) in commits {
-            chain.committed(*version, partition, None);
+            chain.committed(*version, &[partition], None);
         }
         chain
     }
@@ -115,6 +122,16 @@ mod tests {
         let chain = chain(&[(4, "d=1"), (5, "d=2"), (6, "d=3")]);
         assert_eq!(chain.next_after(6, "d=4"), Some(7));
         assert_eq!(chain.next_after(4, "d=4"), Some(7));
+    }
+
+    #[test]
+    fn a_commit_that_carried_several_runs_counts_for_each_partition() {
+        let mut chain = chain(&[(4, "d=1")]);
+        chain.committed(5, &["d=2", "d=3"], None);
+        assert_eq!(chain.next_after(4, "d=4"), Some(6));
+        assert_eq!(chain.next_after(4, "d=2"), None);
+        assert_eq!(chain.next_after(4, "d=3"), None);
+        assert_eq!(chain.next_after(5, "d=3"), Some(6));
     }
 
     #[test]
@@ -181,7 +198,7 @@ mod tests {
         assert!(!chain.may_read(4, "d=3"));
         assert!(!chain.may_read(5, "d=3"));
         // The commit after it, made by delta-rs's commit loop, read it.
-        chain.committed(7, "d=3", None);
+        chain.committed(7, &["d=3"], None);
         assert!(chain.may_read(7, "d=1"));
         assert!(!chain.may_read(5, "d=1"));
     }
@@ -194,7 +211,7 @@ mod tests {
             chain.head, None,
             "the commits of an unknown table are forgotten"
         );
-        chain.committed(6, "d=1", Some(100));
+        chain.committed(6, &["d=1"], Some(100));
         chain.of_table("a");
         assert_eq!((chain.head, chain.head_size), (Some(6), Some(100)));
         chain.of_table("b");
@@ -206,7 +223,7 @@ mod tests {
     fn the_chain_forgets_its_oldest_commits() {
         let mut chain = Chain::default();
         for v in 0..(super::CHAIN_MEMORY as u64 + 10) {
-            chain.committed(v, "d", None);
+            chain.committed(v, &["d"], None);
         }
         assert_eq!(chain.ours.len(), super::CHAIN_MEMORY);
         // A run that read a version whose successors are forgotten is checked.

@@ -45,6 +45,7 @@ pub mod combine;
 mod error;
 mod failpoint;
 mod fingerprint;
+mod group;
 mod memory;
 mod parquet_hint;
 mod pipeline;

@@ -34,13 +34,10 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::{Expr, cast};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::expr::fmt_expr_to_sql;
-use deltalake::kernel::transaction::{
-    CommitBuilder, CommitProperties, TableReference, TransactionError,
-};
-use deltalake::kernel::{Action, Add};
+use deltalake::kernel::transaction::{FinalizedCommit, TableReference, TransactionError};
+use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::logstore::CommitOrBytes;
 use deltalake::operations::write::configs::WriterStatsConfig;
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
@@ -52,6 +49,7 @@ use crate::target::write_error;
 use latefill_core::partition::{PartitionDate, PartitionKey, Partitioning};
 use latefill_core::storage::{StorageOptions, Tables};
 
+use crate::group::{Change, Place, Turn};
 use crate::session::{Pending, Session};
 
 /// Whether latefill writes `target` itself ([`write_files`] and [`commit`]) rather
@@ -247,18 +245,23 @@ pub(crate) enum KeptRead {
 
 /// Commits the `written` files to the target at `url`, replacing the files of
 /// `period` in `target` (the version the run read): a replace-where overwrite
-/// whose predicate is `predicate`, with `properties` (txn and commit info; given the
-/// operation metrics). Returns the version of the commit.
+/// whose predicate is `predicate`, with `txn` and latefill's commit info entry `info`.
+/// Returns the version of the commit.
 ///
 /// Commits of one process are made one at a time. When every commit since `target`'s
 /// version is this process's own, for other partitions ([`Chain::next_after`]), or the
 /// process knows of none ([`Chain::commit_at`]), the commit is written at the next
 /// version straight away, put-if-absent: nothing it read has changed, so there is
-/// nothing to check, and delta-rs does not read the commit back. Otherwise, or when
-/// another writer took that version meanwhile, delta-rs's commit loop checks the
-/// commits in between for conflicts and retries. Checkpoints are written after the process's next commit may start; with
+/// nothing to check, and delta-rs does not read the commit back. The runs that finish
+/// while a commit is being made go together in the next one ([`crate::group`]).
+/// Otherwise, or when another writer took that version meanwhile, delta-rs's commit
+/// loop checks the commits in between for conflicts and retries. Checkpoints are
+/// written after the process's next commit may start; with
 /// `checkpoint_in_background`, by a task of their own (see
 /// [`Session::checkpoints_written`]).
+///
+/// [`Chain::next_after`]: crate::chain::Chain::next_after
+/// [`Chain::commit_at`]: crate::chain::Chain::commit_at
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit(
     session: &Session,
@@ -270,7 +273,8 @@ pub(crate) async fn commit(
     partition: &PartitionKey,
     written: Written,
     predicate: &Expr,
-    properties: impl FnOnce(serde_json::Value) -> CommitProperties,
+    info: serde_json::Value,
+    txn: Transaction,
     checkpoint_in_background: bool,
 ) -> Result<u64> {
     let delta = |source: DeltaTableError| Error::Delta {
@@ -279,72 +283,76 @@ pub(crate) async fn commit(
         source,
     };
     let failed = |source: DeltaTableError| write_error(url, partition, source);
-    let state = target.snapshot().map_err(delta)?;
-    let read = state.version();
     let removes = partition_files(target, url, partitioning, period).await?;
-    let metrics = serde_json::json!({
-        "num_added_files": written.adds.len(),
-        "num_added_rows": written.rows,
-        "num_removed_files": removes.len(),
-    });
-    let actions: Vec<Action> = written
-        .adds
-        .into_iter()
-        .map(Action::Add)
-        .chain(
-            removes
-                .iter()
-                .map(|f| Action::Remove(f.remove_action(true))),
-        )
-        .collect();
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Overwrite,
-        partition_by: Some(
-            partitioning
-                .columns()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        ),
-        predicate: Some(fmt_expr_to_sql(predicate).map_err(delta)?),
+    let change = Change {
+        partition: partition.as_str().to_owned(),
+        target: target.clone(),
+        adds: written.adds,
+        removes: removes
+            .iter()
+            .map(|f| Action::Remove(f.remove_action(true)))
+            .collect(),
+        txn,
+        info,
+        rows: written.rows,
+        predicate: fmt_expr_to_sql(predicate).map_err(delta)?,
+        partition_by: partitioning
+            .columns()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
     };
-    let log_store = target.log_store();
-    // Checkpoints come after the lock (below), not in delta-rs's post-commit step.
-    let prepared = CommitBuilder::from(properties(metrics).with_create_checkpoint(false))
-        .with_actions(actions)
-        .build(
-            Some(state as &dyn TableReference),
-            log_store.clone(),
-            operation,
-        )
-        .into_prepared_commit_future()
+    let commits = session.commits(url);
+    let ticket = commits.queue(change);
+    #[cfg(test)]
+    drop(commits.gate.read().await);
+    let chain = commits.chain.clone().lock_owned().await;
+    let place = Place {
+        session: session.clone(),
+        url: url.clone(),
+        options: options.clone(),
+        checkpoint_in_background,
+    };
+    let (change, mut chain) = match crate::group::turn(&commits, ticket, chain, place).await {
+        Turn::Committed(version) => return Ok(version),
+        Turn::Alone(change, chain) => (change, chain),
+        Turn::Lost => {
+            return Err(Error::Internal(format!(
+                "target {url}: the commit that carried partition {partition} with the runs \
+                 that finished beside it ended without saying whether it landed; the \
+                 partition is processed again by the next run"
+            )));
+        }
+    };
+
+    // Alone: as of the version this run read.
+    let state = change.target.snapshot().map_err(delta)?;
+    let read = state.version();
+    let entry = crate::group::prepare(&[&change], &change.target)
         .await
         .map_err(failed)?;
-
     // The commit file's size, for `may_read`: the same bytes whichever version they
     // land at.
-    let size = match prepared.commit_or_bytes() {
+    let size = match &entry {
         CommitOrBytes::LogBytes(bytes) => Some(bytes.len() as u64),
         CommitOrBytes::TmpCommit(_) => None,
     };
-    let chain = session.chain(url);
-    let mut chain = chain.lock().await;
     chain.of_table(state.metadata().id());
     if let Some(version) = chain.commit_at(read, partition.as_str()) {
-        let entry = prepared.commit_or_bytes().clone();
+        let log_store = change.target.log_store();
         match log_store
             .write_commit_entry(version, entry, uuid::Uuid::new_v4())
             .await
         {
             Ok(()) => {
-                chain.committed(version, partition.as_str(), size);
+                chain.committed(version, &[partition.as_str()], size);
                 drop(chain);
                 tracing::debug!(table = %url, version, "target: committed after this process's own commits");
                 checkpoint(
                     session,
                     url,
                     options,
-                    target,
+                    &change.target,
                     version,
                     checkpoint_in_background,
                 )
@@ -357,11 +365,10 @@ pub(crate) async fn commit(
             Err(e) => return Err(failed(e.into())),
         }
     }
-    let post_commit = prepared.await.map_err(failed)?;
-    let finalized = post_commit.await.map_err(failed)?;
-    chain.committed(finalized.version, partition.as_str(), size);
+    let finalized = commit_checked(&change, state).await.map_err(failed)?;
+    chain.committed(finalized.version, &[partition.as_str()], size);
     drop(chain);
-    let mut table = target.clone();
+    let mut table = change.target.clone();
     table.state = Some(finalized.snapshot);
     session.tables().remember(url, options, &table);
     checkpoint(
@@ -376,11 +383,27 @@ pub(crate) async fn commit(
     Ok(finalized.version)
 }
 
+/// Commits `change` through delta-rs's commit loop, as of `state` (the version its
+/// run read): the commits since are checked for conflicts with it.
+async fn commit_checked(
+    change: &Change,
+    state: &deltalake::table::state::DeltaTableState,
+) -> std::result::Result<FinalizedCommit, DeltaTableError> {
+    let (builder, operation) = crate::group::builder(&[change]);
+    builder
+        .build(
+            Some(state as &dyn TableReference),
+            change.target.log_store(),
+            operation,
+        )
+        .await
+}
+
 /// Writes the checkpoint of `version` when the target's checkpoint interval (as of
 /// `table`, which may be older) says so ([`write_checkpoint_at`]), here or,
 /// `in_background`, in a task of its own that [`Session::checkpoints_written`] waits
 /// for.
-async fn checkpoint(
+pub(crate) async fn checkpoint(
     session: &Session,
     url: &Url,
     options: &StorageOptions,

@@ -373,19 +373,15 @@ impl RunPartition {
             "source_version": source_version,
             "transform": transform,
         });
+        let txn = Transaction::new(pipeline.app_id(partition), source_version as i64);
         // Expired commits are removed at checkpoints only (below), not after every
         // commit: delta-rs's cleanup lists the whole log, so after every commit it made
         // each write cost more as the target's log grew.
-        let commit = |metrics: Option<serde_json::Value>| {
-            let mut metadata = vec![(COMMIT_INFO_KEY.to_owned(), commit_info.clone())];
-            metadata.extend(metrics.map(|m| ("operationMetrics".to_owned(), m)));
+        let properties = || {
             CommitProperties::default()
                 .with_cleanup_expired_logs(Some(false))
-                .with_application_transaction(Transaction::new(
-                    pipeline.app_id(partition),
-                    source_version as i64,
-                ))
-                .with_metadata(metadata)
+                .with_application_transaction(txn.clone())
+                .with_metadata([(COMMIT_INFO_KEY.to_owned(), commit_info.clone())])
         };
         let watcher = crate::failpoint::abort_on_new_file(
             pipeline
@@ -419,7 +415,8 @@ impl RunPartition {
                     partition,
                     files,
                     &predicate,
-                    |metrics| commit(Some(metrics)),
+                    commit_info.clone(),
+                    txn.clone(),
                     self.checkpoint_in_background,
                 )
                 .await?;
@@ -443,7 +440,7 @@ impl RunPartition {
                     .with_replace_where(predicate)
                     .with_partition_columns(partitioning.columns())
                     .with_configuration(configuration)
-                    .with_commit_properties(commit(None))
+                    .with_commit_properties(properties())
                     .await
                     .map_err(|source| write_error(&pipeline.target, partition, source))?;
                 if creating {

@@ -12,6 +12,7 @@ use latefill_core::storage::Tables;
 use url::Url;
 
 use crate::chain::Chain;
+use crate::group::Commits;
 
 /// The executor's state between calls; cheap to clone (the clones share it).
 /// [`run_partition`](crate::run_partition) runs in a session of its own unless given
@@ -24,8 +25,9 @@ pub struct Session {
 #[derive(Default)]
 struct Inner {
     tables: Tables,
-    /// This session's commits to each target, made one at a time.
-    chains: Mutex<HashMap<Url, Arc<tokio::sync::Mutex<Chain>>>>,
+    /// This session's commits to each target, made one at a time, and the changes
+    /// waiting for them.
+    commits: Mutex<HashMap<Url, Arc<Commits>>>,
     /// The checkpoint tasks of this session, by target: each waits for the one
     /// before it, so that a target's checkpoints land in order.
     checkpoints: Mutex<HashMap<Url, Pending>>,
@@ -64,8 +66,14 @@ impl Session {
 
     /// The chain of this session's commits to the target at `url`.
     pub(crate) fn chain(&self, url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
+        self.commits(url).chain.clone()
+    }
+
+    /// This session's commits to the target at `url`: the chain, and the changes
+    /// waiting for it.
+    pub(crate) fn commits(&self, url: &Url) -> Arc<Commits> {
         self.inner
-            .chains
+            .commits
             .lock()
             .expect("not poisoned")
             .entry(url.clone())

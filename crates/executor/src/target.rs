@@ -280,16 +280,21 @@ pub async fn processed_partitions(
     let mut transforms: BTreeMap<String, String> = BTreeMap::new();
     let infos: Vec<_> = target.history(None).try_collect().await.map_err(delta)?;
     for info in &infos {
-        let Some(entry) = info.info.get(crate::run::COMMIT_INFO_KEY) else {
-            continue;
+        // One entry, or a list of them for a commit that carried several runs.
+        let entries = match info.info.get(crate::run::COMMIT_INFO_KEY) {
+            Some(serde_json::Value::Array(entries)) => entries.iter().collect(),
+            Some(entry) => vec![entry],
+            None => continue,
         };
-        if entry["pipeline"] != pipeline.name.as_str() {
-            continue;
-        }
-        if let (Some(p), Some(t)) = (entry["partition"].as_str(), entry["transform"].as_str()) {
-            transforms
-                .entry(p.to_owned())
-                .or_insert_with(|| t.to_owned());
+        for entry in entries {
+            if entry["pipeline"] != pipeline.name.as_str() {
+                continue;
+            }
+            if let (Some(p), Some(t)) = (entry["partition"].as_str(), entry["transform"].as_str()) {
+                transforms
+                    .entry(p.to_owned())
+                    .or_insert_with(|| t.to_owned());
+            }
         }
     }
     let snapshot = target.snapshot().map_err(delta)?;

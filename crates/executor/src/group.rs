@@ -1,0 +1,593 @@
+//! Runs that finish together commit together: the target commit of a process carries
+//! every run that finished while its previous commit was being made.
+//!
+//! A process makes its commits to a target one at a time ([`Chain`]). Where a commit
+//! waits on the store (10 to 50 ms on S3), runs side by side finish faster than their
+//! commits can be made one by one: at `--concurrency 8`, 64 commits in a row were half
+//! a backfill's time. So a run queues its change ([`Change`]) before it waits for the
+//! chain, and the run that gets the chain takes every change queued and commits them
+//! as one ([`commit_group`]): one version, every run's files, txn and commit info.
+//!
+//! The others find, when they get the chain in turn, that their change has landed
+//! ([`Reply::Committed`]), or that they are to commit it alone ([`Reply::Alone`]): it
+//! could not go at the same version as the rest, or the group's version was taken by
+//! another writer. Alone, a change takes the path of a run that committed by itself,
+//! with delta-rs's conflict check where another writer came in between: a group is
+//! only ever written where nothing it read has changed.
+//!
+//! The group's commit is made by a task of its own: a run whose caller stops polling
+//! it (a stopped backfill, a dropped future) does not leave the changes of the others
+//! half-committed.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitProperties, TableReference, TransactionError,
+};
+use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::logstore::{CommitOrBytes, LogStoreRef};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError};
+use tokio::sync::{OwnedMutexGuard, oneshot};
+
+use crate::chain::Chain;
+
+/// At most how many runs one commit carries.
+pub(crate) const MAX_GROUP: usize = 64;
+
+/// One run's change to a target, ready to commit: the files it wrote and those of its
+/// partition it replaces, as of the version it read.
+pub(crate) struct Change {
+    /// The partition it replaces.
+    pub(crate) partition: String,
+    /// The target as the run read it.
+    pub(crate) target: DeltaTable,
+    /// The data files the run wrote.
+    pub(crate) adds: Vec<Add>,
+    /// The partition's files in the version read, removed.
+    pub(crate) removes: Vec<Action>,
+    /// The source version the partition now reflects.
+    pub(crate) txn: Transaction,
+    /// latefill's entry in the commit info (pipeline, partition, source version,
+    /// transform): what `state rebuild` reads back.
+    pub(crate) info: serde_json::Value,
+    /// The rows the run wrote.
+    pub(crate) rows: u64,
+    /// The replace-where predicate, as SQL.
+    pub(crate) predicate: String,
+    /// The target's partition columns.
+    pub(crate) partition_by: Vec<String>,
+}
+
+impl Change {
+    /// The version of the target the run read.
+    pub(crate) fn read(&self) -> u64 {
+        self.target.version().unwrap_or(0)
+    }
+
+    /// The Delta metadata id of the table the run read.
+    fn table_id(&self) -> Option<String> {
+        let state = self.target.snapshot().ok()?;
+        Some(state.metadata().id().to_owned())
+    }
+}
+
+/// The commit of `changes` (at least one), to be built as of a version of the
+/// target: the builder (actions and properties) and the operation. One change makes
+/// the commit a run makes alone: a replace-where write whose commit info holds
+/// latefill's entry. Several make one whose predicate is the disjunction of theirs,
+/// whose commit info holds a list of their entries, whose metrics add theirs up and
+/// which carries every txn.
+pub(crate) fn builder(changes: &[&Change]) -> (CommitBuilder, DeltaOperation) {
+    let (mut added_files, mut added_rows, mut removed_files) = (0, 0, 0);
+    let mut actions = Vec::new();
+    for change in changes {
+        added_files += change.adds.len();
+        added_rows += change.rows;
+        removed_files += change.removes.len();
+        actions.extend(change.adds.iter().cloned().map(Action::Add));
+        actions.extend(change.removes.iter().cloned());
+    }
+    let metrics = serde_json::json!({
+        "num_added_files": added_files,
+        "num_added_rows": added_rows,
+        "num_removed_files": removed_files,
+    });
+    let (info, predicate) = match changes {
+        [one] => (one.info.clone(), one.predicate.clone()),
+        many => (
+            serde_json::Value::Array(many.iter().map(|c| c.info.clone()).collect()),
+            many.iter()
+                .map(|c| format!("({})", c.predicate))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        ),
+    };
+    let properties = CommitProperties::default()
+        .with_cleanup_expired_logs(Some(false))
+        // Checkpoints come after the chain is free, not in delta-rs's post-commit step.
+        .with_create_checkpoint(false)
+        .with_application_transactions(changes.iter().map(|c| c.txn.clone()).collect())
+        .with_metadata([
+            (crate::run::COMMIT_INFO_KEY.to_owned(), info),
+            ("operationMetrics".to_owned(), metrics),
+        ]);
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(changes[0].partition_by.clone()),
+        predicate: Some(predicate),
+    };
+    (
+        CommitBuilder::from(properties).with_actions(actions),
+        operation,
+    )
+}
+
+/// The bytes of the commit of `changes` ([`builder`]), made as of `target`'s state.
+pub(crate) async fn prepare(
+    changes: &[&Change],
+    target: &DeltaTable,
+) -> Result<CommitOrBytes, DeltaTableError> {
+    let state = target.snapshot()?;
+    let (builder, operation) = builder(changes);
+    let prepared = builder
+        .build(
+            Some(state as &dyn TableReference),
+            target.log_store(),
+            operation,
+        )
+        .into_prepared_commit_future()
+        .await?;
+    Ok(prepared.commit_or_bytes().clone())
+}
+
+/// What the run that committed a change says to the run that made it.
+pub(crate) enum Reply {
+    /// The change landed at this version.
+    Committed(u64),
+    /// The change is to be committed alone, by the run that made it.
+    Alone(Box<Change>),
+}
+
+/// A change waiting for the chain.
+struct Queued {
+    id: u64,
+    change: Box<Change>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A process's commits to one target: the chain, and the changes waiting for it.
+#[derive(Default)]
+pub(crate) struct Commits {
+    pub(crate) chain: Arc<tokio::sync::Mutex<Chain>>,
+    queue: Mutex<Vec<Queued>>,
+    next_id: AtomicU64,
+    /// Held by a test to keep the runs that queued a change from the chain until
+    /// all of them have.
+    #[cfg(test)]
+    pub(crate) gate: tokio::sync::RwLock<()>,
+}
+
+/// A change queued ([`Commits::queue`]), to be committed by whichever run gets the
+/// chain first.
+pub(crate) struct Ticket {
+    id: u64,
+    pub(crate) replied: oneshot::Receiver<Reply>,
+}
+
+impl Commits {
+    /// Queues `change`: the next run to get the chain commits it.
+    pub(crate) fn queue(&self, change: Change) -> Ticket {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, replied) = oneshot::channel();
+        self.queue.lock().expect("not poisoned").push(Queued {
+            id,
+            change: Box::new(change),
+            reply,
+        });
+        Ticket { id, replied }
+    }
+
+    /// Takes the changes queued, once the chain is held: only `ticket`'s, to be
+    /// committed by its run alone, or a group.
+    fn take(&self, ticket: &Ticket) -> Taken {
+        let mut queued = std::mem::take(&mut *self.queue.lock().expect("not poisoned"));
+        match queued.as_slice() {
+            [only] if only.id == ticket.id => Taken::Alone(queued.pop().expect("one").change),
+            _ => Taken::Group(queued),
+        }
+    }
+
+    /// How many changes are waiting.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.queue.lock().expect("not poisoned").len()
+    }
+}
+
+enum Taken {
+    Alone(Box<Change>),
+    Group(Vec<Queued>),
+}
+
+/// Where [`commit_group`] writes: the target, and what its checkpoint needs.
+#[derive(Clone)]
+pub(crate) struct Place {
+    pub(crate) session: crate::session::Session,
+    pub(crate) url: url::Url,
+    pub(crate) options: latefill_core::storage::StorageOptions,
+    pub(crate) checkpoint_in_background: bool,
+}
+
+/// What a run that queued a change does once it holds the chain: commit its change
+/// alone, or wait for the group that carries it.
+pub(crate) enum Turn {
+    /// Commit this change alone, holding the chain.
+    Alone(Box<Change>, OwnedMutexGuard<Chain>),
+    /// The change landed at this version.
+    Committed(u64),
+    /// The task committing the change's group ended without saying how it went.
+    Lost,
+}
+
+/// Takes the turn of the run holding `ticket`, once it holds the chain (`chain`):
+/// its change has been committed, is to be committed alone, or it commits every change
+/// queued as one group ([`commit_group`]).
+pub(crate) async fn turn(
+    commits: &Commits,
+    mut ticket: Ticket,
+    chain: OwnedMutexGuard<Chain>,
+    place: Place,
+) -> Turn {
+    // A change carried by another run's group has its reply by the time the chain is
+    // free: the group replies before it lets the chain go.
+    match ticket.replied.try_recv() {
+        Ok(Reply::Committed(version)) => return Turn::Committed(version),
+        Ok(Reply::Alone(change)) => return Turn::Alone(change, chain),
+        Err(oneshot::error::TryRecvError::Closed) => return Turn::Lost,
+        // Still queued.
+        Err(oneshot::error::TryRecvError::Empty) => {}
+    }
+    let queued = match commits.take(&ticket) {
+        Taken::Alone(change) => return Turn::Alone(change, chain),
+        Taken::Group(queued) => queued,
+    };
+    tokio::spawn(commit_group(chain, queued, ticket.id, place));
+    match ticket.replied.await {
+        Ok(Reply::Committed(version)) => Turn::Committed(version),
+        Ok(Reply::Alone(change)) => {
+            // Committed alone, as the others are: the chain is taken again.
+            let chain = commits.chain.clone().lock_owned().await;
+            Turn::Alone(change, chain)
+        }
+        // The group's task ends by replying to every change, unless it panicked.
+        Err(_) => Turn::Lost,
+    }
+}
+
+/// Commits `queued` (changes of several runs, `leader`'s among them) as one commit at
+/// the version after this process's last, holding the chain: those that can go there
+/// (the version after what they read is the same, their partitions differ). Every
+/// other run is told to commit alone before the chain is let go, as are all of them
+/// when the version was taken meanwhile. The leader's reply comes last, after the
+/// checkpoint the commit may be due.
+async fn commit_group(
+    mut chain: OwnedMutexGuard<Chain>,
+    queued: Vec<Queued>,
+    leader: u64,
+    place: Place,
+) {
+    let mut members: Vec<Queued> = Vec::new();
+    let mut alone: Vec<Queued> = Vec::new();
+    let mut version = None;
+    let mut table = None;
+    let mut partitions = BTreeSet::new();
+    // The leader's change first: it decides the table and the version.
+    let mut queued = queued;
+    queued.sort_by_key(|q| q.id != leader);
+    for q in queued {
+        let id = q.change.table_id();
+        if table.is_none() {
+            chain.of_table(id.as_deref().unwrap_or_default());
+            table = Some(id.clone());
+        }
+        let at = chain.commit_at(q.change.read(), &q.change.partition);
+        let fits = at.is_some()
+            && table.as_ref() == Some(&id)
+            && version.is_none_or(|v| Some(v) == at)
+            && members.len() < MAX_GROUP
+            && !partitions.contains(&q.change.partition);
+        if fits {
+            version = at;
+            partitions.insert(q.change.partition.clone());
+            members.push(q);
+        } else {
+            alone.push(q);
+        }
+    }
+    // Every reply but the leader's goes at once; the leader's is kept for the end.
+    let mut leader_reply = None;
+    let mut reply = |q: Queued, committed: Option<u64>| {
+        let r = match committed {
+            Some(version) => Reply::Committed(version),
+            None => Reply::Alone(q.change),
+        };
+        if q.id == leader {
+            leader_reply = Some((q.reply, r));
+        } else {
+            let _ = q.reply.send(r);
+        }
+    };
+    for q in alone {
+        reply(q, None);
+    }
+    if let Some(version) = version {
+        // As of the newest version one of them read: the others read older versions
+        // of the same table, with nothing of theirs changed since.
+        let newest = members
+            .iter()
+            .max_by_key(|q| q.change.read())
+            .expect("a member")
+            .change
+            .target
+            .clone();
+        let changes: Vec<&Change> = members.iter().map(|q| &*q.change).collect();
+        let names: Vec<String> = changes.iter().map(|c| c.partition.clone()).collect();
+        let outcome = match prepare(&changes, &newest).await {
+            Ok(CommitOrBytes::LogBytes(bytes)) => {
+                let size = bytes.len() as u64;
+                let log_store: LogStoreRef = newest.log_store();
+                match log_store
+                    .write_commit_entry(
+                        version,
+                        CommitOrBytes::LogBytes(bytes),
+                        uuid::Uuid::new_v4(),
+                    )
+                    .await
+                {
+                    Ok(()) => Ok(size),
+                    Err(TransactionError::VersionAlreadyExists(_)) => {
+                        chain.found_taken(version);
+                        Err("another writer took the version".to_owned())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Ok(_) => Err("the log store writes commits through a temporary file".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(size) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                chain.committed(version, &names, Some(size));
+                tracing::debug!(table = %place.url, version, runs = names.len(), "target: one commit for the runs that finished together");
+                for q in members {
+                    reply(q, Some(version));
+                }
+                drop(chain);
+                crate::replace::checkpoint(
+                    &place.session,
+                    &place.url,
+                    &place.options,
+                    &newest,
+                    version,
+                    place.checkpoint_in_background,
+                )
+                .await;
+            }
+            Err(error) => {
+                tracing::debug!(table = %place.url, version, %error, "target: the runs that finished together commit one by one");
+                for q in members {
+                    reply(q, None);
+                }
+            }
+        }
+    }
+    if let Some((sender, r)) = leader_reply {
+        let _ = sender.send(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use latefill_core::{PartitionDate, TableVersion};
+    use latefill_testkit::*;
+
+    use crate::{Session, run_partition};
+
+    /// The workspace's pipeline, as this crate's type (the test kit's is the
+    /// crate's as its dependents see it).
+    fn pipeline_of(ws: &Workspace) -> crate::Pipeline {
+        crate::Pipeline::from_file(&ws.config).unwrap()
+    }
+
+    fn date(s: &str) -> PartitionDate {
+        PartitionDate::parse(s).unwrap()
+    }
+
+    /// The runs of `days` started side by side in `session`, kept from the chain of
+    /// its commits to the target until all of them have queued their change (and
+    /// `meanwhile` is done): the first to get it finds every change queued. Returns
+    /// their reports, in order.
+    async fn finish_together(
+        ws: &Workspace,
+        session: &Session,
+        days: &[&str],
+        meanwhile: impl std::future::Future<Output = ()>,
+    ) -> Vec<crate::RunReport> {
+        let pipeline = pipeline_of(ws);
+        let url = pipeline.target.clone();
+        let commits = session.commits(&url);
+        let held = commits.gate.write().await;
+        let runs: Vec<_> = days
+            .iter()
+            .map(|d| {
+                let run = run_partition(&pipeline, date(d)).with_session(session.clone());
+                tokio::spawn(async move { run.await })
+            })
+            .collect();
+        for _ in 0..600 {
+            if commits.waiting() == days.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(commits.waiting(), days.len(), "every run queued its change");
+        meanwhile.await;
+        drop(held);
+        let mut reports = Vec::new();
+        for run in runs {
+            reports.push(run.await.unwrap().unwrap());
+        }
+        reports
+    }
+
+    /// The JSON actions of the target's commit `version`.
+    fn commit_actions(ws: &Workspace, version: u64) -> Vec<serde_json::Value> {
+        let path = ws
+            .target_path()
+            .join(format!("_delta_log/{version:020}.json"));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    async fn txn_version(ws: &Workspace, day: &str) -> Option<i64> {
+        let pipeline = pipeline_of(ws);
+        let app_id = pipeline.app_id(&pipeline.partitioning.key(date(day)));
+        let target = open(&ws.target_path()).await;
+        target
+            .snapshot()
+            .unwrap()
+            .transaction_version(target.log_store().as_ref(), &app_id)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_that_finish_together_land_in_one_commit() {
+        let ws = Workspace::new();
+        let pipeline = pipeline_of(&ws);
+        let session = Session::new();
+        let days = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"];
+        for (i, d) in days.iter().enumerate() {
+            ws.generate(d, 1_000, i as u64).await;
+        }
+        let first = run_partition(&pipeline, date(days[0]))
+            .with_session(session.clone())
+            .await
+            .unwrap();
+
+        let reports = finish_together(&ws, &session, &days[1..], async {}).await;
+
+        let version = first.target_version.get() + 1;
+        for report in &reports {
+            assert_eq!(report.target_version, TableVersion::new(version));
+        }
+        assert_eq!(table_version(&ws.target_path()).await, Some(version));
+        for (i, d) in days.iter().enumerate() {
+            assert_eq!(
+                target_counts(&ws.target_path(), d).await,
+                expected_counts(d, &[(1_000, i as u64)]),
+                "{d}"
+            );
+        }
+        // One commit: each run's txn, and latefill's entries for all three.
+        let actions = commit_actions(&ws, version);
+        let txns = actions.iter().filter(|a| a.get("txn").is_some()).count();
+        assert_eq!(txns, 3);
+        for (report, d) in reports.iter().zip(&days[1..]) {
+            assert_eq!(
+                txn_version(&ws, d).await,
+                Some(report.source_version.get() as i64)
+            );
+        }
+        let info = actions.iter().find_map(|a| a.get("commitInfo")).unwrap();
+        let entries = info["latefill"].as_array().expect("a list of entries");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(info["operationMetrics"]["num_added_files"], 3);
+
+        // What `state rebuild` reads back: every partition with its transform.
+        let processed = crate::processed_partitions(&pipeline).await.unwrap();
+        assert_eq!(processed.len(), 4);
+        for (key, (source_version, transform)) in &processed {
+            assert_eq!(*source_version, TableVersion::new(3), "{key}");
+            assert_eq!(
+                transform.as_deref(),
+                Some(first.transform.as_str()),
+                "{key}"
+            );
+        }
+
+        // A rerun of a partition the group replaced reads that commit: it replaces
+        // the group's files of its partition, and only those.
+        ws.generate(days[2], 500, 9).await;
+        let rerun = run_partition(&pipeline, date(days[2]))
+            .with_session(session.clone())
+            .await
+            .unwrap();
+        assert_eq!(rerun.target_version, TableVersion::new(version + 1));
+        assert_eq!(
+            target_counts(&ws.target_path(), days[2]).await,
+            expected_counts(days[2], &[(1_000, 2), (500, 9)])
+        );
+        for (i, d) in days.iter().enumerate().filter(|(i, _)| *i != 2) {
+            assert_eq!(
+                target_counts(&ws.target_path(), d).await,
+                expected_counts(d, &[(1_000, i as u64)]),
+                "{d}"
+            );
+        }
+    }
+
+    /// Another writer takes the version the group was to go at: each run then commits
+    /// alone, through delta-rs's conflict check, and nothing of the other writer's is
+    /// lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_whose_version_was_taken_commits_one_by_one() {
+        let ws = Workspace::new();
+        let pipeline = pipeline_of(&ws);
+        let session = Session::new();
+        let days = ["2024-01-01", "2024-01-02", "2024-01-03"];
+        for (i, d) in days.iter().enumerate() {
+            ws.generate(d, 1_000, i as u64).await;
+        }
+        let first = run_partition(&pipeline, date(days[0]))
+            .with_session(session.clone())
+            .await
+            .unwrap();
+        // Another process: a session of its own, writing a partition of its own.
+        let other = async {
+            run_partition(&pipeline, date(days[0]))
+                .with_session(Session::new())
+                .await
+                .unwrap();
+        };
+
+        let reports = finish_together(&ws, &session, &days[1..], other).await;
+
+        let taken = first.target_version.get() + 1;
+        let mut versions: Vec<u64> = reports.iter().map(|r| r.target_version.get()).collect();
+        versions.sort();
+        assert_eq!(versions, vec![taken + 1, taken + 2]);
+        for (i, d) in days.iter().enumerate() {
+            assert_eq!(
+                target_counts(&ws.target_path(), d).await,
+                expected_counts(d, &[(1_000, i as u64)]),
+                "{d}"
+            );
+        }
+        for (report, d) in reports.iter().zip(&days[1..]) {
+            assert_eq!(
+                txn_version(&ws, d).await,
+                Some(report.source_version.get() as i64)
+            );
+        }
+    }
+}
