@@ -129,10 +129,12 @@ pub(crate) async fn process_batched(
                 (partition, report)
             });
         }
-        // Once every claimed partition has started, claim the next batch (with the
-        // completions so far), so that it is ready when a partition finishes.
+        // Once fewer claimed partitions wait than run at once, claim the next batch
+        // (with the completions so far), so that it has landed before they have all
+        // started: at `--concurrency 8` and batches of 8, waiting until all had
+        // started made the partitions wait for each claim.
         if claiming.is_none()
-            && ready.is_empty()
+            && ready.len() < concurrency
             && !queue.is_empty()
             && !stop.load(Ordering::SeqCst)
         {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use deltalake::DeltaResult;
+use deltalake::{DeltaResult, DeltaTableError};
 use url::Url;
 
 use super::{StorageOptions, table_builder};
@@ -253,8 +253,10 @@ struct Inner {
     /// The latest version of each table loaded.
     loaded: Mutex<HashMap<TableKey, KeptTable>>,
     /// One load at a time of each table, so that a load under way (a prefetch, say) is
-    /// waited for rather than made twice.
-    loading: Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// waited for rather than made twice. Each holds what the last load found when it
+    /// found no table there ([`DeltaTableError::NotATable`]'s words): the answer of the
+    /// loads that waited for it too.
+    loading: Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<Option<String>>>>>,
 }
 
 impl fmt::Debug for Tables {
@@ -304,7 +306,7 @@ impl Tables {
             .entry(key.clone())
             .or_default()
             .clone();
-        let _loading = match gate.try_lock() {
+        let mut found_none = match gate.try_lock() {
             Ok(guard) => guard,
             Err(_) => {
                 let guard = gate.lock().await;
@@ -312,14 +314,37 @@ impl Tables {
                 if let Some(table) = self.advance_kept(&key, version).await {
                     return Ok(table);
                 }
+                // It found no table: an answer from during this call, not one more
+                // listing (8 runs of a backfill into a new target made 8, one after
+                // the other).
+                if let (None, Some(words)) = (version, guard.as_ref()) {
+                    return Err(DeltaTableError::NotATable(words.clone()));
+                }
                 guard
             }
         };
-        let mut table = table_builder(url, options)?.build()?;
-        match version {
-            None => table.load().await?,
-            Some(v) => table.load_version(v).await?,
-        }
+        let loaded = async {
+            let mut table = table_builder(url, options)?.build()?;
+            match version {
+                None => table.load().await?,
+                Some(v) => table.load_version(v).await?,
+            }
+            Ok(table)
+        };
+        let table = match loaded.await {
+            Ok(table) => {
+                *found_none = None;
+                table
+            }
+            Err(DeltaTableError::NotATable(words)) => {
+                *found_none = version.is_none().then(|| words.clone());
+                return Err(DeltaTableError::NotATable(words));
+            }
+            Err(e) => {
+                *found_none = None;
+                return Err(e);
+            }
+        };
         if version.is_none() {
             self.keep(key, KeptTable::loaded(table.clone()));
         }
@@ -517,6 +542,37 @@ mod tests {
             assert_eq!(kept.table().version(), Some(version));
         }
         answers
+    }
+
+    /// Loads side by side where there is no table all find none (those that waited
+    /// share the answer of the one they waited for), and the next load after the
+    /// table is created finds it: no answer outlives the loads it was for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_that_find_no_table_leave_no_answer_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let tables = Tables::new();
+        let loads: Vec<_> = (0..4)
+            .map(|_| {
+                let (tables, url) = (tables.clone(), url.clone());
+                tokio::spawn(async move {
+                    tables
+                        .load(&url, &StorageOptions::new(), None)
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        for load in loads {
+            let found = load.await.unwrap();
+            assert!(
+                matches!(found, Err(DeltaTableError::NotATable(_))),
+                "{found:?}"
+            );
+        }
+        write_one(&url, &[]).await;
+        let table = tables.load(&url, &StorageOptions::new(), None).await;
+        assert_eq!(table.unwrap().version(), Some(0));
     }
 
     #[tokio::test]
