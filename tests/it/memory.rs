@@ -71,11 +71,11 @@ async fn an_aggregation_larger_than_the_limit_spills_and_gives_the_same_result()
 #[tokio::test]
 async fn a_limit_that_cannot_be_met_fails_the_partition_saying_what_to_raise() {
     let ws = many_groups(None).await;
-    let out = ws.run_cli(&["--date", DAY, "--memory-limit", "1MB"]);
+    let out = ws.run_cli(&["--date", DAY, "--memory-limit", "64KB"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("needs more memory than the limit of 1 MiB allows"),
+        err.contains("needs more memory than the limit of 64 KiB allows"),
         "{err}"
     );
     assert!(err.contains("raise --memory-limit"), "{err}");
@@ -90,7 +90,7 @@ async fn a_limit_that_cannot_be_met_fails_the_partition_saying_what_to_raise() {
     assert!(error.contains("needs more memory"), "{error}");
 
     // JSON output carries the same error, as a data error.
-    let out = ws.run_cli(&["--date", DAY, "--memory-limit", "1MB", "--format", "json"]);
+    let out = ws.run_cli(&["--date", DAY, "--memory-limit", "64KB", "--format", "json"]);
     assert_eq!(out.status.code(), Some(3));
     let lines = stdout(&out);
     let error = lines

@@ -552,10 +552,17 @@ async fn audit_result(
 }
 
 /// A DataFusion session for a run: delta-rs's (its planner knows the nodes a Delta
-/// write adds) with Parquet footers read in one request ([`crate::parquet_hint`]), split into `target_partitions` streams when given, and holding at
-/// most `memory_limit` bytes at once when given: sorts and aggregations then spill
-/// to the operating system's temporary directory (`TMPDIR`) beyond it. Its pool
-/// remembers the most it held ([`crate::memory::peak_of`]).
+/// write adds) with Parquet footers read in one request ([`crate::parquet_hint`]),
+/// split into `target_partitions` streams when given, and holding at most
+/// `memory_limit` bytes at once when given: sorts and aggregations then spill to the
+/// operating system's temporary directory (`TMPDIR`) beyond it. Its pool remembers
+/// the most it held ([`crate::memory::peak_of`]).
+///
+/// Under a memory limit the plan runs as one stream, whatever `target_partitions`
+/// says: DataFusion 55's `RepartitionExec` can wait forever when it spills under a
+/// limit, every thread parked and no error (apache/datafusion#24883, fixed after
+/// 55). One stream has no repartition. A `run --memory-limit 1MB` of latefill's own
+/// tests hung so, once in a full test run on 2 cores.
 pub(crate) fn session_context(
     target_partitions: Option<usize>,
     memory_limit: Option<u64>,
@@ -573,6 +580,10 @@ pub(crate) fn session_context(
             .with_physical_optimizer_rule(Arc::new(hint))
             .build();
     let ctx = deltalake::datafusion::prelude::SessionContext::new_with_state(state);
+    let target_partitions = match memory_limit {
+        Some(_) => Some(1),
+        None => target_partitions,
+    };
     if let Some(n) = target_partitions {
         ctx.state_ref()
             .write()
@@ -666,3 +677,45 @@ pub(crate) const MAX_RUN_ATTEMPTS: usize = 5;
 
 /// `delta.checkpointInterval` of a target latefill creates.
 pub(crate) const TARGET_CHECKPOINT_INTERVAL: &str = "10";
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, RecordBatch};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::datafusion::datasource::MemTable;
+    use deltalake::datafusion::physical_plan::displayable;
+
+    /// The physical plan of a grouped aggregation over two partitions of rows, in a
+    /// run's session.
+    async fn grouped_plan(target_partitions: usize, memory_limit: Option<u64>) -> String {
+        let schema = Arc::new(Schema::new(vec![Field::new("g", DataType::Int64, false)]));
+        let batch = |from: i64| {
+            let values: Vec<i64> = (from..from + 1000).map(|v| v % 13).collect();
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap()
+        };
+        let table =
+            MemTable::try_new(schema.clone(), vec![vec![batch(0)], vec![batch(1000)]]).unwrap();
+        let ctx = super::session_context(Some(target_partitions), memory_limit);
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        let plan = ctx
+            .sql("SELECT g, count(*) FROM t GROUP BY g")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        displayable(plan.as_ref()).indent(false).to_string()
+    }
+
+    /// DataFusion 55's repartition can wait forever when it spills under a memory
+    /// limit (apache/datafusion#24883): a run under a limit plans none.
+    #[tokio::test]
+    async fn a_run_under_a_memory_limit_plans_no_repartition() {
+        let unlimited = grouped_plan(2, None).await;
+        assert!(unlimited.contains("RepartitionExec"), "{unlimited}");
+        let limited = grouped_plan(2, Some(64 << 20)).await;
+        assert!(!limited.contains("RepartitionExec"), "{limited}");
+    }
+}
