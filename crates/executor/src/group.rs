@@ -446,6 +446,22 @@ mod tests {
         reports
     }
 
+    /// A workspace whose source has `days` (1,000 rows each, the i-th from seed i),
+    /// and the first of them processed in a session: the target exists, and the
+    /// session's chain knows its last commit.
+    async fn first_processed(days: &[&str]) -> (Workspace, Session, crate::RunReport) {
+        let ws = Workspace::new();
+        for (i, d) in days.iter().enumerate() {
+            ws.generate(d, 1_000, i as u64).await;
+        }
+        let session = Session::new();
+        let first = run_partition(&pipeline_of(&ws), date(days[0]))
+            .with_session(session.clone())
+            .await
+            .unwrap();
+        (ws, session, first)
+    }
+
     /// The JSON actions of the target's commit `version`.
     fn commit_actions(ws: &Workspace, version: u64) -> Vec<serde_json::Value> {
         let path = ws
@@ -472,17 +488,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_that_finish_together_land_in_one_commit() {
-        let ws = Workspace::new();
-        let pipeline = pipeline_of(&ws);
-        let session = Session::new();
         let days = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"];
-        for (i, d) in days.iter().enumerate() {
-            ws.generate(d, 1_000, i as u64).await;
-        }
-        let first = run_partition(&pipeline, date(days[0]))
-            .with_session(session.clone())
-            .await
-            .unwrap();
+        let (ws, session, first) = first_processed(&days).await;
+        let pipeline = pipeline_of(&ws);
 
         let reports = finish_together(&ws, &session, &days[1..], async {}).await;
 
@@ -551,17 +559,9 @@ mod tests {
     /// lost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_group_whose_version_was_taken_commits_one_by_one() {
-        let ws = Workspace::new();
-        let pipeline = pipeline_of(&ws);
-        let session = Session::new();
         let days = ["2024-01-01", "2024-01-02", "2024-01-03"];
-        for (i, d) in days.iter().enumerate() {
-            ws.generate(d, 1_000, i as u64).await;
-        }
-        let first = run_partition(&pipeline, date(days[0]))
-            .with_session(session.clone())
-            .await
-            .unwrap();
+        let (ws, session, first) = first_processed(&days).await;
+        let pipeline = pipeline_of(&ws);
         // Another process: a session of its own, writing a partition of its own.
         let other = async {
             run_partition(&pipeline, date(days[0]))
