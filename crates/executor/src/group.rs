@@ -27,7 +27,7 @@ use deltalake::kernel::transaction::{
     CommitBuilder, CommitProperties, TableReference, TransactionError,
 };
 use deltalake::kernel::{Action, Add, Transaction};
-use deltalake::logstore::{CommitOrBytes, LogStoreRef};
+use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::{OwnedMutexGuard, oneshot};
@@ -125,11 +125,21 @@ pub(crate) fn builder(changes: &[&Change]) -> (CommitBuilder, DeltaOperation) {
     )
 }
 
-/// The bytes of the commit of `changes` ([`builder`]), made as of `target`'s state.
+/// The commit of `changes` ([`builder`]) made as of `target`'s state, ready to put.
+pub(crate) struct Prepared {
+    entry: CommitOrBytes,
+    /// The commit file's size when it is bytes: the same whichever version they land
+    /// at, what [`may_read`](crate::replace::may_read) tells this process's last
+    /// commit by.
+    pub(crate) size: Option<u64>,
+    partitions: Vec<String>,
+}
+
+/// Prepares the commit of `changes` as of `target`'s state ([`builder`]).
 pub(crate) async fn prepare(
     changes: &[&Change],
     target: &DeltaTable,
-) -> Result<CommitOrBytes, DeltaTableError> {
+) -> Result<Prepared, DeltaTableError> {
     let state = target.snapshot()?;
     let (builder, operation) = builder(changes);
     let prepared = builder
@@ -140,7 +150,52 @@ pub(crate) async fn prepare(
         )
         .into_prepared_commit_future()
         .await?;
-    Ok(prepared.commit_or_bytes().clone())
+    let entry = prepared.commit_or_bytes().clone();
+    let size = match &entry {
+        CommitOrBytes::LogBytes(bytes) => Some(bytes.len() as u64),
+        CommitOrBytes::TmpCommit(_) => None,
+    };
+    Ok(Prepared {
+        entry,
+        size,
+        partitions: changes.iter().map(|c| c.partition.clone()).collect(),
+    })
+}
+
+/// What [`put_at`] did.
+pub(crate) enum Put {
+    /// The commit landed.
+    Landed,
+    /// Another writer had taken the version (the chain now knows).
+    Taken,
+}
+
+/// Puts `prepared` at `version` of `target`, put-if-absent, holding the chain: the
+/// commit a run makes alone or one carrying several, straight after this process's
+/// last. A commit that lands is the chain's next; a version another writer took is
+/// noted in it.
+pub(crate) async fn put_at(
+    chain: &mut Chain,
+    version: u64,
+    prepared: &Prepared,
+    target: &DeltaTable,
+) -> Result<Put, DeltaTableError> {
+    match target
+        .log_store()
+        .write_commit_entry(version, prepared.entry.clone(), uuid::Uuid::new_v4())
+        .await
+    {
+        Ok(()) => {
+            let partitions: Vec<&str> = prepared.partitions.iter().map(String::as_str).collect();
+            chain.committed(version, &partitions, prepared.size);
+            Ok(Put::Landed)
+        }
+        Err(TransactionError::VersionAlreadyExists(_)) => {
+            chain.found_taken(version);
+            Ok(Put::Taken)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What the run that committed a change says to the run that made it.
@@ -334,35 +389,13 @@ async fn commit_group(
             .target
             .clone();
         let changes: Vec<&Change> = members.iter().map(|q| &*q.change).collect();
-        let names: Vec<String> = changes.iter().map(|c| c.partition.clone()).collect();
-        let outcome = match prepare(&changes, &newest).await {
-            Ok(CommitOrBytes::LogBytes(bytes)) => {
-                let size = bytes.len() as u64;
-                let log_store: LogStoreRef = newest.log_store();
-                match log_store
-                    .write_commit_entry(
-                        version,
-                        CommitOrBytes::LogBytes(bytes),
-                        uuid::Uuid::new_v4(),
-                    )
-                    .await
-                {
-                    Ok(()) => Ok(size),
-                    Err(TransactionError::VersionAlreadyExists(_)) => {
-                        chain.found_taken(version);
-                        Err("another writer took the version".to_owned())
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            Ok(_) => Err("the log store writes commits through a temporary file".to_owned()),
-            Err(e) => Err(e.to_string()),
+        let put = match prepare(&changes, &newest).await {
+            Ok(prepared) => put_at(&mut chain, version, &prepared, &newest).await,
+            Err(e) => Err(e),
         };
-        match outcome {
-            Ok(size) => {
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                chain.committed(version, &names, Some(size));
-                tracing::debug!(table = %place.url, version, runs = names.len(), "target: one commit for the runs that finished together");
+        match put {
+            Ok(Put::Landed) => {
+                tracing::debug!(table = %place.url, version, runs = changes.len(), "target: one commit for the runs that finished together");
                 for q in members {
                     reply(q, Some(version));
                 }
@@ -377,7 +410,11 @@ async fn commit_group(
                 )
                 .await;
             }
-            Err(error) => {
+            outcome => {
+                let error = match outcome {
+                    Err(e) => e.to_string(),
+                    _ => "another writer took the version".to_owned(),
+                };
                 tracing::debug!(table = %place.url, version, %error, "target: the runs that finished together commit one by one");
                 for q in members {
                     reply(q, None);

@@ -34,9 +34,8 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::{Expr, cast};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::expr::fmt_expr_to_sql;
-use deltalake::kernel::transaction::{FinalizedCommit, TableReference, TransactionError};
+use deltalake::kernel::transaction::{FinalizedCommit, TableReference};
 use deltalake::kernel::{Action, Add, Transaction};
-use deltalake::logstore::CommitOrBytes;
 use deltalake::operations::write::configs::WriterStatsConfig;
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -49,7 +48,7 @@ use crate::target::write_error;
 use latefill_core::partition::{PartitionDate, PartitionKey, Partitioning};
 use latefill_core::storage::{StorageOptions, Tables};
 
-use crate::group::{Change, Place, Turn};
+use crate::group::{Change, Place, Put, Turn, put_at};
 use crate::session::{Pending, Session};
 
 /// Whether latefill writes `target` itself ([`write_files`] and [`commit`]) rather
@@ -328,45 +327,33 @@ pub(crate) async fn commit(
     // Alone: as of the version this run read.
     let state = change.target.snapshot().map_err(delta)?;
     let read = state.version();
-    let entry = crate::group::prepare(&[&change], &change.target)
+    let prepared = crate::group::prepare(&[&change], &change.target)
         .await
         .map_err(failed)?;
-    // The commit file's size, for `may_read`: the same bytes whichever version they
-    // land at.
-    let size = match &entry {
-        CommitOrBytes::LogBytes(bytes) => Some(bytes.len() as u64),
-        CommitOrBytes::TmpCommit(_) => None,
-    };
     chain.of_table(state.metadata().id());
     if let Some(version) = chain.commit_at(read, partition.as_str()) {
-        let log_store = change.target.log_store();
-        match log_store
-            .write_commit_entry(version, entry, uuid::Uuid::new_v4())
+        // A version another process took meanwhile: the commit loop below checks its
+        // commit for conflicts, and the runs after read it.
+        if let Put::Landed = put_at(&mut chain, version, &prepared, &change.target)
             .await
+            .map_err(failed)?
         {
-            Ok(()) => {
-                chain.committed(version, &[partition.as_str()], size);
-                drop(chain);
-                tracing::debug!(table = %url, version, "target: committed after this process's own commits");
-                checkpoint(
-                    session,
-                    url,
-                    options,
-                    &change.target,
-                    version,
-                    checkpoint_in_background,
-                )
-                .await;
-                return Ok(version);
-            }
-            // Another process took the version: the commit loop below checks its
-            // commit for conflicts, and the runs after read it.
-            Err(TransactionError::VersionAlreadyExists(_)) => chain.found_taken(version),
-            Err(e) => return Err(failed(e.into())),
+            drop(chain);
+            tracing::debug!(table = %url, version, "target: committed after this process's own commits");
+            checkpoint(
+                session,
+                url,
+                options,
+                &change.target,
+                version,
+                checkpoint_in_background,
+            )
+            .await;
+            return Ok(version);
         }
     }
     let finalized = commit_checked(&change, state).await.map_err(failed)?;
-    chain.committed(finalized.version, &[partition.as_str()], size);
+    chain.committed(finalized.version, &[partition.as_str()], prepared.size);
     drop(chain);
     let mut table = change.target.clone();
     table.state = Some(finalized.snapshot);
