@@ -331,20 +331,12 @@ impl Tables {
             }
             Ok(table)
         };
-        let table = match loaded.await {
-            Ok(table) => {
-                *found_none = None;
-                table
-            }
-            Err(DeltaTableError::NotATable(words)) => {
-                *found_none = version.is_none().then(|| words.clone());
-                return Err(DeltaTableError::NotATable(words));
-            }
-            Err(e) => {
-                *found_none = None;
-                return Err(e);
-            }
+        let loaded = loaded.await;
+        *found_none = match &loaded {
+            Err(DeltaTableError::NotATable(words)) if version.is_none() => Some(words.clone()),
+            _ => None,
         };
+        let table = loaded?;
         if version.is_none() {
             self.keep(key, KeptTable::loaded(table.clone()));
         }
