@@ -18,6 +18,8 @@
 #   bash scripts/fleet.sh [path/to/latefill]
 #   WORKERS="1 16" DAYS=2000 DELAY=0.05 bash scripts/fleet.sh
 #   EXTRA="--batch-size 32" bash scripts/fleet.sh     # more backfill arguments
+#   BREAKDOWN=1 bash scripts/fleet.sh                 # requests per partition by table, kind, status
+#   CONCURRENCY=8 bash scripts/fleet.sh               # partitions each worker runs at once (default 1)
 #
 # Starts its own emulators (scripts/with-emulators.sh). The binary defaults to the
 # release build in the shared target directory.
@@ -77,7 +79,7 @@ EOF
         (( k == 1 )) && to=$((days - 1))
         (( to > days - 1 )) && to=$((days - 1))
         AWS_ENDPOINT_URL="$slow_s3" "$LATEFILL_BIN" backfill --config "$run/pipeline.toml" \
-            --from "$(day "$from")" --to "$(day "$to")" --concurrency 1 --format json ${EXTRA:-} \
+            --from "$(day "$from")" --to "$(day "$to")" --concurrency "${CONCURRENCY:-1}" --format json ${EXTRA:-} \
             2>"$run/w$w.err" | stamp >"$run/w$w.jsonl" &
         pids+=($!)
     done
@@ -86,7 +88,7 @@ EOF
     tail -n +"$((before + 1))" "$LATEFILL_TEST_S3_LOG" >"$run/requests.log"
     "$LATEFILL_BIN" status --config "$run/pipeline.toml" --format json >"$run/status.json"
     python3 - "$run" "$k" "$start" "$end" "$days" <<'PY'
-import collections, datetime, glob, json, re, sys
+import collections, datetime, glob, json, os, re, sys
 
 run, k, start, end, days = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 elapsed = end - start
@@ -108,6 +110,7 @@ for path in glob.glob(f"{run}/w*.jsonl"):
             t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
             spans[event["partition"]].append((t(event["started_at"]), t(event["finished_at"])))
 requests = state_ok = state_lost = 0
+kinds = collections.Counter()
 for line in open(f"{run}/requests.log"):
     line = re.sub(r"\x1b\[[0-9;]*m", "", line)
     m = re.search(r'"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP[^"]*" (\d+)', line)
@@ -115,6 +118,12 @@ for line in open(f"{run}/requests.log"):
         continue
     requests += 1
     method, path, status = m.groups()
+    plain = path.replace("%2F", "/")
+    table = next((t for t in ("state", "devices_daily", "devices") if f"/{t}/" in plain), "other")
+    what = "log" if "/_delta_log/" in plain else "data"
+    if method == "GET" and "list-type=2" in path:
+        method = "LIST"
+    kinds[(table, what, method, status)] += 1
     if method == "PUT" and re.search(r"/state/_delta_log/\d{20}\.json$", path):
         state_ok += status == "200"
         state_lost += status == "412"
@@ -138,6 +147,9 @@ print(
     f"{state_lost / max(state_ok + state_lost, 1):11.0%} {pct(0.5):8.2f}s {pct(0.99):8.2f}s  "
     + ", ".join(checks)
 )
+if os.environ.get("BREAKDOWN"):
+    for (table, what, method, status), n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"      {n / max(processed, 1):6.2f}/p  {table:13s} {what:4s} {method:6s} {status}")
 PY
     python=${BENCH_VENV:-$HOME/.cache/latefill-tools/venv-python}/bin/python
     if [[ -x "$python" ]] && "$python" -c "import polars, deltalake" 2>/dev/null; then

@@ -24,14 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deltalake::kernel::transaction::{
-    CommitBuilder, CommitProperties, TableReference, TransactionError,
+    CommitBuilder, CommitProperties, FinalizedCommit, TableReference, TransactionError,
 };
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
+use crate::backoff::Backoff;
 use crate::chain::Chain;
 
 /// At most how many runs one commit carries.
@@ -160,6 +162,26 @@ pub(crate) async fn prepare(
         size,
         partitions: changes.iter().map(|c| c.partition.clone()).collect(),
     })
+}
+
+/// Commits `changes` through delta-rs's commit loop as of `state`: a version each of
+/// them read, or one older. The commits since are checked for conflicts with them,
+/// and a put another writer won is backed off from ([`Backoff`]). Returns the commit
+/// and the size of its file as it landed.
+pub(crate) async fn commit_checked(
+    changes: &[&Change],
+    state: &DeltaTableState,
+) -> Result<(FinalizedCommit, Option<u64>), DeltaTableError> {
+    let (builder, operation) = builder(changes);
+    let log_store = Backoff::wrap(changes[0].target.log_store());
+    let finalized = builder
+        .build(
+            Some(state as &dyn TableReference),
+            log_store.clone(),
+            operation,
+        )
+        .await?;
+    Ok((finalized, log_store.landed_size()))
 }
 
 /// What [`put_at`] did.
@@ -322,12 +344,15 @@ pub(crate) async fn turn(
     }
 }
 
-/// Commits `queued` (changes of several runs, `leader`'s among them) as one commit at
-/// the version after this process's last, holding the chain: those that can go there
-/// (the version after what they read is the same, their partitions differ). Every
-/// other run is told to commit alone before the chain is let go, as are all of them
-/// when the version was taken meanwhile. The leader's reply comes last, after the
-/// checkpoint the commit may be due.
+/// Commits `queued` (changes of several runs, `leader`'s among them) as one commit,
+/// holding the chain: those of one table, each of another partition. Where each of
+/// them can go straight after this process's last commit (nothing they read has
+/// changed since), the commit is put there; otherwise, or when another writer took
+/// that version, it goes through delta-rs's commit loop as of the oldest version one
+/// of them read, which checks every commit since for conflicts with each of them.
+/// Every run whose change is not carried, or all of them when the commit fails, is
+/// told to commit alone before the chain is let go. The leader's reply comes last,
+/// after the checkpoint the commit may be due.
 async fn commit_group(
     mut chain: OwnedMutexGuard<Chain>,
     queued: Vec<Queued>,
@@ -336,10 +361,9 @@ async fn commit_group(
 ) {
     let mut members: Vec<Queued> = Vec::new();
     let mut alone: Vec<Queued> = Vec::new();
-    let mut version = None;
     let mut table = None;
     let mut partitions = BTreeSet::new();
-    // The leader's change first: it decides the table and the version.
+    // The leader's change first: it decides the table.
     let mut queued = queued;
     queued.sort_by_key(|q| q.id != leader);
     for q in queued {
@@ -348,14 +372,10 @@ async fn commit_group(
             chain.of_table(id.as_deref().unwrap_or_default());
             table = Some(id.clone());
         }
-        let at = chain.commit_at(q.change.read(), &q.change.partition);
-        let fits = at.is_some()
-            && table.as_ref() == Some(&id)
-            && version.is_none_or(|v| Some(v) == at)
+        let fits = table.as_ref() == Some(&id)
             && members.len() < MAX_GROUP
             && !partitions.contains(&q.change.partition);
         if fits {
-            version = at;
             partitions.insert(q.change.partition.clone());
             members.push(q);
         } else {
@@ -378,53 +398,78 @@ async fn commit_group(
     for q in alone {
         reply(q, None);
     }
-    if let Some(version) = version {
-        // As of the newest version one of them read: the others read older versions
-        // of the same table, with nothing of theirs changed since.
-        let newest = members
-            .iter()
-            .max_by_key(|q| q.change.read())
-            .expect("a member")
-            .change
-            .target
-            .clone();
-        let changes: Vec<&Change> = members.iter().map(|q| &*q.change).collect();
-        let put = match prepare(&changes, &newest).await {
-            Ok(prepared) => put_at(&mut chain, version, &prepared, &newest).await,
-            Err(e) => Err(e),
-        };
-        match put {
-            Ok(Put::Landed) => {
-                tracing::debug!(table = %place.url, version, runs = changes.len(), "target: one commit for the runs that finished together");
-                for q in members {
-                    reply(q, Some(version));
-                }
-                drop(chain);
-                crate::replace::checkpoint(
-                    &place.session,
-                    &place.url,
-                    &place.options,
-                    &newest,
-                    version,
-                    place.checkpoint_in_background,
-                )
-                .await;
+    let changes: Vec<&Change> = members.iter().map(|q| &*q.change).collect();
+    let landed = match changes.as_slice() {
+        [] => Ok(None),
+        _ => commit_together(&mut chain, &changes, &place)
+            .await
+            .map(Some),
+    };
+    match landed {
+        Ok(Some((version, table))) => {
+            tracing::debug!(table = %place.url, version, runs = members.len(), "target: one commit for the runs that finished together");
+            for q in members {
+                reply(q, Some(version));
             }
-            outcome => {
-                let error = match outcome {
-                    Err(e) => e.to_string(),
-                    _ => "another writer took the version".to_owned(),
-                };
-                tracing::debug!(table = %place.url, version, %error, "target: the runs that finished together commit one by one");
-                for q in members {
-                    reply(q, None);
-                }
+            drop(chain);
+            crate::replace::checkpoint(
+                &place.session,
+                &place.url,
+                &place.options,
+                &table,
+                version,
+                place.checkpoint_in_background,
+            )
+            .await;
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::debug!(table = %place.url, %error, "target: the runs that finished together commit one by one");
+            for q in members {
+                reply(q, None);
             }
         }
     }
     if let Some((sender, r)) = leader_reply {
         let _ = sender.send(r);
     }
+}
+
+/// Commits `changes` (of one table, each of another partition) as one commit; returns
+/// its version and the table as of it (or as of a version before, which the
+/// checkpoint is decided by). See [`commit_group`].
+async fn commit_together(
+    chain: &mut Chain,
+    changes: &[&Change],
+    place: &Place,
+) -> Result<(u64, DeltaTable), DeltaTableError> {
+    let newest = changes.iter().max_by_key(|c| c.read()).expect("a change");
+    let oldest = changes.iter().min_by_key(|c| c.read()).expect("a change");
+    let mut at = changes
+        .iter()
+        .map(|c| chain.commit_at(c.read(), &c.partition));
+    let first = at.next().flatten();
+    if let Some(version) = first
+        && at.all(|a| a == Some(version))
+    {
+        // As of the newest version one of them read: the others read older versions
+        // of the same table, with nothing of theirs changed since.
+        let prepared = prepare(changes, &newest.target).await?;
+        if let Put::Landed = put_at(chain, version, &prepared, &newest.target).await? {
+            return Ok((version, newest.target.clone()));
+        }
+        tracing::debug!(table = %place.url, version, "target: another writer took the version; the runs that finished together commit through the conflict check");
+    }
+    let (finalized, size) = commit_checked(changes, oldest.target.snapshot()?).await?;
+    let partitions: Vec<&str> = changes.iter().map(|c| c.partition.as_str()).collect();
+    chain.committed(finalized.version, &partitions, size);
+    let mut table = oldest.target.clone();
+    table.state = Some(finalized.snapshot);
+    place
+        .session
+        .tables()
+        .remember(&place.url, &place.options, &table);
+    Ok((finalized.version, table))
 }
 
 #[cfg(test)]
@@ -455,7 +500,7 @@ mod tests {
         session: &Session,
         days: &[&str],
         meanwhile: impl std::future::Future<Output = ()>,
-    ) -> Vec<crate::RunReport> {
+    ) -> Vec<crate::Result<crate::RunReport>> {
         let pipeline = pipeline_of(ws);
         let url = pipeline.target.clone();
         let commits = session.commits(&url);
@@ -478,7 +523,7 @@ mod tests {
         drop(held);
         let mut reports = Vec::new();
         for run in runs {
-            reports.push(run.await.unwrap().unwrap());
+            reports.push(run.await.unwrap());
         }
         reports
     }
@@ -530,6 +575,7 @@ mod tests {
         let pipeline = pipeline_of(&ws);
 
         let reports = finish_together(&ws, &session, &days[1..], async {}).await;
+        let reports: Vec<_> = reports.into_iter().map(Result::unwrap).collect();
 
         let version = first.target_version.get() + 1;
         for report in &reports {
@@ -591,11 +637,11 @@ mod tests {
         }
     }
 
-    /// Another writer takes the version the group was to go at: each run then commits
-    /// alone, through delta-rs's conflict check, and nothing of the other writer's is
-    /// lost.
+    /// Another writer takes the version the group was to go at: the group then goes
+    /// through delta-rs's conflict check, still as one commit (at the version after
+    /// the other writer's), and nothing of the other writer's is lost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_group_whose_version_was_taken_commits_one_by_one() {
+    async fn a_group_whose_version_was_taken_commits_after_the_conflict_check() {
         let days = ["2024-01-01", "2024-01-02", "2024-01-03"];
         let (ws, session, first) = first_processed(&days).await;
         let pipeline = pipeline_of(&ws);
@@ -608,11 +654,18 @@ mod tests {
         };
 
         let reports = finish_together(&ws, &session, &days[1..], other).await;
+        let reports: Vec<_> = reports.into_iter().map(Result::unwrap).collect();
 
         let taken = first.target_version.get() + 1;
-        let mut versions: Vec<u64> = reports.iter().map(|r| r.target_version.get()).collect();
-        versions.sort();
-        assert_eq!(versions, vec![taken + 1, taken + 2]);
+        for report in &reports {
+            assert_eq!(report.target_version, TableVersion::new(taken + 1));
+        }
+        assert_eq!(table_version(&ws.target_path()).await, Some(taken + 1));
+        let txns = commit_actions(&ws, taken + 1)
+            .iter()
+            .filter(|a| a.get("txn").is_some())
+            .count();
+        assert_eq!(txns, 2);
         for (i, d) in days.iter().enumerate() {
             assert_eq!(
                 target_counts(&ws.target_path(), d).await,
@@ -624,6 +677,49 @@ mod tests {
             assert_eq!(
                 txn_version(&ws, d).await,
                 Some(report.source_version.get() as i64)
+            );
+        }
+    }
+
+    /// Another writer replaces the partition of one of the group's runs meanwhile: the
+    /// group's conflict check finds it, and the runs commit one by one. The run whose
+    /// partition changed under it conflicts alone too, and is run again on what is
+    /// there now; the other lands as it was; nothing of the other writer's is lost
+    /// or doubled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_one_of_whose_partitions_another_writer_replaced_commits_one_by_one() {
+        let days = ["2024-01-01", "2024-01-02", "2024-01-03"];
+        let (ws, session, first) = first_processed(&days).await;
+        let pipeline = pipeline_of(&ws);
+        // The group's runs read the source before this: 1,000 rows each.
+        let other = async {
+            ws.generate(days[1], 500, 9).await;
+            run_partition(&pipeline, date(days[1]))
+                .with_session(Session::new())
+                .await
+                .unwrap();
+        };
+
+        let reports = finish_together(&ws, &session, &days[1..], other).await;
+        let reports: Vec<_> = reports.into_iter().map(Result::unwrap).collect();
+
+        // Day 2 was run again, on the late rows too; day 3 as it was.
+        assert_eq!(reports[0].rows_read, 1_500);
+        assert_eq!(reports[1].rows_read, 1_000);
+        // The other writer's commit, then each run's own.
+        let other_version = first.target_version.get() + 1;
+        let mut versions: Vec<u64> = reports.iter().map(|r| r.target_version.get()).collect();
+        versions.sort();
+        assert_eq!(versions, vec![other_version + 1, other_version + 2]);
+        assert_eq!(
+            target_counts(&ws.target_path(), days[1]).await,
+            expected_counts(days[1], &[(1_000, 1), (500, 9)]),
+        );
+        for (i, d) in days.iter().enumerate().filter(|(i, _)| *i != 1) {
+            assert_eq!(
+                target_counts(&ws.target_path(), d).await,
+                expected_counts(d, &[(1_000, i as u64)]),
+                "{d}"
             );
         }
     }

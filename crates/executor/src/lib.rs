@@ -40,6 +40,7 @@
 
 mod appended;
 pub mod audit;
+mod backoff;
 mod chain;
 pub mod combine;
 mod error;

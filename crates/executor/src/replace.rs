@@ -34,7 +34,6 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::{Expr, cast};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::expr::fmt_expr_to_sql;
-use deltalake::kernel::transaction::{FinalizedCommit, TableReference};
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::operations::write::configs::WriterStatsConfig;
 use deltalake::table::config::TablePropertiesExt;
@@ -327,11 +326,11 @@ pub(crate) async fn commit(
     // Alone: as of the version this run read.
     let state = change.target.snapshot().map_err(delta)?;
     let read = state.version();
-    let prepared = crate::group::prepare(&[&change], &change.target)
-        .await
-        .map_err(failed)?;
     chain.of_table(state.metadata().id());
     if let Some(version) = chain.commit_at(read, partition.as_str()) {
+        let prepared = crate::group::prepare(&[&change], &change.target)
+            .await
+            .map_err(failed)?;
         // A version another process took meanwhile: the commit loop below checks its
         // commit for conflicts, and the runs after read it.
         if let Put::Landed = put_at(&mut chain, version, &prepared, &change.target)
@@ -352,8 +351,10 @@ pub(crate) async fn commit(
             return Ok(version);
         }
     }
-    let finalized = commit_checked(&change, state).await.map_err(failed)?;
-    chain.committed(finalized.version, &[partition.as_str()], prepared.size);
+    let (finalized, size) = crate::group::commit_checked(&[&change], state)
+        .await
+        .map_err(failed)?;
+    chain.committed(finalized.version, &[partition.as_str()], size);
     drop(chain);
     let mut table = change.target.clone();
     table.state = Some(finalized.snapshot);
@@ -368,22 +369,6 @@ pub(crate) async fn commit(
     )
     .await;
     Ok(finalized.version)
-}
-
-/// Commits `change` through delta-rs's commit loop, as of `state` (the version its
-/// run read): the commits since are checked for conflicts with it.
-async fn commit_checked(
-    change: &Change,
-    state: &deltalake::table::state::DeltaTableState,
-) -> std::result::Result<FinalizedCommit, DeltaTableError> {
-    let (builder, operation) = crate::group::builder(&[change]);
-    builder
-        .build(
-            Some(state as &dyn TableReference),
-            change.target.log_store(),
-            operation,
-        )
-        .await
 }
 
 /// Writes the checkpoint of `version` when the target's checkpoint interval (as of
