@@ -9,11 +9,15 @@
 //! as one ([`commit_group`]): one version, every run's files, txn and commit info.
 //!
 //! The others find, when they get the chain in turn, that their change has landed
-//! ([`Reply::Committed`]), or that they are to commit it alone ([`Reply::Alone`]): it
-//! could not go at the same version as the rest, or the group's version was taken by
-//! another writer. Alone, a change takes the path of a run that committed by itself,
-//! with delta-rs's conflict check where another writer came in between: a group is
-//! only ever written where nothing it read has changed.
+//! ([`Reply::Committed`]), or that they are to commit it alone ([`Reply::Alone`]).
+//! Where nothing the runs read has changed since (every commit after it is this
+//! process's own, for other partitions), the group is put straight at the next
+//! version. Where another writer came in between (another worker of a fleet on the
+//! same target), the group goes through delta-rs's commit loop, as of the oldest
+//! version one of them read: every commit since is checked for conflicts with each of
+//! them, and a version another writer took is backed off from ([`Backoff`]). Only when
+//! that check finds a conflict do the runs commit one by one, each through its own
+//! check: the run whose partition changed under it is run again.
 //!
 //! The group's commit is made by a task of its own: a run whose caller stops polling
 //! it (a stopped backfill, a dropped future) does not leave the changes of the others
