@@ -138,8 +138,12 @@ pub(crate) async fn process_batched(
             && !queue.is_empty()
             && !stop.load(Ordering::SeqCst)
         {
-            let claim: Vec<_> = queue.drain(..size.min(queue.len())).collect();
-            claiming = Some(batcher.claim(std::mem::take(&mut done), claim));
+            // More candidates than the batch claims: those another worker took since
+            // the plan are refused (and skipped), and the batch is filled from the
+            // rest; those after it go back to the queue.
+            let candidates = (size * LOOKAHEAD).min(queue.len());
+            let claim: Vec<_> = queue.drain(..candidates).collect();
+            claiming = Some(batcher.claim(std::mem::take(&mut done), claim, size));
             first_done = None;
         }
         if running.is_empty() && claiming.is_none() {
@@ -169,7 +173,12 @@ pub(crate) async fn process_batched(
             landed = async { claiming.as_mut().expect("a claim is in flight").await }, if claiming.is_some() => {
                 claiming = None;
                 let (recorded, claim, batch, result) = landed;
-                let claimed = batcher.record(recorded, batch, result);
+                let Recorded { claimed, unreached } = batcher.record(recorded, batch, result);
+                for (date, seen) in claim.iter().rev() {
+                    if unreached.contains(&engine.pipeline().partitioning.key(*date)) {
+                        queue.push_front((*date, seen.clone()));
+                    }
+                }
                 // The claim's partitions that the state table granted, in order.
                 let granted: Vec<(PartitionKey, PartitionDate, Option<PartitionState>)> = claim
                     .into_iter()
@@ -234,6 +243,20 @@ pub(crate) async fn process_batched(
     batcher.events
 }
 
+/// How many candidates a claim lists for each partition it claims at most: enough for
+/// a batch to stay full where other workers took most of what this one planned (a
+/// fleet on overlapping ranges), few enough that a claim's decision stays cheap.
+const LOOKAHEAD: usize = 8;
+
+/// What a batch commit did with the partitions it was to claim ([`Batcher::record`]).
+#[derive(Default)]
+struct Recorded {
+    /// Claimed by this run.
+    claimed: Vec<PartitionKey>,
+    /// Neither claimed nor refused: the batch was full before them.
+    unreached: Vec<PartitionKey>,
+}
+
 /// A claim in flight: the completions it records, the partitions it claims, its
 /// batch and what the state table made of it.
 type Claiming = Pin<
@@ -275,17 +298,22 @@ impl Batcher<'_> {
             .state()
             .commit_batch(self.engine.run_id(), &batch)
             .await;
-        self.record(done, batch, result)
+        self.record(done, batch, result).claimed
     }
 
     /// The commit of [`Batcher::commit`] recording `done` and claiming `claim`, as a
     /// future of its own, to run beside the partitions; [`Batcher::record`] its result.
+    /// Of `claim`, at most `most` are claimed ([`Batch::claim_at_most`]).
     fn claim(
         &self,
         done: Vec<RunReport>,
         claim: Vec<(PartitionDate, Option<PartitionState>)>,
+        most: usize,
     ) -> Claiming {
-        let batch = self.batch(&done, &[], &claim);
+        let batch = Batch {
+            claim_at_most: Some(most),
+            ..self.batch(&done, &[], &claim)
+        };
         let engine = self.engine.clone();
         Box::pin(async move {
             let result = engine.state().commit_batch(engine.run_id(), &batch).await;
@@ -316,13 +344,13 @@ impl Batcher<'_> {
     }
 
     /// Turns the outcome of `batch`, which recorded `done`, into events; returns the
-    /// partitions it claimed.
+    /// partitions it claimed and those it did not reach.
     fn record(
         &mut self,
         done: Vec<RunReport>,
         batch: Batch,
         result: latefill_state::Result<BatchOutcome>,
-    ) -> Vec<PartitionKey> {
+    ) -> Recorded {
         let emit = self.emit;
         match result {
             Ok(outcome) => {
@@ -349,22 +377,32 @@ impl Batcher<'_> {
                         reason: refused.to_string(),
                     })));
                 }
-                outcome.claimed
+                Recorded {
+                    claimed: outcome.claimed,
+                    unreached: outcome.unreached,
+                }
             }
             Err(e) => {
                 let reason = format!("recording in the state table failed: {e}");
+                // The partitions it was to claim fail as many as it was to claim; the
+                // candidates after them go back to the queue, as if not reached.
+                let mut claim = batch.claim.into_iter().map(|c| c.partition);
+                let most = batch.claim_at_most.unwrap_or(usize::MAX);
                 let partitions = batch
                     .complete
                     .into_iter()
                     .map(|c| c.partition)
-                    .chain(batch.claim.into_iter().map(|c| c.partition));
+                    .chain(claim.by_ref().take(most));
                 for partition in partitions {
                     self.events.push(emit(BackfillEvent::Failed(Skipped {
                         partition,
                         reason: reason.clone(),
                     })));
                 }
-                Vec::new()
+                Recorded {
+                    claimed: Vec::new(),
+                    unreached: claim.collect(),
+                }
             }
         }
     }

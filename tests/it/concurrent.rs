@@ -276,3 +276,81 @@ async fn a_backfill_makes_one_state_commit_a_batch() {
         "{commits} state commits for {claims} claims"
     );
 }
+
+/// Partitions another run claims after a backfill planned them do not shrink its
+/// batches: a claim lists more candidates than it claims, skips those held, and
+/// fills the batch from the next free ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_fills_its_batches_past_partitions_another_run_took() {
+    use std::sync::{Arc, Mutex};
+
+    use latefill::backfill::{BackfillEvent, Batching};
+    use latefill::state::StateTable;
+
+    let ws = Workspace::new();
+    let day = |d: u32| PartitionDate::parse(&format!("2024-06-{d:02}")).unwrap();
+    for d in 1..=12 {
+        ws.generate(&day(d).to_string(), 50, u64::from(d)).await;
+    }
+    let pipeline = ws.pipeline();
+    let engine = latefill::Engine::new(pipeline.clone());
+    let other = StateTable::new(
+        pipeline.state.clone(),
+        &pipeline.name,
+        pipeline.partitioning.clone(),
+    );
+    let key = |d: u32| pipeline.partitioning.key(day(d));
+    let taken: Vec<_> = [1, 2, 5, 6].map(key).to_vec();
+
+    let claims = Arc::new(Mutex::new(Vec::new()));
+    let listener = {
+        let (claims, taken) = (claims.clone(), taken.clone());
+        move |event: &BackfillEvent| match event {
+            // Once the plan is made, another run takes days 1, 2, 5 and 6.
+            BackfillEvent::Planned { .. } => {
+                let (other, taken) = (other.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    tokio::runtime::Runtime::new()
+                        .unwrap()
+                        .block_on(other.claim(&taken, "run-b"))
+                })
+                .join()
+                .unwrap()
+                .unwrap();
+            }
+            BackfillEvent::Claimed { partitions } => {
+                claims.lock().unwrap().push(partitions.clone());
+            }
+            _ => {}
+        }
+    };
+    let report = engine
+        .backfill(day(1), day(12))
+        .with_batching(Batching {
+            size: 4,
+            ..Batching::default()
+        })
+        .with_listener(listener)
+        .await
+        .unwrap();
+
+    let claims = claims.lock().unwrap().clone();
+    assert_eq!(
+        claims,
+        vec![
+            [3, 4, 7, 8].map(key).to_vec(),
+            [9, 10, 11, 12].map(key).to_vec()
+        ]
+    );
+    assert_eq!(report.processed.len(), 8, "{report:?}");
+    let skipped: Vec<_> = report.skipped.iter().map(|s| s.partition.clone()).collect();
+    assert_eq!(skipped, taken, "{report:?}");
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|s| s.reason.contains("changed since it was planned")),
+        "{report:?}"
+    );
+    assert!(report.failed.is_empty(), "{report:?}");
+}

@@ -196,6 +196,12 @@ pub struct Batch {
     /// Partitions to claim, each only if its row is still the one planned from and no
     /// other run's lease holds it.
     pub claim: Vec<Planned>,
+    /// At most how many of `claim` to claim, in order: one that cannot be claimed is
+    /// refused and the next is tried, and those after the last claimed are left as
+    /// they are ([`BatchOutcome::unreached`]). `None`: all of them. A run that lists
+    /// more partitions than it claims fills its batch with free ones, however many
+    /// of those it planned other workers took meanwhile.
+    pub claim_at_most: Option<usize>,
     /// Partitions this run holds whose leases start anew.
     pub renew: Vec<PartitionKey>,
     /// The detector's cursor to save with them.
@@ -223,6 +229,9 @@ pub struct BatchOutcome {
     /// Why the others were not: [`Error::Claimed`] or [`Error::ChangedSincePlanned`]
     /// for a claim, [`Error::LeaseLost`] for a completion.
     pub refused: Vec<Error>,
+    /// The partitions of [`Batch::claim`] neither claimed nor refused: the batch had
+    /// claimed [`Batch::claim_at_most`] before them.
+    pub unreached: Vec<PartitionKey>,
 }
 
 /// This process, as `host:pid`.
@@ -948,12 +957,19 @@ impl StateTable {
                         Err(e) => outcome.refused.push(e),
                     }
                 }
+                let most = batch.claim_at_most.unwrap_or(usize::MAX);
+                let mut taken = 0;
                 for planned in &batch.claim {
+                    if taken >= most {
+                        outcome.unreached.push(planned.partition.clone());
+                        continue;
+                    }
                     let seen = Some(planned.seen.as_ref());
                     match Self::claimable(rows, &planned.partition, run_id, seen, now) {
                         Ok(()) => {
                             self.put_claim(rows, &planned.partition, run_id, now);
                             outcome.claimed.push(planned.partition.clone());
+                            taken += 1;
                         }
                         Err(e) => outcome.refused.push(e),
                     }

@@ -81,6 +81,7 @@ on_every_backend!(
     writers_of_two_pipelines_on_one_table_lose_no_transition,
     a_batch_decides_each_partition_on_its_own_terms_in_one_commit,
     racing_batches_never_claim_one_partition_twice,
+    a_batch_claiming_at_most_n_fills_itself_past_what_others_took,
     rows_of_an_earlier_partitioning_are_listed_and_kept,
 );
 
@@ -549,6 +550,52 @@ async fn a_batch_decides_each_partition_on_its_own_terms_in_one_commit(backend: 
     assert_eq!(read.partitions[&new].run_id, "run-1");
     assert_eq!(read.partitions[&other].run_id, "run-2");
     assert_eq!(read.partitions[&moved].source_version, Some(v(2)));
+}
+
+/// A batch that lists more candidates than it claims (`claim_at_most`) skips those
+/// another run took since the plan, claims the next free ones, and leaves the rest as
+/// they are, unreached.
+async fn a_batch_claiming_at_most_n_fills_itself_past_what_others_took(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let state = StateTable::new(url, "p", days());
+    let candidates: Vec<PartitionKey> = (0..6).map(day).collect();
+    // Another run holds days 0 and 1 when the plan is made, and processes day 0
+    // after it.
+    state.claim(&candidates[..2], "run-2").await.unwrap();
+    let plan = state.read().await.unwrap();
+    state
+        .complete(&candidates[0], "run-2", v(3), None, None)
+        .await
+        .unwrap();
+    let version = state.read().await.unwrap().version.unwrap();
+
+    let batch = Batch {
+        claim: candidates
+            .iter()
+            .map(|p| planned(p, plan.partitions.get(p)))
+            .collect(),
+        claim_at_most: Some(2),
+        ..Batch::default()
+    };
+    let outcome = state.commit_batch("run-1", &batch).await.unwrap();
+
+    assert_eq!(outcome.claimed, candidates[2..4]);
+    assert_eq!(outcome.unreached, candidates[4..]);
+    assert!(matches!(
+        outcome.refused[..],
+        [Error::ChangedSincePlanned { .. }, Error::Claimed { .. }]
+    ));
+    let read = state.read().await.unwrap();
+    assert_eq!(read.version, Some(v(version.get() + 1)), "one commit");
+    assert_eq!(read.partitions[&candidates[0]].status, Status::Processed);
+    assert_eq!(read.partitions[&candidates[1]].run_id, "run-2");
+    for p in &candidates[2..4] {
+        assert_eq!(read.partitions[p].run_id, "run-1", "{p}");
+        assert_eq!(read.partitions[p].status, Status::Processing, "{p}");
+    }
+    for p in &candidates[4..] {
+        assert!(!read.partitions.contains_key(p), "{p} left as it was");
+    }
 }
 
 /// Workers claiming overlapping batches at once: every partition is claimed by
