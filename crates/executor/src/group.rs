@@ -15,7 +15,7 @@
 //! version. Where another writer came in between (another worker of a fleet on the
 //! same target), the group goes through delta-rs's commit loop, as of the oldest
 //! version one of them read: every commit since is checked for conflicts with each of
-//! them, and a version another writer took is backed off from ([`Backoff`]). Only when
+//! them, and a version another writer took is backed off from ([`Contended`]). Only when
 //! that check finds a conflict do the runs commit one by one, each through its own
 //! check: the run whose partition changed under it is run again.
 //!
@@ -37,8 +37,8 @@ use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use crate::backoff::Backoff;
 use crate::chain::Chain;
+use crate::contended::Contended;
 
 /// At most how many runs one commit carries.
 pub(crate) const MAX_GROUP: usize = 64;
@@ -170,14 +170,14 @@ pub(crate) async fn prepare(
 
 /// Commits `changes` through delta-rs's commit loop as of `state`: a version each of
 /// them read, or one older. The commits since are checked for conflicts with them,
-/// and a put another writer won is backed off from ([`Backoff`]). Returns the commit
+/// and a put another writer won is backed off from ([`Contended`]). Returns the commit
 /// and the size of its file as it landed.
 pub(crate) async fn commit_checked(
     changes: &[&Change],
     state: &DeltaTableState,
 ) -> Result<(FinalizedCommit, Option<u64>), DeltaTableError> {
     let (builder, operation) = builder(changes);
-    let log_store = Backoff::wrap(changes[0].target.log_store());
+    let log_store = Contended::wrap(changes[0].target.log_store());
     let finalized = builder
         .build(
             Some(state as &dyn TableReference),

@@ -40,9 +40,9 @@
 
 mod appended;
 pub mod audit;
-mod backoff;
 mod chain;
 pub mod combine;
+mod contended;
 mod error;
 mod failpoint;
 mod fingerprint;

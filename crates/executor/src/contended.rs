@@ -1,17 +1,24 @@
-//! Backing off from a target version another writer took, inside delta-rs's commit
-//! loop.
+//! A target's log as delta-rs's commit loop sees it where other writers commit too.
 //!
-//! delta-rs's commit loop, when another writer took the version it put, lists the log,
-//! checks the new commits for conflicts and puts at the next version straight away.
-//! Writers that lost to the same commit therefore all come back together, and all but
-//! one lose again: 16 `backfill` workers on one target on S3 (`scripts/fleet.sh`)
-//! lost 7 of every 8 target commit puts, each loss a listing, the new commits and a
-//! put again (39 of their 61 requests a partition). [`Backoff`] wraps the target's log
-//! store for that loop and, after a put that lost, waits a random time up to
-//! `2^lost` (at most 16) times what the lost attempt took before the loop goes on
-//! ("full jitter", as the state table's transitions do): the writers spread over as
-//! many commit cycles as there are of them.
+//! delta-rs's commit loop, when the target moved since the version a run read, reads
+//! the commits since one after another to check them for conflicts; and when another
+//! writer takes the version it puts, it does so again and puts at the next version
+//! straight away. On an object store shared by a fleet of workers that is a request
+//! time per commit to check, and writers that lost to the same commit all come back
+//! together, all but one to lose again: 16 `backfill` workers on one target on S3
+//! (`scripts/fleet.sh`) lost 7 of every 8 target commit puts, each loss a listing, the
+//! new commits and a put again (39 of their 61 requests a partition).
+//!
+//! [`Contended`] wraps the target's log store for that loop:
+//! - once the loop has listed how far the log goes, it reads the commits it is about
+//!   to check side by side (at most [`PREFETCH`] of them), so that checking them waits
+//!   for one request, not one each;
+//! - after a put that lost, it waits a random time up to `2^lost` (at most 16) times
+//!   what the lost attempt took before the loop goes on ("full jitter", as the state
+//!   table's transitions do): the writers spread over as many commit cycles as there
+//!   are of them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,15 +29,24 @@ use deltalake::DeltaResult;
 use deltalake::kernel::Version;
 use deltalake::kernel::transaction::TransactionError;
 use deltalake::logstore::{CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef};
+use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use rand::RngExt;
 use url::Url;
 use uuid::Uuid;
 
-/// A log store that waits after each commit put another writer won (see the module).
-pub(crate) struct Backoff {
+/// At most how many commits ahead of the version read are read side by side.
+const PREFETCH: Version = 64;
+
+/// How many of them are read at once.
+const PREFETCH_AT_ONCE: usize = 16;
+
+/// A target's log store for one commit through delta-rs's commit loop (see the module).
+pub(crate) struct Contended {
     inner: LogStoreRef,
+    /// Commits read ahead of the loop, by version.
+    read_ahead: Mutex<HashMap<Version, Bytes>>,
     /// Puts lost so far.
     lost: AtomicU32,
     /// When the attempt under way started: the wrapper's creation, or the end of the
@@ -41,11 +57,12 @@ pub(crate) struct Backoff {
     landed_size: Mutex<Option<u64>>,
 }
 
-impl Backoff {
+impl Contended {
     /// Wraps `inner` for one commit.
-    pub(crate) fn wrap(inner: LogStoreRef) -> Arc<Backoff> {
-        Arc::new(Backoff {
+    pub(crate) fn wrap(inner: LogStoreRef) -> Arc<Contended> {
+        Arc::new(Contended {
             inner,
+            read_ahead: Mutex::new(HashMap::new()),
             lost: AtomicU32::new(0),
             attempt_started: Mutex::new(Instant::now()),
             landed_size: Mutex::new(None),
@@ -67,9 +84,9 @@ pub(crate) fn jitter(lost: u32, attempt: Duration) -> Duration {
     spread.mul_f64(rand::rng().random_range(0.0..=1.0))
 }
 
-impl std::fmt::Debug for Backoff {
+impl std::fmt::Debug for Contended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backoff")
+        f.debug_struct("Contended")
             .field("inner", &self.inner.name())
             .field("lost", &self.lost.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -77,7 +94,7 @@ impl std::fmt::Debug for Backoff {
 }
 
 #[async_trait::async_trait]
-impl LogStore for Backoff {
+impl LogStore for Contended {
     fn name(&self) -> String {
         self.inner.name()
     }
@@ -87,7 +104,15 @@ impl LogStore for Backoff {
     }
 
     async fn read_commit_entry(&self, version: Version) -> DeltaResult<Option<Bytes>> {
-        self.inner.read_commit_entry(version).await
+        let ahead = self
+            .read_ahead
+            .lock()
+            .expect("not poisoned")
+            .remove(&version);
+        match ahead {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.inner.read_commit_entry(version).await,
+        }
     }
 
     async fn write_commit_entry(
@@ -130,7 +155,32 @@ impl LogStore for Backoff {
     }
 
     async fn get_latest_version(&self, start_version: Version) -> DeltaResult<Version> {
-        self.inner.get_latest_version(start_version).await
+        let latest = self.inner.get_latest_version(start_version).await?;
+        // The commits the loop checks next, read side by side. One that cannot be
+        // read now is read again by the loop, which reports what goes wrong.
+        let ahead: Vec<Version> = (start_version + 1..=latest.min(start_version + PREFETCH))
+            .filter(|v| {
+                !self
+                    .read_ahead
+                    .lock()
+                    .expect("not poisoned")
+                    .contains_key(v)
+            })
+            .collect();
+        if ahead.len() > 1 {
+            let read: Vec<(Version, DeltaResult<Option<Bytes>>)> = futures::stream::iter(ahead)
+                .map(|v| async move { (v, self.inner.read_commit_entry(v).await) })
+                .buffer_unordered(PREFETCH_AT_ONCE)
+                .collect()
+                .await;
+            let mut held = self.read_ahead.lock().expect("not poisoned");
+            for (version, bytes) in read {
+                if let Ok(Some(bytes)) = bytes {
+                    held.insert(version, bytes);
+                }
+            }
+        }
+        Ok(latest)
     }
 
     fn object_store(&self, operation_id: Option<Uuid>) -> Arc<dyn ObjectStore> {
@@ -176,7 +226,38 @@ impl LogStore for Backoff {
 
 #[cfg(test)]
 mod tests {
+    use latefill_testkit::{Workspace, open};
+
     use super::*;
+
+    /// Once the loop has listed how far the log goes, the commits after the version it
+    /// read are already in memory: reading them asks the store for nothing (here,
+    /// their files are gone and they still read, as they were).
+    #[tokio::test]
+    async fn the_commits_to_check_are_read_ahead_once_the_log_is_listed() {
+        let ws = Workspace::new();
+        for (i, day) in ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+            .iter()
+            .enumerate()
+        {
+            ws.generate(day, 10, i as u64).await;
+        }
+        let table = open(&ws.source_path()).await;
+        let log = Contended::wrap(table.log_store());
+        let commit = |v: Version| ws.source_path().join(format!("_delta_log/{v:020}.json"));
+        let written: Vec<Vec<u8>> = (1..=3).map(|v| std::fs::read(commit(v)).unwrap()).collect();
+
+        assert_eq!(log.get_latest_version(0).await.unwrap(), 3);
+        for v in 1..=3 {
+            std::fs::remove_file(commit(v)).unwrap();
+        }
+        for v in 1..=3 {
+            let read = log.read_commit_entry(v).await.unwrap().expect("read ahead");
+            assert_eq!(read.as_ref(), written[v as usize - 1].as_slice(), "{v}");
+        }
+        // Read ahead once: a second read goes to the store.
+        assert_eq!(log.read_commit_entry(1).await.unwrap(), None);
+    }
 
     #[test]
     fn the_wait_grows_with_the_puts_lost_and_stays_within_sixteen_attempts() {
