@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deltalake::{DeltaResult, DeltaTableError};
@@ -252,11 +253,31 @@ pub struct Tables {
 struct Inner {
     /// The latest version of each table loaded.
     loaded: Mutex<HashMap<TableKey, KeptTable>>,
-    /// One load at a time of each table, so that a load under way (a prefetch, say) is
-    /// waited for rather than made twice. Each holds what the last load found when it
-    /// found no table there ([`DeltaTableError::NotATable`]'s words): the answer of the
-    /// loads that waited for it too.
-    loading: Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<Option<String>>>>>,
+    /// The loads of each table ([`Loads`]).
+    loading: Mutex<HashMap<TableKey, Arc<Loads>>>,
+}
+
+/// The loads of one table: one at a time, so that a load under way (a prefetch, the
+/// runs of a backfill's batch starting together) is waited for rather than made again.
+/// A load of the latest version that waited takes the answer of the one it waited
+/// for when that one began after it was asked for: what the store said then is as
+/// new as what it would say to a load of its own. A load asked for while another was
+/// under way looks again, once: 8 loads at once make one or two listings, not 8.
+#[derive(Default)]
+struct Loads {
+    /// Held by the load under way: what the last load of the latest version found.
+    last: tokio::sync::Mutex<Option<Answer>>,
+    /// How many loads have begun.
+    begun: AtomicU64,
+}
+
+/// What a load of the latest version found.
+struct Answer {
+    /// Which load it was ([`Loads::begun`] when it began).
+    id: u64,
+    /// No table there, in [`DeltaTableError::NotATable`]'s words; `None`: the table,
+    /// kept.
+    not_a_table: Option<String>,
 }
 
 impl fmt::Debug for Tables {
@@ -283,7 +304,9 @@ impl Tables {
     /// The table at `url`, at its latest version or at `version`, read once: a table
     /// loaded before is brought up to date (see [`KeptTable`]) instead of replaying
     /// its log from the last checkpoint, which on object storage costs two requests a
-    /// commit. A table another task is loading is waited for, then brought up to date.
+    /// commit. A table another task is loading is waited for; when that load began
+    /// after this call, its answer is this call's too, else the table is brought up
+    /// to date again (see [`Loads`]).
     ///
     /// A version older than the one kept is loaded afresh. A table that was replaced
     /// at the same location is not noticed here: the detector notices it, and the
@@ -295,10 +318,7 @@ impl Tables {
         version: Option<u64>,
     ) -> DeltaResult<deltalake::DeltaTable> {
         let key = (url.clone(), options.clone());
-        if let Some(table) = self.advance_kept(&key, version).await {
-            return Ok(table);
-        }
-        let gate = self
+        let loads = self
             .inner
             .loading
             .lock()
@@ -306,39 +326,58 @@ impl Tables {
             .entry(key.clone())
             .or_default()
             .clone();
-        let mut found_none = match gate.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => {
-                let guard = gate.lock().await;
-                // The load waited for kept what it read.
-                if let Some(table) = self.advance_kept(&key, version).await {
-                    return Ok(table);
+        let asked = loads.begun.load(Ordering::SeqCst);
+        let mut last = loads.last.lock().await;
+        // A load of the latest version that began after this call: its answer is this
+        // call's too.
+        if version.is_none()
+            && let Some(answer) = last.as_ref().filter(|a| a.id > asked)
+        {
+            match &answer.not_a_table {
+                Some(words) => return Err(DeltaTableError::NotATable(words.clone())),
+                None => {
+                    if let Some(table) = self.kept(url, options) {
+                        return Ok(table);
+                    }
                 }
-                // It found no table: an answer from during this call, not one more
-                // listing (8 runs of a backfill into a new target made 8, one after
-                // the other).
-                if let (None, Some(words)) = (version, guard.as_ref()) {
-                    return Err(DeltaTableError::NotATable(words.clone()));
-                }
-                guard
             }
+        }
+        let id = loads.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let loaded = match self.advance_kept(&key, version).await {
+            Some(table) => Ok(table),
+            None => self.load_afresh_at(&key, version).await,
         };
-        let loaded = async {
-            let mut table = table_builder(url, options)?.build()?;
-            match version {
-                None => table.load().await?,
-                Some(v) => table.load_version(v).await?,
-            }
-            Ok(table)
-        };
-        let loaded = loaded.await;
-        *found_none = match &loaded {
-            Err(DeltaTableError::NotATable(words)) if version.is_none() => Some(words.clone()),
-            _ => None,
-        };
-        let table = loaded?;
         if version.is_none() {
-            self.keep(key, KeptTable::loaded(table.clone()));
+            *last = match &loaded {
+                Ok(_) => Some(Answer {
+                    id,
+                    not_a_table: None,
+                }),
+                Err(DeltaTableError::NotATable(words)) => Some(Answer {
+                    id,
+                    not_a_table: Some(words.clone()),
+                }),
+                // Another error is for each load to meet on its own.
+                Err(_) => None,
+            };
+        }
+        loaded
+    }
+
+    /// The table at `key`, read from its log (at `version`, or the latest), and kept
+    /// when it is the latest.
+    async fn load_afresh_at(
+        &self,
+        key: &TableKey,
+        version: Option<u64>,
+    ) -> DeltaResult<deltalake::DeltaTable> {
+        let mut table = table_builder(&key.0, &key.1)?.build()?;
+        match version {
+            None => table.load().await?,
+            Some(v) => table.load_version(v).await?,
+        }
+        if version.is_none() {
+            self.keep(key.clone(), KeptTable::loaded(table.clone()));
         }
         Ok(table)
     }
@@ -455,14 +494,14 @@ impl Tables {
             return Some(table);
         }
         let key = (url.clone(), options.clone());
-        let gate = self
+        let loads = self
             .inner
             .loading
             .lock()
             .expect("not poisoned")
             .get(&key)
             .cloned()?;
-        drop(gate.lock().await);
+        drop(loads.last.lock().await);
         self.kept(url, options)
     }
 
@@ -565,6 +604,176 @@ mod tests {
         write_one(&url, &[]).await;
         let table = tables.load(&url, &StorageOptions::new(), None).await;
         assert_eq!(table.unwrap().version(), Some(0));
+    }
+
+    /// An object store whose listings take 20 ms, as an object store's do, and are
+    /// counted; one for the whole test process, under the scheme `slowlist://`.
+    mod slow_listings {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, LazyLock};
+
+        use deltalake::logstore::{
+            LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
+            default_logstore,
+        };
+        use futures::StreamExt;
+        use futures::stream::BoxStream;
+        use object_store::memory::InMemory;
+        use object_store::path::Path;
+        use object_store::{
+            CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+            ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+        };
+        use url::Url;
+
+        #[derive(Debug, Default)]
+        pub(super) struct SlowListings {
+            store: InMemory,
+            pub(super) listings: AtomicUsize,
+        }
+
+        pub(super) static STORE: LazyLock<Arc<SlowListings>> = LazyLock::new(|| {
+            let url = Url::parse("slowlist://").unwrap();
+            deltalake::logstore::object_store_factories().insert(url.clone(), Arc::new(Factory));
+            deltalake::logstore::logstore_factories().insert(url, Arc::new(Factory));
+            Arc::default()
+        });
+
+        struct Factory;
+
+        impl ObjectStoreFactory for Factory {
+            fn parse_url_opts(
+                &self,
+                url: &Url,
+                _: &StorageConfig,
+            ) -> deltalake::DeltaResult<(ObjectStoreRef, Path)> {
+                Ok((STORE.clone(), Path::from_url_path(url.path())?))
+            }
+        }
+
+        impl LogStoreFactory for Factory {
+            fn with_options(
+                &self,
+                prefixed_store: ObjectStoreRef,
+                root_store: ObjectStoreRef,
+                location: &Url,
+                options: &StorageConfig,
+            ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+                Ok(default_logstore(
+                    prefixed_store,
+                    root_store,
+                    location,
+                    options,
+                ))
+            }
+        }
+
+        impl std::fmt::Display for SlowListings {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "SlowListings")
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl ObjectStore for SlowListings {
+            async fn put_opts(
+                &self,
+                location: &Path,
+                payload: PutPayload,
+                opts: PutOptions,
+            ) -> object_store::Result<PutResult> {
+                self.store.put_opts(location, payload, opts).await
+            }
+            async fn put_multipart_opts(
+                &self,
+                location: &Path,
+                opts: PutMultipartOptions,
+            ) -> object_store::Result<Box<dyn MultipartUpload>> {
+                self.store.put_multipart_opts(location, opts).await
+            }
+            async fn get_opts(
+                &self,
+                location: &Path,
+                options: GetOptions,
+            ) -> object_store::Result<GetResult> {
+                self.store.get_opts(location, options).await
+            }
+            fn delete_stream(
+                &self,
+                locations: BoxStream<'static, object_store::Result<Path>>,
+            ) -> BoxStream<'static, object_store::Result<Path>> {
+                self.store.delete_stream(locations)
+            }
+            fn list(
+                &self,
+                prefix: Option<&Path>,
+            ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+                self.list_with_offset(prefix, &Path::default())
+            }
+            fn list_with_offset(
+                &self,
+                prefix: Option<&Path>,
+                offset: &Path,
+            ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+                self.listings.fetch_add(1, Ordering::SeqCst);
+                let listed = self.store.list_with_offset(prefix, offset);
+                futures::stream::once(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    listed
+                })
+                .flatten()
+                .boxed()
+            }
+            async fn list_with_delimiter(
+                &self,
+                prefix: Option<&Path>,
+            ) -> object_store::Result<ListResult> {
+                self.listings.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                self.store.list_with_delimiter(prefix).await
+            }
+            async fn copy_opts(
+                &self,
+                from: &Path,
+                to: &Path,
+                options: CopyOptions,
+            ) -> object_store::Result<()> {
+                self.store.copy_opts(from, to, options).await
+            }
+        }
+    }
+
+    /// Loads of the latest version asked for together share a listing: eight make one
+    /// or two (the second for those asked while the first was under way), not eight.
+    /// A load asked for after a commit is never answered by a listing from before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loads_asked_together_share_a_listing_and_none_answers_one_asked_after_it() {
+        use std::sync::atomic::Ordering;
+        let store = slow_listings::STORE.clone();
+        let url = Url::parse("slowlist:///loads_asked_together/").unwrap();
+        write_one(&url, &[]).await;
+        let tables = Tables::new();
+        let options = StorageOptions::new();
+        tables.load(&url, &options, None).await.unwrap();
+
+        let before = store.listings.load(Ordering::SeqCst);
+        let loads = (0..8).map(|_| tables.load(&url, &options, None));
+        for table in futures::future::join_all(loads).await {
+            assert_eq!(table.unwrap().version(), Some(0));
+        }
+        let listings = store.listings.load(Ordering::SeqCst) - before;
+        assert!((1..=2).contains(&listings), "{listings} listings");
+
+        // A load under way while a commit lands, and one asked for after the commit:
+        // the second sees the commit.
+        let under_way = tokio::spawn({
+            let (tables, url, options) = (tables.clone(), url.clone(), options.clone());
+            async move { tables.load(&url, &options, None).await.unwrap() }
+        });
+        write_one(&url, &[]).await;
+        let after = tables.load(&url, &options, None).await.unwrap();
+        assert_eq!(after.version(), Some(1));
+        assert!(under_way.await.unwrap().version() <= Some(1));
     }
 
     #[tokio::test]
