@@ -19,6 +19,7 @@
 #   WORKERS="1 16" DAYS=2000 DELAY=0.05 bash scripts/fleet.sh
 #   EXTRA="--batch-size 32" bash scripts/fleet.sh     # more backfill arguments
 #   BREAKDOWN=1 bash scripts/fleet.sh                 # requests per partition by table, kind, status
+#   KEEP=/tmp/fleet EXTRA=-vv bash scripts/fleet.sh   # keep each K's worker output and requests
 #   CONCURRENCY=8 bash scripts/fleet.sh               # partitions each worker runs at once (default 1)
 #
 # Starts its own emulators (scripts/with-emulators.sh). The binary defaults to the
@@ -151,6 +152,7 @@ if os.environ.get("BREAKDOWN"):
     for (table, what, method, status), n in sorted(kinds.items(), key=lambda kv: -kv[1]):
         print(f"      {n / max(processed, 1):6.2f}/p  {table:13s} {what:4s} {method:6s} {status}")
 PY
+    [[ -n "${KEEP:-}" ]] && mkdir -p "$KEEP" && cp -r "$run" "$KEEP/"
     python=${BENCH_VENV:-$HOME/.cache/latefill-tools/venv-python}/bin/python
     if [[ -x "$python" ]] && "$python" -c "import polars, deltalake" 2>/dev/null; then
         "$python" - "$base/devices" "$base/k$k/devices_daily" <<'PY' || echo "    target: DIFFERS from a recomputation"
