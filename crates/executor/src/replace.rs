@@ -210,8 +210,9 @@ pub(crate) async fn may_read(
     let Ok(state) = kept.snapshot() else {
         return KeptRead::Latest;
     };
+    let commits = session.commits(url);
     let (head, size) = {
-        let mut chain = session.chain(url).lock_owned().await;
+        let mut chain = commits.chain.clone().lock_owned().await;
         chain.of_table(state.metadata().id());
         if !chain.may_read(state.version(), partition.as_str()) {
             return KeptRead::Latest;
@@ -221,10 +222,21 @@ pub(crate) async fn may_read(
             _ => return KeptRead::Latest,
         }
     };
-    use object_store::ObjectStoreExt;
-    let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
-    match kept.log_store().object_store(None).head(&file).await {
-        Ok(meta) if meta.size == size => KeptRead::AsIs,
+    // The runs that start together look once (`Coalesced`).
+    let looked = commits
+        .head_looks
+        .call(
+            |&(version, bytes, _)| (version, bytes) == (head, size),
+            || async {
+                use object_store::ObjectStoreExt;
+                let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
+                let meta = kept.log_store().object_store(None).head(&file).await?;
+                Ok::<_, object_store::Error>((head, size, meta.size == size))
+            },
+        )
+        .await;
+    match looked {
+        Ok((_, _, true)) => KeptRead::AsIs,
         // Gone, another commit there, or the store could not say.
         _ => KeptRead::Afresh,
     }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use latefill_core::storage::Tables;
 use url::Url;
 
-use crate::chain::Chain;
 use crate::group::Commits;
 
 /// The executor's state between calls; cheap to clone (the clones share it).
@@ -62,11 +61,6 @@ impl Session {
     /// The tables this session keeps.
     pub fn tables(&self) -> &Tables {
         &self.inner.tables
-    }
-
-    /// The chain of this session's commits to the target at `url`.
-    pub(crate) fn chain(&self, url: &Url) -> Arc<tokio::sync::Mutex<Chain>> {
-        self.commits(url).chain.clone()
     }
 
     /// This session's commits to the target at `url`: the chain, and the changes

@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deltalake::{DeltaResult, DeltaTableError};
 use url::Url;
 
-use super::{StorageOptions, table_builder};
+use super::{Coalesced, StorageOptions, table_builder};
 
 /// How many commits a kept table is advanced by before looking for a newer checkpoint
 /// to load it from afresh.
@@ -253,32 +252,15 @@ pub struct Tables {
 struct Inner {
     /// The latest version of each table loaded.
     loaded: Mutex<HashMap<TableKey, KeptTable>>,
-    /// The loads of each table ([`Loads`]).
-    loading: Mutex<HashMap<TableKey, Arc<Loads>>>,
+    /// The loads of each table's latest version, which the loads asked for together
+    /// share ([`Coalesced`]): the table, or no table there
+    /// ([`DeltaTableError::NotATable`]'s words).
+    loading: Mutex<HashMap<TableKey, Arc<Coalesced<Loaded>>>>,
 }
 
-/// The loads of one table: one at a time, so that a load under way (a prefetch, the
-/// runs of a backfill's batch starting together) is waited for rather than made again.
-/// A load of the latest version that waited takes the answer of the one it waited
-/// for when that one began after it was asked for: what the store said then is as
-/// new as what it would say to a load of its own. A load asked for while another was
-/// under way looks again, once: 8 loads at once make one or two listings, not 8.
-#[derive(Default)]
-struct Loads {
-    /// Held by the load under way: what the last load of the latest version found.
-    last: tokio::sync::Mutex<Option<Answer>>,
-    /// How many loads have begun.
-    begun: AtomicU64,
-}
-
-/// What a load of the latest version found.
-struct Answer {
-    /// Which load it was ([`Loads::begun`] when it began).
-    id: u64,
-    /// No table there, in [`DeltaTableError::NotATable`]'s words; `None`: the table,
-    /// kept.
-    not_a_table: Option<String>,
-}
+/// What a load of a table's latest version found: the table, or no table there, in
+/// [`DeltaTableError::NotATable`]'s words.
+type Loaded = std::result::Result<deltalake::DeltaTable, String>;
 
 impl fmt::Debug for Tables {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -304,9 +286,9 @@ impl Tables {
     /// The table at `url`, at its latest version or at `version`, read once: a table
     /// loaded before is brought up to date (see [`KeptTable`]) instead of replaying
     /// its log from the last checkpoint, which on object storage costs two requests a
-    /// commit. A table another task is loading is waited for; when that load began
-    /// after this call, its answer is this call's too, else the table is brought up
-    /// to date again (see [`Loads`]).
+    /// commit. A load of the latest version that another task is making is waited
+    /// for; when that load began after this call, its answer is this call's too, else
+    /// the table is brought up to date again ([`Coalesced`]).
     ///
     /// A version older than the one kept is loaded afresh. A table that was replaced
     /// at the same location is not noticed here: the detector notices it, and the
@@ -318,6 +300,12 @@ impl Tables {
         version: Option<u64>,
     ) -> DeltaResult<deltalake::DeltaTable> {
         let key = (url.clone(), options.clone());
+        if version.is_some() {
+            return match self.advance_kept(&key, version).await {
+                Some(table) => Ok(table),
+                None => self.load_afresh_at(&key, version).await,
+            };
+        }
         let loads = self
             .inner
             .loading
@@ -326,42 +314,23 @@ impl Tables {
             .entry(key.clone())
             .or_default()
             .clone();
-        let asked = loads.begun.load(Ordering::SeqCst);
-        let mut last = loads.last.lock().await;
-        // A load of the latest version that began after this call: its answer is this
-        // call's too.
-        if version.is_none()
-            && let Some(answer) = last.as_ref().filter(|a| a.id > asked)
-        {
-            match &answer.not_a_table {
-                Some(words) => return Err(DeltaTableError::NotATable(words.clone())),
-                None => {
-                    if let Some(table) = self.kept(url, options) {
-                        return Ok(table);
+        let loaded = loads
+            .call(
+                |_| true,
+                || async {
+                    let table = match self.advance_kept(&key, None).await {
+                        Some(table) => Ok(table),
+                        None => self.load_afresh_at(&key, None).await,
+                    };
+                    match table {
+                        Ok(table) => Ok(Ok(table)),
+                        Err(DeltaTableError::NotATable(words)) => Ok(Err(words)),
+                        Err(e) => Err(e),
                     }
-                }
-            }
-        }
-        let id = loads.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let loaded = match self.advance_kept(&key, version).await {
-            Some(table) => Ok(table),
-            None => self.load_afresh_at(&key, version).await,
-        };
-        if version.is_none() {
-            *last = match &loaded {
-                Ok(_) => Some(Answer {
-                    id,
-                    not_a_table: None,
-                }),
-                Err(DeltaTableError::NotATable(words)) => Some(Answer {
-                    id,
-                    not_a_table: Some(words.clone()),
-                }),
-                // Another error is for each load to meet on its own.
-                Err(_) => None,
-            };
-        }
-        loaded
+                },
+            )
+            .await?;
+        loaded.map_err(DeltaTableError::NotATable)
     }
 
     /// The table at `key`, read from its log (at `version`, or the latest), and kept
@@ -501,7 +470,7 @@ impl Tables {
             .expect("not poisoned")
             .get(&key)
             .cloned()?;
-        drop(loads.last.lock().await);
+        loads.settled().await;
         self.kept(url, options)
     }
 

@@ -21,12 +21,14 @@ use url::Url;
 
 mod cache;
 mod checkpoint;
+mod coalesced;
 mod failure;
 pub mod log_cache;
 mod new_table;
 
 pub use cache::{KeptTable, RELOAD_CHECK_EVERY, Tables};
 pub use checkpoint::{checkpoint_due, cleanup_expired_logs, write_checkpoint};
+pub use coalesced::Coalesced;
 pub use failure::StoreFailure;
 pub use new_table::{
     NEW_TABLE_MARKER, NewTableError, check_new_location, check_put_if_absent, finish_new_table,
