@@ -172,6 +172,39 @@ async fn four_processes_on_overlapping_ranges_lose_and_duplicate_nothing() {
     }
 }
 
+/// The day `d` of June 2024.
+fn june(d: u32) -> PartitionDate {
+    PartitionDate::parse(&format!("2024-06-{d:02}")).unwrap()
+}
+
+/// A workspace whose source has June's first `days` days, `rows` rows each.
+async fn with_june_days(days: u32, rows: usize) -> Workspace {
+    let ws = Workspace::new();
+    for d in 1..=days {
+        ws.generate(&june(d).to_string(), rows, u64::from(d)).await;
+    }
+    ws
+}
+
+/// Another run's handle on `pipeline`'s state table.
+fn another_run(pipeline: &latefill::executor::Pipeline) -> latefill::state::StateTable {
+    latefill::state::StateTable::new(
+        pipeline.state.clone(),
+        &pipeline.name,
+        pipeline.partitioning.clone(),
+    )
+}
+
+/// `work` run to its end on a runtime of its own: for a backfill's listener, which is
+/// called from within the backfill's runtime and cannot wait on it.
+fn on_a_runtime_of_its_own<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(work))
+        .join()
+        .unwrap()
+}
+
 /// A backfill's batch of claims waits while its partitions go one after another; a
 /// claim that another run took over after its lease expired is never started: the
 /// claim is renewed first, the renewal fails, and the partition is left to its holder.
@@ -180,22 +213,14 @@ async fn a_batched_claim_taken_over_after_its_lease_is_never_started() {
     use std::sync::{Arc, Mutex};
 
     use latefill::backfill::{BackfillEvent, Batching};
-    use latefill::state::{StateTable, TestClock};
+    use latefill::state::TestClock;
 
-    let ws = Workspace::new();
-    let day = |d: u32| PartitionDate::parse(&format!("2024-06-0{d}")).unwrap();
-    for d in 1..=4 {
-        ws.generate(&day(d).to_string(), 100, u64::from(d)).await;
-    }
+    let day = june;
+    let ws = with_june_days(4, 100).await;
     let pipeline = ws.pipeline();
     let clock = Arc::new(TestClock::new(Utc::now()));
     let engine = latefill::Engine::new(pipeline.clone()).with_clock(clock.clone());
-    let other = StateTable::new(
-        pipeline.state.clone(),
-        &pipeline.name,
-        pipeline.partitioning.clone(),
-    )
-    .with_clock(clock.clone());
+    let other = another_run(&pipeline).with_clock(clock.clone());
     let last = pipeline.partitioning.key(day(4));
 
     let started = Arc::new(Mutex::new(Vec::new()));
@@ -213,14 +238,8 @@ async fn a_batched_claim_taken_over_after_its_lease_is_never_started() {
                 // 12 minutes after the batch was claimed: the last claim has expired,
                 // and another run takes it over.
                 let (other, last) = (other.clone(), last.clone());
-                std::thread::spawn(move || {
-                    tokio::runtime::Runtime::new()
-                        .unwrap()
-                        .block_on(other.claim(&[last], "run-b"))
-                })
-                .join()
-                .unwrap()
-                .expect("an expired claim can be taken over");
+                on_a_runtime_of_its_own(async move { other.claim(&[last], "run-b").await })
+                    .expect("an expired claim can be taken over");
             }
         }
     };
@@ -285,20 +304,12 @@ async fn a_backfill_fills_its_batches_past_partitions_another_run_took() {
     use std::sync::{Arc, Mutex};
 
     use latefill::backfill::{BackfillEvent, Batching};
-    use latefill::state::StateTable;
 
-    let ws = Workspace::new();
-    let day = |d: u32| PartitionDate::parse(&format!("2024-06-{d:02}")).unwrap();
-    for d in 1..=12 {
-        ws.generate(&day(d).to_string(), 50, u64::from(d)).await;
-    }
+    let day = june;
+    let ws = with_june_days(12, 50).await;
     let pipeline = ws.pipeline();
     let engine = latefill::Engine::new(pipeline.clone());
-    let other = StateTable::new(
-        pipeline.state.clone(),
-        &pipeline.name,
-        pipeline.partitioning.clone(),
-    );
+    let other = another_run(&pipeline);
     let key = |d: u32| pipeline.partitioning.key(day(d));
     let taken: Vec<_> = [1, 2, 5, 6].map(key).to_vec();
 
@@ -309,14 +320,7 @@ async fn a_backfill_fills_its_batches_past_partitions_another_run_took() {
             // Once the plan is made, another run takes days 1, 2, 5 and 6.
             BackfillEvent::Planned { .. } => {
                 let (other, taken) = (other.clone(), taken.clone());
-                std::thread::spawn(move || {
-                    tokio::runtime::Runtime::new()
-                        .unwrap()
-                        .block_on(other.claim(&taken, "run-b"))
-                })
-                .join()
-                .unwrap()
-                .unwrap();
+                on_a_runtime_of_its_own(async move { other.claim(&taken, "run-b").await }).unwrap();
             }
             BackfillEvent::Claimed { partitions } => {
                 claims.lock().unwrap().push(partitions.clone());

@@ -578,34 +578,24 @@ mod tests {
     /// An object store whose listings take 20 ms, as an object store's do, and are
     /// counted; one for the whole test process, under the scheme `slowlist://`.
     mod slow_listings {
-        use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::{Arc, LazyLock};
 
         use deltalake::logstore::{
             LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
             default_logstore,
         };
-        use futures::StreamExt;
-        use futures::stream::BoxStream;
-        use object_store::memory::InMemory;
         use object_store::path::Path;
-        use object_store::{
-            CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
-            ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-        };
         use url::Url;
 
-        #[derive(Debug, Default)]
-        pub(super) struct SlowListings {
-            store: InMemory,
-            pub(super) listings: AtomicUsize,
-        }
+        use crate::storage::counting::Counting;
 
-        pub(super) static STORE: LazyLock<Arc<SlowListings>> = LazyLock::new(|| {
+        pub(super) static STORE: LazyLock<Arc<Counting>> = LazyLock::new(|| {
             let url = Url::parse("slowlist://").unwrap();
             deltalake::logstore::object_store_factories().insert(url.clone(), Arc::new(Factory));
             deltalake::logstore::logstore_factories().insert(url, Arc::new(Factory));
-            Arc::default()
+            Arc::new(Counting::with_list_delay(std::time::Duration::from_millis(
+                20,
+            )))
         });
 
         struct Factory;
@@ -634,80 +624,6 @@ mod tests {
                     location,
                     options,
                 ))
-            }
-        }
-
-        impl std::fmt::Display for SlowListings {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "SlowListings")
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl ObjectStore for SlowListings {
-            async fn put_opts(
-                &self,
-                location: &Path,
-                payload: PutPayload,
-                opts: PutOptions,
-            ) -> object_store::Result<PutResult> {
-                self.store.put_opts(location, payload, opts).await
-            }
-            async fn put_multipart_opts(
-                &self,
-                location: &Path,
-                opts: PutMultipartOptions,
-            ) -> object_store::Result<Box<dyn MultipartUpload>> {
-                self.store.put_multipart_opts(location, opts).await
-            }
-            async fn get_opts(
-                &self,
-                location: &Path,
-                options: GetOptions,
-            ) -> object_store::Result<GetResult> {
-                self.store.get_opts(location, options).await
-            }
-            fn delete_stream(
-                &self,
-                locations: BoxStream<'static, object_store::Result<Path>>,
-            ) -> BoxStream<'static, object_store::Result<Path>> {
-                self.store.delete_stream(locations)
-            }
-            fn list(
-                &self,
-                prefix: Option<&Path>,
-            ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-                self.list_with_offset(prefix, &Path::default())
-            }
-            fn list_with_offset(
-                &self,
-                prefix: Option<&Path>,
-                offset: &Path,
-            ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-                self.listings.fetch_add(1, Ordering::SeqCst);
-                let listed = self.store.list_with_offset(prefix, offset);
-                futures::stream::once(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    listed
-                })
-                .flatten()
-                .boxed()
-            }
-            async fn list_with_delimiter(
-                &self,
-                prefix: Option<&Path>,
-            ) -> object_store::Result<ListResult> {
-                self.listings.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                self.store.list_with_delimiter(prefix).await
-            }
-            async fn copy_opts(
-                &self,
-                from: &Path,
-                to: &Path,
-                options: CopyOptions,
-            ) -> object_store::Result<()> {
-                self.store.copy_opts(from, to, options).await
             }
         }
     }

@@ -22,6 +22,8 @@ use url::Url;
 mod cache;
 mod checkpoint;
 mod coalesced;
+#[cfg(test)]
+mod counting;
 mod failure;
 pub mod log_cache;
 mod new_table;
