@@ -512,7 +512,9 @@ pub(crate) struct BackfillArgs {
     /// The last date, included.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub(crate) to: String,
-    /// Partitions processed at once.
+    /// Partitions processed at once. Where requests wait (an object store), more
+    /// than the cores pay: the runs that finish together also share one target commit.
+    /// Workers of a fleet on one state table: 8 to 16 (docs/scale.md).
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
