@@ -19,13 +19,21 @@
 //! that check finds a conflict do the runs commit one by one, each through its own
 //! check: the run whose partition changed under it is run again.
 //!
+//! Where another writer commits to the target too, each commit costs it a read of
+//! that commit (its conflict check, or its next load), so fewer, fuller commits matter
+//! more than a commit as soon as possible: after a commit that went through the
+//! conflict check, the run that gets the chain waits for the runs of this process
+//! still writing their files, up to that commit's time ([`Commits::linger`]). 16
+//! workers on one target made 0.23 to 0.32 target commits a partition instead of 0.43.
+//!
 //! The group's commit is made by a task of its own: a run whose caller stops polling
 //! it (a stopped backfill, a dropped future) does not leave the changes of the others
 //! half-committed.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitProperties, FinalizedCommit, TableReference, TransactionError,
@@ -250,6 +258,16 @@ pub(crate) struct Commits {
     pub(crate) head_looks: Coalesced<(u64, u64, bool)>,
     queue: Mutex<Vec<Queued>>,
     next_id: AtomicU64,
+    /// Runs writing their files to the target, to queue their change next
+    /// ([`Commits::writing`]), queued ones included.
+    writing: AtomicUsize,
+    /// Told when a change is queued or a writing run ends.
+    moved: tokio::sync::Notify,
+    /// How long the run that gets the chain waits for the runs still writing before
+    /// it takes the queue: the last commit's time when it went through the conflict
+    /// check (another writer commits to the target: each commit costs it a read), or
+    /// nothing.
+    linger: Mutex<Option<Duration>>,
     /// Held by a test to keep the runs that queued a change from the chain until
     /// all of them have.
     #[cfg(test)]
@@ -273,6 +291,7 @@ impl Commits {
             change: Box::new(change),
             reply,
         });
+        self.moved.notify_waiters();
         Ticket { id, replied }
     }
 
@@ -287,9 +306,54 @@ impl Commits {
     }
 
     /// How many changes are waiting.
-    #[cfg(test)]
     fn waiting(&self) -> usize {
         self.queue.lock().expect("not poisoned").len()
+    }
+
+    /// A run starts writing its files, to queue its change next: while it is, the run
+    /// that gets the chain may wait for it ([`Commits::linger`]).
+    pub(crate) fn writing(self: &Arc<Self>) -> Writing {
+        self.writing.fetch_add(1, Ordering::SeqCst);
+        Writing(self.clone())
+    }
+
+    /// Sets how long the run that gets the chain waits for the runs still writing:
+    /// `Some` after a commit through the conflict check, `None` after one put straight
+    /// at the next version.
+    pub(crate) fn set_linger(&self, linger: Option<Duration>) {
+        *self.linger.lock().expect("not poisoned") = linger.map(|l| l.min(MAX_LINGER));
+    }
+
+    /// Waits, up to the linger, until no run is writing that has not queued its change.
+    async fn linger(&self) {
+        let Some(linger) = *self.linger.lock().expect("not poisoned") else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + linger;
+        loop {
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self.writing.load(Ordering::SeqCst) <= self.waiting() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The longest a run holding the chain lingers for others.
+const MAX_LINGER: Duration = Duration::from_millis(500);
+
+/// A run writing its files ([`Commits::writing`]), until dropped.
+pub(crate) struct Writing(Arc<Commits>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.writing.fetch_sub(1, Ordering::SeqCst);
+        self.0.moved.notify_waiters();
     }
 }
 
@@ -336,6 +400,7 @@ pub(crate) async fn turn(
         // Still queued.
         Err(oneshot::error::TryRecvError::Empty) => {}
     }
+    commits.linger().await;
     let queued = match commits.take(&ticket) {
         Taken::Alone(change) => return Turn::Alone(change, chain),
         Taken::Group(queued) => queued,
@@ -465,11 +530,17 @@ async fn commit_together(
         // of the same table, with nothing of theirs changed since.
         let prepared = prepare(changes, &newest.target).await?;
         if let Put::Landed = put_at(chain, version, &prepared, &newest.target).await? {
+            place.session.commits(&place.url).set_linger(None);
             return Ok((version, newest.target.clone()));
         }
         tracing::debug!(table = %place.url, version, "target: another writer took the version; the runs that finished together commit through the conflict check");
     }
+    let started = std::time::Instant::now();
     let (finalized, size) = commit_checked(changes, oldest.target.snapshot()?).await?;
+    place
+        .session
+        .commits(&place.url)
+        .set_linger(Some(started.elapsed()));
     let partitions: Vec<&str> = changes.iter().map(|c| c.partition.as_str()).collect();
     chain.committed(finalized.version, &partitions, size);
     let mut table = oldest.target.clone();
@@ -535,6 +606,48 @@ mod tests {
             reports.push(run.await.unwrap());
         }
         reports
+    }
+
+    /// After a commit through the conflict check (another writer commits to the
+    /// target), the run that gets the chain waits for the runs still writing their
+    /// files, up to the linger: as long as one writes, and no longer. After a commit
+    /// put straight at the next version, it waits for none. (Time is the runtime's,
+    /// paused: the waits are exact.)
+    #[tokio::test(start_paused = true)]
+    async fn the_run_that_gets_the_chain_lingers_for_those_still_writing_only_when_contended() {
+        use std::sync::Arc;
+        use tokio::time::Instant;
+
+        let commits = Arc::new(super::Commits::default());
+        let linger = |commits: Arc<super::Commits>| async move {
+            let started = Instant::now();
+            commits.linger().await;
+            started.elapsed()
+        };
+
+        // Uncontended: no wait, even with a run writing.
+        let writing = commits.writing();
+        assert_eq!(linger(commits.clone()).await, Duration::ZERO);
+
+        // Contended, the last commit took 300 ms: it waits until the run writing is
+        // done, 40 ms later.
+        commits.set_linger(Some(Duration::from_millis(300)));
+        let (waited, ()) = tokio::join!(linger(commits.clone()), async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            drop(writing);
+        });
+        assert_eq!(waited, Duration::from_millis(40));
+
+        // A run that writes for longer than the linger is not waited for past it,
+        // nor past half a second however long the last commit took.
+        let _writing = commits.writing();
+        assert_eq!(linger(commits.clone()).await, Duration::from_millis(300));
+        commits.set_linger(Some(Duration::from_secs(5)));
+        assert_eq!(linger(commits.clone()).await, super::MAX_LINGER);
+
+        // Nobody writing: no wait.
+        drop(_writing);
+        assert_eq!(linger(commits.clone()).await, Duration::ZERO);
     }
 
     /// A workspace whose source has `days` (1,000 rows each, the i-th from seed i),

@@ -349,6 +349,7 @@ pub(crate) async fn commit(
             .await
             .map_err(failed)?
         {
+            commits.set_linger(None);
             drop(chain);
             tracing::debug!(table = %url, version, "target: committed after this process's own commits");
             checkpoint(
@@ -363,9 +364,11 @@ pub(crate) async fn commit(
             return Ok(version);
         }
     }
+    let started = std::time::Instant::now();
     let (finalized, size) = crate::group::commit_checked(&[&change], state)
         .await
         .map_err(failed)?;
+    commits.set_linger(Some(started.elapsed()));
     chain.committed(finalized.version, &[partition.as_str()], size);
     drop(chain);
     let mut table = change.target.clone();

@@ -394,6 +394,7 @@ impl RunPartition {
         let (target_version, rows_written) = match target {
             // Data files side by side with other runs, then one commit at a time.
             Some(target) if crate::replace::supported(&target) => {
+                let _writing = session.commits(&pipeline.target).writing();
                 let files = crate::replace::write_files(
                     &ctx,
                     result,
