@@ -22,6 +22,9 @@
 #   KEEP=/tmp/fleet EXTRA=-vv bash scripts/fleet.sh   # keep each K's worker output and requests
 #   CONCURRENCY=8 bash scripts/fleet.sh               # partitions each worker runs at once (default 1)
 #
+# The issue's fleet (target 3 of issue 27), as docs/performance.md quotes it:
+#   CONCURRENCY=16 EXTRA="--batch-size 16" WORKERS="1 4 8 16" DAYS=2000 bash scripts/fleet.sh
+#
 # Starts its own emulators (scripts/with-emulators.sh). The binary defaults to the
 # release build in the shared target directory.
 set -euo pipefail
