@@ -155,9 +155,15 @@ class Engine:
         concurrency: int = 1,
         selection: Selection = "pending",
         on_event: Optional[Callable[[BackfillEvent], None]] = None,
+        batch_size: int = 8,
     ) -> BackfillReport:
         """Processes the partitions of ``start..=end`` (``latefill backfill``),
-        ``concurrency`` at a time.
+        ``concurrency`` at a time. On an object store more than the cores pay: the
+        runs that finish together share one target commit (a fleet's workers: 8 to
+        16).
+
+        ``batch_size``: partitions claimed per state commit, and processed partitions
+        recorded per commit (``--batch-size``; 1 makes a commit per transition).
 
         ``selection``: ``pending`` (not up to date: never processed, failed, late),
         ``late`` (only late), ``stale`` (processed by another version of the
@@ -175,6 +181,7 @@ class Engine:
             concurrency,
             selection,
             callback,
+            batch_size,
         )
         return BackfillReport.from_dict(json.loads(text))
 

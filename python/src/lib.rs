@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use latefill::backfill::Selection;
+use latefill::backfill::{Batching, Selection};
 use latefill::engine::{LateHandling, RunControl};
 use latefill::executor::{Pipeline, Project as ProjectFile, Session};
 use latefill::{Engine as RustEngine, PartitionDate, TableVersion};
@@ -270,7 +270,8 @@ impl Engine {
 
     /// A backfill of `start..=end`. JSON of a `BackfillReport`; `on_event` is called
     /// with each event's JSON as it happens.
-    #[pyo3(signature = (start, end, concurrency=1, selection="pending", on_event=None))]
+    #[pyo3(signature = (start, end, concurrency=1, selection="pending", on_event=None, batch_size=8))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one each
     fn backfill(
         &self,
         py: Python<'_>,
@@ -279,6 +280,7 @@ impl Engine {
         concurrency: usize,
         selection: &str,
         on_event: Option<Py<PyAny>>,
+        batch_size: usize,
     ) -> PyResult<String> {
         let pipeline = self.engine.pipeline();
         let (start, end) = (date_of(py, pipeline, start)?, date_of(py, pipeline, end)?);
@@ -290,6 +292,12 @@ impl Engine {
         }
         if concurrency == 0 {
             return Err(usage_error(py, "concurrency=0: at least 1".to_owned()));
+        }
+        if batch_size == 0 {
+            return Err(usage_error(
+                py,
+                "batch_size=0: at least 1 (1 makes a state commit per transition)".to_owned(),
+            ));
         }
         let selection = match selection {
             "pending" => Selection::Pending,
@@ -310,6 +318,10 @@ impl Engine {
             .engine
             .backfill(start, end)
             .with_concurrency(concurrency)
+            .with_batching(Batching {
+                size: batch_size,
+                ..Batching::default()
+            })
             .with_selection(selection)
             .with_control(control.clone());
         let raised = Raised::default();

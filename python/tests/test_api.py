@@ -108,6 +108,21 @@ def test_backfill_reports_each_event_and_its_result(ws: Workspace) -> None:
     assert engine.backfill("2024-01-01", "2024-01-04").planned == []
 
 
+def test_backfill_claims_batch_size_partitions_per_state_commit(ws: Workspace) -> None:
+    for day in range(1, 6):
+        ws.generate(f"2024-01-0{day}", 100, day)
+    engine = latefill.Engine(ws.config)
+    with pytest.raises(latefill.UsageError, match="batch_size=0"):
+        engine.backfill("2024-01-01", "2024-01-05", batch_size=0)
+    events: list[latefill.BackfillEvent] = []
+    report = engine.backfill("2024-01-01", "2024-01-05", batch_size=2, on_event=events.append)
+    assert len(report.processed) == 5
+    claims = [e.partitions for e in events if e.event == "claimed"]
+    assert claims == [
+        [f"event_time=2024-01-0{d}" for d in days] for days in ((1, 2), (3, 4), (5,))
+    ]
+
+
 def test_a_project_runs_upstream_first_and_late_rows_reach_its_end(ws: Workspace) -> None:
     for day, seed in (("2024-01-01", 1), ("2024-01-02", 2), ("2024-01-03", 3)):
         ws.generate(day, 1_000, seed)
