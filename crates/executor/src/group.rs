@@ -43,7 +43,6 @@ use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
-use latefill_core::storage::Coalesced;
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use crate::chain::Chain;
@@ -252,10 +251,6 @@ struct Queued {
 #[derive(Default)]
 pub(crate) struct Commits {
     pub(crate) chain: Arc<tokio::sync::Mutex<Chain>>,
-    /// Looks at the file of this process's last commit, shared by the runs that look
-    /// together ([`may_read`](crate::replace::may_read)): its version and size, and
-    /// whether the file there was of that size.
-    pub(crate) head_looks: Coalesced<(u64, u64, bool)>,
     queue: Mutex<Vec<Queued>>,
     next_id: AtomicU64,
     /// Runs writing their files to the target, to queue their change next

@@ -210,9 +210,8 @@ pub(crate) async fn may_read(
     let Ok(state) = kept.snapshot() else {
         return KeptRead::Latest;
     };
-    let commits = session.commits(url);
     let (head, size) = {
-        let mut chain = commits.chain.clone().lock_owned().await;
+        let mut chain = session.commits(url).chain.clone().lock_owned().await;
         chain.of_table(state.metadata().id());
         if !chain.may_read(state.version(), partition.as_str()) {
             return KeptRead::Latest;
@@ -222,21 +221,10 @@ pub(crate) async fn may_read(
             _ => return KeptRead::Latest,
         }
     };
-    // The runs that start together look once (`Coalesced`).
-    let looked = commits
-        .head_looks
-        .call(
-            |&(version, bytes, _)| (version, bytes) == (head, size),
-            || async {
-                use object_store::ObjectStoreExt;
-                let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
-                let meta = kept.log_store().object_store(None).head(&file).await?;
-                Ok::<_, object_store::Error>((head, size, meta.size == size))
-            },
-        )
-        .await;
-    match looked {
-        Ok((_, _, true)) => KeptRead::AsIs,
+    use object_store::ObjectStoreExt;
+    let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
+    match kept.log_store().object_store(None).head(&file).await {
+        Ok(meta) if meta.size == size => KeptRead::AsIs,
         // Gone, another commit there, or the store could not say.
         _ => KeptRead::Afresh,
     }

@@ -3,14 +3,19 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Calls that ask the store the same question (the latest version of a table, whether
-/// a commit file is still there) and may share its answer: one at a time, and a call
+/// Calls that ask the store the same question (the latest version of a table) and may
+/// share its answer: one at a time, and a call
 /// that waited takes the answer of the one it waited for when that one began after it
 /// was asked for: what the store said then is as new as what it would say to the
 /// caller's own request. A call asked for while another was under way asks again,
 /// once, for every call waiting. Eight runs of a backfill's batch starting together
 /// make one or two requests, not eight, and no call is answered by a request made
 /// before it (a caller that wrote, then asks, sees its write).
+///
+/// One per question: calls wait for each other even when the answer under way cannot
+/// be theirs. Shared by looks at the last commit file of a target, whose question
+/// changes with every commit, the runs of a backfill on S3 waited for each other's
+/// looks one after another, and one worker's 2,000 partitions took 78 s instead of 54.
 #[derive(Debug)]
 pub struct Coalesced<T> {
     /// The last answer given to share, and which call gave it; held by the call
