@@ -7,6 +7,11 @@
 #   bash scripts/s3_requests.sh [path/to/latefill]
 #   LIST_DAY=9 bash scripts/s3_requests.sh    # also every request of the 9th day's run, in order
 #
+# The runs keep the log files they read in a cache directory of their own, as daily
+# runs on one machine do (docs/object-storage.md); `generate`, which stands for
+# whoever writes the source, keeps none. FRESH=1 gives each run an empty cache
+# directory: a machine that never ran latefill (a new container every day).
+#
 # Starts its own emulators (scripts/with-emulators.sh). The binary defaults to the
 # release build in the shared target directory; request counts do not depend on the
 # build, only on what latefill asks the store.
@@ -25,6 +30,7 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+export LATEFILL_CACHE_DIR="$work/cache"
 base="$LATEFILL_TEST_S3/requests-$RANDOM$RANDOM"
 cat >"$work/pipeline.toml" <<EOF
 name = "devices_daily"
@@ -40,8 +46,11 @@ sql = "SELECT type, version, count(*) AS devices, event_time FROM source GROUP B
 EOF
 
 day() { date -d "2024-01-01 + $(($1 - 1)) days" +%F; }
-gen() { "$LATEFILL_BIN" generate --table "$base/devices" --date "$1" --rows 1000 --seed "$2" >/dev/null; }
-run() { "$LATEFILL_BIN" run --config "$work/pipeline.toml" --date "$1" --output json; }
+gen() { LATEFILL_LOG_CACHE=memory "$LATEFILL_BIN" generate --table "$base/devices" --date "$1" --rows 1000 --seed "$2" >/dev/null; }
+run() {
+    [[ "${FRESH:-0}" == 1 ]] && rm -rf "$LATEFILL_CACHE_DIR"
+    "$LATEFILL_BIN" run --config "$work/pipeline.toml" --date "$1" --output json
+}
 lines() { wc -l <"$LATEFILL_TEST_S3_LOG"; }
 backfilled() { python3 -c 'import json, sys; print(len(json.load(sys.stdin)["backfilled"]))'; }
 

@@ -18,7 +18,13 @@
 //! written, under the e-tag the store gave it. A ranged read of a small log file (a
 //! checkpoint's footer, then its columns) reads the whole file once.
 //!
-//! `LATEFILL_LOG_CACHE=off` turns it off (to measure what it saves).
+//! The files are also kept on disk ([`disk`]), for the next process on the machine:
+//! tomorrow's run reads only the commits written since today's. They go under
+//! `LATEFILL_CACHE_DIR`, or the user's cache directory (`~/.cache/latefill/log` on
+//! Linux), at most 256 MB.
+//!
+//! `LATEFILL_LOG_CACHE=memory` keeps nothing on disk; `LATEFILL_LOG_CACHE=off` turns
+//! the cache off (to measure what it saves).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -35,6 +41,10 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 use url::Url;
+
+use self::disk::Disk;
+
+mod disk;
 
 /// The most bytes the cache holds; the oldest files go first beyond it.
 const CAPACITY: usize = 256 * 1024 * 1024;
@@ -56,9 +66,11 @@ pub fn install() {
             .map(|entry| entry.key().clone())
             .filter(|url| !matches!(url.scheme(), "file" | "memory"))
             .collect();
+        let disk = Disk::from_env().map(Arc::new);
         for url in remote {
             if let Some(inner) = registry.get(&url).map(|f| f.value().clone()) {
-                registry.insert(url, Arc::new(CachingFactory { inner }));
+                let disk = disk.clone();
+                registry.insert(url, Arc::new(CachingFactory { inner, disk }));
             }
         }
     });
@@ -67,6 +79,7 @@ pub fn install() {
 /// A delta-rs store factory whose stores read through the cache.
 struct CachingFactory {
     inner: Arc<dyn ObjectStoreFactory>,
+    disk: Option<Arc<Disk>>,
 }
 
 impl ObjectStoreFactory for CachingFactory {
@@ -92,6 +105,7 @@ impl ObjectStoreFactory for CachingFactory {
             Arc::new(CachingStore {
                 inner: store,
                 scope,
+                disk: self.disk.clone(),
             }),
             path,
         ))
@@ -115,8 +129,8 @@ struct Held {
 
 #[derive(Default)]
 struct Cache {
-    /// The e-tag and size of each log file as last listed.
-    listed: HashMap<String, (Option<String>, u64)>,
+    /// Each log file as last listed.
+    listed: HashMap<String, ObjectMeta>,
     held: HashMap<String, Held>,
     /// The held files, oldest first.
     order: VecDeque<String>,
@@ -127,14 +141,14 @@ static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
 
 impl Cache {
     fn listed(&mut self, key: String, meta: &ObjectMeta) {
-        self.listed.insert(key, (meta.e_tag.clone(), meta.size));
+        self.listed.insert(key, meta.clone());
     }
 
     /// The held copy of `key`, if the latest listing of it agrees with it.
     fn fresh(&self, key: &str) -> Option<(ObjectMeta, Bytes)> {
         let held = self.held.get(key)?;
-        let (e_tag, _) = self.listed.get(key)?;
-        (e_tag.is_some() && *e_tag == held.meta.e_tag)
+        let listed = self.listed.get(key)?;
+        (listed.e_tag.is_some() && listed.e_tag == held.meta.e_tag)
             .then(|| (held.meta.clone(), held.bytes.clone()))
     }
 
@@ -179,6 +193,7 @@ fn cache() -> std::sync::MutexGuard<'static, Cache> {
 pub(crate) struct CachingStore {
     inner: ObjectStoreRef,
     scope: String,
+    disk: Option<Arc<Disk>>,
 }
 
 impl CachingStore {
@@ -187,11 +202,40 @@ impl CachingStore {
         CachingStore {
             inner,
             scope: scope.to_owned(),
+            disk: None,
         }
     }
 
     fn key(&self, path: &Path) -> String {
         format!("{} {path}", self.scope)
+    }
+
+    /// The copy of `key` held in memory or, failing that, on disk, if the latest
+    /// listing of it agrees with it; a copy from disk is then held in memory.
+    fn fresh(&self, key: &str) -> Option<(ObjectMeta, Bytes)> {
+        let listed = {
+            let cache = cache();
+            if let Some(found) = cache.fresh(key) {
+                return Some(found);
+            }
+            cache.listed.get(key)?.clone()
+        };
+        let bytes = self
+            .disk
+            .as_ref()?
+            .read(key, listed.e_tag.as_deref()?, listed.size)?;
+        cache().hold(key.to_owned(), listed.clone(), bytes.clone());
+        Some((listed, bytes))
+    }
+
+    /// Holds `bytes`, the whole of the file `meta`, in memory and on disk.
+    fn keep(&self, key: String, meta: ObjectMeta, bytes: Bytes) {
+        if let (Some(disk), Some(e_tag)) = (&self.disk, &meta.e_tag)
+            && bytes.len() as u64 <= LARGEST
+        {
+            disk.write(&key, e_tag, &bytes);
+        }
+        cache().hold(key, meta, bytes);
     }
 
     /// Notes the log files of a listing.
@@ -272,7 +316,7 @@ impl ObjectStore for CachingStore {
                 e_tag: result.e_tag.clone(),
                 version: result.version.clone(),
             };
-            cache().hold(self.key(location), meta, bytes);
+            self.keep(self.key(location), meta, bytes);
         }
         Ok(result)
     }
@@ -294,14 +338,10 @@ impl ObjectStore for CachingStore {
             return self.inner.get_opts(location, options).await;
         }
         let key = self.key(location);
-        let listed_size = {
-            let cache = cache();
-            if let Some((meta, bytes)) = cache.fresh(&key) {
-                drop(cache);
-                return served(meta, bytes, options.range.as_ref());
-            }
-            cache.listed.get(&key).map(|(_, size)| *size)
-        };
+        if let Some((meta, bytes)) = self.fresh(&key) {
+            return served(meta, bytes, options.range.as_ref());
+        }
+        let listed_size = cache().listed.get(&key).map(|meta| meta.size);
         // A whole read, or a range of a small listed file: read all of it, keep it.
         let whole = options.range.is_none() || listed_size.is_some_and(|size| size <= LARGEST);
         if !whole {
@@ -320,7 +360,7 @@ impl ObjectStore for CachingStore {
             .await?;
         let meta = result.meta.clone();
         let bytes = result.bytes().await?;
-        cache().hold(key, meta.clone(), bytes.clone());
+        self.keep(key, meta.clone(), bytes.clone());
         served(meta, bytes, range.as_ref())
     }
 
@@ -330,7 +370,7 @@ impl ObjectStore for CachingStore {
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
         if immutable(location)
-            && let Some((_, bytes)) = cache().fresh(&self.key(location))
+            && let Some((_, bytes)) = self.fresh(&self.key(location))
         {
             return Ok(ranges
                 .iter()
@@ -413,6 +453,44 @@ mod tests {
         let counting = Arc::new(Counting::default());
         let caching = CachingStore::new(counting.clone(), &format!("memory://{scope}"));
         (counting, caching)
+    }
+
+    #[tokio::test]
+    async fn a_log_file_an_earlier_process_read_or_wrote_is_read_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let counting = Arc::new(Counting::default());
+        let store = CachingStore {
+            disk: Some(Arc::new(Disk::at(dir.path().to_owned()))),
+            ..CachingStore::new(counting.clone(), "memory://disk")
+        };
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        counting.put(&commit(0), "zero".into()).await.unwrap();
+        store
+            .put_opts(&commit(1), "one".into(), create)
+            .await
+            .unwrap();
+        list_log(&store).await;
+        assert_eq!(read(&store, &commit(0)).await, "zero");
+        assert_eq!(counting.gets.load(Ordering::SeqCst), 1);
+
+        // The next process holds nothing in memory.
+        for version in [0, 1] {
+            cache().forget(&store.key(&commit(version)));
+        }
+        list_log(&store).await;
+        assert_eq!(read(&store, &commit(0)).await, "zero");
+        assert_eq!(read(&store, &commit(1)).await, "one");
+        assert_eq!(counting.gets.load(Ordering::SeqCst), 1, "both from disk");
+
+        // The table created again: version 0 lists another e-tag.
+        counting.put(&commit(0), "again".into()).await.unwrap();
+        cache().forget(&store.key(&commit(0)));
+        list_log(&store).await;
+        assert_eq!(read(&store, &commit(0)).await, "again");
+        assert_eq!(counting.gets.load(Ordering::SeqCst), 2);
     }
 
     async fn list_log(store: &CachingStore) {
