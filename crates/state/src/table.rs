@@ -7,8 +7,8 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::{Action, Add, Remove};
 use deltalake::logstore::LogStore;
 use deltalake::operations::write::configs::WriterStatsConfig;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -114,6 +114,8 @@ struct Pending {
     version: u64,
     /// The rows it wrote.
     batch: RecordBatch,
+    /// The file it wrote them to: the table's only data file at `version`.
+    adds: Vec<Add>,
     /// When it landed.
     confirmed_at: std::time::Instant,
 }
@@ -556,7 +558,7 @@ impl StateTable {
                 .with_cleanup_expired_logs(Some(false))
         };
         let written = match overwrite(&table, &batch, properties()).await {
-            Some(put) => put.map(Written::Put),
+            Some(put) => put.map(|(version, adds)| Written::Put(version, adds)),
             None => table
                 .clone()
                 .write(vec![batch.clone()])
@@ -583,31 +585,114 @@ impl StateTable {
                 self.adopt(&table, batch, confirmed_at).await;
                 self.upkeep(&table, next_version).await;
             }
-            // Bringing delta-rs's snapshot to the version just written is a listing of
-            // the log (on an object store, a request that the caller would wait for):
-            // it is left to this handle's next read or transition, if any (a run's
-            // last commit is never read back). A vacuum, every VACUUM_INTERVAL
-            // commits, starts from it.
-            Written::Put(version) if version.is_multiple_of(VACUUM_INTERVAL) => {
-                match advanced(table.clone(), version).await {
-                    Some(advanced) => {
-                        self.adopt(&advanced, batch, confirmed_at).await;
-                        self.upkeep(&advanced, version).await;
-                    }
-                    None => self.forget(),
-                }
-            }
-            Written::Put(version) => {
-                self.upkeep(&table, version).await;
-                *self.pending.lock().expect("not poisoned") = Some(Pending {
-                    base: table,
-                    version,
-                    batch,
-                    confirmed_at,
-                });
+            Written::Put(version, adds) => {
+                self.landed(table, version, batch, adds, confirmed_at).await
             }
         }
         Ok(true)
+    }
+
+    /// After this handle put the commit of `version` (`batch` in the file `adds`)
+    /// after `base`'s version and its own commits since.
+    async fn landed(
+        &self,
+        base: DeltaTable,
+        version: u64,
+        batch: RecordBatch,
+        adds: Vec<Add>,
+        confirmed_at: std::time::Instant,
+    ) {
+        // Bringing delta-rs's snapshot to the version just written is a listing of
+        // the log (on an object store, a request that the caller would wait for): it
+        // is left to this handle's next read, if any; its next transition puts its
+        // commit after this one without it (see `transition`). A vacuum, every
+        // VACUUM_INTERVAL commits, starts from it.
+        if version.is_multiple_of(VACUUM_INTERVAL) {
+            match advanced(base, version).await {
+                Some(advanced) => {
+                    self.adopt(&advanced, batch, confirmed_at).await;
+                    self.upkeep(&advanced, version).await;
+                }
+                None => self.forget(),
+            }
+            return;
+        }
+        self.upkeep(&base, version).await;
+        *self.pending.lock().expect("not poisoned") = Some(Pending {
+            base,
+            version,
+            batch,
+            adds,
+            confirmed_at,
+        });
+    }
+
+    /// The first attempt of a transition on this handle's own last commit, made within
+    /// [`RECENT`]: decides on the rows it wrote and puts the next commit after it,
+    /// replacing its file, without asking the store anything first. delta-rs's snapshot
+    /// is not brought to that commit (a listing): the commit is built on the one before
+    /// this handle's commits, whose protocol and metadata they did not change.
+    ///
+    /// `None` when there is no such commit, or `decide` refuses or changes nothing
+    /// (decided again on a fresh read), or another writer took the next version.
+    async fn after_own_commit<T>(
+        &self,
+        decide: &mut impl FnMut(&mut Rows, DateTime<Utc>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let Some(own) = self
+            .pending
+            .lock()
+            .expect("not poisoned")
+            .take_if(|p| p.confirmed_at.elapsed() < RECENT)
+        else {
+            return Ok(None);
+        };
+        let put_back = |own: Pending| {
+            let mut pending = self.pending.lock().expect("not poisoned");
+            // A commit of a call beside this one is newer.
+            if pending.as_ref().is_none_or(|p| p.version < own.version) {
+                *pending = Some(own);
+            }
+        };
+        let Ok(all) = model::from_batches(&[own.batch.clone()], &self.pipeline, &self.partitioning)
+        else {
+            put_back(own);
+            return Ok(None);
+        };
+        let mut next = all.clone();
+        let out = match decide(&mut next.mine, self.clock.now()) {
+            Ok(out) if next.mine != all.mine => out,
+            _ => {
+                put_back(own);
+                return Ok(None);
+            }
+        };
+        let batch = model::to_batch(&self.pipeline, &next).map_err(|e| self.format_error(e))?;
+        let replaced = async { Ok(own.adds.iter().map(removal).collect()) };
+        let properties = CommitProperties::default()
+            .with_max_retries(0)
+            .with_cleanup_expired_logs(Some(false));
+        let put = overwrite_at(&own.base, replaced, own.version + 1, &batch, properties).await;
+        match put {
+            Some(Ok((version, adds))) => {
+                let confirmed_at = std::time::Instant::now();
+                self.landed(own.base, version, batch, adds, confirmed_at)
+                    .await;
+                Ok(Some(out))
+            }
+            Some(Err(e)) if is_conflict(&e) => {
+                put_back(own);
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                put_back(own);
+                Err(self.delta("writing state table")(e))
+            }
+            None => {
+                put_back(own);
+                Ok(None)
+            }
+        }
     }
 
     /// Keeps `table`, which this handle just committed `batch` at, as its snapshot:
@@ -713,6 +798,9 @@ impl StateTable {
         &self,
         mut decide: impl FnMut(&mut Rows, DateTime<Utc>) -> Result<T>,
     ) -> Result<T> {
+        if let Some(out) = self.after_own_commit(&mut decide).await? {
+            return Ok(out);
+        }
         self.settle().await;
         for attempt in 0..MAX_ATTEMPTS {
             let started = std::time::Instant::now();
@@ -1233,7 +1321,24 @@ async fn overwrite(
     table: &DeltaTable,
     batch: &RecordBatch,
     properties: CommitProperties,
-) -> Option<std::result::Result<u64, DeltaTableError>> {
+) -> Option<std::result::Result<(u64, Vec<Add>), DeltaTableError>> {
+    let version = table.version()? + 1;
+    let replaced = async {
+        let files: Vec<_> = latefill_core::storage::active_files(table).await?;
+        Ok(files.iter().map(|f| f.remove_action(true)).collect())
+    };
+    overwrite_at(table, replaced, version, batch, properties).await
+}
+
+/// [`overwrite`] of `table` at `version`, whose data files are then `replaced`
+/// (every commit since `table`'s version is this handle's own, and metadata-free).
+async fn overwrite_at(
+    table: &DeltaTable,
+    replaced: impl std::future::Future<Output = std::result::Result<Vec<Remove>, DeltaTableError>>,
+    version: u64,
+    batch: &RecordBatch,
+    properties: CommitProperties,
+) -> Option<std::result::Result<(u64, Vec<Add>), DeltaTableError>> {
     let state = table.snapshot().ok()?;
     let schema = state.snapshot().arrow_schema();
     let batch = match RecordBatch::try_new(schema.clone(), batch.columns().to_vec()) {
@@ -1258,11 +1363,11 @@ async fn overwrite(
             let mut writer = DeltaWriter::new(table.log_store().object_store(None), config);
             writer.write(&batch).await?;
             let adds = writer.close().await?;
-            let files: Vec<_> = latefill_core::storage::active_files(table).await?;
             let actions: Vec<Action> = adds
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(Action::Add)
-                .chain(files.iter().map(|f| Action::Remove(f.remove_action(true))))
+                .chain(replaced.await?.into_iter().map(Action::Remove))
                 .collect();
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Overwrite,
@@ -1278,7 +1383,6 @@ async fn overwrite(
                 .build(Some(state), log_store.clone(), operation)
                 .into_prepared_commit_future()
                 .await?;
-            let version = state.version() + 1;
             log_store
                 .write_commit_entry(
                     version,
@@ -1293,19 +1397,35 @@ async fn overwrite(
             {
                 tracing::warn!(table = %table.table_url(), version, error = %e, "state table: could not write a checkpoint");
             }
-            Ok(version)
+            Ok((version, adds))
         }
         .await,
     )
+}
+
+/// What replaces `add`, a data file this handle wrote, in its next commit.
+fn removal(add: &Add) -> Remove {
+    Remove {
+        path: add.path.clone(),
+        data_change: true,
+        deletion_timestamp: Some(Utc::now().timestamp_millis()),
+        extended_file_metadata: Some(true),
+        partition_values: Some(add.partition_values.clone()),
+        size: Some(add.size),
+        tags: None,
+        deletion_vector: add.deletion_vector.clone(),
+        base_row_id: None,
+        default_row_commit_version: None,
+    }
 }
 
 /// How a commit of the state table was written.
 enum Written {
     /// By delta-rs's `write`, which returns the table at the new version.
     Loaded(DeltaTable),
-    /// By [`overwrite`], at this version: the table it was based on is not brought to
-    /// it.
-    Put(u64),
+    /// By [`overwrite`], at this version, with this data file: the table it was based
+    /// on is not brought to it.
+    Put(u64, Vec<Add>),
 }
 
 /// `table` brought to `version`, which this process just committed (a listing of the

@@ -73,6 +73,7 @@ on_every_backend!(
     a_failure_is_recorded_and_the_partition_can_be_claimed_again,
     a_planned_claim_fails_when_the_row_changed_since_the_plan,
     a_claim_returns_the_row_it_replaced,
+    a_handles_transitions_one_after_another_lose_no_other_writers_commit,
     a_call_left_unpolled_holds_up_no_other,
     the_cursor_is_kept_apart_from_partitions,
     concurrent_writers_lose_no_transition,
@@ -280,6 +281,42 @@ async fn a_claim_returns_the_row_it_replaced(backend: Backend) {
     let read = a.read().await.unwrap();
     assert_eq!(read.version, Some(v(2)), "the refused claim wrote nothing");
     assert_eq!(read.partitions[&day(1)].run_id, "run-b");
+}
+
+/// A handle's next transition after its own commit is put straight after it, on the
+/// rows it wrote: another handle's commit in between takes that version, and the
+/// transition is then decided again on the latest rows, losing none of the other's.
+async fn a_handles_transitions_one_after_another_lose_no_other_writers_commit(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let a = StateTable::new(url.clone(), "p", days());
+    let b = StateTable::new(url.clone(), "p", days());
+    a.claim_one(&day(0), "run-a").await.unwrap();
+    a.claim_one(&day(1), "run-a").await.unwrap();
+    a.complete(&day(1), "run-a", v(7), None, None)
+        .await
+        .unwrap();
+    a.claim_one(&day(2), "run-a").await.unwrap();
+    // b reads version 3 and takes version 4, which a's next commit was to be.
+    b.claim_one(&day(3), "run-b").await.unwrap();
+    a.complete(&day(2), "run-a", v(8), None, None)
+        .await
+        .unwrap();
+    let err = a.claim_one(&day(3), "run-a").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Claimed { run_id, .. } if run_id == "run-b"),
+        "{err}"
+    );
+
+    let read = StateTable::new(url, "p", days()).read().await.unwrap();
+    assert_eq!(read.version, Some(v(5)), "one commit per transition");
+    let row = |n: u64| {
+        let p = &read.partitions[&day(n)];
+        (p.status, p.source_version, p.run_id.clone(), p.attempts)
+    };
+    assert_eq!(row(0), (Status::Processing, None, "run-a".into(), 1));
+    assert_eq!(row(1), (Status::Processed, Some(v(7)), "run-a".into(), 1));
+    assert_eq!(row(2), (Status::Processed, Some(v(8)), "run-a".into(), 1));
+    assert_eq!(row(3), (Status::Processing, None, "run-b".into(), 1));
 }
 
 /// A call on a handle that was started and then left unpolled (a backfill's claim in
