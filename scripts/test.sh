@@ -7,6 +7,13 @@
 # `cargo test`; LATEFILL_PYTHON_TESTS=0 leaves the Python tests out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The processes the tests start keep the log files they read on disk (the log cache):
+# in a directory of the run's own, not the user's cache.
+if [[ -z "${LATEFILL_CACHE_DIR:-}" ]]; then
+    LATEFILL_CACHE_DIR="$(mktemp -d)"
+    export LATEFILL_CACHE_DIR
+    trap 'rm -rf "$LATEFILL_CACHE_DIR"' EXIT
+fi
 if [[ -z "${LATEFILL_CHROMIUM:-}" ]] && ! command -v chromium >/dev/null; then
     echo "test.sh: installing Debian's chromium for the status page's browser test" >&2
     sudo_=""

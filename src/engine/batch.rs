@@ -124,7 +124,14 @@ pub(crate) async fn process_batched(
             let engine = engine.clone();
             running.spawn(async move {
                 let report = engine
-                    .run_claimed(next.date, next.seen.as_ref(), None, true, target_partitions)
+                    .run_claimed(
+                        next.date,
+                        next.seen.as_ref(),
+                        None,
+                        true,
+                        target_partitions,
+                        None,
+                    )
                     .await;
                 (partition, report)
             });

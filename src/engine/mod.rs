@@ -198,6 +198,24 @@ pub(crate) struct RunDateOptions {
     pub(crate) control: Option<Arc<RunControl>>,
 }
 
+/// How [`Engine::process_with`] runs a partition, beyond its date.
+#[derive(Debug, Default)]
+struct How<'a> {
+    /// Read the source at this version instead of the latest.
+    source_version: Option<TableVersion>,
+    /// Write an empty partition when the date has no data.
+    allow_empty: bool,
+    /// Claim only if the partition's row is still this one (as planned).
+    seen: Option<Option<&'a PartitionState>>,
+    /// The detection cursor to save with the completion.
+    cursor: Option<&'a str>,
+    /// Tracks the claim (signal handling).
+    control: Option<&'a RunControl>,
+    /// Read the source and target as kept when they were current at this moment
+    /// (see [`latefill_executor::RunPartition::with_tables_current_since`]).
+    tables_current_since: Option<std::time::Instant>,
+}
+
 /// A pipeline's engine. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -361,8 +379,12 @@ impl Engine {
         allow_empty: bool,
     ) -> Result<RunReport> {
         latefill_executor::preflight(&self.session, &self.pipeline, source_version).await?;
-        self.process_with(date, source_version, allow_empty, None, None, None)
-            .await
+        let how = How {
+            source_version,
+            allow_empty,
+            ..How::default()
+        };
+        self.process_with(date, how).await
     }
 
     /// [`Engine::process`] for a partition planned from `seen` (its state row when
@@ -374,19 +396,23 @@ impl Engine {
         date: PartitionDate,
         seen: Option<&PartitionState>,
     ) -> Result<RunReport> {
-        self.process_with(date, None, true, Some(seen), None, None)
-            .await
+        let how = How {
+            allow_empty: true,
+            seen: Some(seen),
+            ..How::default()
+        };
+        self.process_with(date, how).await
     }
 
-    async fn process_with(
-        &self,
-        date: PartitionDate,
-        source_version: Option<TableVersion>,
-        allow_empty: bool,
-        seen: Option<Option<&PartitionState>>,
-        cursor: Option<&str>,
-        control: Option<&RunControl>,
-    ) -> Result<RunReport> {
+    async fn process_with(&self, date: PartitionDate, how: How<'_>) -> Result<RunReport> {
+        let How {
+            source_version,
+            allow_empty,
+            seen,
+            cursor,
+            control,
+            tables_current_since,
+        } = how;
         let partition = self.pipeline.partitioning.key(date);
         if source_version.is_some() {
             // A pinned version that cannot be read is bad input: refuse it before the
@@ -407,7 +433,14 @@ impl Engine {
         }
         failpoint("after-claim");
         let report = self
-            .run_claimed(date, previous.as_ref(), source_version, allow_empty, None)
+            .run_claimed(
+                date,
+                previous.as_ref(),
+                source_version,
+                allow_empty,
+                None,
+                tables_current_since,
+            )
             .await;
         let report = match report {
             Ok(report) => report,
@@ -445,6 +478,7 @@ impl Engine {
         source_version: Option<TableVersion>,
         allow_empty: bool,
         target_partitions: Option<usize>,
+        tables_current_since: Option<std::time::Instant>,
     ) -> Result<RunReport> {
         let started = std::time::Instant::now();
         let started_at = Utc::now();
@@ -486,6 +520,7 @@ impl Engine {
             .with_processed(processed)
             .with_allow_empty(allow_empty)
             .with_target_partitions(target_partitions)
+            .with_tables_current_since(tables_current_since)
             .with_checkpoint_in_background(true)
             .with_session(self.session.clone())
             .await;
@@ -524,13 +559,15 @@ impl Engine {
         options: RunDateOptions,
     ) -> Result<RunOutcome> {
         // The run of `date` reads the source and the target after the detection and
-        // the claim: they are loaded meanwhile.
+        // the claim: they are loaded meanwhile, and the run reads them as loaded (as
+        // of when the command began), not again after its claim.
         let source_too = options.source_version.is_none();
+        let began = std::time::Instant::now();
         // The loads start first, so that the checks before the claim wait for them
         // rather than load the tables a second time.
         let ((), outcome) = tokio::join!(
             latefill_executor::prefetch(&self.session, &self.pipeline, source_too),
-            self.detect_then_run(date, options),
+            self.detect_then_run(date, options, began),
         );
         outcome
     }
@@ -539,6 +576,7 @@ impl Engine {
         &self,
         date: PartitionDate,
         options: RunDateOptions,
+        began: std::time::Instant,
     ) -> Result<RunOutcome> {
         // Detect first, committing nothing: the cursor it moves to is saved in the
         // same commit as the completion of `date`. A replaced source must first have
@@ -555,16 +593,15 @@ impl Engine {
             None => Self::moved_cursor(&changes, cursor.as_ref()),
             Some(_) => None,
         };
-        let run = self
-            .process_with(
-                date,
-                options.source_version,
-                options.allow_empty,
-                None,
-                with_completion.as_deref(),
-                options.control.as_deref(),
-            )
-            .await?;
+        let how = How {
+            source_version: options.source_version,
+            allow_empty: options.allow_empty,
+            seen: None,
+            cursor: with_completion.as_deref(),
+            control: options.control.as_deref(),
+            tables_current_since: Some(began),
+        };
+        let run = self.process_with(date, how).await?;
         self.persist_changes(&changes, cursor.as_ref(), with_completion.as_deref())
             .await?;
         let detection = self

@@ -14,7 +14,9 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use latefill_core::TableVersion;
 use latefill_core::partition::{PartitionDate, PartitionKey};
+use latefill_core::storage::StorageOptions;
 use serde::Serialize;
+use url::Url;
 
 use crate::audit::{AuditOutcome, Severity};
 use crate::combine::combine_late_rows;
@@ -113,6 +115,7 @@ pub struct RunPartition {
     strategy: Strategy,
     processed: Option<Processed>,
     session: Session,
+    current_since: Option<Instant>,
 }
 
 /// Starts building the run of `date` through `pipeline`.
@@ -127,6 +130,7 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
         strategy: pipeline.strategy,
         processed: None,
         session: Session::new(),
+        current_since: None,
     }
 }
 
@@ -179,6 +183,19 @@ impl RunPartition {
         self
     }
 
+    /// Reads the source (unless [`with_source_version`](Self::with_source_version)
+    /// pins one) and the target as `session` keeps them when they were known to be
+    /// the latest at `since` or after ([`Tables::current_since`]), rather than
+    /// looking for newer commits: for a caller that loaded them for this run (a
+    /// daily run loads them while it detects and claims). The target commit is
+    /// checked against any commit another writer made since, as always.
+    ///
+    /// [`Tables::current_since`]: latefill_core::storage::Tables::current_since
+    pub fn with_tables_current_since(mut self, since: impl Into<Option<Instant>>) -> Self {
+        self.current_since = since.into();
+        self
+    }
+
     /// Runs in `session`: the tables it keeps are advanced rather than read afresh, and
     /// what this run loads and writes is kept there for the next. Without it, the run
     /// has a session of its own.
@@ -202,14 +219,31 @@ impl RunPartition {
         // listing: one round trip for both instead of one after the other); it is
         // looked at once the transform is planned.
         let session = &self.session;
+        let current = |url: &Url, options: &StorageOptions| {
+            let since = self.current_since?;
+            session.tables().current_since(url, options, since)
+        };
         let (source, target) = tokio::join!(
-            open_source(
-                session,
-                &pipeline.source,
-                &pipeline.source_storage,
-                self.source_version,
-            ),
-            open_target_for(session, pipeline, partition)
+            async {
+                match current(&pipeline.source, &pipeline.source_storage) {
+                    Some(source) if self.source_version.is_none() => Ok(source),
+                    _ => {
+                        open_source(
+                            session,
+                            &pipeline.source,
+                            &pipeline.source_storage,
+                            self.source_version,
+                        )
+                        .await
+                    }
+                }
+            },
+            async {
+                match current(&pipeline.target, &pipeline.target_storage) {
+                    Some(target) => Ok(Some(target)),
+                    None => open_target_for(session, pipeline, partition).await,
+                }
+            }
         );
         let source = source?;
         let source_version = source.version().ok_or_else(|| {

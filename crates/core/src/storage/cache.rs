@@ -40,6 +40,9 @@ pub struct KeptTable {
     /// process. `None` when not known (a table loaded at a checkpoint, whose commit
     /// file the load did not list), until the next advance lists it.
     stamp: Option<CommitStamp>,
+    /// When it was last known to be the table's latest version: loaded, brought up
+    /// to date, or written by this process (the request that told it began then).
+    current_at: std::time::Instant,
 }
 
 /// What tells one commit file at a version from another written there later.
@@ -96,12 +99,18 @@ impl fmt::Debug for KeptTable {
 impl KeptTable {
     /// A table just loaded afresh.
     pub fn loaded(table: deltalake::DeltaTable) -> Self {
+        Self::loaded_when(table, std::time::Instant::now())
+    }
+
+    /// A table loaded afresh by requests that began at `asked`.
+    fn loaded_when(table: deltalake::DeltaTable, asked: std::time::Instant) -> Self {
         let version = table.version().unwrap_or_default();
         KeptTable {
             stamp: commit_stamp(&table),
             table,
             loaded_at: version,
             checked_at: version,
+            current_at: asked,
         }
     }
 
@@ -112,6 +121,7 @@ impl KeptTable {
             table,
             loaded_at: self.loaded_at,
             checked_at: self.checked_at,
+            current_at: std::time::Instant::now(),
         }
     }
 
@@ -133,6 +143,7 @@ impl KeptTable {
     /// when some did. A local table is checked for a commit after its own by a lookup
     /// too (by two file lookups); when there is none, its log is not listed.
     pub async fn advance(&mut self, version: Option<u64>) -> DeltaResult<bool> {
+        let asked = std::time::Instant::now();
         let local = self.table.table_url().scheme() == "file";
         if local && self.stamp.is_some() && commit_stamp(&self.table) != self.stamp {
             tracing::debug!(url = %self.table.table_url(), version = ?self.table.version(), "the commit file kept is gone or another: loading afresh");
@@ -153,6 +164,9 @@ impl KeptTable {
         if !latest {
             self.table.update_incremental(version).await?;
             self.stamp = commit_stamp(&self.table);
+        }
+        if version.is_none() {
+            self.current_at = asked;
         }
         let now = self.table.version().unwrap_or_default();
         if now < self.checked_at + RELOAD_CHECK_EVERY {
@@ -340,13 +354,14 @@ impl Tables {
         key: &TableKey,
         version: Option<u64>,
     ) -> DeltaResult<deltalake::DeltaTable> {
+        let asked = std::time::Instant::now();
         let mut table = table_builder(&key.0, &key.1)?.build()?;
         match version {
             None => table.load().await?,
             Some(v) => table.load_version(v).await?,
         }
         if version.is_none() {
-            self.keep(key.clone(), KeptTable::loaded(table.clone()));
+            self.keep(key.clone(), KeptTable::loaded_when(table.clone(), asked));
         }
         Ok(table)
     }
@@ -450,6 +465,28 @@ impl Tables {
             .map(|kept| kept.table.clone())
     }
 
+    /// [`Tables::kept`] if it was known to be the table's latest version at `since` or
+    /// after (loaded or brought up to date by requests that began then, or written by
+    /// this process); `None` otherwise. Asks the store nothing.
+    ///
+    /// For a caller that reads a table as of a moment rather than at its very latest:
+    /// a daily run reads the source and target as they were when it began, and loads
+    /// them once for that, not again after its claim.
+    pub fn current_since(
+        &self,
+        url: &Url,
+        options: &StorageOptions,
+        since: std::time::Instant,
+    ) -> Option<deltalake::DeltaTable> {
+        self.inner
+            .loaded
+            .lock()
+            .expect("not poisoned")
+            .get(&(url.clone(), options.clone()))
+            .filter(|kept| kept.current_at >= since)
+            .map(|kept| kept.table.clone())
+    }
+
     /// [`Tables::kept`], or, when another task is loading the table, the table that
     /// load keeps once it ends; `None` when neither. Asks the store nothing: for a
     /// caller that may decide on a table a little behind (and checks again on the
@@ -542,6 +579,37 @@ mod tests {
             assert_eq!(kept.table().version(), Some(version));
         }
         answers
+    }
+
+    /// A table counts as current since a moment only if a load that began then or
+    /// later found it latest: a later load advances it and makes it current again.
+    #[tokio::test]
+    async fn a_table_is_current_since_the_load_that_found_it_latest_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let options = StorageOptions::new();
+        write_one(&url, &[]).await;
+        let tables = Tables::new();
+        let before = std::time::Instant::now();
+        tables.load(&url, &options, None).await.unwrap();
+        let after = std::time::Instant::now();
+        let current = |since| tables.current_since(&url, &options, since);
+        assert_eq!(current(before).unwrap().version(), Some(0));
+        assert!(current(after).is_none(), "loaded before `after`");
+
+        let version = append(&url, "10").await;
+        assert_eq!(
+            current(before).unwrap().version(),
+            Some(0),
+            "asks the store nothing"
+        );
+        tables.load(&url, &options, None).await.unwrap();
+        assert_eq!(current(after).unwrap().version(), Some(version));
+        assert!(
+            tables
+                .current_since(&url, &options, std::time::Instant::now())
+                .is_none()
+        );
     }
 
     /// Loads side by side where there is no table all find none (those that waited
