@@ -16,6 +16,8 @@
 # then ROUNDS rounds (6) of late rows in 5 of the days and `backfill --only-late` by
 # each binary, the order turning each round.
 #
+# FRESH=1 empties the log cache's directory before each run (a new machine each day).
+#
 # Prints every run, then the median of each binary (and concurrency). Starts its own
 # emulators (scripts/with-emulators.sh). The binary defaults to the release build.
 set -euo pipefail
@@ -38,6 +40,9 @@ rounds="${ROUNDS:-$([[ "${MODE:-}" == late ]] && echo 6 || echo 3)}"
 source scripts/slow_s3.sh
 start_slow_s3 "$delay"
 export AWS_ENDPOINT_URL="$slow_s3"
+# The runs keep the log files they read in a cache directory of their own (as runs on
+# one machine do); `generate`, standing for whoever writes the source, keeps none.
+export LATEFILL_CACHE_DIR="$work/cache"
 
 base="$LATEFILL_TEST_S3/latency-$RANDOM$RANDOM"
 day() { date -d "2024-01-01 + $(($1 - 1)) days" +%F; }
@@ -66,7 +71,7 @@ medians() {
             echo "$line"
         done
 }
-generate() { "$1" generate --table "$base/devices" --date "$(day "$2")" --rows 2000 --seed "$2" >/dev/null; }
+generate() { LATEFILL_LOG_CACHE=memory "$1" generate --table "$base/devices" --date "$(day "$2")" --rows 2000 --seed "$2" >/dev/null; }
 
 if [[ "${MODE:-backfill}" == late ]]; then
     for d in $(seq 12); do
@@ -82,7 +87,7 @@ if [[ "${MODE:-backfill}" == late ]]; then
     echo "backfill --only-late of 5 late days out of 12 on S3 (moto) at $delay s a request"
     for r in $(seq "$rounds"); do
         for d in 2 5 7 9 11; do
-            "$1" generate --table "$base/devices" --date "$(day "$d")" --rows 50 --seed $((r * 100 + d)) >/dev/null
+            LATEFILL_LOG_CACHE=memory "$1" generate --table "$base/devices" --date "$(day "$d")" --rows 50 --seed $((r * 100 + d)) >/dev/null
         done
         indexes=("${!bins[@]}")
         (( r % 2 )) || indexes=($(printf '%s\n' "${indexes[@]}" | tac))
@@ -111,6 +116,7 @@ if [[ "${MODE:-backfill}" == daily ]]; then
         # The order turns each day: the second run of a day finds the first's work.
         (( d % 2 )) && order=("${bins[@]}") || order=($(printf '%s\n' "${bins[@]}" | tac))
         for bin in "${order[@]}"; do
+            [[ "${FRESH:-0}" == 1 ]] && rm -rf "$LATEFILL_CACHE_DIR"
             start=$(date +%s%N)
             "$bin" run --config "$work/pipeline.toml" --date "$(day "$d")" >/dev/null
             echo "$bin run $((($(date +%s%N) - start) / 1000000)) ms"
