@@ -124,7 +124,7 @@ impl Engine {
     /// Reads the source's changes, continuing from the cursor in the state table;
     /// with `persist`, saves the new one ([`Engine::persist_changes`]).
     async fn changes(&self, persist: bool) -> Result<Changes> {
-        let (changes, cursor) = self.read_changes().await?;
+        let (changes, cursor) = self.read_changes(None).await?;
         if persist {
             self.persist_changes(&changes, cursor.as_ref(), None)
                 .await?;
@@ -134,8 +134,23 @@ impl Engine {
 
     /// Reads the source's changes from the cursor in the state table, committing
     /// nothing; returns them with the cursor they continued from.
-    pub(super) async fn read_changes(&self) -> Result<(Changes, Option<Cursor>)> {
+    ///
+    /// With `current_since`, the source as this process loaded it at that moment or
+    /// after bounds the commits read ([`latefill_detector::DetectChanges::with_latest_known`]).
+    pub(super) async fn read_changes(
+        &self,
+        current_since: Option<std::time::Instant>,
+    ) -> Result<(Changes, Option<Cursor>)> {
         let snapshot = self.state.read().await?;
+        let latest = match current_since {
+            Some(since) => self
+                .session
+                .tables()
+                .current_or_awaited(&self.pipeline.source, &self.pipeline.source_storage, since)
+                .await
+                .and_then(|table| table.version()),
+            None => None,
+        };
         let cursor: Option<Cursor> =
             snapshot
                 .cursor
@@ -150,6 +165,7 @@ impl Engine {
         let changes = detect_changes(&self.pipeline.source)
             .with_storage_options(self.pipeline.source_storage.clone())
             .with_cursor(cursor.clone())
+            .with_latest_known(latest.map(TableVersion::new))
             .with_partition_column(self.pipeline.partitioning.column())
             .await
             .map_err(|e| self.source_error(e))?;

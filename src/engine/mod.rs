@@ -584,7 +584,7 @@ impl Engine {
         // Meanwhile, whatever the run would be refused for without reading a row is
         // checked, so that it is refused before the claim, with nothing written.
         let (changes, checked) = tokio::join!(
-            self.read_changes(),
+            self.read_changes(options.source_version.is_none().then_some(began)),
             latefill_executor::preflight(&self.session, &self.pipeline, options.source_version)
         );
         checked?;

@@ -184,6 +184,7 @@ pub struct DetectChanges {
     cursor: Option<Cursor>,
     since: Option<u64>,
     partition_column: Option<String>,
+    latest: Option<u64>,
 }
 
 /// Starts building a detection over the table at `table`.
@@ -194,6 +195,7 @@ pub fn detect_changes(table: &Url) -> DetectChanges {
         cursor: None,
         since: None,
         partition_column: None,
+        latest: None,
     }
 }
 
@@ -218,6 +220,14 @@ impl DetectChanges {
         self
     }
 
+    /// The table's log was listed at `version` moments ago (say, by a load of the
+    /// table): a detection from a cursor reads the commits up to it without asking
+    /// the store whether more exist, and leaves any later ones to the next detection.
+    pub fn with_latest_known(mut self, version: Option<TableVersion>) -> Self {
+        self.latest = version.map(TableVersion::get);
+        self
+    }
+
     /// Fails unless the table is partitioned by `column`.
     pub fn with_partition_column(mut self, column: impl Into<String>) -> Self {
         self.partition_column = Some(column.into());
@@ -227,7 +237,7 @@ impl DetectChanges {
     async fn execute(self) -> Result<Changes> {
         let reader = LogReader::open(&self.table, &self.storage)?;
         let changes = match (&self.cursor, self.since) {
-            (Some(cursor), None) => match incremental(&reader, cursor).await? {
+            (Some(cursor), None) => match incremental(&reader, cursor, self.latest).await? {
                 Incremental::Done(changes) => *changes,
                 // The cursor's own commit is gone: log cleanup removed it, or the table
                 // was re-created with a shorter log. Resume from the oldest checkpoint,
@@ -483,10 +493,14 @@ fn other_table(cursor: &Cursor, table_id: Option<&str>) -> Option<String> {
 
 /// Reads the commits after the cursor, and (at the same time) the digest of the
 /// cursor's own commit, to check that the table is still the one the cursor read.
-async fn incremental(reader: &LogReader, cursor: &Cursor) -> Result<Incremental> {
+async fn incremental(
+    reader: &LogReader,
+    cursor: &Cursor,
+    latest: Option<u64>,
+) -> Result<Incremental> {
     let (seen, commits) = futures::try_join!(
         reader.commit_digest(cursor.version),
-        reader.read_commits_after(cursor.version)
+        reader.read_commits_after(cursor.version, latest)
     )?;
     // Log cleanup removes the oldest commits only: while the cursor's commit exists,
     // every later one does too.

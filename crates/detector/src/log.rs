@@ -435,7 +435,25 @@ impl LogReader {
     /// grows with the number of new commits, not with the log's length. The first
     /// batch is two (a daily run usually finds one new commit: one probe is wasted),
     /// each next one twice the last.
-    pub async fn read_commits_after(&self, version: u64) -> Result<Vec<(u64, Commit)>> {
+    ///
+    /// With `latest`, a version the log was listed at moments ago, reads the commits up
+    /// to it and probes for none after it: those are left for the next read. When one
+    /// of them is missing, or `latest` is before `version`, probes as without it.
+    pub async fn read_commits_after(
+        &self,
+        version: u64,
+        latest: Option<u64>,
+    ) -> Result<Vec<(u64, Commit)>> {
+        if let Some(latest) = latest.filter(|&latest| latest >= version) {
+            let found: Vec<Option<Commit>> = futures::stream::iter(version + 1..=latest)
+                .map(|v| self.read_commit(v))
+                .buffered(CONCURRENT_READS)
+                .try_collect()
+                .await?;
+            if let Some(found) = found.into_iter().collect::<Option<Vec<Commit>>>() {
+                return Ok((version + 1..=latest).zip(found).collect());
+            }
+        }
         let mut out = Vec::new();
         let mut next = version + 1;
         let mut batch = 2usize;

@@ -511,6 +511,28 @@ impl Tables {
         self.kept(url, options)
     }
 
+    /// [`Tables::current_since`], once the load of the table another task is making,
+    /// if any, has ended. Asks the store nothing.
+    pub async fn current_or_awaited(
+        &self,
+        url: &Url,
+        options: &StorageOptions,
+        since: std::time::Instant,
+    ) -> Option<deltalake::DeltaTable> {
+        let key = (url.clone(), options.clone());
+        let loads = self
+            .inner
+            .loading
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .cloned();
+        if let Some(loads) = loads {
+            loads.settled().await;
+        }
+        self.current_since(url, options, since)
+    }
+
     /// Drops what is kept of `url`: its next [`Tables::load`] reads the log afresh.
     pub fn forget(&self, url: &Url) {
         self.inner

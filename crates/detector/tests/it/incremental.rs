@@ -34,6 +34,49 @@ fn added_path(url: &url::Url, version: u64) -> String {
         .unwrap()
 }
 
+/// A version the log is known to be listed at bounds what a detection from a cursor
+/// reads: a commit after it is left to the next detection (which finds it), and a
+/// known version the log does not reach is not trusted.
+#[tokio::test]
+async fn a_known_latest_version_bounds_the_commits_read() {
+    use latefill_core::TableVersion;
+    let (_tmp, url) = copy_fixture("checkpoints");
+    let first = detect_changes(&url).await.unwrap();
+    append_commit(&url, 13, "2020-06-01", true);
+    append_commit(&url, 14, "2020-06-02", true);
+
+    let bounded = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .with_latest_known(Some(TableVersion::new(13)))
+        .await
+        .unwrap();
+    assert_eq!(bounded.table_version, 13);
+    assert_eq!(bounded.scan.commits_read, 1);
+    let change =
+        |d: &latefill_detector::Changes, p: &str| d.partition(p).unwrap().last_change_version;
+    assert_eq!(change(&bounded, "date=2020-06-01"), 13);
+    assert_eq!(
+        change(&bounded, "date=2020-06-02"),
+        change(&first, "date=2020-06-02")
+    );
+
+    let next = detect_changes(&url)
+        .with_cursor(bounded.cursor().cloned())
+        .await
+        .unwrap();
+    assert_eq!(next.table_version, 14);
+    assert_eq!(change(&next, "date=2020-06-02"), 14);
+
+    // A version past the end of the log: every commit there is, and no more.
+    let past = detect_changes(&url)
+        .with_cursor(first.cursor().cloned())
+        .with_latest_known(Some(TableVersion::new(20)))
+        .await
+        .unwrap();
+    assert_eq!(past.table_version, 14);
+    assert_eq!(change(&past, "date=2020-06-02"), 14);
+}
+
 #[tokio::test]
 async fn a_second_detection_reads_only_new_commits() {
     let (_tmp, url) = copy_fixture("checkpoints");
