@@ -654,8 +654,11 @@ impl StateTable {
                 *pending = Some(own);
             }
         };
-        let Ok(all) = model::from_batches(&[own.batch.clone()], &self.pipeline, &self.partitioning)
-        else {
+        let Ok(all) = model::from_batches(
+            std::slice::from_ref(&own.batch),
+            &self.pipeline,
+            &self.partitioning,
+        ) else {
             put_back(own);
             return Ok(None);
         };
