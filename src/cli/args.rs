@@ -25,6 +25,12 @@ the state table first.
 Start with `latefill demo`: it builds a sample devices table under ./latefill-demo and
 shows late data being found and reprocessed.
 
+On object stores (s3://, az://, gs://), the Delta log files read are kept on disk for
+the next run on this machine, which then reads only the commits written since:
+LATEFILL_CACHE_DIR sets where (default: the user's cache directory, e.g.
+~/.cache/latefill), LATEFILL_LOG_CACHE=memory keeps nothing on disk, =off nothing at
+all.
+
 Exit codes: 0 success, 1 storage failure or bug, 2 usage, 3 data, 4 contention
 (claimed by another run), 130 interrupted.";
 
