@@ -45,7 +45,7 @@ base="$LATEFILL_TEST_S3/fleet-$RANDOM$RANDOM"
 day() { date -u -d "2024-01-01 + $1 days" +%F; }
 first=$(day 0) last=$(day $((days - 1)))
 # One commit holding every day, written without the delay.
-"$LATEFILL_BIN" generate --table "$base/devices" --date "$first" --periods "$days" \
+LATEFILL_LOG_CACHE=memory "$LATEFILL_BIN" generate --table "$base/devices" --date "$first" --periods "$days" \
     --rows "$rows" --seed 1 >/dev/null
 
 # Each line a worker prints, with the time it was printed.
@@ -82,7 +82,9 @@ EOF
         to=$(( from + days / 2 ))
         (( k == 1 )) && to=$((days - 1))
         (( to > days - 1 )) && to=$((days - 1))
-        AWS_ENDPOINT_URL="$slow_s3" "$LATEFILL_BIN" backfill --config "$run/pipeline.toml" \
+        # Each worker keeps its log cache apart, as workers on machines of their own.
+        LATEFILL_CACHE_DIR="$run/cache-$w" AWS_ENDPOINT_URL="$slow_s3" \
+            "$LATEFILL_BIN" backfill --config "$run/pipeline.toml" \
             --from "$(day "$from")" --to "$(day "$to")" --concurrency "${CONCURRENCY:-1}" --format json ${EXTRA:-} \
             2>"$run/w$w.err" | stamp >"$run/w$w.jsonl" &
         pids+=($!)
