@@ -153,22 +153,26 @@ pub async fn prepare_new_table(
 ) -> Result<(), NewTableError> {
     use object_store::ObjectStoreExt;
     check_new_location(table, url, role).await?;
-    table
-        .log_store()
-        .object_store(None)
-        .put(&deltalake::Path::from(NEW_TABLE_MARKER), "".into())
-        .await
-        .map_err(|source| match refusal(&source) {
-            Some(answer) => NewTableError::Refused {
-                table: url.clone(),
-                answer,
-            },
-            None => NewTableError::Store {
-                table: url.clone(),
-                source,
-            },
-        })?;
-    check_put_if_absent(table, url).await
+    // The marker and the probe side by side: neither needs the other.
+    let store = table.log_store().object_store(None);
+    let marker = async {
+        store
+            .put(&deltalake::Path::from(NEW_TABLE_MARKER), "".into())
+            .await
+            .map_err(|source| match refusal(&source) {
+                Some(answer) => NewTableError::Refused {
+                    table: url.clone(),
+                    answer,
+                },
+                None => NewTableError::Store {
+                    table: url.clone(),
+                    source,
+                },
+            })
+    };
+    let (marked, probed) = tokio::join!(marker, check_put_if_absent(table, url));
+    marked?;
+    probed
 }
 
 /// The status and message of a store's answer that refuses a request as such (400,
@@ -236,13 +240,34 @@ pub fn local_location_problem(url: &Url) -> Option<String> {
 
 /// Checks, before a table is created at `url`, that its store honours put-if-absent,
 /// on which every commit relies: creates one probe object twice, conditionally, and
-/// expects the second create to be refused. Three requests, once in a table's life.
+/// expects the second create to be refused. Three requests, once in a table's life,
+/// and once a process for a bucket (or container) at an endpoint: a second table
+/// created there by the process is not probed again.
 pub async fn check_put_if_absent(
     table: &deltalake::DeltaTable,
     url: &Url,
 ) -> Result<(), NewTableError> {
     use deltalake::ObjectStoreError;
     use object_store::{ObjectStoreExt, PutMode, PutOptions};
+    static HONOURED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    let scope = {
+        let mut scope = format!("{}://{}", url.scheme(), url.authority());
+        let log_store = table.log_store();
+        let raw = &log_store.config().options().raw;
+        let mut endpoints: Vec<_> = raw
+            .iter()
+            .filter(|(k, _)| k.to_ascii_lowercase().contains("endpoint"))
+            .collect();
+        endpoints.sort();
+        for (key, value) in endpoints {
+            scope.push_str(&format!(" {key}={value}"));
+        }
+        scope
+    };
+    if HONOURED.lock().expect("not poisoned").contains(&scope) {
+        return Ok(());
+    }
     let store = table.log_store().object_store(None);
     let probe = deltalake::Path::from(format!(
         "_latefill_put_if_absent_probe_{:016x}",
@@ -263,7 +288,11 @@ pub async fn check_put_if_absent(
     let second = store.put_opts(&probe, "second".into(), create()).await;
     let removed = store.delete(&probe).await;
     match second {
-        Err(ObjectStoreError::AlreadyExists { .. }) => removed.map_err(failed),
+        Err(ObjectStoreError::AlreadyExists { .. }) => {
+            removed.map_err(failed)?;
+            HONOURED.lock().expect("not poisoned").insert(scope);
+            Ok(())
+        }
         Ok(_) => Err(NewTableError::Ignored { table: url.clone() }),
         Err(e) => Err(failed(e)),
     }
