@@ -284,8 +284,16 @@ impl RunPartition {
         let (target, _creating) = match target {
             Some(target) => (Some(target), None),
             None => {
-                let gate = session.creation(&pipeline.target).lock_owned().await;
-                match open_target_for(session, pipeline, partition).await? {
+                let mut gate = session.creation(&pipeline.target).lock_owned().await;
+                // A run that went through the gate first may have created it; the
+                // first run through has just looked. Another process that creates
+                // it meanwhile takes version 0 first: this run's create then fails.
+                let been_through = std::mem::replace(&mut *gate, true);
+                let found = match been_through {
+                    true => open_target_for(session, pipeline, partition).await?,
+                    false => None,
+                };
+                match found {
                     Some(target) => (Some(target), None),
                     None => (None, Some(gate)),
                 }

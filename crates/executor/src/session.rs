@@ -31,7 +31,7 @@ struct Inner {
     /// before it, so that a target's checkpoints land in order.
     checkpoints: Mutex<HashMap<Url, Pending>>,
     /// One gate a target, held by the run that creates it.
-    creations: Mutex<HashMap<Url, Arc<tokio::sync::Mutex<()>>>>,
+    creations: Mutex<HashMap<Url, Arc<tokio::sync::Mutex<bool>>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -79,7 +79,9 @@ impl Session {
     /// creates it: the session's other runs that find none wait for it, then write to
     /// the table it created, instead of all creating it at once and all but one
     /// losing the race for its first version (5 of 8 runs of a new backfill did).
-    pub(crate) fn creation(&self, url: &Url) -> Arc<tokio::sync::Mutex<()>> {
+    /// It holds whether a run went through it before: the first run to take it has
+    /// just found no target, and need not look again.
+    pub(crate) fn creation(&self, url: &Url) -> Arc<tokio::sync::Mutex<bool>> {
         self.inner
             .creations
             .lock()
