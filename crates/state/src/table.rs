@@ -104,6 +104,9 @@ pub struct StateTable {
     /// stopped being polled (a claim in flight beside a backfill's partitions) must not
     /// hold up another call on the handle, which then reads as if it were not there.
     pending: Arc<std::sync::Mutex<Option<Pending>>>,
+    /// When this handle last found no table there (and kept no snapshot since): a
+    /// first transition within [`RECENT`] creates it without looking again.
+    absent_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// A commit this handle put, that its snapshot is still to be brought to.
@@ -267,6 +270,7 @@ impl StateTable {
             storage: StorageOptions::new(),
             snapshot: Arc::default(),
             pending: Arc::default(),
+            absent_at: Arc::default(),
         }
     }
 
@@ -434,12 +438,17 @@ impl StateTable {
                 }
             }
         }
+        let asked = std::time::Instant::now();
+        let absent = || {
+            *self.absent_at.lock().expect("not poisoned") = Some(asked);
+            Ok((None, AllRows::default()))
+        };
         if latefill_core::storage::is_local_without_log(&self.url) {
-            return Ok((None, AllRows::default()));
+            return absent();
         }
         let table = match open_table(&self.url, &self.storage).await {
             Ok(t) => t,
-            Err(DeltaTableError::NotATable(_)) => return Ok((None, AllRows::default())),
+            Err(DeltaTableError::NotATable(_)) => return absent(),
             Err(e) => return Err(self.delta("opening state table")(e)),
         };
         let files = self.data_files(&table).await?;
@@ -450,12 +459,28 @@ impl StateTable {
 
     /// Keeps `table` and its rows as this handle's snapshot.
     fn keep(&self, table: KeptTable, all: &AllRows, files: Vec<deltalake::Path>) {
+        *self.absent_at.lock().expect("not poisoned") = None;
         *self.snapshot.lock().expect("not poisoned") = Some(Snapshot {
             table,
             all: all.clone(),
             files,
             confirmed_at: std::time::Instant::now(),
         });
+    }
+
+    /// What a transition's first attempt may decide on without asking the store: the
+    /// kept snapshot, if it was confirmed the latest within [`RECENT`], or no table,
+    /// if none was found within it (its commit then creates the table, and fails if
+    /// another writer created it meanwhile).
+    fn recent_or_absent(&self) -> Option<(Option<DeltaTable>, AllRows)> {
+        if let Some(kept) = self.recent() {
+            return Some((Some(kept.table.table().clone()), kept.all));
+        }
+        self.absent_at
+            .lock()
+            .expect("not poisoned")
+            .filter(|at| at.elapsed() < RECENT)
+            .map(|_| (None, AllRows::default()))
     }
 
     /// The kept snapshot, if it was confirmed the latest within [`RECENT`].
@@ -468,6 +493,7 @@ impl StateTable {
 
     fn forget(&self) {
         *self.snapshot.lock().expect("not poisoned") = None;
+        *self.absent_at.lock().expect("not poisoned") = None;
     }
 
     /// Brings the snapshot this handle keeps to the version it last committed, if it
@@ -709,6 +735,7 @@ impl StateTable {
     ) {
         let written = model::from_batches(&[batch], &self.pipeline, &self.partitioning).ok();
         let kept = written.zip(self.data_files(table).await.ok());
+        *self.absent_at.lock().expect("not poisoned") = None;
         let mut snapshot = self.snapshot.lock().expect("not poisoned");
         // A call beside this one may have kept a newer version meanwhile.
         if snapshot.as_ref().and_then(|k| k.table.table().version()) > table.version() {
@@ -812,10 +839,14 @@ impl StateTable {
             // storage, a listing and a read): its commit at the next version fails if it
             // is not. Only a commit ends such an attempt; a decision to refuse or to
             // change nothing is made again on a fresh read.
-            let recent = if attempt == 0 { self.recent() } else { None };
+            let recent = if attempt == 0 {
+                self.recent_or_absent()
+            } else {
+                None
+            };
             let optimistic = recent.is_some();
             let (table, all) = match recent {
-                Some(kept) => (Some(kept.table.table().clone()), kept.all),
+                Some(recent) => recent,
                 None => self.load().await?,
             };
             let mut next = all.clone();

@@ -74,6 +74,7 @@ on_every_backend!(
     a_planned_claim_fails_when_the_row_changed_since_the_plan,
     a_claim_returns_the_row_it_replaced,
     a_handles_transitions_one_after_another_lose_no_other_writers_commit,
+    handles_that_found_no_table_both_create_it_and_lose_nothing,
     a_call_left_unpolled_holds_up_no_other,
     the_cursor_is_kept_apart_from_partitions,
     concurrent_writers_lose_no_transition,
@@ -317,6 +318,29 @@ async fn a_handles_transitions_one_after_another_lose_no_other_writers_commit(ba
     assert_eq!(row(1), (Status::Processed, Some(v(7)), "run-a".into(), 1));
     assert_eq!(row(2), (Status::Processed, Some(v(8)), "run-a".into(), 1));
     assert_eq!(row(3), (Status::Processing, None, "run-b".into(), 1));
+}
+
+/// A handle that found no table creates it at its next transition without looking
+/// again; when another handle created it meanwhile, the create fails and the
+/// transition is decided again on the table there.
+async fn handles_that_found_no_table_both_create_it_and_lose_nothing(backend: Backend) {
+    let (_dir, url) = backend.table();
+    let a = StateTable::new(url.clone(), "p", days());
+    let b = StateTable::new(url.clone(), "p", days());
+    assert_eq!(a.read().await.unwrap().version, None);
+    assert_eq!(b.read().await.unwrap().version, None);
+    a.claim_one(&day(1), "run-a").await.unwrap();
+    let err = b.claim_one(&day(1), "run-b").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Claimed { run_id, .. } if run_id == "run-a"),
+        "{err}"
+    );
+    b.claim_one(&day(2), "run-b").await.unwrap();
+
+    let read = StateTable::new(url, "p", days()).read().await.unwrap();
+    assert_eq!(read.version, Some(v(1)));
+    assert_eq!(read.partitions[&day(1)].run_id, "run-a");
+    assert_eq!(read.partitions[&day(2)].run_id, "run-b");
 }
 
 /// A call on a handle that was started and then left unpolled (a backfill's claim in
