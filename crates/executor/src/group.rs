@@ -30,7 +30,7 @@
 //! it (a stopped backfill, a dropped future) does not leave the changes of the others
 //! half-committed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -263,11 +263,17 @@ pub(crate) struct Commits {
     /// check (another writer commits to the target: each commit costs it a read), or
     /// nothing.
     linger: Mutex<Option<Duration>>,
+    /// The looks at the process's last commit under way ([`Commits::look`]), by
+    /// version and size.
+    looks: Mutex<HashMap<(u64, u64), Look>>,
     /// Held by a test to keep the runs that queued a change from the chain until
     /// all of them have.
     #[cfg(test)]
     pub(crate) gate: tokio::sync::RwLock<()>,
 }
+
+/// A look at a commit file, which the runs that ask for it meanwhile share.
+type Look = futures::future::Shared<futures::future::BoxFuture<'static, bool>>;
 
 /// A change queued ([`Commits::queue`]), to be committed by whichever run gets the
 /// chain first.
@@ -277,6 +283,37 @@ pub(crate) struct Ticket {
 }
 
 impl Commits {
+    /// Whether the process's last commit, at `version` and of `size` bytes, is still
+    /// the target's commit file there, as `ask` finds out: the runs that ask the same
+    /// while a look is under way share its answer, so that the runs a batch starts
+    /// together make one request, not one each. A look asked after the last one
+    /// ended asks the store again; another version is another look, and no run waits
+    /// for it.
+    pub(crate) async fn look(
+        &self,
+        version: u64,
+        size: u64,
+        ask: impl FnOnce() -> futures::future::BoxFuture<'static, bool>,
+    ) -> bool {
+        use futures::FutureExt;
+        let look = self
+            .looks
+            .lock()
+            .expect("not poisoned")
+            .entry((version, size))
+            .or_insert_with(|| ask().shared())
+            .clone();
+        let answer = look.clone().await;
+        let mut looks = self.looks.lock().expect("not poisoned");
+        if looks
+            .get(&(version, size))
+            .is_some_and(|under_way| under_way.ptr_eq(&look))
+        {
+            looks.remove(&(version, size));
+        }
+        answer
+    }
+
     /// Queues `change`: the next run to get the chain commits it.
     pub(crate) fn queue(&self, change: Change) -> Ticket {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -549,6 +586,8 @@ async fn commit_together(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use latefill_core::{PartitionDate, TableVersion};
@@ -564,6 +603,42 @@ mod tests {
 
     fn date(s: &str) -> PartitionDate {
         PartitionDate::parse(s).unwrap()
+    }
+
+    /// The runs that look at the same commit while a look is under way share it; a
+    /// look asked after it ended, or at another commit, asks the store itself.
+    #[tokio::test]
+    async fn looks_at_one_commit_asked_together_ask_once() {
+        use futures::FutureExt;
+        let commits = super::Commits::default();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let ask = |answer: bool| {
+            let (asked, mut gate) = (asked.clone(), gate.clone());
+            move || {
+                async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    let _ = gate.wait_for(|open| *open).await;
+                    answer
+                }
+                .boxed()
+            }
+        };
+        let (first, second, ()) = tokio::join!(
+            commits.look(7, 100, ask(true)),
+            commits.look(7, 100, ask(false)),
+            async {
+                tokio::task::yield_now().await;
+                open.send(true).unwrap();
+            }
+        );
+        assert_eq!((first, second), (true, true), "the second shares the first");
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+        assert!(!commits.look(7, 100, ask(false)).await, "asked afresh");
+        assert!(commits.look(8, 100, ask(true)).await);
+        assert!(!commits.look(7, 99, ask(false)).await);
+        assert_eq!(asked.load(Ordering::SeqCst), 4);
     }
 
     /// The runs of `days` started side by side in `session`, kept from the chain of

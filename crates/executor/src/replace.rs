@@ -198,7 +198,8 @@ fn describe_row(batch: &RecordBatch, row: usize) -> String {
 ///
 /// This spares a run the reading of the commits of the runs beside it. What it costs
 /// instead is a look at this process's last commit file (one request on an object
-/// store): a target deleted, or deleted and created again, under a running process
+/// store, which the runs that ask while it is under way share: see
+/// [`Commits::look`](crate::group::Commits::look)): a target deleted, or deleted and created again, under a running process
 /// has no such file, or another one there, and is then read afresh: not advanced from
 /// the table kept, whose commits are not that table's ([`KeptRead::Afresh`]).
 pub(crate) async fn may_read(
@@ -221,12 +222,20 @@ pub(crate) async fn may_read(
             _ => return KeptRead::Latest,
         }
     };
+    use futures::FutureExt;
     use object_store::ObjectStoreExt;
-    let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
-    match kept.log_store().object_store(None).head(&file).await {
-        Ok(meta) if meta.size == size => KeptRead::AsIs,
-        // Gone, another commit there, or the store could not say.
-        _ => KeptRead::Afresh,
+    let store = kept.log_store().object_store(None);
+    let ask = move || {
+        async move {
+            let file = object_store::path::Path::from(format!("_delta_log/{head:020}.json"));
+            // Gone, another commit there, or the store could not say: not ours.
+            matches!(store.head(&file).await, Ok(meta) if meta.size == size)
+        }
+        .boxed()
+    };
+    match session.commits(url).look(head, size, ask).await {
+        true => KeptRead::AsIs,
+        false => KeptRead::Afresh,
     }
 }
 
