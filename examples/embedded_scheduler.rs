@@ -76,5 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for row in engine.status().await? {
         println!("{:<24} {:<10} late={}", row.partition, row.status, row.late);
     }
+    // A state checkpoint a call left being written ends before the runtime does.
+    latefill::settle().await;
     Ok(())
 }

@@ -51,6 +51,9 @@
 //! for row in engine.status().await? {
 //!     println!("{} {} late={}", row.partition, row.status, row.late);
 //! }
+//!
+//! // Before the runtime ends: a state checkpoint a call left being written.
+//! latefill::settle().await;
 //! # Ok(())
 //! # }
 //! ```
@@ -74,6 +77,7 @@ pub use backfill::{BackfillRange, BackfillReport, Selection};
 pub use engine::{Engine, Error, RunOutcome};
 pub use error::class_of;
 
+pub use latefill_core::background::settle;
 pub use latefill_core::storage;
 pub use latefill_core::{
     ErrorClass, Granularity, InvalidPeriod, PartitionDate, PartitionKey, Partitioning, RunId,

@@ -80,6 +80,12 @@ where
     T: Send,
     F: Future<Output = anyhow::Result<T>> + Send,
 {
+    // What the call left running (a state checkpoint) ends before it returns.
+    let work = async {
+        let done = work.await;
+        latefill::settle().await;
+        done
+    };
     let outcome = py.detach(|| {
         RUNTIME.block_on(async {
             let mut work = std::pin::pin!(work);

@@ -138,7 +138,13 @@ where
             return exit::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    // What the command left running (a state checkpoint) ends before the runtime does.
+    let outcome = runtime.block_on(async {
+        let outcome = dispatch(cli.command).await;
+        crate::settle().await;
+        outcome
+    });
+    match outcome {
         Ok(()) => exit::SUCCESS,
         Err(err) => exit::report(&err, output),
     }

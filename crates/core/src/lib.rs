@@ -19,6 +19,7 @@
 //! - [`storage`]: where tables live (local paths and object stores, opened one way),
 //!   tables kept between calls, the new-table guard, and store failures a user can fix.
 
+pub mod background;
 mod class;
 pub mod partition;
 mod run_id;

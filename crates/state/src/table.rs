@@ -107,6 +107,9 @@ pub struct StateTable {
     /// When this handle last found no table there (and kept no snapshot since): a
     /// first transition within [`RECENT`] creates it without looking again.
     absent_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Held by the task writing this handle's latest checkpoint, so that they land in
+    /// order.
+    checkpoints: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A commit this handle put, that its snapshot is still to be brought to.
@@ -271,6 +274,7 @@ impl StateTable {
             snapshot: Arc::default(),
             pending: Arc::default(),
             absent_at: Arc::default(),
+            checkpoints: Arc::default(),
         }
     }
 
@@ -639,11 +643,21 @@ impl StateTable {
                     self.adopt(&advanced, batch, confirmed_at).await;
                     self.upkeep(&advanced, version).await;
                 }
-                None => self.forget(),
+                // The commits between `base` and this one are gone (log cleanup after
+                // a checkpoint since `base`): the vacuum starts from the table read
+                // afresh.
+                None => {
+                    self.forget();
+                    if let Ok((Some(latest), _)) = self.load().await {
+                        self.upkeep(&latest, version).await;
+                    }
+                }
             }
             return;
         }
-        self.upkeep(&base, version).await;
+        if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL) {
+            self.checkpoint_in_background(&base, version);
+        }
         *self.pending.lock().expect("not poisoned") = Some(Pending {
             base,
             version,
@@ -753,29 +767,55 @@ impl StateTable {
         });
     }
 
-    /// After the commit of `version`: at a checkpoint, removes the commits older than
-    /// the retention from before it; every [`VACUUM_INTERVAL`] commits, removes the
+    /// The checkpoint of `version` (every tenth commit, as delta-rs writes them:
+    /// versions 9, 19, ...), then the removal of the commits before it older than the
+    /// retention, in a task of its own ([`latefill_core::background`]): the caller's
+    /// next transition or run does not wait for its five to seven requests. The
+    /// checkpoints of one handle are written in order. Best effort: the transition has
+    /// landed, and readers replay the commits since the checkpoint before.
+    fn checkpoint_in_background(&self, table: &DeltaTable, version: u64) {
+        let log_store = table.log_store();
+        let url = self.url.clone();
+        let cutoff_ms = self.cleanup_cutoff_ms();
+        let in_order = self.checkpoints.clone();
+        latefill_core::background::spawn(async move {
+            let _in_order = in_order.lock().await;
+            if let Err(e) =
+                latefill_core::storage::write_checkpoint(log_store.as_ref(), version).await
+            {
+                tracing::warn!(table = %url, version, error = %e, "state table: could not write a checkpoint");
+                return;
+            }
+            if let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
+                version,
+                log_store.as_ref(),
+                cutoff_ms,
+                None,
+            )
+            .await
+            {
+                tracing::warn!(table = %url, version, error = %e, "state table: log cleanup failed");
+            }
+        });
+    }
+
+    /// Commits and files replaced before this time (in milliseconds) are past the
+    /// retention.
+    fn cleanup_cutoff_ms(&self) -> i64 {
+        let retention = Duration::from_std(self.retention).unwrap_or(Duration::MAX);
+        let cutoff = self.clock.now().checked_sub_signed(retention);
+        cutoff.map_or(i64::MIN, |t| t.timestamp_millis())
+    }
+
+    /// After the commit of `version`, every [`VACUUM_INTERVAL`] commits: removes the
     /// files replaced longer ago than the retention. Best effort: the transition has
-    /// landed, and the next checkpoint or vacuum tries again.
+    /// landed, and the next vacuum tries again. (A commit of delta-rs's write has its
+    /// checkpoint written by delta-rs; its log cleanup waits for the next checkpoint.)
     async fn upkeep(&self, table: &DeltaTable, version: u64) {
         if version == 0 {
             return;
         }
         let retention = Duration::from_std(self.retention).unwrap_or(Duration::MAX);
-        let cutoff = self.clock.now().checked_sub_signed(retention);
-        let cutoff_ms = cutoff.map_or(i64::MIN, |t| t.timestamp_millis());
-        // The checkpoint of every tenth commit is written with it: versions 9, 19, ...
-        if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL)
-            && let Err(e) = deltalake::checkpoints::cleanup_expired_logs_for(
-                version,
-                table.log_store().as_ref(),
-                cutoff_ms,
-                None,
-            )
-            .await
-        {
-            tracing::warn!(table = %self.url, version, error = %e, "state table: log cleanup failed");
-        }
         if version.is_multiple_of(VACUUM_INTERVAL) {
             use deltalake::operations::vacuum::VacuumMode;
             // Lite: files the log removed (replaced states), after the retention. Full:
@@ -1424,13 +1464,6 @@ async fn overwrite_at(
                     uuid::Uuid::new_v4(),
                 )
                 .await?;
-            // The checkpoint of every tenth commit, as delta-rs writes it: versions 9, 19, ...
-            if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL)
-                && let Err(e) =
-                    latefill_core::storage::write_checkpoint(log_store.as_ref(), version).await
-            {
-                tracing::warn!(table = %table.table_url(), version, error = %e, "state table: could not write a checkpoint");
-            }
             Ok((version, adds))
         }
         .await,
