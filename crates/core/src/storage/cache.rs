@@ -499,16 +499,22 @@ impl Tables {
         if let Some(table) = self.kept(url, options) {
             return Some(table);
         }
-        let key = (url.clone(), options.clone());
-        let loads = self
-            .inner
+        self.load_under_way(url, options)?.settled().await;
+        self.kept(url, options)
+    }
+
+    /// The load of the latest version of `url` another task is making, if any.
+    fn load_under_way(
+        &self,
+        url: &Url,
+        options: &StorageOptions,
+    ) -> Option<Arc<Coalesced<Loaded>>> {
+        self.inner
             .loading
             .lock()
             .expect("not poisoned")
-            .get(&key)
-            .cloned()?;
-        loads.settled().await;
-        self.kept(url, options)
+            .get(&(url.clone(), options.clone()))
+            .cloned()
     }
 
     /// [`Tables::current_since`], once the load of the table another task is making,
@@ -519,15 +525,7 @@ impl Tables {
         options: &StorageOptions,
         since: std::time::Instant,
     ) -> Option<deltalake::DeltaTable> {
-        let key = (url.clone(), options.clone());
-        let loads = self
-            .inner
-            .loading
-            .lock()
-            .expect("not poisoned")
-            .get(&key)
-            .cloned();
-        if let Some(loads) = loads {
+        if let Some(loads) = self.load_under_way(url, options) {
             loads.settled().await;
         }
         self.current_since(url, options, since)

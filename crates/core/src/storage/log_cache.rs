@@ -91,16 +91,7 @@ impl ObjectStoreFactory for CachingFactory {
         let (store, path) = self.inner.parse_url_opts(url, config)?;
         // Stores of one bucket at one endpoint share their files; another endpoint
         // (in the options) is another store.
-        let mut scope = format!("{}://{}", url.scheme(), url.authority());
-        let mut endpoints: Vec<_> = config
-            .raw
-            .iter()
-            .filter(|(k, _)| k.to_ascii_lowercase().contains("endpoint"))
-            .collect();
-        endpoints.sort();
-        for (key, value) in endpoints {
-            scope.push_str(&format!(" {key}={value}"));
-        }
+        let scope = super::store_scope(url, &config.raw);
         Ok((
             Arc::new(CachingStore {
                 inner: store,

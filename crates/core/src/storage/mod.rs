@@ -131,6 +131,22 @@ pub fn is_local_without_log(url: &Url) -> bool {
         .is_ok_and(|path| !path.join("_delta_log").is_dir())
 }
 
+/// What tells one object store from another for `url` opened with the options `raw`:
+/// its scheme and bucket (or container), and any endpoint the options name. Tables
+/// of one scope are in one store.
+pub(crate) fn store_scope(url: &Url, raw: &std::collections::HashMap<String, String>) -> String {
+    let mut scope = format!("{}://{}", url.scheme(), url.authority());
+    let mut endpoints: Vec<_> = raw
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().contains("endpoint"))
+        .collect();
+    endpoints.sort();
+    for (key, value) in endpoints {
+        scope.push_str(&format!(" {key}={value}"));
+    }
+    scope
+}
+
 /// A builder for the table at `url` with `options` (over [`DEFAULT_OPTIONS`] and the
 /// environment). Every table latefill opens is opened through this.
 pub fn table_builder(url: &Url, options: &StorageOptions) -> DeltaResult<DeltaTableBuilder> {

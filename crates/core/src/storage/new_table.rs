@@ -251,20 +251,7 @@ pub async fn check_put_if_absent(
     use object_store::{ObjectStoreExt, PutMode, PutOptions};
     static HONOURED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
         std::sync::LazyLock::new(Default::default);
-    let scope = {
-        let mut scope = format!("{}://{}", url.scheme(), url.authority());
-        let log_store = table.log_store();
-        let raw = &log_store.config().options().raw;
-        let mut endpoints: Vec<_> = raw
-            .iter()
-            .filter(|(k, _)| k.to_ascii_lowercase().contains("endpoint"))
-            .collect();
-        endpoints.sort();
-        for (key, value) in endpoints {
-            scope.push_str(&format!(" {key}={value}"));
-        }
-        scope
-    };
+    let scope = super::store_scope(url, &table.log_store().config().options().raw);
     if HONOURED.lock().expect("not poisoned").contains(&scope) {
         return Ok(());
     }
