@@ -638,6 +638,9 @@ impl StateTable {
         // commit after this one without it (see `transition`). A vacuum, every
         // VACUUM_INTERVAL commits, starts from it.
         if version.is_multiple_of(VACUUM_INTERVAL) {
+            // After the checkpoint before it and its log cleanup, which would remove
+            // commits under the vacuum's read.
+            let _in_order = self.checkpoints.clone().lock_owned().await;
             match advanced(base, version).await {
                 Some(advanced) => {
                     self.adopt(&advanced, batch, confirmed_at).await;
