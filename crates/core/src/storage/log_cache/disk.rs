@@ -28,6 +28,13 @@ use bytes::Bytes;
 /// The most bytes kept on disk; beyond it the oldest files go, down to three quarters.
 const CAPACITY: u64 = 256 * 1024 * 1024;
 
+/// How often the cache is measured against its capacity: a walk of every file, which
+/// a process a minute on a full cache should not pay each time.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The file whose modification time says when the cache was last measured.
+const PRUNED_MARKER: &str = ".pruned";
+
 /// Where the log files are kept on disk.
 #[derive(Debug)]
 pub(crate) struct Disk {
@@ -87,11 +94,31 @@ impl Disk {
             tracing::debug!(file = %file.display(), error = %e, "log cache: not kept on disk");
             return;
         }
-        self.pruned.get_or_init(|| self.prune());
+        self.pruned.get_or_init(|| {
+            if self.prune_due() {
+                self.prune();
+            }
+        });
     }
 
-    /// Removes the oldest files while the cache holds more than its capacity. Once a
-    /// process, at its first write.
+    /// Whether the cache was last measured [`PRUNE_EVERY`] ago or more (or never),
+    /// in which case the marker is renewed now: the processes of the next hour skip it.
+    fn prune_due(&self) -> bool {
+        let marker = self.root.join(PRUNED_MARKER);
+        let fresh = fs::metadata(&marker)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age < PRUNE_EVERY);
+        if fresh {
+            return false;
+        }
+        let _ = fs::write(&marker, b"");
+        true
+    }
+
+    /// Removes the oldest files while the cache holds more than its capacity. At a
+    /// process's first write, at most once an hour on the machine.
     fn prune(&self) {
         let mut files: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
         let Ok(tables) = fs::read_dir(&self.root) else {
@@ -181,6 +208,23 @@ mod tests {
         let disk = Disk::at(blocked.join("log"));
         disk.write(KEY, "\"e1\"", b"commit");
         assert_eq!(disk.read(KEY, "\"e1\"", 6), None);
+    }
+
+    #[test]
+    fn the_cache_is_measured_at_most_once_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::at(dir.path().to_owned());
+        fs::create_dir_all(dir.path()).unwrap();
+        assert!(disk.prune_due(), "never measured");
+        assert!(!disk.prune_due(), "measured just now");
+        let marker = fs::File::options()
+            .write(true)
+            .open(dir.path().join(PRUNED_MARKER))
+            .unwrap();
+        marker
+            .set_modified(SystemTime::now() - PRUNE_EVERY - std::time::Duration::from_secs(1))
+            .unwrap();
+        assert!(disk.prune_due(), "measured over an hour ago");
     }
 
     #[test]
