@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::engine::batch::process_batched;
 pub use crate::engine::batch::{BackfillEvent, Batching};
-use crate::engine::{Engine, Result, RunControl, Skipped};
+use crate::engine::{Detection, Engine, Result, RunControl, Skipped};
 use crate::plan::is_stale;
 
 /// Which dates of the range a backfill processes.
@@ -220,14 +220,26 @@ impl BackfillRange {
         &self,
         persist: bool,
     ) -> Result<Vec<(PartitionDate, Option<PartitionState>, bool)>> {
-        let engine = &self.engine;
-        let after = self
-            .to
+        let detection = self
+            .engine
+            .detect_with(Some(self.day_after()), None, persist)
+            .await?;
+        Ok(self.select(&detection))
+    }
+
+    /// The day after the range: a detection before it covers the range.
+    fn day_after(&self) -> PartitionDate {
+        self.to
             .date()
             .succ_opt()
             .map(PartitionDate::from)
-            .unwrap_or(self.to);
-        let detection = engine.detect_with(Some(after), None, persist).await?;
+            .unwrap_or(self.to)
+    }
+
+    /// The partitions of the range `detection` says this backfill processes, in date
+    /// order, each with its row and whether it is late.
+    fn select(&self, detection: &Detection) -> Vec<(PartitionDate, Option<PartitionState>, bool)> {
+        let engine = &self.engine;
         let state = &detection.state;
         let now = engine.state().now();
         let transform = engine.pipeline().transform_version();
@@ -257,7 +269,7 @@ impl BackfillRange {
             }
         }
         dates.sort_by_key(|(d, _, _)| *d);
-        Ok(dates)
+        dates
     }
 
     async fn execute(self) -> Result<BackfillReport> {
@@ -283,9 +295,22 @@ impl BackfillRange {
             event
         };
         // Refused before the plan saves the detector's cursor and before the first
-        // claim, with nothing written, for what the transform's plan alone shows.
-        latefill_executor::preflight(self.engine.session(), self.engine.pipeline(), None).await?;
-        let dates = self.plan().await?;
+        // claim, with nothing written, for what the transform's plan alone shows; the
+        // state and the source's log are read meanwhile.
+        let check = async {
+            latefill_executor::preflight(self.engine.session(), self.engine.pipeline(), None)
+                .await
+                .map_err(Into::into)
+        };
+        let detection = self
+            .engine
+            .detect_checked(Some(self.day_after()), None, check)
+            .await?;
+        let dates: Vec<(PartitionDate, Option<PartitionState>)> = self
+            .select(&detection)
+            .into_iter()
+            .map(|(date, row, _)| (date, row))
+            .collect();
         let planned: Vec<PartitionKey> = dates
             .iter()
             .map(|(d, _)| self.engine.pipeline().partitioning.key(*d))

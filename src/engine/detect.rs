@@ -269,6 +269,22 @@ impl Engine {
         self.plan(before, lookback_days, changes, persist).await
     }
 
+    /// [`Engine::detect_with`], saving the cursor, with the changes read while `check`
+    /// runs: the cursor is saved, and the plan made, only once `check` passed.
+    pub(crate) async fn detect_checked(
+        &self,
+        before: Option<PartitionDate>,
+        lookback_days: Option<u32>,
+        check: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<Detection> {
+        let (checked, read) = tokio::join!(check, self.read_changes(None));
+        checked?;
+        let (changes, cursor) = read?;
+        self.persist_changes(&changes, cursor.as_ref(), None)
+            .await?;
+        self.plan(before, lookback_days, changes, true).await
+    }
+
     /// Plans the late and stale partitions before `before` (all of them for `None`)
     /// from `changes` and the state; `persisted` says whether a replaced source's
     /// versions were forgotten in the state table already (else they are, in memory).
