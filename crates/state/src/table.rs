@@ -580,14 +580,7 @@ impl StateTable {
         };
         let interval = STATE_CHECKPOINT_INTERVAL.to_string();
         let batch = model::to_batch(&self.pipeline, rows).map_err(|e| self.format_error(e))?;
-        let properties = || {
-            CommitProperties::default()
-                .with_max_retries(0)
-                // delta-rs would list the whole log after every commit to look for
-                // expired commits; `upkeep` does it at checkpoints only.
-                .with_cleanup_expired_logs(Some(false))
-        };
-        let written = match overwrite(&table, &batch, properties()).await {
+        let written = match overwrite(&table, &batch, commit_properties()).await {
             Some(put) => put.map(|(version, adds)| Written::Put(version, adds)),
             None => table
                 .clone()
@@ -596,7 +589,7 @@ impl StateTable {
                 // the JSON it replays short (delta-rs checkpoints every 100 by default).
                 .with_configuration([("delta.checkpointInterval", Some(interval.as_str()))])
                 .with_save_mode(SaveMode::Overwrite)
-                .with_commit_properties(properties())
+                .with_commit_properties(commit_properties())
                 .await
                 .map(Written::Loaded),
         };
@@ -713,12 +706,22 @@ impl StateTable {
                 return Ok(None);
             }
         };
-        let batch = model::to_batch(&self.pipeline, &next).map_err(|e| self.format_error(e))?;
+        let batch = match model::to_batch(&self.pipeline, &next) {
+            Ok(batch) => batch,
+            Err(e) => {
+                put_back(own);
+                return Err(self.format_error(e));
+            }
+        };
         let replaced = async { Ok(own.adds.iter().map(removal).collect()) };
-        let properties = CommitProperties::default()
-            .with_max_retries(0)
-            .with_cleanup_expired_logs(Some(false));
-        let put = overwrite_at(&own.base, replaced, own.version + 1, &batch, properties).await;
+        let put = overwrite_at(
+            &own.base,
+            replaced,
+            own.version + 1,
+            &batch,
+            commit_properties(),
+        )
+        .await;
         match put {
             Some(Ok((version, adds))) => {
                 let confirmed_at = std::time::Instant::now();
@@ -1471,6 +1474,15 @@ async fn overwrite_at(
         }
         .await,
     )
+}
+
+/// How the state table's commits are made: one attempt (a lost race is decided again
+/// on fresh rows, by `transition`), and no log cleanup after each (delta-rs would list
+/// the whole log to look for expired commits; the checkpoint task does it).
+fn commit_properties() -> CommitProperties {
+    CommitProperties::default()
+        .with_max_retries(0)
+        .with_cleanup_expired_logs(Some(false))
 }
 
 /// What replaces `add`, a data file this handle wrote, in its next commit.
