@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::engine::batch::process_batched;
 pub use crate::engine::batch::{BackfillEvent, Batching};
-use crate::engine::{Detection, Engine, Result, RunControl, Skipped};
+use crate::engine::{Detection, Engine, Kept, Result, RunControl, Skipped};
 use crate::plan::is_stale;
 
 /// Which dates of the range a backfill processes.
@@ -275,17 +275,20 @@ impl BackfillRange {
     async fn execute(self) -> Result<BackfillReport> {
         // The partitions read the source and the target after the plan and the first
         // claim: they are loaded meanwhile (for nothing when there is nothing to do).
+        // The plan and every partition read the source as loaded then, at the version
+        // the backfill began with: commits that land later are the next run's changes.
         let pipeline = self.engine.pipeline().clone();
         let session = self.engine.session().clone();
+        let began = Instant::now();
         // The loads start first, so that the checks before the plan wait for them.
         let ((), report) = tokio::join!(
             latefill_executor::prefetch(&session, &pipeline, true),
-            self.plan_then_process(),
+            self.plan_then_process(began),
         );
         report
     }
 
-    async fn plan_then_process(self) -> Result<BackfillReport> {
+    async fn plan_then_process(self, began: Instant) -> Result<BackfillReport> {
         let started = Instant::now();
         let emit = |event: BackfillEvent| {
             self.control.track(&event);
@@ -304,7 +307,7 @@ impl BackfillRange {
         };
         let detection = self
             .engine
-            .detect_checked(Some(self.day_after()), None, check)
+            .detect_checked(Some(self.day_after()), None, check, began)
             .await?;
         let dates: Vec<(PartitionDate, Option<PartitionState>)> = self
             .select(&detection)
@@ -326,6 +329,7 @@ impl BackfillRange {
             self.batching,
             self.control.stop_flag(),
             &emit,
+            Kept::Source(began),
         )
         .await;
 

@@ -6,15 +6,18 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::{Duration, Instant};
 
 use latefill_core::{PartitionDate, PartitionKey};
-use latefill_executor::{RunReport, failpoint};
+use latefill_executor::{RunReport, Slot, failpoint};
 use latefill_state::{Batch, BatchOutcome, PartitionState, Planned};
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Engine, Skipped};
+use super::{Beside, Engine, Kept, Skipped};
 
 /// What happened to one partition, as it happens.
 #[derive(Debug, Clone, Serialize)]
@@ -73,7 +76,8 @@ struct Claimed {
 }
 
 /// Processes `planned` partitions, `concurrency` at a time, with batched state
-/// transitions; returns every partition's last event.
+/// transitions, each reading the tables `kept` names as planned; returns every
+/// partition's last event.
 pub(crate) async fn process_batched(
     engine: &Engine,
     planned: Vec<(PartitionDate, Option<PartitionState>)>,
@@ -81,6 +85,7 @@ pub(crate) async fn process_batched(
     batching: Batching,
     stop: &AtomicBool,
     emit: &(dyn Fn(BackfillEvent) -> BackfillEvent + Sync),
+    kept: Kept,
 ) -> Vec<BackfillEvent> {
     let size = batching.size.max(1);
     // A claim older than half its lease is renewed before its partition starts, so
@@ -106,12 +111,23 @@ pub(crate) async fn process_batched(
     // state commit at a time, so completions wait for it (it records them too).
     let mut claiming: Option<Claiming> = None;
 
+    // A partition works while it holds one of `concurrency` places, and lets it go
+    // once its data is written: its commit then waits its turn in the target's chain
+    // while the next partition starts.
+    let places = Arc::new(Semaphore::new(concurrency));
+    let mut spare: Option<OwnedSemaphorePermit> = None;
+
     loop {
         // Start what can start.
-        while running.len() < concurrency && !stop.load(Ordering::SeqCst) {
-            let Some(next) = ready.pop_front() else {
-                break;
+        while !stop.load(Ordering::SeqCst) && !ready.is_empty() {
+            let place = match spare.take() {
+                Some(place) => place,
+                None => match places.clone().try_acquire_owned() {
+                    Ok(place) => place,
+                    Err(_) => break,
+                },
             };
+            let next = ready.pop_front().expect("ready is not empty");
             let partition = engine.pipeline().partitioning.key(next.date);
             if engine.state().now() - next.claimed_at > renew_after
                 && !batcher.renew(&partition).await
@@ -123,25 +139,24 @@ pub(crate) async fn process_batched(
             });
             let engine = engine.clone();
             running.spawn(async move {
+                let beside = Beside {
+                    target_partitions,
+                    kept,
+                    slot: Some(Slot::new(place)),
+                };
                 let report = engine
-                    .run_claimed(
-                        next.date,
-                        next.seen.as_ref(),
-                        None,
-                        true,
-                        target_partitions,
-                        None,
-                    )
+                    .run_claimed(next.date, next.seen.as_ref(), None, true, beside)
                     .await;
                 (partition, report)
             });
         }
-        // Once fewer claimed partitions wait than run at once, claim the next batch
+        // Once no more claimed partitions wait than run at once, claim the next batch
         // (with the completions so far), so that it has landed before they have all
-        // started: at `--concurrency 8` and batches of 8, waiting until all had
-        // started made the partitions wait for each claim.
+        // started. Partitions started together finish together: at `--concurrency 8`
+        // and batches of 8, a claim sent when the first of them finished (fewer
+        // waiting than run) landed after the last, and every batch waited for it.
         if claiming.is_none()
-            && ready.len() < concurrency
+            && ready.len() <= concurrency
             && !queue.is_empty()
             && !stop.load(Ordering::SeqCst)
         {
@@ -159,7 +174,11 @@ pub(crate) async fn process_batched(
         // Wait for a partition to finish, the claim to land, or the oldest completion
         // to be due.
         let due = first_done.map(|t| tokio::time::Instant::from_std(t + batching.max_delay));
+        let startable = spare.is_none() && !ready.is_empty() && !stop.load(Ordering::SeqCst);
         tokio::select! {
+            place = places.clone().acquire_owned(), if startable => {
+                spare = place.ok();
+            }
             joined = running.join_next(), if !running.is_empty() => {
                 let (partition, result) = joined
                     .expect("running is not empty")

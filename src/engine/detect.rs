@@ -270,14 +270,17 @@ impl Engine {
     }
 
     /// [`Engine::detect_with`], saving the cursor, with the changes read while `check`
-    /// runs: the cursor is saved, and the plan made, only once `check` passed.
+    /// runs: the cursor is saved, and the plan made, only once `check` passed. The
+    /// source as loaded at `current_since` or after bounds the commits read
+    /// ([`Engine::read_changes`]).
     pub(crate) async fn detect_checked(
         &self,
         before: Option<PartitionDate>,
         lookback_days: Option<u32>,
         check: impl std::future::Future<Output = Result<()>>,
+        current_since: std::time::Instant,
     ) -> Result<Detection> {
-        let (checked, read) = tokio::join!(check, self.read_changes(None));
+        let (checked, read) = tokio::join!(check, self.read_changes(Some(current_since)));
         checked?;
         let (changes, cursor) = read?;
         self.persist_changes(&changes, cursor.as_ref(), None)

@@ -211,9 +211,35 @@ struct How<'a> {
     cursor: Option<&'a str>,
     /// Tracks the claim (signal handling).
     control: Option<&'a RunControl>,
-    /// Read the source and target as kept when they were current at this moment
-    /// (see [`latefill_executor::RunPartition::with_tables_current_since`]).
-    tables_current_since: Option<std::time::Instant>,
+    /// Which tables to read as kept rather than look for newer commits.
+    kept: Kept,
+}
+
+/// How a partition's run shares the process with the runs beside it.
+#[derive(Debug, Default)]
+pub(crate) struct Beside {
+    /// How many streams its transform is split into (by default, one per core).
+    pub(crate) target_partitions: Option<usize>,
+    /// Which tables it reads as kept.
+    pub(crate) kept: Kept,
+    /// Its place among the runs that work at once, let go of once its data is
+    /// written ([`latefill_executor::Slot`]).
+    pub(crate) slot: Option<latefill_executor::Slot>,
+}
+
+/// Which tables a partition's run reads as the engine's session keeps them, when they
+/// were current at a moment, rather than looking for newer commits.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) enum Kept {
+    /// Neither: both are brought up to date.
+    #[default]
+    Neither,
+    /// The source, as loaded for the plan (a backfill reads the source as of its
+    /// start, [`latefill_executor::RunPartition::with_source_current_since`]).
+    Source(std::time::Instant),
+    /// The source and the target (a daily run reads both as loaded while it detected
+    /// and claimed, [`latefill_executor::RunPartition::with_tables_current_since`]).
+    Tables(std::time::Instant),
 }
 
 /// A pipeline's engine. Cheap to clone.
@@ -411,7 +437,7 @@ impl Engine {
             seen,
             cursor,
             control,
-            tables_current_since,
+            kept,
         } = how;
         let partition = self.pipeline.partitioning.key(date);
         if source_version.is_some() {
@@ -438,8 +464,10 @@ impl Engine {
                 previous.as_ref(),
                 source_version,
                 allow_empty,
-                None,
-                tables_current_since,
+                Beside {
+                    kept,
+                    ..Beside::default()
+                },
             )
             .await;
         let report = match report {
@@ -477,9 +505,13 @@ impl Engine {
         previous: Option<&PartitionState>,
         source_version: Option<TableVersion>,
         allow_empty: bool,
-        target_partitions: Option<usize>,
-        tables_current_since: Option<std::time::Instant>,
+        beside: Beside,
     ) -> Result<RunReport> {
+        let Beside {
+            target_partitions,
+            kept,
+            slot,
+        } = beside;
         let started = std::time::Instant::now();
         let started_at = Utc::now();
         let partition = self.pipeline.partitioning.key(date);
@@ -515,15 +547,20 @@ impl Engine {
         }
 
         let processed = previous.and_then(detect::processed_of);
-        let run = run_partition(&self.pipeline, date)
+        let mut run = run_partition(&self.pipeline, date)
             .with_source_version(source_version)
             .with_processed(processed)
             .with_allow_empty(allow_empty)
             .with_target_partitions(target_partitions)
-            .with_tables_current_since(tables_current_since)
+            .with_slot(slot)
             .with_checkpoint_in_background(true)
-            .with_session(self.session.clone())
-            .await;
+            .with_session(self.session.clone());
+        run = match kept {
+            Kept::Neither => run,
+            Kept::Source(since) => run.with_source_current_since(since),
+            Kept::Tables(since) => run.with_tables_current_since(since),
+        };
+        let run = run.await;
         match run {
             Ok(report) => {
                 tracing::info!(
@@ -599,7 +636,8 @@ impl Engine {
             seen: None,
             cursor: with_completion.as_deref(),
             control: options.control.as_deref(),
-            tables_current_since: Some(began),
+            // A pinned source version is read as pinned, whatever is kept.
+            kept: Kept::Tables(began),
         };
         let run = self.process_with(date, how).await?;
         self.persist_changes(&changes, cursor.as_ref(), with_completion.as_deref())
@@ -657,8 +695,15 @@ impl Engine {
                     control.track(&event);
                     event
                 };
+                // They read the tables as the day's run did (the source as loaded when
+                // the command began), unless the day's run pinned a source version.
+                let kept = match options.source_version {
+                    None => Kept::Tables(began),
+                    Some(_) => Kept::Neither,
+                };
                 let events =
-                    batch::process_batched(self, planned, 1, batching, &control.stop, &emit).await;
+                    batch::process_batched(self, planned, 1, batching, &control.stop, &emit, kept)
+                        .await;
                 for event in events {
                     match event {
                         BackfillEvent::Processed(report) => outcome.backfilled.push(report),

@@ -358,3 +358,52 @@ async fn a_backfill_fills_its_batches_past_partitions_another_run_took() {
     );
     assert!(report.failed.is_empty(), "{report:?}");
 }
+
+/// A backfill reads the source as of its start, as it planned: a commit that lands
+/// while it runs is read by none of its partitions (each records the version the
+/// backfill began with), and the next detection finds the day it changed late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_reads_the_source_as_of_its_start() {
+    use latefill::backfill::BackfillEvent;
+
+    let day = june;
+    let ws = with_june_days(4, 50).await;
+    let began_with = table_version(&ws.source_path()).await.unwrap();
+    let engine = latefill::Engine::new(ws.pipeline());
+    let source = ws.source_path();
+    let listener = move |event: &BackfillEvent| {
+        if let BackfillEvent::Started { partition } = event
+            && partition.date() == day(1)
+        {
+            // Late rows for the last day land before any partition has read them.
+            let source = source.clone();
+            on_a_runtime_of_its_own(async move {
+                latefill::datagen::GenerateOptions::new(source.to_str().unwrap(), "2024-06-04")
+                    .unwrap()
+                    .with_rows(5)
+                    .with_seed(99)
+                    .write()
+                    .await
+                    .unwrap()
+            });
+        }
+    };
+    let report = engine
+        .backfill(day(1), day(4))
+        .with_listener(listener)
+        .await
+        .unwrap();
+
+    assert_eq!(report.processed.len(), 4, "{report:?}");
+    for run in &report.processed {
+        assert_eq!(run.source_version, began_with, "{run:?}");
+    }
+    assert_eq!(
+        table_version(&ws.source_path()).await,
+        Some(began_with + 1),
+        "the late rows landed during the backfill"
+    );
+    let detection = engine.detect(day(5)).await.unwrap();
+    let late: Vec<_> = detection.late.iter().map(|l| l.partition.date()).collect();
+    assert_eq!(late, [day(4)], "{detection:?}");
+}

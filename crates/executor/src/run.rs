@@ -35,6 +35,27 @@ use crate::target::{
     rows_added_by_last_commit, target_column_type, write_error,
 };
 
+/// A run's place among those a caller lets work at once (a permit of its
+/// semaphore), which the run lets go of once its data files are written: its commit
+/// then waits its turn in the target's chain of commits while the caller starts the
+/// next run. Runs writing to one target commit one after another, so on an object
+/// store a run that held its place until its commit landed kept the next one waiting
+/// a round trip or more for nothing but its turn.
+#[derive(Debug, Clone, Default)]
+pub struct Slot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl Slot {
+    /// A place held by `permit`.
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Slot(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    /// Lets the place go (again: nothing).
+    pub fn release(&self) {
+        self.0.lock().expect("not poisoned").take();
+    }
+}
+
 /// What one partition run did. Serialises to the `--output json` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunReport {
@@ -115,7 +136,9 @@ pub struct RunPartition {
     strategy: Strategy,
     processed: Option<Processed>,
     session: Session,
-    current_since: Option<Instant>,
+    /// Read as kept when current at that moment: the source, and the target.
+    current_since: (Option<Instant>, Option<Instant>),
+    slot: Option<Slot>,
 }
 
 /// Starts building the run of `date` through `pipeline`.
@@ -130,7 +153,8 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
         strategy: pipeline.strategy,
         processed: None,
         session: Session::new(),
-        current_since: None,
+        current_since: (None, None),
+        slot: None,
     }
 }
 
@@ -192,7 +216,25 @@ impl RunPartition {
     ///
     /// [`Tables::current_since`]: latefill_core::storage::Tables::current_since
     pub fn with_tables_current_since(mut self, since: impl Into<Option<Instant>>) -> Self {
-        self.current_since = since.into();
+        let since = since.into();
+        self.current_since = (since, since);
+        self
+    }
+
+    /// [`with_tables_current_since`](Self::with_tables_current_since) for the source
+    /// alone: the target is brought up to date as usual. For a caller that pins the
+    /// source it planned from for all its runs (a backfill reads the source as of its
+    /// start) while other writers, or its own runs, commit to the target.
+    pub fn with_source_current_since(mut self, since: impl Into<Option<Instant>>) -> Self {
+        self.current_since.0 = since.into();
+        self
+    }
+
+    /// Holds `slot` until the partition's data files are written, not until its
+    /// commit lands (a run that creates the target, or writes it through delta-rs,
+    /// holds it to the end). By default the run holds no place.
+    pub fn with_slot(mut self, slot: impl Into<Option<Slot>>) -> Self {
+        self.slot = slot.into();
         self
     }
 
@@ -219,13 +261,13 @@ impl RunPartition {
         // listing: one round trip for both instead of one after the other); it is
         // looked at once the transform is planned.
         let session = &self.session;
-        let current = |url: &Url, options: &StorageOptions| {
-            let since = self.current_since?;
-            session.tables().current_since(url, options, since)
+        let current = |since: Option<Instant>, url: &Url, options: &StorageOptions| {
+            session.tables().current_since(url, options, since?)
         };
+        let (source_since, target_since) = self.current_since;
         let (source, target) = tokio::join!(
             async {
-                match current(&pipeline.source, &pipeline.source_storage) {
+                match current(source_since, &pipeline.source, &pipeline.source_storage) {
                     Some(source) if self.source_version.is_none() => Ok(source),
                     _ => {
                         open_source(
@@ -239,7 +281,7 @@ impl RunPartition {
                 }
             },
             async {
-                match current(&pipeline.target, &pipeline.target_storage) {
+                match current(target_since, &pipeline.target, &pipeline.target_storage) {
                     Some(target) => Ok(Some(target)),
                     None => open_target_for(session, pipeline, partition).await,
                 }
@@ -448,6 +490,9 @@ impl RunPartition {
                 .await?;
                 let rows = files.rows;
                 phases.mark("data files");
+                if let Some(slot) = &self.slot {
+                    slot.release();
+                }
                 let version = crate::replace::commit(
                     session,
                     &pipeline.target,
