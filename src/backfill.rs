@@ -23,7 +23,7 @@ use latefill_executor::RunReport;
 use latefill_state::{PartitionState, Status};
 use serde::Serialize;
 
-use crate::engine::batch::process_batched;
+use crate::engine::batch::{AsPlanned, process_batched};
 pub use crate::engine::batch::{BackfillEvent, Batching};
 use crate::engine::{Detection, Engine, Kept, Result, RunControl, Skipped};
 use crate::plan::is_stale;
@@ -305,7 +305,8 @@ impl BackfillRange {
                 .await
                 .map_err(Into::into)
         };
-        let detection = self
+        // The cursor the detection moved to is saved with the first claim.
+        let (detection, cursor) = self
             .engine
             .detect_checked(Some(self.day_after()), None, check, began)
             .await?;
@@ -329,7 +330,10 @@ impl BackfillRange {
             self.batching,
             self.control.stop_flag(),
             &emit,
-            Kept::Source(began),
+            AsPlanned {
+                kept: Kept::Source(began),
+                cursor,
+            },
         )
         .await;
 

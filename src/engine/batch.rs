@@ -66,6 +66,16 @@ impl Default for Batching {
     }
 }
 
+/// What the plan leaves to the partitions it planned.
+#[derive(Debug, Default)]
+pub(crate) struct AsPlanned {
+    /// The tables they read as the plan loaded them.
+    pub(crate) kept: Kept,
+    /// The detector's cursor, saved with the first state commit (by itself when there
+    /// is none).
+    pub(crate) cursor: Option<String>,
+}
+
 /// A partition this run claimed and has not started.
 struct Claimed {
     date: PartitionDate,
@@ -76,8 +86,7 @@ struct Claimed {
 }
 
 /// Processes `planned` partitions, `concurrency` at a time, with batched state
-/// transitions, each reading the tables `kept` names as planned; returns every
-/// partition's last event.
+/// transitions, as planned ([`AsPlanned`]); returns every partition's last event.
 pub(crate) async fn process_batched(
     engine: &Engine,
     planned: Vec<(PartitionDate, Option<PartitionState>)>,
@@ -85,8 +94,9 @@ pub(crate) async fn process_batched(
     batching: Batching,
     stop: &AtomicBool,
     emit: &(dyn Fn(BackfillEvent) -> BackfillEvent + Sync),
-    kept: Kept,
+    as_planned: AsPlanned,
 ) -> Vec<BackfillEvent> {
+    let AsPlanned { kept, cursor } = as_planned;
     let size = batching.size.max(1);
     // A claim older than half its lease is renewed before its partition starts, so
     // that no partition starts on a lease another run may take over meanwhile.
@@ -100,6 +110,7 @@ pub(crate) async fn process_batched(
         engine,
         emit,
         events: Vec::new(),
+        cursor,
     };
     let mut queue: VecDeque<(PartitionDate, Option<PartitionState>)> = planned.into();
     let mut ready: VecDeque<Claimed> = VecDeque::new();
@@ -251,7 +262,7 @@ pub(crate) async fn process_batched(
         .collect();
     // The checkpoints the runs left to write in the background land meanwhile.
     let last_commit = async {
-        if !done.is_empty() || !release.is_empty() {
+        if !done.is_empty() || !release.is_empty() || batcher.cursor.is_some() {
             batcher.commit(done, &release, &[]).await;
         }
     };
@@ -303,6 +314,9 @@ struct Batcher<'a> {
     engine: &'a Engine,
     emit: &'a (dyn Fn(BackfillEvent) -> BackfillEvent + Sync),
     events: Vec<BackfillEvent>,
+    /// The detector's cursor, saved by the next batch. One that fails is not saved:
+    /// the next detection reads the same commits again.
+    cursor: Option<String>,
 }
 
 impl Batcher<'_> {
@@ -331,7 +345,7 @@ impl Batcher<'_> {
     /// future of its own, to run beside the partitions; [`Batcher::record`] its result.
     /// Of `claim`, at most `most` are claimed ([`Batch::claim_at_most`]).
     fn claim(
-        &self,
+        &mut self,
         done: Vec<RunReport>,
         claim: Vec<(PartitionDate, Option<PartitionState>)>,
         most: usize,
@@ -349,7 +363,7 @@ impl Batcher<'_> {
 
     /// The batch recording `done`, releasing `release` and claiming `claim`.
     fn batch(
-        &self,
+        &mut self,
         done: &[RunReport],
         release: &[Planned],
         claim: &[(PartitionDate, Option<PartitionState>)],
@@ -365,6 +379,7 @@ impl Batcher<'_> {
                     seen: seen.clone(),
                 })
                 .collect(),
+            cursor: self.cursor.take(),
             ..Batch::default()
         }
     }

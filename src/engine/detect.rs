@@ -269,23 +269,31 @@ impl Engine {
         self.plan(before, lookback_days, changes, persist).await
     }
 
-    /// [`Engine::detect_with`], saving the cursor, with the changes read while `check`
-    /// runs: the cursor is saved, and the plan made, only once `check` passed. The
-    /// source as loaded at `current_since` or after bounds the commits read
-    /// ([`Engine::read_changes`]).
+    /// [`Engine::detect_with`], with the changes read while `check` runs: the plan is
+    /// made only once `check` passed. The source as loaded at `current_since` or after
+    /// bounds the commits read ([`Engine::read_changes`]). Returns the plan and the
+    /// cursor the detection moved to, for the caller to save (with its first claim):
+    /// only a replaced source's is saved here, after its versions are forgotten.
     pub(crate) async fn detect_checked(
         &self,
         before: Option<PartitionDate>,
         lookback_days: Option<u32>,
         check: impl std::future::Future<Output = Result<()>>,
         current_since: std::time::Instant,
-    ) -> Result<Detection> {
+    ) -> Result<(Detection, Option<String>)> {
         let (checked, read) = tokio::join!(check, self.read_changes(Some(current_since)));
         checked?;
         let (changes, cursor) = read?;
-        self.persist_changes(&changes, cursor.as_ref(), None)
-            .await?;
-        self.plan(before, lookback_days, changes, true).await
+        let unsaved = match changes.replaced {
+            Some(_) => {
+                self.persist_changes(&changes, cursor.as_ref(), None)
+                    .await?;
+                None
+            }
+            None => Self::moved_cursor(&changes, cursor.as_ref()),
+        };
+        let detection = self.plan(before, lookback_days, changes, true).await?;
+        Ok((detection, unsaved))
     }
 
     /// Plans the late and stale partitions before `before` (all of them for `None`)

@@ -701,9 +701,17 @@ impl Engine {
                     None => Kept::Tables(began),
                     Some(_) => Kept::Neither,
                 };
-                let events =
-                    batch::process_batched(self, planned, 1, batching, &control.stop, &emit, kept)
-                        .await;
+                let as_planned = batch::AsPlanned { kept, cursor: None };
+                let events = batch::process_batched(
+                    self,
+                    planned,
+                    1,
+                    batching,
+                    &control.stop,
+                    &emit,
+                    as_planned,
+                )
+                .await;
                 for event in events {
                     match event {
                         BackfillEvent::Processed(report) => outcome.backfilled.push(report),

@@ -407,3 +407,26 @@ async fn a_backfill_reads_the_source_as_of_its_start() {
     let late: Vec<_> = detection.late.iter().map(|l| l.partition.date()).collect();
     assert_eq!(late, [day(4)], "{detection:?}");
 }
+
+/// A backfill saves the detector's cursor in its first claim's commit, not in a commit
+/// of its own: a backfill of a batch makes two state commits (the claim, then the
+/// completions), and the next detection starts from where it left off.
+#[tokio::test]
+async fn a_backfill_saves_the_cursor_with_its_first_claim() {
+    let day = june;
+    let ws = with_june_days(1, 20).await;
+    let engine = latefill::Engine::new(ws.pipeline());
+    engine.backfill(day(1), day(1)).await.unwrap();
+    let state = ws.dir.path().join("state");
+    let before = table_version(&state).await.unwrap();
+    for d in 2..=4 {
+        ws.generate(&day(d).to_string(), 20, u64::from(d)).await;
+    }
+
+    let report = engine.backfill(day(1), day(4)).await.unwrap();
+    assert_eq!(report.processed.len(), 3, "{report:?}");
+    assert_eq!(table_version(&state).await.unwrap() - before, 2);
+    let detection = engine.detect(day(5)).await.unwrap();
+    assert_eq!(detection.detection.mode, "cursor", "{detection:?}");
+    assert_eq!(detection.detection.commits_read, 0, "{detection:?}");
+}

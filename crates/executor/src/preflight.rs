@@ -119,15 +119,20 @@ pub async fn preflight(
 }
 
 /// The target, or `None` when there is none yet and latefill may create it there
-/// ([`latefill_core::storage::check_new_location`]).
+/// ([`latefill_core::storage::check_new_location`]). The location is looked at while
+/// the target is opened, not after: on an object store, one round trip instead of
+/// two for a target to be created (and one listing spent for nothing on a table
+/// that exists but this process does not keep yet).
 pub(crate) async fn open_target_or_check_location(
     session: &Session,
     pipeline: &Pipeline,
 ) -> Result<Option<DeltaTable>> {
-    let target = open_target(session, pipeline).await?;
     let url = &pipeline.target;
     let missing_locally = url.to_file_path().is_ok_and(|path| !path.exists());
-    if target.is_none() && !missing_locally {
+    let location = async {
+        if missing_locally {
+            return Ok(());
+        }
         let handle = table_builder(url, &pipeline.target_storage)
             .and_then(DeltaTableBuilder::build)
             .map_err(|source| Error::Delta {
@@ -135,7 +140,14 @@ pub(crate) async fn open_target_or_check_location(
                 table: url.clone(),
                 source,
             })?;
-        latefill_core::storage::check_new_location(&handle, url, "target").await?;
+        latefill_core::storage::check_new_location(&handle, url, "target")
+            .await
+            .map_err(Error::from)
+    };
+    let (target, location) = tokio::join!(open_target(session, pipeline), location);
+    let target = target?;
+    if target.is_none() {
+        location?;
     }
     Ok(target)
 }

@@ -327,13 +327,23 @@ impl RunPartition {
             Some(target) => (Some(target), None),
             None => {
                 let mut gate = session.creation(&pipeline.target).lock_owned().await;
-                // A run that went through the gate first may have created it; the
-                // first run through has just looked. Another process that creates
-                // it meanwhile takes version 0 first: this run's create then fails.
+                // A run that went through the gate first may have created it: this
+                // process then keeps the table it made, as of after this run began
+                // (its commit is checked against any made since, as always). The first
+                // run through has just looked. Another process that creates it
+                // meanwhile takes version 0 first: this run's create then fails.
                 let been_through = std::mem::replace(&mut *gate, true);
-                let found = match been_through {
-                    true => open_target_for(session, pipeline, partition).await?,
-                    false => None,
+                let made_here = || {
+                    session.tables().current_since(
+                        &pipeline.target,
+                        &pipeline.target_storage,
+                        started,
+                    )
+                };
+                let found = match (been_through, made_here()) {
+                    (true, Some(made)) => Some(made),
+                    (true, None) => open_target_for(session, pipeline, partition).await?,
+                    (false, _) => None,
                 };
                 match found {
                     Some(target) => (Some(target), None),

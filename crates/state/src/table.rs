@@ -357,8 +357,9 @@ impl StateTable {
         Ok(snapshot(table.and_then(|t| t.version()), all))
     }
 
-    /// The version this handle read or wrote within the last 2 seconds, without asking
-    /// the store for newer commits; else [`StateTable::read`]. For decisions whose
+    /// The version this handle read or wrote within the last 2 seconds, or no table if
+    /// it found none that recently, without asking the store for newer commits; else
+    /// [`StateTable::read`]. For decisions whose
     /// commits are compare-and-swaps of their own (a plan whose claims check the rows
     /// they were planned from): a commit made since can make them fail, never wrong.
     pub async fn read_recent(&self) -> Result<StateSnapshot> {
@@ -377,10 +378,11 @@ impl StateTable {
             return Ok(snapshot(Some(version), all));
         }
         self.settle().await;
-        let Some(kept) = self.recent() else {
-            return self.read().await;
-        };
-        Ok(snapshot(kept.table.table().version(), kept.all))
+        // Or no table, when this handle found none as recently.
+        match self.recent_or_absent() {
+            Some((table, all)) => Ok(snapshot(table.and_then(|t| t.version()), all)),
+            None => self.read().await,
+        }
     }
 
     async fn load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
