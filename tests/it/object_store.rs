@@ -307,6 +307,32 @@ async fn check_a_new_target_is_checkpointed(store: Store) {
             "{d}"
         );
     }
+    // The creations' marker and put-if-absent probe, removed while the runs went on,
+    // are gone once the process has ended.
+    for table in ["devices_daily", "state"] {
+        assert_eq!(
+            creation_leftovers(&remote.url(table)).await,
+            [""; 0],
+            "{table}"
+        );
+    }
+}
+
+/// The objects at the root of the table at `url` that latefill puts while it creates
+/// a table (`_latefill...`).
+async fn creation_leftovers(url: &Url) -> Vec<String> {
+    use object_store::ObjectStore;
+    let files = deltalake::DeltaTableBuilder::from_url(url.clone())
+        .unwrap()
+        .build_storage()
+        .unwrap()
+        .object_store(None);
+    let root = files.list_with_delimiter(None).await.unwrap();
+    root.objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .filter(|name| name.starts_with("_latefill"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

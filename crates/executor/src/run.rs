@@ -542,7 +542,7 @@ impl RunPartition {
                     .await
                     .map_err(|source| write_error(&pipeline.target, partition, source))?;
                 if creating {
-                    latefill_core::storage::finish_new_table(&written, &pipeline.target).await;
+                    latefill_core::storage::finish_new_table(&written, &pipeline.target);
                 }
                 session
                     .tables()

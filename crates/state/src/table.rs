@@ -605,7 +605,7 @@ impl StateTable {
         match written {
             Written::Loaded(table) => {
                 if next_version == 0 {
-                    finish_new_table(&table, &self.url).await;
+                    finish_new_table(&table, &self.url);
                 }
                 self.adopt(&table, batch, confirmed_at).await;
                 self.upkeep(&table, next_version).await;

@@ -201,13 +201,19 @@ fn refusal(error: &deltalake::ObjectStoreError) -> Option<String> {
 
 /// Removes the marker [`prepare_new_table`] put, once the table's first commit has
 /// landed. Best effort: a marker left behind is passed over by every reader.
-pub async fn finish_new_table(table: &deltalake::DeltaTable, url: &Url) {
+pub fn finish_new_table(table: &deltalake::DeltaTable, url: &Url) {
     use object_store::ObjectStoreExt;
     let store = table.log_store().object_store(None);
-    match store.delete(&deltalake::Path::from(NEW_TABLE_MARKER)).await {
-        Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => {}
-        Err(e) => tracing::debug!(table = %url, error = %e, "new table: marker not removed"),
-    }
+    let url = url.clone();
+    // In a task of its own ([`crate::background::settle`] awaits it): nothing waits for
+    // the marker to go, which on an object store is a round trip. A process that ends
+    // before it is gone leaves it as a crash would, which the next creation allows for.
+    crate::background::spawn(async move {
+        match store.delete(&deltalake::Path::from(NEW_TABLE_MARKER)).await {
+            Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => {}
+            Err(e) => tracing::debug!(table = %url, error = %e, "new table: marker not removed"),
+        }
+    });
 }
 
 /// What is wrong with a local table location before any store is asked: a regular
@@ -240,9 +246,9 @@ pub fn local_location_problem(url: &Url) -> Option<String> {
 
 /// Checks, before a table is created at `url`, that its store honours put-if-absent,
 /// on which every commit relies: creates one probe object twice, conditionally, and
-/// expects the second create to be refused. Three requests, once in a table's life,
-/// and once a process for a bucket (or container) at an endpoint: a second table
-/// created there by the process is not probed again.
+/// expects the second create to be refused, then removes it (not waited for). Three
+/// requests, once in a table's life, and once a process for a bucket (or container)
+/// at an endpoint: a second table created there by the process is not probed again.
 pub async fn check_put_if_absent(
     table: &deltalake::DeltaTable,
     url: &Url,
@@ -273,10 +279,17 @@ pub async fn check_put_if_absent(
         .await
         .map_err(failed)?;
     let second = store.put_opts(&probe, "second".into(), create()).await;
-    let removed = store.delete(&probe).await;
+    // The probe is removed in a task of its own ([`crate::background::settle`] awaits
+    // it): the creation does not wait for it. One left behind is passed over, as the
+    // marker is.
+    let url_ = url.clone();
+    crate::background::spawn(async move {
+        if let Err(e) = store.delete(&probe).await {
+            tracing::warn!(table = %url_, error = %e, "put-if-absent probe not removed");
+        }
+    });
     match second {
         Err(ObjectStoreError::AlreadyExists { .. }) => {
-            removed.map_err(failed)?;
             HONOURED.lock().expect("not poisoned").insert(scope);
             Ok(())
         }
