@@ -6,16 +6,13 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
 use std::time::{Duration, Instant};
 
 use latefill_core::{PartitionDate, PartitionKey};
-use latefill_executor::{RunReport, Slot, failpoint};
+use latefill_executor::{RunReport, failpoint};
 use latefill_state::{Batch, BatchOutcome, PartitionState, Planned};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Beside, Engine, Kept, Skipped};
 
@@ -122,23 +119,12 @@ pub(crate) async fn process_batched(
     // state commit at a time, so completions wait for it (it records them too).
     let mut claiming: Option<Claiming> = None;
 
-    // A partition works while it holds one of `concurrency` places, and lets it go
-    // once its data is written: its commit then waits its turn in the target's chain
-    // while the next partition starts.
-    let places = Arc::new(Semaphore::new(concurrency));
-    let mut spare: Option<OwnedSemaphorePermit> = None;
-
     loop {
         // Start what can start.
-        while !stop.load(Ordering::SeqCst) && !ready.is_empty() {
-            let place = match spare.take() {
-                Some(place) => place,
-                None => match places.clone().try_acquire_owned() {
-                    Ok(place) => place,
-                    Err(_) => break,
-                },
+        while running.len() < concurrency && !stop.load(Ordering::SeqCst) {
+            let Some(next) = ready.pop_front() else {
+                break;
             };
-            let next = ready.pop_front().expect("ready is not empty");
             let partition = engine.pipeline().partitioning.key(next.date);
             if engine.state().now() - next.claimed_at > renew_after
                 && !batcher.renew(&partition).await
@@ -153,7 +139,6 @@ pub(crate) async fn process_batched(
                 let beside = Beside {
                     target_partitions,
                     kept,
-                    slot: Some(Slot::new(place)),
                 };
                 let report = engine
                     .run_claimed(next.date, next.seen.as_ref(), None, true, beside)
@@ -161,13 +146,12 @@ pub(crate) async fn process_batched(
                 (partition, report)
             });
         }
-        // Once no more claimed partitions wait than run at once, claim the next batch
+        // Once fewer claimed partitions wait than run at once, claim the next batch
         // (with the completions so far), so that it has landed before they have all
-        // started. Partitions started together finish together: at `--concurrency 8`
-        // and batches of 8, a claim sent when the first of them finished (fewer
-        // waiting than run) landed after the last, and every batch waited for it.
+        // started: at `--concurrency 8` and batches of 8, waiting until all had
+        // started made the partitions wait for each claim.
         if claiming.is_none()
-            && ready.len() <= concurrency
+            && ready.len() < concurrency
             && !queue.is_empty()
             && !stop.load(Ordering::SeqCst)
         {
@@ -185,11 +169,7 @@ pub(crate) async fn process_batched(
         // Wait for a partition to finish, the claim to land, or the oldest completion
         // to be due.
         let due = first_done.map(|t| tokio::time::Instant::from_std(t + batching.max_delay));
-        let startable = spare.is_none() && !ready.is_empty() && !stop.load(Ordering::SeqCst);
         tokio::select! {
-            place = places.clone().acquire_owned(), if startable => {
-                spare = place.ok();
-            }
             joined = running.join_next(), if !running.is_empty() => {
                 let (partition, result) = joined
                     .expect("running is not empty")

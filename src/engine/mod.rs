@@ -222,9 +222,6 @@ pub(crate) struct Beside {
     pub(crate) target_partitions: Option<usize>,
     /// Which tables it reads as kept.
     pub(crate) kept: Kept,
-    /// Its place among the runs that work at once, let go of once its data is
-    /// written ([`latefill_executor::Slot`]).
-    pub(crate) slot: Option<latefill_executor::Slot>,
 }
 
 /// Which tables a partition's run reads as the engine's session keeps them, when they
@@ -510,7 +507,6 @@ impl Engine {
         let Beside {
             target_partitions,
             kept,
-            slot,
         } = beside;
         let started = std::time::Instant::now();
         let started_at = Utc::now();
@@ -552,7 +548,6 @@ impl Engine {
             .with_processed(processed)
             .with_allow_empty(allow_empty)
             .with_target_partitions(target_partitions)
-            .with_slot(slot)
             .with_checkpoint_in_background(true)
             .with_session(self.session.clone());
         run = match kept {

@@ -2,9 +2,6 @@
 //! straight after them, and read the target as the session last wrote it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::OwnedMutexGuard;
 
 /// How many of this process's commits to a target [`Chain`] remembers.
 pub(crate) const CHAIN_MEMORY: usize = 1024;
@@ -17,7 +14,7 @@ pub(crate) const CHAIN_MEMORY: usize = 1024;
 pub(crate) const UNREAD_OWN_COMMITS: u64 = 20;
 
 /// This process's commits to one target, made one at a time.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct Chain {
     /// The Delta metadata id of the table the commits went to. A table deleted and
     /// created again at the same location has another: its chain starts afresh.
@@ -105,57 +102,6 @@ impl Chain {
         while self.ours.len() > CHAIN_MEMORY {
             self.ours.pop_first();
         }
-    }
-}
-
-/// A [`Chain`] held by one run at a time (the turn to commit), and the chain as its
-/// last holder left it, which a run reads without waiting for the turn.
-#[derive(Debug, Default)]
-pub(crate) struct Turns {
-    held: Arc<tokio::sync::Mutex<Chain>>,
-    left: Arc<Mutex<Chain>>,
-}
-
-impl Turns {
-    /// Waits for the turn: the chain, to commit straight after its head.
-    pub(crate) async fn take(&self) -> Held {
-        Held {
-            chain: self.held.clone().lock_owned().await,
-            left: self.left.clone(),
-        }
-    }
-
-    /// The chain as the last run that held it left it: a commit in flight is not in
-    /// it yet. What a run decides on it, it decides as if it had read before that
-    /// commit landed, which its own commit's checks allow for.
-    pub(crate) fn last_left(&self) -> Chain {
-        self.left.lock().expect("not poisoned").clone()
-    }
-}
-
-/// The turn to commit ([`Turns::take`]); what it leaves is what the next
-/// [`Turns::last_left`] reads.
-pub(crate) struct Held {
-    chain: OwnedMutexGuard<Chain>,
-    left: Arc<Mutex<Chain>>,
-}
-
-impl std::ops::Deref for Held {
-    type Target = Chain;
-    fn deref(&self) -> &Chain {
-        &self.chain
-    }
-}
-
-impl std::ops::DerefMut for Held {
-    fn deref_mut(&mut self) -> &mut Chain {
-        &mut self.chain
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        *self.left.lock().expect("not poisoned") = self.chain.clone();
     }
 }
 

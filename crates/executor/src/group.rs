@@ -43,9 +43,9 @@ use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use crate::chain::{Chain, Held, Turns};
+use crate::chain::Chain;
 use crate::contended::Contended;
 
 /// At most how many runs one commit carries.
@@ -250,7 +250,7 @@ struct Queued {
 /// A process's commits to one target: the chain, and the changes waiting for it.
 #[derive(Default)]
 pub(crate) struct Commits {
-    pub(crate) chain: Turns,
+    pub(crate) chain: Arc<tokio::sync::Mutex<Chain>>,
     queue: Mutex<Vec<Queued>>,
     next_id: AtomicU64,
     /// Runs writing their files to the target, to queue their change next
@@ -407,7 +407,7 @@ pub(crate) struct Place {
 /// alone, or wait for the group that carries it.
 pub(crate) enum Turn {
     /// Commit this change alone, holding the chain.
-    Alone(Box<Change>, Held),
+    Alone(Box<Change>, OwnedMutexGuard<Chain>),
     /// The change landed at this version.
     Committed(u64),
     /// The task committing the change's group ended without saying how it went.
@@ -417,7 +417,12 @@ pub(crate) enum Turn {
 /// Takes the turn of the run holding `ticket`, once it holds the chain (`chain`):
 /// its change has been committed, is to be committed alone, or it commits every change
 /// queued as one group ([`commit_group`]).
-pub(crate) async fn turn(commits: &Commits, mut ticket: Ticket, chain: Held, place: Place) -> Turn {
+pub(crate) async fn turn(
+    commits: &Commits,
+    mut ticket: Ticket,
+    chain: OwnedMutexGuard<Chain>,
+    place: Place,
+) -> Turn {
     // A change carried by another run's group has its reply by the time the chain is
     // free: the group replies before it lets the chain go.
     match ticket.replied.try_recv() {
@@ -437,7 +442,7 @@ pub(crate) async fn turn(commits: &Commits, mut ticket: Ticket, chain: Held, pla
         Ok(Reply::Committed(version)) => Turn::Committed(version),
         Ok(Reply::Alone(change)) => {
             // Committed alone, as the others are: the chain is taken again.
-            let chain = commits.chain.take().await;
+            let chain = commits.chain.clone().lock_owned().await;
             Turn::Alone(change, chain)
         }
         // The group's task ends by replying to every change, unless it panicked.
@@ -454,7 +459,12 @@ pub(crate) async fn turn(commits: &Commits, mut ticket: Ticket, chain: Held, pla
 /// Every run whose change is not carried, or all of them when the commit fails, is
 /// told to commit alone before the chain is let go. The leader's reply comes last,
 /// after the checkpoint the commit may be due.
-async fn commit_group(mut chain: Held, queued: Vec<Queued>, leader: u64, place: Place) {
+async fn commit_group(
+    mut chain: OwnedMutexGuard<Chain>,
+    queued: Vec<Queued>,
+    leader: u64,
+    place: Place,
+) {
     let mut members: Vec<Queued> = Vec::new();
     let mut alone: Vec<Queued> = Vec::new();
     let mut table = None;
@@ -629,77 +639,6 @@ mod tests {
         assert!(commits.look(8, 100, ask(true)).await);
         assert!(!commits.look(7, 99, ask(false)).await);
         assert_eq!(asked.load(Ordering::SeqCst), 4);
-    }
-
-    /// A run whose session holds the target, after a first run created it: the
-    /// next day's run, in `session`.
-    async fn second_run(ws: &Workspace, session: &Session) -> crate::RunPartition {
-        ws.generate("2024-01-01", 20, 1).await;
-        ws.generate("2024-01-02", 20, 2).await;
-        let pipeline = pipeline_of(ws);
-        run_partition(&pipeline, date("2024-01-01"))
-            .with_session(session.clone())
-            .await
-            .unwrap();
-        run_partition(&pipeline, date("2024-01-02")).with_session(session.clone())
-    }
-
-    /// Waits (up to 30 s) until `n` runs have queued their change to `commits`.
-    async fn until_queued(commits: &super::Commits, n: usize) {
-        for _ in 0..600 {
-            if commits.waiting() == n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{} changes queued, not {n}", commits.waiting());
-    }
-
-    /// A run lets its place go once its data files are written: while its commit
-    /// waits for the chain, the place is the next run's. The commit then lands.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_run_lets_its_place_go_while_its_commit_waits_for_the_chain() {
-        use std::sync::Arc;
-        use tokio::sync::Semaphore;
-
-        let ws = Workspace::new();
-        let session = Session::new();
-        let run = second_run(&ws, &session).await;
-        let places = Arc::new(Semaphore::new(1));
-        let place = places.clone().try_acquire_owned().unwrap();
-        let commits = session.commits(&pipeline_of(&ws).target);
-        let held = commits.gate.write().await;
-        let run = tokio::spawn(run.with_slot(crate::Slot::new(place)).into_future());
-
-        let again = tokio::time::timeout(Duration::from_secs(30), places.clone().acquire_owned())
-            .await
-            .expect("the place is let go before the commit")
-            .unwrap();
-        until_queued(&commits, 1).await;
-        assert!(!run.is_finished(), "its commit waits for the chain");
-        drop(held);
-        let report = run.await.unwrap().unwrap();
-        assert_eq!(report.target_version, 1);
-        drop(again);
-    }
-
-    /// A run decides how to read the target on the chain as the last commit left it:
-    /// a commit in flight (the chain held) does not keep it from reading, transforming
-    /// and writing its files. Its own commit then waits for the chain.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_run_reads_the_target_without_waiting_for_the_commit_in_flight() {
-        let ws = Workspace::new();
-        let session = Session::new();
-        let run = second_run(&ws, &session).await;
-        let commits = session.commits(&pipeline_of(&ws).target);
-        let in_flight = commits.chain.take().await;
-        let run = tokio::spawn(run.into_future());
-
-        until_queued(&commits, 1).await;
-        assert!(!run.is_finished(), "its commit waits for the chain");
-        drop(in_flight);
-        let report = run.await.unwrap().unwrap();
-        assert_eq!(report.target_version, 1);
     }
 
     /// The runs of `days` started side by side in `session`, kept from the chain of

@@ -71,7 +71,7 @@ pub use pipeline::{
 };
 pub use preflight::{check_locations, prefetch, preflight};
 pub use project::{Project, same_table};
-pub use run::{COMMIT_INFO_KEY, RunPartition, RunReport, Slot, run_partition};
+pub use run::{COMMIT_INFO_KEY, RunPartition, RunReport, run_partition};
 pub use session::Session;
 pub use source::{PartitionInfo, inspect_partition, partition_fingerprints};
 pub use strategy::{Choice, Method, Processed, Reads, Strategy, choose_strategy};

@@ -212,9 +212,7 @@ pub(crate) async fn may_read(
         return KeptRead::Latest;
     };
     let (head, size) = {
-        // As the last commit that landed left the chain: a run does not wait for the
-        // commit in flight to decide how it reads the target.
-        let mut chain = session.commits(url).chain.last_left();
+        let mut chain = session.commits(url).chain.clone().lock_owned().await;
         chain.of_table(state.metadata().id());
         if !chain.may_read(state.version(), partition.as_str()) {
             return KeptRead::Latest;
@@ -315,7 +313,7 @@ pub(crate) async fn commit(
     let ticket = commits.queue(change);
     #[cfg(test)]
     drop(commits.gate.read().await);
-    let chain = commits.chain.take().await;
+    let chain = commits.chain.clone().lock_owned().await;
     let place = Place {
         session: session.clone(),
         url: url.clone(),

@@ -35,27 +35,6 @@ use crate::target::{
     rows_added_by_last_commit, target_column_type, write_error,
 };
 
-/// A run's place among those a caller lets work at once (a permit of its
-/// semaphore), which the run lets go of once its data files are written: its commit
-/// then waits its turn in the target's chain of commits while the caller starts the
-/// next run. Runs writing to one target commit one after another, so on an object
-/// store a run that held its place until its commit landed kept the next one waiting
-/// a round trip or more for nothing but its turn.
-#[derive(Debug, Clone, Default)]
-pub struct Slot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
-
-impl Slot {
-    /// A place held by `permit`.
-    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
-        Slot(Arc::new(std::sync::Mutex::new(Some(permit))))
-    }
-
-    /// Lets the place go (again: nothing).
-    pub fn release(&self) {
-        self.0.lock().expect("not poisoned").take();
-    }
-}
-
 /// What one partition run did. Serialises to the `--output json` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunReport {
@@ -138,7 +117,6 @@ pub struct RunPartition {
     session: Session,
     /// Read as kept when current at that moment: the source, and the target.
     current_since: (Option<Instant>, Option<Instant>),
-    slot: Option<Slot>,
 }
 
 /// Starts building the run of `date` through `pipeline`.
@@ -154,7 +132,6 @@ pub fn run_partition(pipeline: &Pipeline, date: PartitionDate) -> RunPartition {
         processed: None,
         session: Session::new(),
         current_since: (None, None),
-        slot: None,
     }
 }
 
@@ -227,14 +204,6 @@ impl RunPartition {
     /// start) while other writers, or its own runs, commit to the target.
     pub fn with_source_current_since(mut self, since: impl Into<Option<Instant>>) -> Self {
         self.current_since.0 = since.into();
-        self
-    }
-
-    /// Holds `slot` until the partition's data files are written, not until its
-    /// commit lands (a run that creates the target, or writes it through delta-rs,
-    /// holds it to the end). By default the run holds no place.
-    pub fn with_slot(mut self, slot: impl Into<Option<Slot>>) -> Self {
-        self.slot = slot.into();
         self
     }
 
@@ -500,9 +469,6 @@ impl RunPartition {
                 .await?;
                 let rows = files.rows;
                 phases.mark("data files");
-                if let Some(slot) = &self.slot {
-                    slot.release();
-                }
                 let version = crate::replace::commit(
                     session,
                     &pipeline.target,
