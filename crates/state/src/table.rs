@@ -359,9 +359,9 @@ impl StateTable {
 
     /// The version this handle read or wrote within the last 2 seconds, or no table if
     /// it found none that recently, without asking the store for newer commits; else
-    /// [`StateTable::read`]. For decisions whose
-    /// commits are compare-and-swaps of their own (a plan whose claims check the rows
-    /// they were planned from): a commit made since can make them fail, never wrong.
+    /// [`StateTable::read`]. For decisions whose commits are compare-and-swaps of their
+    /// own (a plan whose claims check the rows they were planned from): a commit made
+    /// since can make them fail, never wrong.
     pub async fn read_recent(&self) -> Result<StateSnapshot> {
         // This handle's own last commit is recent by itself: its rows are known, and
         // need no listing to bring delta-rs's snapshot to it.

@@ -202,16 +202,28 @@ fn refusal(error: &deltalake::ObjectStoreError) -> Option<String> {
 /// Removes the marker [`prepare_new_table`] put, once the table's first commit has
 /// landed. Best effort: a marker left behind is passed over by every reader.
 pub fn finish_new_table(table: &deltalake::DeltaTable, url: &Url) {
+    remove_in_background(
+        table.log_store().object_store(None),
+        deltalake::Path::from(NEW_TABLE_MARKER),
+        url,
+    );
+}
+
+/// Removes `object` of the table at `url`, latefill's own marker or probe, in a task
+/// of its own ([`crate::background::settle`] awaits it): nothing waits for it, which on
+/// an object store is a round trip. One left behind, by a process that ended first or
+/// a delete that failed, is passed over by every reader, as a crash's would be.
+fn remove_in_background(
+    store: std::sync::Arc<dyn deltalake::ObjectStore>,
+    object: deltalake::Path,
+    url: &Url,
+) {
     use object_store::ObjectStoreExt;
-    let store = table.log_store().object_store(None);
     let url = url.clone();
-    // In a task of its own ([`crate::background::settle`] awaits it): nothing waits for
-    // the marker to go, which on an object store is a round trip. A process that ends
-    // before it is gone leaves it as a crash would, which the next creation allows for.
     crate::background::spawn(async move {
-        match store.delete(&deltalake::Path::from(NEW_TABLE_MARKER)).await {
+        match store.delete(&object).await {
             Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => {}
-            Err(e) => tracing::debug!(table = %url, error = %e, "new table: marker not removed"),
+            Err(e) => tracing::warn!(table = %url, %object, error = %e, "not removed"),
         }
     });
 }
@@ -254,7 +266,7 @@ pub async fn check_put_if_absent(
     url: &Url,
 ) -> Result<(), NewTableError> {
     use deltalake::ObjectStoreError;
-    use object_store::{ObjectStoreExt, PutMode, PutOptions};
+    use object_store::{PutMode, PutOptions};
     static HONOURED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
         std::sync::LazyLock::new(Default::default);
     let scope = super::store_scope(url, &table.log_store().config().options().raw);
@@ -279,15 +291,7 @@ pub async fn check_put_if_absent(
         .await
         .map_err(failed)?;
     let second = store.put_opts(&probe, "second".into(), create()).await;
-    // The probe is removed in a task of its own ([`crate::background::settle`] awaits
-    // it): the creation does not wait for it. One left behind is passed over, as the
-    // marker is.
-    let url_ = url.clone();
-    crate::background::spawn(async move {
-        if let Err(e) = store.delete(&probe).await {
-            tracing::warn!(table = %url_, error = %e, "put-if-absent probe not removed");
-        }
-    });
+    remove_in_background(store, probe, url);
     match second {
         Err(ObjectStoreError::AlreadyExists { .. }) => {
             HONOURED.lock().expect("not poisoned").insert(scope);
