@@ -400,6 +400,49 @@ async fn check_a_target_created_again_under_a_running_process_is_read_afresh(sto
         "the other writer's row in the partition is replaced"
     );
     assert_eq!(target_counts_at(&target, "2024-01-04").await.len(), 2);
+    // The run wrote its files while it looked at the process's last commit: those it
+    // wrote into the table it kept are gone, not left in the other writer's folder.
+    assert_eq!(
+        data_files_no_commit_names(&target).await,
+        Vec::<String>::new()
+    );
+}
+
+/// The data files in the table at `url` that no commit of its log adds.
+async fn data_files_no_commit_names(url: &Url) -> Vec<String> {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let files = deltalake::DeltaTableBuilder::from_url(url.clone())
+        .unwrap()
+        .build_storage()
+        .unwrap()
+        .object_store(None);
+    let objects: Vec<_> = files
+        .list(None)
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .unwrap();
+    let name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
+    let mut added = std::collections::BTreeSet::new();
+    for commit in objects
+        .iter()
+        .filter(|o| o.as_ref().starts_with("_delta_log/") && o.as_ref().ends_with(".json"))
+    {
+        let bytes = files.get(commit).await.unwrap().bytes().await.unwrap();
+        for line in std::str::from_utf8(&bytes).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(path) = action["add"]["path"].as_str() {
+                added.insert(name(path));
+            }
+        }
+    }
+    objects
+        .iter()
+        .map(|o| o.as_ref().to_owned())
+        .filter(|o| o.ends_with(".parquet") && !o.starts_with("_delta_log/"))
+        .filter(|o| !added.contains(&name(o)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

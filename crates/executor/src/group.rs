@@ -265,7 +265,7 @@ pub(crate) struct Commits {
     linger: Mutex<Option<Duration>>,
     /// The looks at the process's last commit under way ([`Commits::look`]), by
     /// version and size.
-    looks: Mutex<HashMap<(u64, u64), Look>>,
+    looks: Mutex<HashMap<(u64, u64), (u64, Look)>>,
     /// Held by a test to keep the runs that queued a change from the chain until
     /// all of them have.
     #[cfg(test)]
@@ -273,7 +273,7 @@ pub(crate) struct Commits {
 }
 
 /// A look at a commit file, which the runs that ask for it meanwhile share.
-type Look = futures::future::Shared<futures::future::BoxFuture<'static, bool>>;
+pub(crate) type Look = futures::future::Shared<futures::future::BoxFuture<'static, bool>>;
 
 /// A change queued ([`Commits::queue`]), to be committed by whichever run gets the
 /// chain first.
@@ -284,34 +284,40 @@ pub(crate) struct Ticket {
 
 impl Commits {
     /// Whether the process's last commit, at `version` and of `size` bytes, is still
-    /// the target's commit file there, as `ask` finds out: the runs that ask the same
-    /// while a look is under way share its answer, so that the runs a batch starts
-    /// together make one request, not one each. A look asked after the last one
-    /// ended asks the store again; another version is another look, and no run waits
-    /// for it.
-    pub(crate) async fn look(
-        &self,
+    /// the target's commit file there, as `ask` finds out. The look starts at once, in
+    /// a task of its own: a run reads and writes its partition meanwhile, and awaits
+    /// the answer before it commits (see [`may_read`](crate::replace::may_read)). The
+    /// runs that ask the same while a look is under way share its answer, so that the
+    /// runs a batch starts together make one request, not one each. A look asked after
+    /// the last one ended asks the store again; another version is another look.
+    pub(crate) fn look(
+        self: &Arc<Self>,
         version: u64,
         size: u64,
         ask: impl FnOnce() -> futures::future::BoxFuture<'static, bool>,
-    ) -> bool {
+    ) -> Look {
         use futures::FutureExt;
-        let look = self
-            .looks
-            .lock()
-            .expect("not poisoned")
-            .entry((version, size))
-            .or_insert_with(|| ask().shared())
-            .clone();
-        let answer = look.clone().await;
         let mut looks = self.looks.lock().expect("not poisoned");
-        if looks
-            .get(&(version, size))
-            .is_some_and(|under_way| under_way.ptr_eq(&look))
-        {
-            looks.remove(&(version, size));
+        if let Some((_, look)) = looks.get(&(version, size)) {
+            return look.clone();
         }
-        answer
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let commits = Arc::downgrade(self);
+        let asked = ask();
+        let task = tokio::spawn(async move {
+            let answer = asked.await;
+            if let Some(commits) = commits.upgrade() {
+                let mut looks = commits.looks.lock().expect("not poisoned");
+                if looks.get(&(version, size)).is_some_and(|(of, _)| *of == id) {
+                    looks.remove(&(version, size));
+                }
+            }
+            answer
+        });
+        // A task that panicked or was cancelled said nothing: not ours.
+        let look = async move { task.await.unwrap_or(false) }.boxed().shared();
+        looks.insert((version, size), (id, look.clone()));
+        look
     }
 
     /// Queues `change`: the next run to get the chain commits it.
@@ -605,12 +611,13 @@ mod tests {
         PartitionDate::parse(s).unwrap()
     }
 
-    /// The runs that look at the same commit while a look is under way share it; a
-    /// look asked after it ended, or at another commit, asks the store itself.
+    /// A look starts when it is asked, not when it is awaited; the runs that look at
+    /// the same commit while a look is under way share it; a look asked after it
+    /// ended, or at another commit, asks the store itself.
     #[tokio::test]
     async fn looks_at_one_commit_asked_together_ask_once() {
         use futures::FutureExt;
-        let commits = super::Commits::default();
+        let commits = Arc::new(super::Commits::default());
         let asked = Arc::new(AtomicUsize::new(0));
         let (open, gate) = tokio::sync::watch::channel(false);
         let ask = |answer: bool| {
@@ -624,15 +631,25 @@ mod tests {
                 .boxed()
             }
         };
-        let (first, second, ()) = tokio::join!(
-            commits.look(7, 100, ask(true)),
-            commits.look(7, 100, ask(false)),
-            async {
-                tokio::task::yield_now().await;
-                open.send(true).unwrap();
+        let first = commits.look(7, 100, ask(true));
+        let second = commits.look(7, 100, ask(false));
+        for _ in 0..100 {
+            if asked.load(Ordering::SeqCst) > 0 {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "asked before it is awaited"
         );
-        assert_eq!((first, second), (true, true), "the second shares the first");
+        open.send(true).unwrap();
+        assert_eq!(
+            (first.await, second.await),
+            (true, true),
+            "the second shares the first"
+        );
         assert_eq!(asked.load(Ordering::SeqCst), 1);
 
         assert!(!commits.look(7, 100, ask(false)).await, "asked afresh");

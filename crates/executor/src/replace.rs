@@ -42,6 +42,7 @@ use futures::StreamExt;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::group::Look;
 use crate::source::partition_files;
 use crate::target::write_error;
 use latefill_core::partition::{PartitionDate, PartitionKey, Partitioning};
@@ -199,28 +200,29 @@ fn describe_row(batch: &RecordBatch, row: usize) -> String {
 /// This spares a run the reading of the commits of the runs beside it. What it costs
 /// instead is a look at this process's last commit file (one request on an object
 /// store, which the runs that ask while it is under way share: see
-/// [`Commits::look`](crate::group::Commits::look)): a target deleted, or deleted and created again, under a running process
-/// has no such file, or another one there, and is then read afresh: not advanced from
-/// the table kept, whose commits are not that table's ([`KeptRead::Afresh`]).
+/// [`Commits::look`](crate::group::Commits::look)): a target deleted, or deleted and
+/// created again, under a running process has no such file, or another one there.
+///
+/// `Some(look)` when the run may read the table kept, as it is, if the look says the
+/// commit is still there. The look goes on while the run reads the source and writes
+/// its files, and the run awaits it before it commits: where the look says no, the
+/// run's files are deleted and it is run again on the target loaded afresh, not
+/// advanced from the table kept, whose commits are not that table's. `None`: read the
+/// latest.
 pub(crate) async fn may_read(
     session: &Session,
     url: &Url,
     kept: &DeltaTable,
     partition: &PartitionKey,
-) -> KeptRead {
-    let Ok(state) = kept.snapshot() else {
-        return KeptRead::Latest;
-    };
+) -> Option<Look> {
+    let state = kept.snapshot().ok()?;
     let (head, size) = {
         let mut chain = session.commits(url).chain.clone().lock_owned().await;
         chain.of_table(state.metadata().id());
         if !chain.may_read(state.version(), partition.as_str()) {
-            return KeptRead::Latest;
+            return None;
         }
-        match (chain.head, chain.head_size) {
-            (Some(head), Some(size)) => (head, size),
-            _ => return KeptRead::Latest,
-        }
+        (chain.head?, chain.head_size?)
     };
     use futures::FutureExt;
     use object_store::ObjectStoreExt;
@@ -233,21 +235,32 @@ pub(crate) async fn may_read(
         }
         .boxed()
     };
-    match session.commits(url).look(head, size, ask).await {
-        true => KeptRead::AsIs,
-        false => KeptRead::Afresh,
-    }
+    Some(session.commits(url).look(head, size, ask))
 }
 
-/// How a run reads the target this process keeps ([`may_read`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeptRead {
-    /// As it is.
-    AsIs,
-    /// Brought up to date.
-    Latest,
-    /// Loaded afresh: the table there may not be the one kept.
-    Afresh,
+/// Deletes the data files a run wrote to the target at `url` and will not commit
+/// (the table it read is gone): what is left is a warning, not an error.
+pub(crate) async fn delete_written(target: &DeltaTable, url: &Url, written: &Written) {
+    use object_store::ObjectStoreExt;
+    let store = target.object_store();
+    for add in &written.adds {
+        let path = object_store::path::Path::parse(&add.path)
+            .unwrap_or_else(|_| object_store::path::Path::from(add.path.as_str()));
+        if let Err(error) = store.delete(&path).await {
+            tracing::warn!(table = %url, file = %add.path, %error, "target: could not delete a data file not committed");
+        }
+        // A local store leaves the partition's folders the write made: where the
+        // table was deleted, they would make its folder look like someone else's.
+        if let Ok(root) = url.to_file_path() {
+            let mut folder = std::path::Path::new(path.as_ref()).parent();
+            while let Some(relative) = folder.filter(|f| !f.as_os_str().is_empty()) {
+                if std::fs::remove_dir(root.join(relative)).is_err() {
+                    break; // not empty: another file is there
+                }
+                folder = relative.parent();
+            }
+        }
+    }
 }
 
 /// Commits the `written` files to the target at `url`, replacing the files of

@@ -22,6 +22,7 @@ use crate::audit::{AuditOutcome, Severity};
 use crate::combine::combine_late_rows;
 use crate::error::{Error, Result};
 use crate::fingerprint::files_fingerprint;
+use crate::group::Look;
 use crate::pipeline::Pipeline;
 use crate::preflight::{check_partition_columns, plan_transform};
 use crate::session::Session;
@@ -215,7 +216,11 @@ impl RunPartition {
         self
     }
 
-    async fn execute(self) -> Result<RunReport> {
+    /// Runs the partition once. `look` is set when the run reads the target this
+    /// process keeps as it is: whether that table is still there, which the run
+    /// awaits before it commits ([`crate::replace::may_read`]); where it says no, the
+    /// run stops, and is run again (see [`RunPartition::into_future`]).
+    async fn execute(self, look: &mut Option<Look>) -> Result<RunReport> {
         let started = Instant::now();
         let started_at = chrono::Utc::now();
         let pipeline = &self.pipeline;
@@ -251,11 +256,15 @@ impl RunPartition {
             },
             async {
                 match current(target_since, &pipeline.target, &pipeline.target_storage) {
-                    Some(target) => Ok(Some(target)),
+                    Some(target) => Ok((Some(target), None)),
                     None => open_target_for(session, pipeline, partition).await,
                 }
             }
         );
+        let target = target.map(|(table, kept)| {
+            *look = kept;
+            table
+        });
         let source = source?;
         let source_version = source.version().ok_or_else(|| {
             Error::Internal(format!(
@@ -311,7 +320,11 @@ impl RunPartition {
                 };
                 let found = match (been_through, made_here()) {
                     (true, Some(made)) => Some(made),
-                    (true, None) => open_target_for(session, pipeline, partition).await?,
+                    (true, None) => {
+                        let (table, kept) = open_target_for(session, pipeline, partition).await?;
+                        *look = kept;
+                        table
+                    }
                     (false, _) => None,
                 };
                 match found {
@@ -469,6 +482,10 @@ impl RunPartition {
                 .await?;
                 let rows = files.rows;
                 phases.mark("data files");
+                if !still_there(look).await {
+                    crate::replace::delete_written(&target, &pipeline.target, &files).await;
+                    return Err(gone(&pipeline.target));
+                }
                 let version = crate::replace::commit(
                     session,
                     &pipeline.target,
@@ -487,6 +504,9 @@ impl RunPartition {
                 (version, rows)
             }
             target => {
+                if !still_there(look).await {
+                    return Err(gone(&pipeline.target));
+                }
                 let creating = target.is_none();
                 let target = match target {
                     Some(table) => table,
@@ -703,12 +723,18 @@ impl IntoFuture for RunPartition {
             let mut attempt = 1;
             let limit = self.pipeline.memory_limit;
             loop {
-                match self
-                    .clone()
-                    .execute()
-                    .await
-                    .map_err(|e| e.under_memory_limit(limit))
-                {
+                let mut look = None;
+                let outcome = self.clone().execute(&mut look).await;
+                // A run that read the table this process keeps, where another is now
+                // (deleted, or deleted and created again), wrote nothing to it: run
+                // again on the target loaded afresh. Whatever else it met (an error
+                // in its schema check, say) was met on the wrong table.
+                if attempt < MAX_RUN_ATTEMPTS && !still_there(&look).await {
+                    self.session.tables().forget(&self.pipeline.target);
+                    attempt += 1;
+                    continue;
+                }
+                match outcome.map_err(|e| e.under_memory_limit(limit)) {
                     Err(Error::TargetConflict {
                         table,
                         partition,
@@ -730,6 +756,22 @@ impl IntoFuture for RunPartition {
             }
         })
     }
+}
+
+/// Whether the table a run read, the one this process keeps, is still the target
+/// (`look`, [`crate::replace::may_read`]); a run that read the latest has no look.
+async fn still_there(look: &Option<Look>) -> bool {
+    match look {
+        Some(look) => look.clone().await,
+        None => true,
+    }
+}
+
+/// What a run that read a target no longer there returns: it is run again.
+fn gone(url: &Url) -> Error {
+    Error::Internal(format!(
+        "the target {url} this process read is no longer there (deleted, or created again)"
+    ))
 }
 
 /// The key of latefill's entry in the commit info of the target commits it makes:

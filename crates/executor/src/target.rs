@@ -12,6 +12,7 @@ use latefill_core::{PartitionKey, TableVersion};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::group::Look;
 use crate::pipeline::Pipeline;
 use crate::schema::{arrow_schema, delta_type, value_type};
 use crate::session::Session;
@@ -119,25 +120,25 @@ pub(crate) async fn open_target(
 
 /// Opens the target for a run of `partition`: the table this process keeps, as it is,
 /// when the commits after its version are a few of this process's own for other
-/// partitions ([`crate::replace::may_read`]); else the latest, as [`open_target`],
-/// loaded afresh when the target may have been deleted and created again.
+/// partitions, with the look that tells whether that table is still there, which the
+/// run awaits before it commits ([`crate::replace::may_read`]); else the latest, as
+/// [`open_target`].
 pub(crate) async fn open_target_for(
     session: &Session,
     pipeline: &Pipeline,
     partition: &PartitionKey,
-) -> Result<Option<DeltaTable>> {
-    use crate::replace::KeptRead;
+) -> Result<(Option<DeltaTable>, Option<Look>)> {
     let kept = session
         .tables()
         .kept(&pipeline.target, &pipeline.target_storage);
     if let Some(kept) = kept {
-        match crate::replace::may_read(session, &pipeline.target, &kept, partition).await {
-            KeptRead::AsIs => return Ok(Some(kept)),
-            KeptRead::Latest => {}
-            KeptRead::Afresh => session.tables().forget(&pipeline.target),
+        if let Some(look) =
+            crate::replace::may_read(session, &pipeline.target, &kept, partition).await
+        {
+            return Ok((Some(kept), Some(look)));
         }
     }
-    open_target(session, pipeline).await
+    Ok((open_target(session, pipeline).await?, None))
 }
 
 /// A handle on a target that does not exist yet; the first write creates it.
