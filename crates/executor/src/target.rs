@@ -131,12 +131,11 @@ pub(crate) async fn open_target_for(
     let kept = session
         .tables()
         .kept(&pipeline.target, &pipeline.target_storage);
-    if let Some(kept) = kept {
-        if let Some(look) =
+    if let Some(kept) = kept
+        && let Some(look) =
             crate::replace::may_read(session, &pipeline.target, &kept, partition).await
-        {
-            return Ok((Some(kept), Some(look)));
-        }
+    {
+        return Ok((Some(kept), Some(look)));
     }
     Ok((open_target(session, pipeline).await?, None))
 }
