@@ -355,11 +355,12 @@ pub(crate) async fn commit(
             .map_err(failed)?;
         // A version another process took meanwhile: the commit loop below checks its
         // commit for conflicts, and the runs after read it.
+        let started = std::time::Instant::now();
         if let Put::Landed = put_at(&mut chain, version, &prepared, &change.target)
             .await
             .map_err(failed)?
         {
-            commits.set_linger(None);
+            commits.set_linger(Some(started.elapsed()));
             drop(chain);
             tracing::debug!(table = %url, version, "target: committed after this process's own commits");
             checkpoint(
