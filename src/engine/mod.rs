@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
+use latefill_core::storage::LogPack;
 use latefill_core::{PartitionDate, PartitionKey, RunId, TableVersion};
 use latefill_executor::{
     Pipeline, RunReport, Session, failpoint, inspect_partition, run_partition, target_txn_version,
@@ -595,12 +596,26 @@ impl Engine {
         // of when the command began), not again after its claim.
         let source_too = options.source_version.is_none();
         let began = std::time::Instant::now();
+        // On a machine that never ran the pipeline, the log files the last run read
+        // come in one read beside the state table, while the logs are listed; the run
+        // leaves the files it read there for the next (see `LogPack`).
+        let pack = LogPack::of(
+            &self.pipeline.state,
+            &self.pipeline.state_storage,
+            &self.pipeline.name,
+        );
+        if let Some(pack) = &pack {
+            pack.prefetch();
+        }
         // The loads start first, so that the checks before the claim wait for them
         // rather than load the tables a second time.
         let ((), outcome) = tokio::join!(
             latefill_executor::prefetch(&self.session, &self.pipeline, source_too),
             self.detect_then_run(date, options, began),
         );
+        if let Some(pack) = pack {
+            latefill_core::background::spawn(pack.write());
+        }
         outcome
     }
 

@@ -460,6 +460,81 @@ async fn local_a_target_created_again_under_a_running_process_is_read_afresh() {
     check_a_target_created_again_under_a_running_process_is_read_afresh(Store::Local).await;
 }
 
+/// A daily run on a machine that never ran latefill (a new container each day) reads
+/// the log files the day before's run read in one read beside the state table (the
+/// log pack), not one read per commit since each table's checkpoint: the source's
+/// share would grow with every day since its last checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_run_on_a_new_machine_reads_the_logs_in_one_read() {
+    let remote = Remote::new(Store::S3);
+    let days = remote.generate_days(4, 100);
+    let on_a_new_machine = |date: &str| {
+        let cache = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_latefill"))
+            .args(["run", "--config", remote.config.to_str().unwrap()])
+            .args(["--date", date, "--output", "json"])
+            .env("LATEFILL_CACHE_DIR", cache.path())
+            .current_dir(remote.dir.path())
+            .output()
+            .unwrap();
+        json(&out)
+    };
+    for d in &days[..3] {
+        on_a_new_machine(d);
+    }
+    let log = std::env::var("LATEFILL_TEST_S3_LOG")
+        .expect("LATEFILL_TEST_S3_LOG: run through scripts/test.sh");
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    let report = on_a_new_machine(&days[3]);
+    assert_eq!(
+        report["partition"],
+        format!("event_time={}", days[3]),
+        "{report}"
+    );
+
+    // This test's requests: the base's last part names them.
+    let ours = remote.base.rsplit('/').next().unwrap().to_owned();
+    let requests: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .skip(before)
+        .filter_map(|line| {
+            let request = line.split('"').nth(1)?;
+            let (method, rest) = request.split_once(' ')?;
+            // Moto colours a line by its status: "\x1b[33mGET".
+            let method = method.rsplit('m').next()?;
+            let path = rest.split(' ').next()?;
+            path.contains(&format!("{ours}/"))
+                .then(|| format!("{method} {path}"))
+        })
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET ") && r.contains("/devices/event_time")),
+        "the source's partition is read: {requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET ") && r.contains("/state/_latefill_log_pack/")),
+        "the pack is read: {requests:#?}"
+    );
+    let commits_read: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/_delta_log/0") && r.ends_with(".json"))
+        .collect();
+    assert_eq!(
+        commits_read,
+        Vec::<&String>::new(),
+        "no commit is read on its own: every one is in the pack"
+    );
+    assert_eq!(
+        target_counts_at(&remote.url("devices_daily"), &days[3]).await,
+        recomputed_counts_at(&remote.url("devices"), &days[3]).await
+    );
+}
+
 /// Deletes every object of the table at `url`.
 async fn delete_table(url: &Url) {
     use futures::TryStreamExt;

@@ -45,6 +45,7 @@ use url::Url;
 use self::disk::Disk;
 
 mod disk;
+pub mod pack;
 
 /// The most bytes the cache holds; the oldest files go first beyond it.
 const CAPACITY: usize = 256 * 1024 * 1024;
@@ -67,6 +68,7 @@ pub fn install() {
             .filter(|url| !matches!(url.scheme(), "file" | "memory"))
             .collect();
         let disk = Disk::from_env().map(Arc::new);
+        let _ = DISK.set(disk.clone());
         for url in remote {
             if let Some(inner) = registry.get(&url).map(|f| f.value().clone()) {
                 let disk = disk.clone();
@@ -74,6 +76,14 @@ pub fn install() {
             }
         }
     });
+}
+
+/// The disk the installed cache keeps files on, if any; unset when the cache is off.
+static DISK: OnceLock<Option<Arc<Disk>>> = OnceLock::new();
+
+/// A name for `text` that is stable across builds and machines.
+fn fnv_key(text: &str) -> String {
+    format!("{:016x}", disk::fnv1a(text.as_bytes()))
 }
 
 /// A delta-rs store factory whose stores read through the cache.
@@ -332,6 +342,11 @@ impl ObjectStore for CachingStore {
         if let Some((meta, bytes)) = self.fresh(&key) {
             return served(meta, bytes, options.range.as_ref());
         }
+        // A log pack being read may hold it ([`pack`]).
+        pack::wait().await;
+        if let Some((meta, bytes)) = self.fresh(&key) {
+            return served(meta, bytes, options.range.as_ref());
+        }
         let listed_size = cache().listed.get(&key).map(|meta| meta.size);
         // A whole read, or a range of a small listed file: read all of it, keep it.
         let whole = options.range.is_none() || listed_size.is_some_and(|size| size <= LARGEST);
@@ -339,6 +354,7 @@ impl ObjectStore for CachingStore {
             return self.inner.get_opts(location, options).await;
         }
         let range = options.range.clone();
+        pack::read_from_store();
         let result = self
             .inner
             .get_opts(

@@ -195,3 +195,49 @@ mod tests {
         assert_eq!(all["retry_timeout"], "60s");
     }
 }
+
+/// The log pack of a pipeline, beside its state table: the log files a run read, for
+/// the next run on a machine that never ran latefill ([`log_cache::pack`]).
+#[derive(Debug, Clone)]
+pub struct LogPack {
+    state: Url,
+    options: StorageOptions,
+    /// Names the pack on this machine (its log cache on disk notes it).
+    name: String,
+    path: object_store::path::Path,
+}
+
+impl LogPack {
+    /// The pack of `pipeline` beside the state table at `state`; `None` for a state
+    /// table on local files (a machine of its own).
+    pub fn of(state: &Url, options: &StorageOptions, pipeline: &str) -> Option<LogPack> {
+        log_cache::install();
+        (state.scheme() != "file").then(|| LogPack {
+            state: state.clone(),
+            options: options.clone(),
+            name: format!("{state} {pipeline}"),
+            path: log_cache::pack::location(pipeline),
+        })
+    }
+
+    /// The state table's store; `None` when it cannot be made (opening the table
+    /// says why).
+    fn store(&self) -> Option<std::sync::Arc<dyn object_store::ObjectStore>> {
+        let storage = table_builder(&self.state, &self.options)
+            .ok()?
+            .build_storage()
+            .ok()?;
+        Some(storage.object_store(None))
+    }
+
+    /// Starts reading the pack, unless this machine has read or written it before.
+    pub fn prefetch(&self) {
+        log_cache::pack::prefetch(&self.name, self.path.clone(), || self.store());
+    }
+
+    /// Writes the log files this process holds as the pack, when the next new
+    /// machine would miss them.
+    pub async fn write(self) {
+        log_cache::pack::write(&self.name, self.path.clone(), || self.store()).await;
+    }
+}

@@ -153,6 +153,21 @@ impl Disk {
     }
 }
 
+impl Disk {
+    /// Notes `name` (a log pack this machine read or wrote: see [`super::pack`]).
+    pub(crate) fn mark(&self, name: &str) {
+        let file = self.root.join("packs").join(name);
+        if let Err(e) = write_whole(&file, b"") {
+            tracing::debug!(file = %file.display(), error = %e, "log cache: no mark kept");
+        }
+    }
+
+    /// Whether `name` was noted ([`Disk::mark`]).
+    pub(crate) fn marked(&self, name: &str) -> bool {
+        self.root.join("packs").join(name).is_file()
+    }
+}
+
 /// Writes `bytes` to a file of its own beside `file`, then renames it to `file`.
 fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = file
@@ -166,7 +181,7 @@ fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The 64-bit FNV-1a hash: stable across builds and platforms, unlike std's hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
