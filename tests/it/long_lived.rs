@@ -427,8 +427,17 @@ async fn an_embedded_engine_goes_on_after_a_backfill_that_checkpointed_its_targe
         .await
         .unwrap();
     assert_eq!(report.processed.len(), 20, "{report:?}");
+    // A commit a partition, or one for the runs that finished together: the last
+    // checkpoint due (every 10 versions) is written.
+    let version = table_version(&ws.target_path()).await.unwrap();
+    assert!((9..=19).contains(&version), "{version}");
     let log = ws.target_path().join("_delta_log");
-    assert!(log.join(format!("{:020}.checkpoint.parquet", 19)).exists());
+    let last_due = version - (version + 1) % 10;
+    assert!(
+        log.join(format!("{last_due:020}.checkpoint.parquet"))
+            .exists(),
+        "no checkpoint at {last_due} of {version}"
+    );
 
     // Late rows in three days, then the next day: one run finds and redoes them.
     for (i, d) in [&days[2], &days[11], &days[19]].into_iter().enumerate() {
