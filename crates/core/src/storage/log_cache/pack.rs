@@ -136,11 +136,14 @@ pub fn prefetch(scope: &str, path: Path, store: impl FnOnce() -> Option<Arc<dyn 
     *PENDING.lock().expect("not poisoned") = Some(pending);
 }
 
-/// Waits for the pack being read, if one is ([`prefetch`]), up to [`WAIT`].
+/// Waits for the pack being read, if one is ([`prefetch`]), up to [`WAIT`]: a pack
+/// not read by then is not waited for again.
 pub(super) async fn wait() {
     let pending = PENDING.lock().expect("not poisoned").clone();
-    if let Some(pending) = pending {
-        let _ = tokio::time::timeout(WAIT, pending).await;
+    if let Some(pending) = pending
+        && tokio::time::timeout(WAIT, pending).await.is_err()
+    {
+        *PENDING.lock().expect("not poisoned") = None;
     }
 }
 
