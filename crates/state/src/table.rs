@@ -110,6 +110,9 @@ pub struct StateTable {
     /// Held by the task writing this handle's latest checkpoint, so that they land in
     /// order.
     checkpoints: Arc<tokio::sync::Mutex<()>>,
+    /// The version of the checkpoint this handle wrote one commit early
+    /// ([`StateTable::checkpoint_after`]).
+    early_checkpoint: Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 /// A commit this handle put, that its snapshot is still to be brought to.
@@ -275,6 +278,7 @@ impl StateTable {
             pending: Arc::default(),
             absent_at: Arc::default(),
             checkpoints: Arc::default(),
+            early_checkpoint: Arc::default(),
         }
     }
 
@@ -653,7 +657,7 @@ impl StateTable {
             }
             return;
         }
-        if (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL) {
+        if self.checkpoint_after(version, &batch) {
             self.checkpoint_in_background(&base, version);
         }
         *self.pending.lock().expect("not poisoned") = Some(Pending {
@@ -773,6 +777,36 @@ impl StateTable {
             files,
             confirmed_at,
         });
+    }
+
+    /// Whether the commit of `version`, of the rows `batch`, is followed by a
+    /// checkpoint: every tenth commit, as delta-rs writes them (versions 9, 19, ...),
+    /// or one commit early when a partition is being processed. A run's claim and its
+    /// completion are two commits one after the other; a process's last commit, the
+    /// completion, would land on the checkpoint's version half the time, and the
+    /// process would end waiting for the checkpoint's five to seven requests. Written
+    /// at the claim, it goes on while the partition runs, and the completion, one
+    /// commit after a checkpoint this handle wrote, writes none.
+    fn checkpoint_after(&self, version: u64, batch: &RecordBatch) -> bool {
+        let mut early = self.early_checkpoint.lock().expect("not poisoned");
+        if (version + 2).is_multiple_of(STATE_CHECKPOINT_INTERVAL) {
+            let processing = model::from_batches(
+                std::slice::from_ref(batch),
+                &self.pipeline,
+                &self.partitioning,
+            )
+            .is_ok_and(|all| {
+                all.mine
+                    .partitions
+                    .values()
+                    .any(|p| p.status == Status::Processing)
+            });
+            if processing {
+                *early = Some(version);
+            }
+            return processing;
+        }
+        (version + 1).is_multiple_of(STATE_CHECKPOINT_INTERVAL) && *early != version.checked_sub(1)
     }
 
     /// The checkpoint of `version` (every tenth commit, as delta-rs writes them:
