@@ -410,19 +410,8 @@ async fn check_a_target_created_again_under_a_running_process_is_read_afresh(sto
 
 /// The data files in the table at `url` that no commit of its log adds.
 async fn data_files_no_commit_names(url: &Url) -> Vec<String> {
-    use futures::TryStreamExt;
-    use object_store::{ObjectStore, ObjectStoreExt};
-    let files = deltalake::DeltaTableBuilder::from_url(url.clone())
-        .unwrap()
-        .build_storage()
-        .unwrap()
-        .object_store(None);
-    let objects: Vec<_> = files
-        .list(None)
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .unwrap();
+    use object_store::ObjectStoreExt;
+    let (files, objects) = table_objects(url).await;
     let name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
     let mut added = std::collections::BTreeSet::new();
     for commit in objects
@@ -535,21 +524,32 @@ async fn s3_a_run_on_a_new_machine_reads_the_logs_in_one_read() {
     );
 }
 
-/// Deletes every object of the table at `url`.
-async fn delete_table(url: &Url) {
+/// The store of the table at `url`, rooted there, and every object in it.
+async fn table_objects(
+    url: &Url,
+) -> (
+    Arc<dyn object_store::ObjectStore>,
+    Vec<object_store::path::Path>,
+) {
     use futures::TryStreamExt;
-    use object_store::{ObjectStore, ObjectStoreExt};
     let files = deltalake::DeltaTableBuilder::from_url(url.clone())
         .unwrap()
         .build_storage()
         .unwrap()
         .object_store(None);
-    let objects: Vec<_> = files
+    let objects = files
         .list(None)
         .map_ok(|meta| meta.location)
         .try_collect()
         .await
         .unwrap();
+    (files, objects)
+}
+
+/// Deletes every object of the table at `url`.
+async fn delete_table(url: &Url) {
+    use object_store::ObjectStoreExt;
+    let (files, objects) = table_objects(url).await;
     assert!(!objects.is_empty(), "nothing to delete at {url}");
     for object in &objects {
         files.delete(object).await.unwrap();
