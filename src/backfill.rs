@@ -280,11 +280,13 @@ impl BackfillRange {
         let pipeline = self.engine.pipeline().clone();
         let session = self.engine.session().clone();
         let began = Instant::now();
+        let pack = self.engine.log_pack();
         // The loads start first, so that the checks before the plan wait for them.
         let ((), report) = tokio::join!(
             latefill_executor::prefetch(&session, &pipeline, true),
             self.plan_then_process(began),
         );
+        Engine::leave_log_pack(pack);
         report
     }
 

@@ -596,27 +596,36 @@ impl Engine {
         // of when the command began), not again after its claim.
         let source_too = options.source_version.is_none();
         let began = std::time::Instant::now();
-        // On a machine that never ran the pipeline, the log files the last run read
-        // come in one read beside the state table, while the logs are listed; the run
-        // leaves the files it read there for the next (see `LogPack`).
-        let pack = LogPack::of(
-            &self.pipeline.state,
-            &self.pipeline.state_storage,
-            &self.pipeline.name,
-        );
-        if let Some(pack) = &pack {
-            pack.prefetch();
-        }
+        let pack = self.log_pack();
         // The loads start first, so that the checks before the claim wait for them
         // rather than load the tables a second time.
         let ((), outcome) = tokio::join!(
             latefill_executor::prefetch(&self.session, &self.pipeline, source_too),
             self.detect_then_run(date, options, began),
         );
+        Self::leave_log_pack(pack);
+        outcome
+    }
+
+    /// On a machine that never ran the pipeline, the log files the last such run read
+    /// come in one read beside the state table, while the logs are listed
+    /// ([`LogPack`]): started here, before the tables are opened.
+    pub(crate) fn log_pack(&self) -> Option<LogPack> {
+        let pack = LogPack::of(
+            &self.pipeline.state,
+            &self.pipeline.state_storage,
+            &self.pipeline.name,
+        )?;
+        pack.prefetch();
+        Some(pack)
+    }
+
+    /// Leaves the log files this process read as the pack for the next new machine,
+    /// in the background ([`latefill::settle`](crate::settle) awaits it).
+    pub(crate) fn leave_log_pack(pack: Option<LogPack>) {
         if let Some(pack) = pack {
             latefill_core::background::spawn(pack.write());
         }
-        outcome
     }
 
     async fn detect_then_run(

@@ -449,37 +449,37 @@ async fn local_a_target_created_again_under_a_running_process_is_read_afresh() {
     check_a_target_created_again_under_a_running_process_is_read_afresh(Store::Local).await;
 }
 
-/// A daily run on a machine that never ran latefill (a new container each day) reads
-/// the log files the day before's run read in one read beside the state table (the
-/// log pack), not one read per commit since each table's checkpoint: the source's
-/// share would grow with every day since its last checkpoint.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_a_run_on_a_new_machine_reads_the_logs_in_one_read() {
+/// Three days run on a new machine each (a new container each day), then `last` on
+/// the fourth day on another: it reads the log files the day before's run read in one
+/// read beside the state table (the log pack), not one read per commit since each
+/// table's checkpoint, which for the source would grow with every day since its last
+/// checkpoint.
+async fn check_a_new_machine_reads_the_logs_in_one_read(last: &[&str]) {
     let remote = Remote::new(Store::S3);
     let days = remote.generate_days(4, 100);
-    let on_a_new_machine = |date: &str| {
+    let on_a_new_machine = |args: &[&str]| {
         let cache = tempfile::tempdir().unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_latefill"))
-            .args(["run", "--config", remote.config.to_str().unwrap()])
-            .args(["--date", date, "--output", "json"])
+            .args(&args[..1])
+            .args(["--config", remote.config.to_str().unwrap()])
+            .args(&args[1..])
             .env("LATEFILL_CACHE_DIR", cache.path())
             .current_dir(remote.dir.path())
             .output()
             .unwrap();
-        json(&out)
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     };
     for d in &days[..3] {
-        on_a_new_machine(d);
+        on_a_new_machine(&["run", "--date", d]);
     }
     let log = std::env::var("LATEFILL_TEST_S3_LOG")
         .expect("LATEFILL_TEST_S3_LOG: run through scripts/test.sh");
     let before = std::fs::read_to_string(&log).unwrap().lines().count();
-    let report = on_a_new_machine(&days[3]);
-    assert_eq!(
-        report["partition"],
-        format!("event_time={}", days[3]),
-        "{report}"
-    );
+    let last: Vec<&str> = last
+        .iter()
+        .map(|a| if *a == "DAY" { days[3].as_str() } else { a })
+        .collect();
+    on_a_new_machine(&last);
 
     // This test's requests: the base's last part names them.
     let ours = remote.base.rsplit('/').next().unwrap().to_owned();
@@ -522,6 +522,17 @@ async fn s3_a_run_on_a_new_machine_reads_the_logs_in_one_read() {
         target_counts_at(&remote.url("devices_daily"), &days[3]).await,
         recomputed_counts_at(&remote.url("devices"), &days[3]).await
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_run_on_a_new_machine_reads_the_logs_in_one_read() {
+    check_a_new_machine_reads_the_logs_in_one_read(&["run", "--date", "DAY"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_backfill_on_a_new_machine_reads_the_logs_in_one_read() {
+    check_a_new_machine_reads_the_logs_in_one_read(&["backfill", "--from", "DAY", "--to", "DAY"])
+        .await;
 }
 
 /// The store of the table at `url`, rooted there, and every object in it.
