@@ -47,6 +47,7 @@ fn init_logging(verbose: u8, quiet: bool, format: args::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let ours = [
         "latefill",
+        "latefill_core",
         "latefill_state",
         "latefill_detector",
         "latefill_executor",

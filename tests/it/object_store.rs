@@ -535,6 +535,43 @@ async fn s3_a_backfill_on_a_new_machine_reads_the_logs_in_one_read() {
         .await;
 }
 
+/// On Azure (whose emulator keeps no request log), the fourth day's run on a new
+/// machine says at `-vv` that it read the pack, with the files it held, and its result
+/// is the recomputation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_a_run_on_a_new_machine_reads_the_logs_in_one_read() {
+    let remote = Remote::new(Store::Azure);
+    let days = remote.generate_days(4, 100);
+    let on_a_new_machine = |date: &str| {
+        let cache = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_latefill"))
+            .args(["-vv", "run", "--config", remote.config.to_str().unwrap()])
+            .args(["--date", date])
+            .env("LATEFILL_CACHE_DIR", cache.path())
+            .current_dir(remote.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    for d in &days[..3] {
+        on_a_new_machine(d);
+    }
+    let log = on_a_new_machine(&days[3]);
+    let files: usize = log
+        .lines()
+        .find(|l| l.contains("read the log pack"))
+        .and_then(|l| l.split("files=").nth(1))
+        .and_then(|f| f.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no log pack read: {log}"));
+    assert!(files > 0, "{log}");
+    assert_eq!(
+        target_counts_at(&remote.url("devices_daily"), &days[3]).await,
+        recomputed_counts_at(&remote.url("devices"), &days[3]).await
+    );
+}
+
 /// The store of the table at `url`, rooted there, and every object in it.
 async fn table_objects(
     url: &Url,
