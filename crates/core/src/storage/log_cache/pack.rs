@@ -55,7 +55,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// store before it writes the pack.
 const WRITE_AFTER_READS: usize = 4;
 
-/// Whether this process read the pack: it runs on a new machine.
+/// Whether this process looked for the pack: it runs on a machine that had not seen it.
 static FETCHED: AtomicBool = AtomicBool::new(false);
 
 /// How many log files this process read from the store, not from the cache.
@@ -94,11 +94,10 @@ static PENDING: LazyLock<Mutex<Option<Shared<BoxFuture<'static, ()>>>>> =
     LazyLock::new(Mutex::default);
 
 /// Starts reading the pack at `path` of `store` (the state table's; `scope` names it
-/// on this machine), unless this
-/// machine has read or written it before (its log cache on disk then holds what the
-/// pack would: see [`super::disk`]), or the log cache is off. The files are held in
-/// the cache as they arrive; meanwhile a read of a log file that the cache does not
-/// hold waits for them ([`wait`]), up to a few seconds.
+/// on this machine), unless this machine has read or written it before (its log cache
+/// on disk then holds what the pack would: see [`super::disk`]), or the log cache is
+/// off. The files are held in the cache as they arrive; meanwhile a read of a log file
+/// that the cache does not hold waits for them ([`wait`]), up to a few seconds.
 pub fn prefetch(scope: &str, path: Path, store: impl FnOnce() -> Option<Arc<dyn ObjectStore>>) {
     let Some(disk) = installed_disk() else {
         return;
@@ -149,8 +148,8 @@ pub(super) async fn wait() {
 
 /// Writes the log files this process holds, from each table's last checkpoint on, to
 /// `path` of `store` (the state table's): what [`prefetch`] reads on the next new
-/// machine. Only when this process read the pack, or read [`WRITE_AFTER_READS`] log
-/// files or more from the store; nothing when the cache is off or holds nothing. What
+/// machine. Only when this process looked for the pack (this machine had not seen it),
+/// or read [`WRITE_AFTER_READS`] log files or more from the store; nothing when the cache is off or holds nothing. What
 /// fails is a warning: the pack only spares reads.
 pub async fn write(scope: &str, path: Path, store: impl FnOnce() -> Option<Arc<dyn ObjectStore>>) {
     let Some(disk) = installed_disk() else {
