@@ -17,6 +17,9 @@
 # each binary, the order turning each round.
 #
 # FRESH=1 empties the log cache's directory before each run (a new machine each day).
+# TABLES=existing times backfills into a target and state table that already exist
+# (every backfill after a pipeline's first): day 1 is processed into each run's tables
+# first, untimed, and the backfill covers the DAYS days after it.
 #
 # Prints every run, then the median of each binary (and concurrency). Starts its own
 # emulators (scripts/with-emulators.sh). The binary defaults to the release build.
@@ -127,20 +130,26 @@ if [[ "${MODE:-backfill}" == daily ]]; then
     exit 0
 fi
 
-for d in $(seq "$days"); do
+existing=0
+[[ "${TABLES:-new}" == existing ]] && existing=1
+for d in $(seq $((days + existing))); do
     generate "$1" "$d"
 done
 
-echo "backfill of $days partitions on S3 (moto) at $delay s a request"
+echo "backfill of $days partitions on S3 (moto) at $delay s a request, into ${TABLES:-new} tables"
 n=0
 for _ in $(seq "$rounds"); do
     for bin in "$@"; do
         for c in ${CONCURRENCY:-1 2}; do
             n=$((n + 1))
             pipeline "_$n"
+            if ((existing)); then
+                "$bin" run --config "$work/pipeline.toml" --date "$(day 1)" >/dev/null
+            fi
             before=$(wc -l <"$LATEFILL_TEST_S3_LOG")
             start=$(date +%s%N)
-            "$bin" backfill --config "$work/pipeline.toml" --from "$(day 1)" --to "$(day "$days")" \
+            "$bin" backfill --config "$work/pipeline.toml" --from "$(day $((1 + existing)))" \
+                --to "$(day $((days + existing)))" \
                 --concurrency "$c" --output json >/dev/null
             elapsed=$((($(date +%s%N) - start) / 1000000))
             echo "$bin c$c $elapsed ms $(($(wc -l <"$LATEFILL_TEST_S3_LOG") - before)) requests"

@@ -224,9 +224,13 @@ pub(crate) async fn process_batched(
         // A full batch of completions is recorded now, unless a claim is in flight or
         // one is still to come: that commit records them (a claim is made once a batch
         // has started, so at most a batch and the running partitions wait for it).
+        // Nor when the partitions running are the last: the last commit records them
+        // with the others', at most `max_delay` later. Committed then, it held the
+        // last runs' completions for a commit more, one after the other.
         let claim_to_come =
             claiming.is_some() || (!queue.is_empty() && !stop.load(Ordering::SeqCst));
-        if done.len() >= size && !claim_to_come {
+        let last_running = queue.is_empty() && ready.is_empty() && !running.is_empty();
+        if done.len() >= size && !claim_to_come && !last_running {
             batcher.commit(std::mem::take(&mut done), &[], &[]).await;
             first_done = None;
         }

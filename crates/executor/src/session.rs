@@ -71,7 +71,7 @@ impl Session {
             .lock()
             .expect("not poisoned")
             .entry(url.clone())
-            .or_default()
+            .or_insert_with(|| Arc::new(Commits::for_target(url)))
             .clone()
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// was asked for: what the store said then is as new as what it would say to the
 /// caller's own request. A call asked for while another was under way asks again,
 /// once, for every call waiting. Eight runs of a backfill's batch starting together
-/// make one or two requests, not eight, and no call is answered by a request made
+/// make one request, not eight, and no call is answered by a request made
 /// before it (a caller that wrote, then asks, sees its write).
 ///
 /// One per question: calls wait for each other even when the answer under way cannot
@@ -54,6 +54,11 @@ impl<T: Clone> Coalesced<T> {
         {
             return Ok(answer.clone());
         }
+        // Calls made at the same moment (the runs of a batch, started together) join
+        // this request: it begins once they have had their turn to ask. Without this,
+        // the first of eight runs asked alone and the seven others waited for it, then
+        // asked again: one round trip more for the batch.
+        tokio::task::yield_now().await;
         let id = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
         let answer = ask().await;
         *last = answer.as_ref().ok().map(|a| (id, a.clone()));
@@ -125,6 +130,20 @@ mod tests {
             second.await.unwrap(),
             third.await.unwrap(),
         ]
+    }
+
+    /// Calls made together, as a batch's runs are started, share one request.
+    #[tokio::test]
+    async fn calls_made_together_share_one_request() {
+        let shared = Arc::new(Coalesced::<usize>::default());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let calls: Vec<_> = (0..8)
+            .map(|_| call(&shared, &requests, |_| true, None, false))
+            .collect();
+        for c in calls {
+            assert_eq!(c.await.unwrap(), Ok(1));
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
     }
 
     /// Calls asked for while a request is under way share the next one; no call takes
