@@ -80,6 +80,9 @@ struct Claimed {
     seen: Option<PartitionState>,
     /// When its lease started, by the state table's clock.
     claimed_at: chrono::DateTime<chrono::Utc>,
+    /// Its source files, read from the claim on (on an object store): its run finds
+    /// them in memory instead of waiting for them.
+    ahead: Option<latefill_core::storage::ReadAhead>,
 }
 
 /// Processes `planned` partitions, `concurrency` at a time, with batched state
@@ -143,6 +146,7 @@ pub(crate) async fn process_batched(
                 let report = engine
                     .run_claimed(next.date, next.seen.as_ref(), None, true, beside)
                     .await;
+                drop(next.ahead);
                 (partition, report)
             });
         }
@@ -209,10 +213,18 @@ pub(crate) async fn process_batched(
                     failpoint("after-claim");
                 }
                 for (_, date, seen) in granted {
+                    let ahead = match super::never_processed(seen.as_ref()) {
+                        true => {
+                            latefill_executor::read_ahead(engine.session(), engine.pipeline(), date)
+                                .await
+                        }
+                        false => None,
+                    };
                     ready.push_back(Claimed {
                         date,
                         seen,
                         claimed_at: engine.state().now(),
+                        ahead,
                     });
                 }
             }

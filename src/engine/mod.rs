@@ -443,6 +443,19 @@ impl Engine {
             // claim, so that the partition's state is left as it was.
             inspect_partition(&self.session, &self.pipeline, date, source_version).await?;
         }
+        // The source files of a partition never processed are read while the claim is
+        // made: reading them needs no claim, and the run then finds them in memory.
+        // (One processed before may be updated from its appended files alone.)
+        let row = match seen {
+            Some(seen) => Some(seen.cloned()),
+            None => self.state.recent_row(&partition),
+        };
+        let _ahead = match (source_version, row) {
+            (None, Some(row)) if never_processed(row.as_ref()) => {
+                latefill_executor::read_ahead(&self.session, &self.pipeline, date).await
+            }
+            _ => None,
+        };
         let previous = match seen {
             Some(seen) => {
                 self.state
@@ -751,4 +764,10 @@ impl Engine {
         let processed = latefill_executor::processed_partitions(&self.pipeline).await?;
         Ok(self.state.restore(&processed).await?)
     }
+}
+
+/// Whether a partition whose state row is `row` was never processed: its run reads
+/// all its source files (one processed may be updated from its appended files alone).
+pub(crate) fn never_processed(row: Option<&PartitionState>) -> bool {
+    row.is_none_or(|r| r.source_version.is_none())
 }

@@ -6,7 +6,7 @@
 //! files (`file://`), S3 and Azure. (An in-memory store does not apply: delta-rs gives
 //! every open of a `memory://` URL a store of its own, so no table outlives its handle.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -472,31 +472,13 @@ async fn check_a_new_machine_reads_the_logs_in_one_read(last: &[&str]) {
     for d in &days[..3] {
         on_a_new_machine(&["run", "--date", d]);
     }
-    let log = std::env::var("LATEFILL_TEST_S3_LOG")
-        .expect("LATEFILL_TEST_S3_LOG: run through scripts/test.sh");
-    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    let before = moto_log_lines();
     let last: Vec<&str> = last
         .iter()
         .map(|a| if *a == "DAY" { days[3].as_str() } else { a })
         .collect();
     on_a_new_machine(&last);
-
-    // This test's requests: the base's last part names them.
-    let ours = remote.base.rsplit('/').next().unwrap().to_owned();
-    let requests: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .skip(before)
-        .filter_map(|line| {
-            let request = line.split('"').nth(1)?;
-            let (method, rest) = request.split_once(' ')?;
-            // Moto colours a line by its status: "\x1b[33mGET".
-            let method = method.rsplit('m').next()?;
-            let path = rest.split(' ').next()?;
-            path.contains(&format!("{ours}/"))
-                .then(|| format!("{method} {path}"))
-        })
-        .collect();
+    let requests = moto_requests_since(&remote, before);
     assert!(
         requests
             .iter()
@@ -533,6 +515,83 @@ async fn s3_a_run_on_a_new_machine_reads_the_logs_in_one_read() {
 async fn s3_a_backfill_on_a_new_machine_reads_the_logs_in_one_read() {
     check_a_new_machine_reads_the_logs_in_one_read(&["backfill", "--from", "DAY", "--to", "DAY"])
         .await;
+}
+
+/// How many lines moto's request log has.
+fn moto_log_lines() -> usize {
+    let log = std::env::var("LATEFILL_TEST_S3_LOG")
+        .expect("LATEFILL_TEST_S3_LOG: run through scripts/test.sh");
+    std::fs::read_to_string(&log).unwrap().lines().count()
+}
+
+/// The requests (`"GET /bucket/path"`) moto logged for `remote`'s tables after the log's
+/// first `before` lines, in order.
+fn moto_requests_since(remote: &Remote, before: usize) -> Vec<String> {
+    let log = std::env::var("LATEFILL_TEST_S3_LOG")
+        .expect("LATEFILL_TEST_S3_LOG: run through scripts/test.sh");
+    // This test's requests: the base's last part names them.
+    let ours = remote.base.rsplit('/').next().unwrap().to_owned();
+    std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .skip(before)
+        .filter_map(|line| {
+            let request = line.split('"').nth(1)?;
+            let (method, rest) = request.split_once(' ')?;
+            // Moto colours a line by its status: "\x1b[33mGET".
+            let method = method.rsplit('m').next()?;
+            let path = rest.split(' ').next()?;
+            path.contains(&format!("{ours}/"))
+                .then(|| format!("{method} {path}"))
+        })
+        .collect()
+}
+
+/// A backfill on S3 reads the source files of the partitions it claimed ahead of their
+/// runs: at `--concurrency 1`, the second day's file is read before the first day's
+/// commit, not after it. Each file is read once (the run finds the copy read ahead),
+/// and the result is the recomputation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_backfill_reads_the_source_files_it_claimed_ahead_and_once() {
+    let remote = Remote::new(Store::S3);
+    let days = remote.generate_days(4, 100);
+    let before = moto_log_lines();
+    let out = remote.with_config(
+        &["backfill"],
+        &["--from", &days[0], "--to", &days[3], "--concurrency", "1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let requests = moto_requests_since(&remote, before);
+
+    let source_reads: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/devices/event_time"))
+        .collect();
+    let distinct: BTreeSet<&String> = source_reads.iter().copied().collect();
+    assert_eq!(source_reads.len(), 4, "one file a day: {requests:#?}");
+    assert_eq!(distinct.len(), 4, "each read once: {requests:#?}");
+    let position = |wanted: &dyn Fn(&String) -> bool| {
+        requests
+            .iter()
+            .position(wanted)
+            .unwrap_or_else(|| panic!("not found in {requests:#?}"))
+    };
+    let second_day_read = position(&|r: &String| {
+        r.starts_with("GET ") && r.contains("/devices/event_time") && r.contains(&days[1])
+    });
+    let first_commit = position(&|r: &String| {
+        r.starts_with("PUT ") && r.contains("/devices_daily/_delta_log/0") && r.ends_with(".json")
+    });
+    assert!(
+        second_day_read < first_commit,
+        "the second day's file is read ahead, while the first day runs: {requests:#?}"
+    );
+    for d in &days {
+        assert_eq!(
+            target_counts_at(&remote.url("devices_daily"), d).await,
+            recomputed_counts_at(&remote.url("devices"), d).await
+        );
+    }
 }
 
 /// On Azure (whose emulator keeps no request log), the fourth day's run on a new

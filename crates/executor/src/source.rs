@@ -302,6 +302,32 @@ pub(crate) async fn partition_files<'a>(
         .collect())
 }
 
+/// Starts reading the source files of the partition of `date` ahead of its run, from
+/// the source this process keeps: a run started next reads them from memory, or waits
+/// for the read under way (see [`latefill_core::storage::read_ahead`]). `None` where
+/// nothing is read ahead: no source kept, local files, files past the budget, or a
+/// pipeline with a memory limit (the bytes held would be outside it).
+pub async fn read_ahead(
+    session: &Session,
+    pipeline: &Pipeline,
+    date: PartitionDate,
+) -> Option<latefill_core::storage::ReadAhead> {
+    if pipeline.memory_limit.is_some() {
+        return None;
+    }
+    let source = session
+        .tables()
+        .kept(&pipeline.source, &pipeline.source_storage)?;
+    let files = partition_files(&source, &pipeline.source, &pipeline.partitioning, date)
+        .await
+        .ok()?;
+    let files = files
+        .iter()
+        .map(|f| (f.object_store_path(), f.size().max(0) as u64))
+        .collect();
+    latefill_core::storage::read_ahead(&pipeline.source, source.object_store(), files)
+}
+
 /// The pipeline period a data file belongs to, from its partition values.
 pub(crate) fn period_of_file(
     partitioning: &Partitioning,

@@ -389,6 +389,19 @@ impl StateTable {
         }
     }
 
+    /// The row of `partition` as of the version this handle read within the last 2
+    /// seconds, without asking the store: `Some(None)` when that version has none (or
+    /// no table was found that recently), `None` when the handle knows nothing that
+    /// recent or has a commit of its own still to take in. A hint, for work that a
+    /// stale answer only wastes (reading a partition's files ahead of its run).
+    pub fn recent_row(&self, partition: &PartitionKey) -> Option<Option<PartitionState>> {
+        if self.pending.lock().expect("not poisoned").is_some() {
+            return None;
+        }
+        let (_, all) = self.recent_or_absent()?;
+        Some(all.mine.partitions.get(partition).cloned())
+    }
+
     async fn load(&self) -> Result<(Option<DeltaTable>, AllRows)> {
         self.settle().await;
         let mut attempt = 1;

@@ -33,8 +33,8 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use bytes::Bytes;
 use deltalake::logstore::{ObjectStoreFactory, ObjectStoreRef, StorageConfig};
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
@@ -44,8 +44,11 @@ use url::Url;
 
 use self::disk::Disk;
 
+mod ahead;
 mod disk;
 pub mod pack;
+
+pub use ahead::{ReadAhead, read_ahead};
 
 /// The most bytes the cache holds; the oldest files go first beyond it.
 const CAPACITY: usize = 256 * 1024 * 1024;
@@ -80,6 +83,11 @@ pub fn install() {
 
 /// The disk the installed cache keeps files on, if any; unset when the cache is off.
 static DISK: OnceLock<Option<Arc<Disk>>> = OnceLock::new();
+
+/// Whether the object stores delta-rs opens read through the cache.
+fn active() -> bool {
+    DISK.get().is_some()
+}
 
 /// A name for `text` that is stable across builds and machines.
 fn fnv_key(text: &str) -> String {
@@ -239,6 +247,25 @@ impl CachingStore {
         cache().hold(key, meta, bytes);
     }
 
+    /// The read ahead of the data file at `location` ([`ahead`]), and whether this
+    /// call is the read ahead itself (which then starts it).
+    fn ahead(&self, location: &Path) -> Option<(ahead::Read, bool)> {
+        let key = self.key(location);
+        let get = || {
+            let (inner, location) = (self.inner.clone(), location.clone());
+            async move {
+                let result = inner.get_opts(&location, GetOptions::default()).await?;
+                let meta = result.meta.clone();
+                Ok((meta, result.bytes().await?))
+            }
+            .boxed()
+        };
+        match ahead::start(&key, get) {
+            Some(read) => Some((read, true)),
+            None => ahead::find(&key).map(|read| (read, false)),
+        }
+    }
+
     /// Notes the log files of a listing.
     fn note_listed(
         &self,
@@ -335,6 +362,22 @@ impl ObjectStore for CachingStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        if !immutable(location)
+            && plain(&options)
+            && let Some((read, asking)) = self.ahead(location)
+        {
+            match read.await {
+                Ok((meta, bytes)) => return served(meta, bytes, options.range.as_ref()),
+                Err(e) if asking => {
+                    return Err(object_store::Error::Generic {
+                        store: "latefill read ahead",
+                        source: e.to_string().into(),
+                    });
+                }
+                // The run reads it itself.
+                Err(_) => {}
+            }
+        }
         if !immutable(location) || !plain(&options) {
             return self.inner.get_opts(location, options).await;
         }
@@ -376,6 +419,17 @@ impl ObjectStore for CachingStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
+        let slices = |bytes: Bytes| {
+            ranges
+                .iter()
+                .all(|r| r.start <= r.end && r.end <= bytes.len() as u64)
+                .then(|| {
+                    ranges
+                        .iter()
+                        .map(|r| bytes.slice(r.start as usize..r.end as usize))
+                        .collect()
+                })
+        };
         if immutable(location)
             && let Some((_, bytes)) = self.fresh(&self.key(location))
         {
@@ -383,6 +437,13 @@ impl ObjectStore for CachingStore {
                 .iter()
                 .map(|r| bytes.slice(r.start as usize..r.end as usize))
                 .collect());
+        }
+        if !immutable(location)
+            && let Some((read, _)) = self.ahead(location)
+            && let Ok((_, bytes)) = read.await
+            && let Some(found) = slices(bytes)
+        {
+            return Ok(found);
         }
         self.inner.get_ranges(location, ranges).await
     }
@@ -514,6 +575,40 @@ mod tests {
 
     fn commit(version: u64) -> Path {
         Path::from(format!("t/_delta_log/{version:020}.json"))
+    }
+
+    /// A data file read ahead is read from the store once, whole, and served from
+    /// memory to the reads after it (whole, a range, ranges) while the read ahead is
+    /// held; once it is let go, so are its bytes, and a read asks the store.
+    #[tokio::test]
+    async fn a_data_file_read_ahead_is_served_from_memory_while_held() {
+        let (counting, store) = stores("ahead");
+        let store = Arc::new(store);
+        let data = Path::from("t/event_time=2024-01-01/part-0.parquet");
+        counting.put(&data, "0123456789".into()).await.unwrap();
+
+        let ahead = ahead::start_reading(store.clone(), vec![(data.clone(), 10)]).unwrap();
+        assert_eq!(ahead.files(), 1);
+        assert_eq!(ahead::reserved(), 10);
+        assert_eq!(read(&store, &data).await, "0123456789");
+        assert_eq!(store.get_range(&data, 2..5).await.unwrap(), "234");
+        let ranges = store.get_ranges(&data, &[0..1, 8..10]).await.unwrap();
+        assert_eq!(ranges, ["0", "89"]);
+        assert_eq!(counting.gets.load(Ordering::SeqCst), 1, "read once, ahead");
+
+        drop(ahead);
+        // The task reading ahead holds it too, until it ends.
+        while ahead::reserved() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(read(&store, &data).await, "0123456789");
+        assert_eq!(counting.gets.load(Ordering::SeqCst), 2);
+
+        // A partition whose files pass what one read ahead takes is read as it runs.
+        let huge = vec![(data.clone(), 1 << 40)];
+        assert!(ahead::start_reading(store.clone(), huge).is_none());
+        assert_eq!(ahead::reserved(), 0);
+        assert_eq!(counting.gets.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
