@@ -212,14 +212,22 @@ pub(crate) async fn process_batched(
                     });
                     failpoint("after-claim");
                 }
+                // The source files of those never processed are read from now on.
+                let fresh: Vec<PartitionDate> = granted
+                    .iter()
+                    .filter(|(_, _, seen)| super::never_processed(seen.as_ref()))
+                    .map(|(_, date, _)| *date)
+                    .collect();
+                let mut ahead: std::collections::HashMap<PartitionDate, _> = fresh
+                    .iter()
+                    .copied()
+                    .zip(
+                        latefill_executor::read_ahead(engine.session(), engine.pipeline(), &fresh)
+                            .await,
+                    )
+                    .collect();
                 for (_, date, seen) in granted {
-                    let ahead = match super::never_processed(seen.as_ref()) {
-                        true => {
-                            latefill_executor::read_ahead(engine.session(), engine.pipeline(), date)
-                                .await
-                        }
-                        false => None,
-                    };
+                    let ahead = ahead.remove(&date).flatten();
                     ready.push_back(Claimed {
                         date,
                         seen,

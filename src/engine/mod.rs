@@ -452,7 +452,10 @@ impl Engine {
         };
         let _ahead = match (source_version, row) {
             (None, Some(row)) if never_processed(row.as_ref()) => {
-                latefill_executor::read_ahead(&self.session, &self.pipeline, date).await
+                latefill_executor::read_ahead(&self.session, &self.pipeline, &[date])
+                    .await
+                    .pop()
+                    .flatten()
             }
             _ => None,
         };

@@ -302,30 +302,46 @@ pub(crate) async fn partition_files<'a>(
         .collect())
 }
 
-/// Starts reading the source files of the partition of `date` ahead of its run, from
-/// the source this process keeps: a run started next reads them from memory, or waits
-/// for the read under way (see [`latefill_core::storage::read_ahead`]). `None` where
-/// nothing is read ahead: no source kept, local files, files past the budget, or a
-/// pipeline with a memory limit (the bytes held would be outside it).
+/// Starts reading the source files of the partitions of `dates` ahead of their runs,
+/// from the source this process keeps: a run started next reads them from memory, or
+/// waits for the read under way (see [`latefill_core::storage::read_ahead`]). One for
+/// each date, in order; `None` where nothing is read ahead: no source kept, local
+/// files, files past the budget, or a pipeline with a memory limit (the bytes held
+/// would be outside it). The source's files are gone through once for all the dates.
 pub async fn read_ahead(
     session: &Session,
     pipeline: &Pipeline,
-    date: PartitionDate,
-) -> Option<latefill_core::storage::ReadAhead> {
-    if pipeline.memory_limit.is_some() {
-        return None;
+    dates: &[PartitionDate],
+) -> Vec<Option<latefill_core::storage::ReadAhead>> {
+    let none = || dates.iter().map(|_| None).collect();
+    if pipeline.memory_limit.is_some() || dates.is_empty() {
+        return none();
     }
-    let source = session
+    let Some(source) = session
         .tables()
-        .kept(&pipeline.source, &pipeline.source_storage)?;
-    let files = partition_files(&source, &pipeline.source, &pipeline.partitioning, date)
-        .await
-        .ok()?;
-    let files = files
+        .kept(&pipeline.source, &pipeline.source_storage)
+    else {
+        return none();
+    };
+    let Ok(files) = latefill_core::storage::active_files(&source).await else {
+        return none();
+    };
+    let mut by_date: BTreeMap<PartitionDate, Vec<(deltalake::Path, u64)>> =
+        dates.iter().map(|d| (*d, Vec::new())).collect();
+    for file in &files {
+        if let Some(period) = period_of_file(&pipeline.partitioning, file)
+            && let Some(of_date) = by_date.get_mut(&period)
+        {
+            of_date.push((file.object_store_path(), file.size().max(0) as u64));
+        }
+    }
+    dates
         .iter()
-        .map(|f| (f.object_store_path(), f.size().max(0) as u64))
-        .collect();
-    latefill_core::storage::read_ahead(&pipeline.source, source.object_store(), files)
+        .map(|d| {
+            let files = by_date.remove(d).unwrap_or_default();
+            latefill_core::storage::read_ahead(&pipeline.source, source.object_store(), files)
+        })
+        .collect()
 }
 
 /// The pipeline period a data file belongs to, from its partition values.
