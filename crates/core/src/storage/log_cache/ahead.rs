@@ -11,8 +11,9 @@
 //! under the same store), and only while the [`ReadAhead`] that asked for them is held:
 //! dropping it lets them go. A data file is written once under a name of its own and
 //! never rewritten (Delta names each with a fresh UUID), so a copy read a moment
-//! before is the file. At most [`BUDGET`] bytes are read ahead at once; a partition
-//! whose files would pass it is read as it runs.
+//! before is the file. At most [`BUDGET`] bytes are read ahead at once, and
+//! [`LARGEST`] for one partition; a partition whose files would pass either is read
+//! as it runs.
 
 use std::collections::HashMap;
 use std::future::Future;
