@@ -213,9 +213,10 @@ pub(crate) async fn process_batched(
                     failpoint("after-claim");
                 }
                 // The source files of those never processed are read from now on.
+                let reads_ahead = latefill_executor::reads_ahead(engine.pipeline());
                 let fresh: Vec<PartitionDate> = granted
                     .iter()
-                    .filter(|(_, _, seen)| super::never_processed(seen.as_ref()))
+                    .filter(|(_, _, seen)| reads_ahead && super::never_processed(seen.as_ref()))
                     .map(|(_, date, _)| *date)
                     .collect();
                 let mut ahead: std::collections::HashMap<PartitionDate, _> = fresh

@@ -447,6 +447,7 @@ impl Engine {
         // made: reading them needs no claim, and the run then finds them in memory.
         // (One processed before may be updated from its appended files alone.)
         let row = match seen {
+            _ if !latefill_executor::reads_ahead(&self.pipeline) => None,
             Some(seen) => Some(seen.cloned()),
             None => self.state.recent_row(&partition),
         };

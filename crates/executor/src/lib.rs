@@ -73,7 +73,9 @@ pub use preflight::{check_locations, prefetch, preflight};
 pub use project::{Project, same_table};
 pub use run::{COMMIT_INFO_KEY, RunPartition, RunReport, run_partition};
 pub use session::Session;
-pub use source::{PartitionInfo, inspect_partition, partition_fingerprints, read_ahead};
+pub use source::{
+    PartitionInfo, inspect_partition, partition_fingerprints, read_ahead, reads_ahead,
+};
 pub use strategy::{Choice, Method, Processed, Reads, Strategy, choose_strategy};
 pub use target::{processed_partitions, target_txn_version};
 pub use transform::{DataFrameTransform, Transform};

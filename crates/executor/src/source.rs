@@ -314,7 +314,7 @@ pub async fn read_ahead(
     dates: &[PartitionDate],
 ) -> Vec<Option<latefill_core::storage::ReadAhead>> {
     let none = || dates.iter().map(|_| None).collect();
-    if pipeline.memory_limit.is_some() || dates.is_empty() {
+    if !reads_ahead(pipeline) || dates.is_empty() {
         return none();
     }
     let Some(source) = session
@@ -342,6 +342,12 @@ pub async fn read_ahead(
             latefill_core::storage::read_ahead(&pipeline.source, source.object_store(), files)
         })
         .collect()
+}
+
+/// Whether [`read_ahead`] reads anything for `pipeline`: its source is on an object
+/// store and it sets no memory limit (the bytes held would be outside it). Asks nothing.
+pub fn reads_ahead(pipeline: &Pipeline) -> bool {
+    pipeline.memory_limit.is_none() && latefill_core::storage::reads_ahead(&pipeline.source)
 }
 
 /// The pipeline period a data file belongs to, from its partition values.

@@ -398,8 +398,21 @@ impl StateTable {
         if self.pending.lock().expect("not poisoned").is_some() {
             return None;
         }
-        let (_, all) = self.recent_or_absent()?;
-        Some(all.mine.partitions.get(partition).cloned())
+        // Looked up where it is kept: the whole snapshot is not copied for one row.
+        if let Some(kept) = self
+            .snapshot
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .filter(|k| k.confirmed_at.elapsed() < RECENT)
+        {
+            return Some(kept.all.mine.partitions.get(partition).cloned());
+        }
+        self.absent_at
+            .lock()
+            .expect("not poisoned")
+            .filter(|at| at.elapsed() < RECENT)
+            .map(|_| None)
     }
 
     async fn load(&self) -> Result<(Option<DeltaTable>, AllRows)> {

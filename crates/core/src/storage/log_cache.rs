@@ -48,7 +48,7 @@ mod ahead;
 mod disk;
 pub mod pack;
 
-pub use ahead::{ReadAhead, read_ahead};
+pub use ahead::{ReadAhead, read_ahead, reads_ahead};
 
 /// The most bytes the cache holds; the oldest files go first beyond it.
 const CAPACITY: usize = 256 * 1024 * 1024;

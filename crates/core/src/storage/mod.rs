@@ -32,7 +32,7 @@ pub use cache::{KeptTable, RELOAD_CHECK_EVERY, Tables};
 pub use checkpoint::{checkpoint_due, cleanup_expired_logs, write_checkpoint};
 pub use coalesced::Coalesced;
 pub use failure::StoreFailure;
-pub use log_cache::{ReadAhead, read_ahead};
+pub use log_cache::{ReadAhead, read_ahead, reads_ahead};
 pub use new_table::{
     NEW_TABLE_MARKER, NewTableError, check_new_location, check_put_if_absent, finish_new_table,
     local_location_problem, prepare_new_table,

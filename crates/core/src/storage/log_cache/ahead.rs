@@ -107,10 +107,17 @@ pub fn read_ahead(
     store: Arc<dyn ObjectStore>,
     files: Vec<(Path, u64)>,
 ) -> Option<ReadAhead> {
-    if matches!(url.scheme(), "file" | "memory") || !super::active() || files.is_empty() {
+    if !reads_ahead(url) || files.is_empty() {
         return None;
     }
     start_reading(store, files)
+}
+
+/// Whether files of the table at `url` can be read ahead: it is on an object store,
+/// whose stores read through the cache (not local files, which cost no request; not
+/// with `LATEFILL_LOG_CACHE=off`).
+pub fn reads_ahead(url: &Url) -> bool {
+    !matches!(url.scheme(), "file" | "memory") && super::active()
 }
 
 /// [`read_ahead`] of `files` in `store`, whichever store it is.
